@@ -1,0 +1,121 @@
+//! Message payloads to and from Arrow.
+//!
+//! Each format has one decoder that turns a batch of message payloads into one
+//! `RecordBatch`, and reports the payloads it could not decode by their index in the batch,
+//! so the consumer can name topic/partition/offset and apply its error policy.
+
+pub mod avro;
+pub mod csv;
+pub mod encode;
+pub mod json;
+pub mod ksql_types;
+pub mod raw;
+pub mod registry;
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{ArrowError, SchemaRef};
+
+pub use ksql_types::{parse_column_declarations, parse_ksql_type};
+
+/// Errors of the format layer that are not about one message (those are [`RowFailure`]s).
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    #[error("invalid schema: {0}")]
+    Schema(String),
+    #[error("invalid Avro schema: {0}")]
+    AvroSchema(String),
+    #[error("schema registry: {0}")]
+    Registry(String),
+    #[error("cannot encode: {0}")]
+    Encode(String),
+    #[error(transparent)]
+    Arrow(#[from] ArrowError),
+}
+
+/// One message as the decoders see it: key and value bytes, either may be absent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Payload<'a> {
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+}
+
+/// A message that could not be decoded: its index in the decoded slice and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowFailure {
+    pub index: usize,
+    pub reason: String,
+}
+
+/// The result of decoding a batch: the rows that decoded (in input order) and the rest.
+#[derive(Debug)]
+pub struct Decoded {
+    pub batch: RecordBatch,
+    pub failures: Vec<RowFailure>,
+}
+
+impl Decoded {
+    /// True when message `index` of the input is in `batch`.
+    pub fn kept_mask(&self, input_len: usize) -> Vec<bool> {
+        let mut keep = vec![true; input_len];
+        for failure in &self.failures {
+            keep[failure.index] = false;
+        }
+        keep
+    }
+}
+
+/// Turns message payloads into Arrow record batches.
+pub trait BatchDecoder: Send {
+    /// The schema of every batch this decoder returns.
+    fn schema(&self) -> SchemaRef;
+    /// Decodes `payloads`; messages that fail are left out of the batch and listed.
+    fn decode(&mut self, payloads: &[Payload<'_>]) -> Result<Decoded, FormatError>;
+}
+
+/// A message value format, as named in the Python API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Csv,
+    Avro,
+    Raw,
+}
+
+impl std::str::FromStr for Format {
+    type Err = FormatError;
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name.to_ascii_lowercase().as_str() {
+            "json" => Ok(Format::Json),
+            "csv" | "delimited" => Ok(Format::Csv),
+            "avro" => Ok(Format::Avro),
+            "raw" | "bytes" => Ok(Format::Raw),
+            other => Err(FormatError::Schema(format!(
+                "unknown format {other:?}; expected one of 'json', 'csv' (alias 'delimited'), 'avro', 'raw'"
+            ))),
+        }
+    }
+}
+
+/// Decodes each payload on its own with `decode_one`, for attributing errors to messages
+/// after a whole-batch fast path failed. Returns the good indices and the failures.
+pub(crate) fn classify_each<F>(payloads: &[Payload<'_>], mut decode_one: F) -> (Vec<usize>, Vec<RowFailure>)
+where
+    F: FnMut(&Payload<'_>) -> Result<(), String>,
+{
+    let mut good = Vec::with_capacity(payloads.len());
+    let mut failures = Vec::new();
+    for (index, payload) in payloads.iter().enumerate() {
+        match decode_one(payload) {
+            Ok(()) => good.push(index),
+            Err(reason) => failures.push(RowFailure { index, reason }),
+        }
+    }
+    (good, failures)
+}
+
+/// An empty batch of `schema`, for when every message of a batch failed.
+pub(crate) fn empty_batch(schema: &SchemaRef) -> RecordBatch {
+    RecordBatch::new_empty(Arc::clone(schema))
+}

@@ -1,0 +1,5 @@
+//! kafkaml's core: Kafka and ksqlDB data to and from Arrow, with no Python in sight.
+//! The Python bindings live in `python/` behind the `python` feature.
+
+pub mod formats;
+pub mod matrix;
