@@ -3,3 +3,7 @@
 
 pub mod formats;
 pub mod matrix;
+pub mod kafka;
+
+#[cfg(feature = "python")]
+mod python;

@@ -51,7 +51,38 @@ pub enum ValueEncoder {
     Raw,
 }
 
+/// What the user asked for, before the data's schema is known.
+#[derive(Debug, Clone)]
+pub enum ValueFormat {
+    Json,
+    Csv { delimiter: u8 },
+    Raw,
+    /// Avro with the given writer schema (JSON text) or one derived from the data; with a
+    /// registry, the schema is registered under `<topic>-value` and messages are framed.
+    Avro { schema: Option<String>, registry: Option<super::registry::RegistryConfig> },
+}
+
 impl ValueEncoder {
+    /// The encoder for `format` and data of `schema` going to `topic`.
+    pub fn new(format: &ValueFormat, topic: &str, schema: &arrow_schema::Schema) -> Result<Self, FormatError> {
+        Ok(match format {
+            ValueFormat::Json => ValueEncoder::Json,
+            ValueFormat::Csv { delimiter } => ValueEncoder::Csv { delimiter: *delimiter },
+            ValueFormat::Raw => ValueEncoder::Raw,
+            ValueFormat::Avro { schema: given, registry } => {
+                let avro = match given {
+                    Some(text) => AvroSchema::parse_str(text).map_err(|e| FormatError::AvroSchema(e.to_string()))?,
+                    None => super::avro::arrow_to_avro_schema(schema, topic)?,
+                };
+                let schema_id = match registry {
+                    Some(config) => Some(super::registry::SchemaRegistry::new(config.clone())?.register(&format!("{topic}-value"), &avro)?),
+                    None => None,
+                };
+                ValueEncoder::Avro { schema: Arc::new(avro), schema_id }
+            }
+        })
+    }
+
     pub fn encode(&self, batch: &RecordBatch) -> Result<Encoded, FormatError> {
         match self {
             ValueEncoder::Json => encode_json(batch),

@@ -67,7 +67,7 @@ impl Decoded {
 }
 
 /// Turns message payloads into Arrow record batches.
-pub trait BatchDecoder: Send {
+pub trait BatchDecoder: Send + Sync {
     /// The schema of every batch this decoder returns.
     fn schema(&self) -> SchemaRef;
     /// Decodes `payloads`; messages that fail are left out of the batch and listed.

@@ -1,0 +1,44 @@
+"""kafkaml: Kafka and ksqlDB data as Arrow tables and numpy matrices, at native speed.
+
+The Rust core decodes messages straight into Arrow record batches (no Python object per
+message) and encodes Arrow rows into messages; this package is its Python face.
+"""
+
+from kafkaml._consumer import Consumer, ConsumerErrors, DecodeFailure, read_topic
+from kafkaml._errors import (
+    ConfigError,
+    DecodeError,
+    DeliveryError,
+    KafkaError,
+    KafkaMLError,
+    SchemaError,
+    UnsupportedError,
+)
+from kafkaml._local import LocalKafka
+from kafkaml._native import __version__
+from kafkaml._native import parse_columns as _parse_columns
+from kafkaml._producer import Producer, write_topic
+from kafkaml._matrix import to_numpy
+
+parse_columns = _parse_columns
+"""Parses KSQL column declarations (``"ID BIGINT, V1 DOUBLE"`` or a list) into a ``pyarrow.Schema``."""
+
+__all__ = [
+    "Consumer",
+    "ConsumerErrors",
+    "DecodeFailure",
+    "LocalKafka",
+    "Producer",
+    "read_topic",
+    "write_topic",
+    "to_numpy",
+    "parse_columns",
+    "KafkaMLError",
+    "KafkaError",
+    "DecodeError",
+    "SchemaError",
+    "DeliveryError",
+    "ConfigError",
+    "UnsupportedError",
+    "__version__",
+]

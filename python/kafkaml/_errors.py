@@ -1,0 +1,13 @@
+"""kafkaml's exceptions. Every error the package raises derives from :class:`KafkaMLError`."""
+
+from kafkaml._native import (
+    ConfigError,
+    DecodeError,
+    DeliveryError,
+    KafkaError,
+    KafkaMLError,
+    SchemaError,
+    UnsupportedError,
+)
+
+__all__ = ["KafkaMLError", "KafkaError", "DecodeError", "SchemaError", "DeliveryError", "ConfigError", "UnsupportedError"]

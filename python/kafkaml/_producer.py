@@ -1,0 +1,194 @@
+"""Arrow tables, numpy matrices and CSV files into Kafka topics, encoded in Rust."""
+
+from __future__ import annotations
+
+import os
+from types import TracebackType
+from typing import Any, Mapping, Sequence
+
+import pyarrow as pa
+
+from kafkaml import _native
+from kafkaml._args import Bootstrap, avro_schema_text, bootstrap_servers, string_config
+
+
+class Producer:
+    """Writes rows to one topic, one message per row, encoded in Rust.
+
+    Args:
+        bootstrap: ``"host:port"`` or a :class:`LocalKafka`.
+        topic: the topic to write to.
+        format: ``"json"``, ``"csv"``/``"delimited"``, ``"avro"`` or ``"raw"`` (the ``value`` column's bytes).
+        key: a column whose values (in text form; bytes as they are) become message keys.
+        schema: for avro, the writer schema (dict or JSON); derived from the data if omitted.
+        schema_registry: for avro, register the schema under ``<topic>-value`` and write the
+            Confluent wire format.
+        delimiter: the field delimiter for csv.
+        config: librdkafka properties, passed through unchanged.
+        timeout: seconds to wait for the broker; messages not delivered within 3x fail.
+    """
+
+    def __init__(
+        self,
+        bootstrap: Bootstrap,
+        topic: str,
+        *,
+        format: str = "json",
+        key: str | None = None,
+        schema: Any = None,
+        schema_registry: str | Mapping[str, str] | None = None,
+        delimiter: str = ",",
+        config: Mapping[str, Any] | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.topic = topic
+        self.format = format
+        self._native: _native.ArrowProducer | None = _native.ArrowProducer(
+            bootstrap_servers(bootstrap),
+            topic,
+            format,
+            key=key,
+            avro_schema=avro_schema_text(schema) if format == "avro" else None,
+            schema_registry=schema_registry,
+            delimiter=delimiter,
+            config=string_config(config),
+            timeout_s=timeout,
+        )
+
+    def send(self, data: Any, *, columns: Sequence[str] | None = None, schema: Any = None) -> int:
+        """Queues every row of ``data`` (see :func:`write_topic`); returns the rows queued."""
+        return self._open().send(as_arrow(data, columns=columns, schema=schema))
+
+    def flush(self) -> int:
+        """Waits until every queued message is delivered; raises :class:`DeliveryError` if
+        any failed. Returns the messages delivered since the producer was made."""
+        return self._open().flush()
+
+    def close(self) -> None:
+        """Flushes and closes."""
+        if self._native is not None:
+            try:
+                self._native.close()
+            finally:
+                self._native = None
+
+    def _open(self) -> _native.ArrowProducer:
+        if self._native is None:
+            raise _native.ConfigError("the producer is closed")
+        return self._native
+
+    def __enter__(self) -> Producer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._native = None  # an error is on its way: do not wait for deliveries
+
+    def __repr__(self) -> str:
+        return f"Producer(topic={self.topic!r}, format={self.format!r})"
+
+
+def write_topic(
+    bootstrap: Bootstrap,
+    topic: str,
+    data: Any,
+    *,
+    format: str = "json",
+    key: str | None = None,
+    schema: Any = None,
+    columns: Sequence[str] | None = None,
+    schema_registry: str | Mapping[str, str] | None = None,
+    delimiter: str = ",",
+    config: Mapping[str, Any] | None = None,
+    timeout: float = 10.0,
+) -> int:
+    """Writes ``data`` to ``topic``, one message per row, and waits for delivery.
+
+    ``data`` is a pyarrow Table or RecordBatch, anything with ``__arrow_c_stream__`` (pandas,
+    polars), a pandas DataFrame, a 2-D numpy array (with ``columns=`` names or a ``schema``),
+    or the path of a CSV file. For a CSV file, ``schema`` (KSQL declarations or a
+    ``pyarrow.Schema``) names and types the columns and a first line equal to those names is
+    skipped as a header; without ``schema``, the first line is the header and types are
+    inferred. For ``format="avro"``, ``schema`` is the Avro writer schema instead.
+
+    Returns the number of rows written. Raises :class:`DeliveryError` if any message failed.
+    """
+    arrow_schema = None if format == "avro" and avro_schema_text(schema) is not None else schema
+    table = as_arrow(data, columns=columns, schema=arrow_schema)
+    with Producer(
+        bootstrap,
+        topic,
+        format=format,
+        key=key,
+        schema=schema if format == "avro" else None,
+        schema_registry=schema_registry,
+        delimiter=delimiter,
+        config=config,
+        timeout=timeout,
+    ) as producer:
+        rows = producer._open().send(table)
+    return rows
+
+
+def as_arrow(data: Any, *, columns: Sequence[str] | None = None, schema: Any = None) -> Any:
+    """``data`` as something with ``__arrow_c_stream__`` or ``__arrow_c_array__``."""
+    arrow_schema = _arrow_schema(schema)
+    if isinstance(data, (str, os.PathLike)):
+        return read_csv_file(os.fspath(data), arrow_schema)
+    if hasattr(data, "__arrow_c_stream__") or hasattr(data, "__arrow_c_array__"):
+        if arrow_schema is not None and isinstance(data, (pa.Table, pa.RecordBatch)):
+            return data.cast(arrow_schema)
+        return data
+    if _is_numpy(data):
+        return _numpy_table(data, columns, arrow_schema)
+    if type(data).__module__.startswith("pandas"):
+        return pa.Table.from_pandas(data, schema=arrow_schema, preserve_index=False)
+    raise TypeError(
+        "data must be a pyarrow Table/RecordBatch, an Arrow stream (pandas, polars), "
+        f"a 2-D numpy array, or a CSV path; got {type(data).__name__}"
+    )
+
+
+def _arrow_schema(schema: Any) -> pa.Schema | None:
+    if schema is None or isinstance(schema, pa.Schema):
+        return schema
+    return _native.parse_columns(schema)
+
+
+def _is_numpy(data: Any) -> bool:
+    return type(data).__module__ == "numpy" and hasattr(data, "ndim")
+
+
+def _numpy_table(matrix: Any, columns: Sequence[str] | None, schema: pa.Schema | None) -> pa.Table:
+    if matrix.ndim != 2:
+        raise _native.SchemaError(f"a numpy matrix must be 2-D, got shape {matrix.shape}")
+    names = list(columns) if columns is not None else (schema.names if schema is not None else None)
+    if names is None:
+        raise _native.SchemaError("a numpy matrix needs columns= names (or a schema)")
+    if len(names) != matrix.shape[1]:
+        raise _native.SchemaError(f"{len(names)} column names for a matrix of {matrix.shape[1]} columns")
+    table = pa.table({name: matrix[:, i] for i, name in enumerate(names)})
+    return table.cast(schema) if schema is not None else table
+
+
+def read_csv_file(path: str, schema: pa.Schema | None) -> pa.Table:
+    """Reads a CSV file with pyarrow (multi-threaded C++), as :func:`write_topic` describes."""
+    import pyarrow.csv as pacsv
+
+    if schema is None:
+        return pacsv.read_csv(path)
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        first = handle.readline().strip().split(",")
+    has_header = [name.strip().strip('"').lower() for name in first] == [n.lower() for n in schema.names]
+    return pacsv.read_csv(
+        path,
+        read_options=pacsv.ReadOptions(column_names=schema.names, skip_rows=1 if has_header else 0),
+        convert_options=pacsv.ConvertOptions(column_types=schema, strings_can_be_null=True),
+    )

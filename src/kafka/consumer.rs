@@ -1,0 +1,660 @@
+//! The Arrow consumer: polls messages, decodes them in batches, tracks where each partition
+//! must stop, and remembers how far it handed data out (for commits).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::{ArrayRef, BinaryArray, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::config::{client_config, seconds, QuietContext};
+use super::local::is_local_bootstrap;
+use super::{Interrupt, KafkaError};
+use crate::formats::avro::{AvroDecoder, WriterSchemas};
+use crate::formats::csv::CsvDecoder;
+use crate::formats::json::{infer_schema, JsonDecoder};
+use crate::formats::raw::RawDecoder;
+use crate::formats::registry::{RegistryConfig, SchemaRegistry};
+use crate::formats::{BatchDecoder, Format, FormatError, Payload};
+
+/// How often a long wait checks for an interrupt (Ctrl-C).
+const INTERRUPT_CHECK: Duration = Duration::from_millis(100);
+/// How many decode failures `.errors` keeps with their coordinates.
+const RECENT_FAILURES: usize = 20;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StartAt {
+    Earliest,
+    Latest,
+    /// Explicit offsets per partition (of every subscribed topic).
+    Offsets(HashMap<i32, i64>),
+    /// The first message at or after this time (ms since the epoch), per partition.
+    Time(i64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StopAt {
+    /// Follow the topics until closed.
+    Never,
+    /// The high watermarks taken at start: a bounded, repeatable snapshot.
+    End,
+    /// Messages before this time (ms since the epoch).
+    Time(i64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    Raise,
+    Skip,
+}
+
+/// What the Python `Consumer(...)` takes, already checked for type.
+#[derive(Debug, Clone)]
+pub struct ConsumerOptions {
+    pub bootstrap: String,
+    pub topics: Vec<String>,
+    pub format: Format,
+    /// Arrow schema of the values; inferred (json) or taken from the Avro schema when absent.
+    pub schema: Option<SchemaRef>,
+    /// Writer schema of unframed Avro datums (JSON text).
+    pub avro_schema: Option<String>,
+    pub schema_registry: Option<RegistryConfig>,
+    pub group_id: Option<String>,
+    pub start: StartAt,
+    pub stop: StopAt,
+    pub batch_size: usize,
+    pub max_wait: Duration,
+    pub on_error: OnError,
+    pub include_metadata: bool,
+    pub csv_delimiter: u8,
+    pub config: Vec<(String, String)>,
+    /// For metadata, watermarks and commits: how long before the broker counts as unreachable.
+    pub timeout: Duration,
+}
+
+/// One message that could not be decoded.
+#[derive(Debug, Clone)]
+pub struct DecodeFailure {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub reason: String,
+}
+
+/// The skip policy's account: how many messages were skipped and the latest few.
+#[derive(Debug, Clone, Default)]
+pub struct ErrorLog {
+    pub skipped: u64,
+    pub recent: VecDeque<DecodeFailure>,
+}
+
+impl ErrorLog {
+    fn record(&mut self, failure: DecodeFailure) {
+        self.skipped += 1;
+        if self.recent.len() == RECENT_FAILURES {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(failure);
+    }
+}
+
+type PartitionKey = (String, i32);
+
+#[derive(Debug, Clone)]
+struct PartitionProgress {
+    /// Where reading stops (exclusive) for `StopAt::End`.
+    end: i64,
+    done: bool,
+}
+
+pub struct ArrowConsumer {
+    consumer: BaseConsumer<QuietContext>,
+    options: ConsumerOptions,
+    progress: HashMap<PartitionKey, PartitionProgress>,
+    /// Kept apart from `consumer` so decoding can borrow it while messages borrow the consumer.
+    state: DecodeState,
+    warnings: Vec<String>,
+    finished: bool,
+}
+
+#[derive(Default)]
+struct DecodeState {
+    decoder: Option<Box<dyn BatchDecoder>>,
+    /// Next offset per partition after the messages handed out so far (what commit stores).
+    handed_out: HashMap<PartitionKey, i64>,
+    errors: ErrorLog,
+    messages_read: u64,
+}
+
+impl ArrowConsumer {
+    pub fn new(options: ConsumerOptions) -> Result<Self, KafkaError> {
+        if options.topics.is_empty() {
+            return Err(KafkaError::Config("no topics given".into()));
+        }
+        if options.batch_size == 0 {
+            return Err(KafkaError::Config("batch_size must be at least 1".into()));
+        }
+        let reset = match options.start {
+            StartAt::Latest => "latest",
+            _ => "earliest",
+        };
+        let mut defaults = vec![
+            ("enable.auto.commit", "false".to_string()),
+            ("enable.auto.offset.store", "false".to_string()),
+            ("enable.partition.eof", "true".to_string()),
+            ("auto.offset.reset", reset.to_string()),
+            // Bounded prefetch: memory stays flat while following a topic.
+            ("queued.max.messages.kbytes", "65536".to_string()),
+            ("socket.timeout.ms", options.timeout.as_millis().max(10).to_string()),
+        ];
+        // librdkafka assigns partitions only with a group id; an anonymous reader gets a
+        // private one and never commits under it.
+        let group = options.group_id.clone().unwrap_or_else(|| format!("kafkaml-anonymous-{}", unique_suffix()));
+        defaults.push(("group.id", group));
+        let consumer: BaseConsumer<QuietContext> = client_config(&options.bootstrap, &defaults, &options.config)
+            .create_with_context(QuietContext::default())
+            .map_err(|e| KafkaError::Config(e.to_string()))?;
+        let decoder = make_decoder(&options, None)?;
+        let mut this = ArrowConsumer {
+            consumer,
+            progress: HashMap::new(),
+            state: DecodeState { decoder, ..DecodeState::default() },
+            warnings: Vec::new(),
+            finished: false,
+            options,
+        };
+        this.start()?;
+        Ok(this)
+    }
+
+    fn unreachable(&self, reason: impl std::fmt::Display) -> KafkaError {
+        let reason = self.consumer.context().last_error().unwrap_or_else(|| reason.to_string());
+        KafkaError::Unreachable {
+            bootstrap: self.options.bootstrap.clone(),
+            timeout_s: seconds(self.options.timeout),
+            reason,
+        }
+    }
+
+    /// Looks the topics up, takes the watermarks, and assigns or subscribes.
+    fn start(&mut self) -> Result<(), KafkaError> {
+        let timeout = self.options.timeout;
+        let local = is_local_bootstrap(&self.options.bootstrap);
+        let mut start_positions = TopicPartitionList::new();
+        for topic in self.options.topics.clone() {
+            let metadata = self.consumer.fetch_metadata(Some(&topic), timeout).map_err(|e| self.unreachable(e))?;
+            let topic_meta = metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic)
+                .ok_or_else(|| self.unreachable("no metadata returned"))?;
+            if topic_meta.error().is_some() || topic_meta.partitions().is_empty() {
+                return Err(KafkaError::UnknownTopic { topic, bootstrap: self.options.bootstrap.clone() });
+            }
+            for partition in topic_meta.partitions() {
+                let id = partition.id();
+                let (low, high) = self.consumer.fetch_watermarks(&topic, id, timeout).map_err(|e| self.unreachable(e))?;
+                if local && low > 0 && matches!(self.options.start, StartAt::Earliest) {
+                    self.warnings.push(format!(
+                        "LocalKafka dropped the oldest {low} messages of {topic}[{id}]: it keeps only the newest \
+                         ~100,000 messages / 5 MiB per partition; use more partitions or a real broker"
+                    ));
+                }
+                let start = match &self.options.start {
+                    StartAt::Earliest => low,
+                    StartAt::Latest => high,
+                    StartAt::Offsets(offsets) => {
+                        let wanted = *offsets.get(&id).unwrap_or(&low);
+                        if wanted < low {
+                            self.warnings.push(format!(
+                                "{topic}[{id}] starts at offset {low}: offsets {wanted}..{low} are gone (retention)"
+                            ));
+                        }
+                        wanted.clamp(low, high)
+                    }
+                    StartAt::Time(_) => low, // replaced below by offsets_for_times
+                };
+                start_positions.add_partition_offset(&topic, id, Offset::Offset(start))?;
+                let end = match self.options.stop {
+                    StopAt::End => high,
+                    _ => i64::MAX,
+                };
+                self.progress.insert((topic.clone(), id), PartitionProgress { end, done: false });
+            }
+        }
+
+        if let StartAt::Time(ms) = self.options.start {
+            if local {
+                return Err(KafkaError::Unsupported(
+                    "LocalKafka cannot look up offsets by time (librdkafka's mock cluster ignores timestamps); \
+                     start by offset, or use a real broker"
+                        .into(),
+                ));
+            }
+            let mut query = TopicPartitionList::new();
+            for (topic, id) in self.progress.keys() {
+                query.add_partition_offset(topic, *id, Offset::Offset(ms))?;
+            }
+            let found = self.consumer.offsets_for_times(query, timeout).map_err(|e| self.unreachable(e))?;
+            for element in found.elements() {
+                // No message at or after the time: start at the end of the partition.
+                let offset = match element.offset() {
+                    Offset::Offset(o) => Offset::Offset(o),
+                    _ => Offset::End,
+                };
+                start_positions.set_partition_offset(element.topic(), element.partition(), offset)?;
+            }
+        }
+
+        let explicit_start = matches!(self.options.start, StartAt::Offsets(_) | StartAt::Time(_));
+        if self.options.group_id.is_some() && !explicit_start {
+            // A real group member: committed offsets win, partitions are shared with the group.
+            if self.options.stop == StopAt::End {
+                self.mark_already_done_from_committed(&start_positions)?;
+            }
+            let topics: Vec<&str> = self.options.topics.iter().map(String::as_str).collect();
+            self.consumer.subscribe(&topics)?;
+        } else {
+            for element in start_positions.elements() {
+                if let Offset::Offset(start) = element.offset() {
+                    self.mark_done_if_at_end(&(element.topic().to_string(), element.partition()), start);
+                }
+            }
+            self.consumer.assign(&start_positions)?;
+        }
+        self.check_finished();
+        Ok(())
+    }
+
+    /// With a group, reading starts at the committed offsets; partitions already committed
+    /// up to their end have nothing to read.
+    fn mark_already_done_from_committed(&mut self, positions: &TopicPartitionList) -> Result<(), KafkaError> {
+        let committed = self
+            .consumer
+            .committed_offsets(positions.clone(), self.options.timeout)
+            .map_err(|e| self.unreachable(e))?;
+        for element in committed.elements() {
+            let key = (element.topic().to_string(), element.partition());
+            let start = match element.offset() {
+                Offset::Offset(o) => o,
+                _ => match positions.find_partition(element.topic(), element.partition()).map(|p| p.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    _ => continue,
+                },
+            };
+            self.mark_done_if_at_end(&key, start);
+        }
+        Ok(())
+    }
+
+    fn mark_done_if_at_end(&mut self, key: &PartitionKey, next_offset: i64) {
+        if let Some(progress) = self.progress.get_mut(key) {
+            if next_offset >= progress.end {
+                progress.done = true;
+            }
+        }
+    }
+
+    /// Finished when a stop is set and every partition this consumer reads is done.
+    fn check_finished(&mut self) {
+        if self.options.stop == StopAt::Never || self.finished {
+            return;
+        }
+        let assigned: Vec<PartitionKey> = match self.consumer.assignment() {
+            Ok(tpl) => tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect(),
+            Err(_) => return,
+        };
+        let keys: Vec<&PartitionKey> = if assigned.is_empty() {
+            // Not yet assigned by the group: finished only if nothing at all is left.
+            self.progress.keys().collect()
+        } else {
+            assigned.iter().collect()
+        };
+        self.finished = keys.iter().all(|k| self.progress.get(*k).is_none_or(|p| p.done));
+    }
+
+    /// On end-of-partition, partitions whose position reached their end are done.
+    fn on_partition_eof(&mut self, partition: i32) {
+        let positions = match self.consumer.position() {
+            Ok(p) => p,
+            Err(_) => return,
+        };
+        for element in positions.elements() {
+            if element.partition() != partition {
+                continue;
+            }
+            let key = (element.topic().to_string(), partition);
+            match (self.options.stop, element.offset()) {
+                (StopAt::End, Offset::Offset(o)) => self.mark_done_if_at_end(&key, o),
+                // Reached the end and the stop time has passed: nothing more can come before it.
+                (StopAt::Time(stop_ms), _) if now_ms() >= stop_ms => {
+                    if let Some(p) = self.progress.get_mut(&key) {
+                        p.done = true;
+                    }
+                }
+                _ => {}
+            }
+            // A single topic has one partition with this number: the EOF is unambiguous.
+            if self.options.topics.len() == 1 && self.options.stop == StopAt::End {
+                let handed = self.state.handed_out.get(&key).copied();
+                if let (Some(p), Some(next)) = (self.progress.get_mut(&key), handed) {
+                    // transactional control records can hide the last offsets
+                    p.done |= next >= p.end - 1;
+                }
+            }
+        }
+        self.check_finished();
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    pub fn errors(&self) -> &ErrorLog {
+        &self.state.errors
+    }
+
+    pub fn messages_read(&self) -> u64 {
+        self.state.messages_read
+    }
+
+    /// Warnings gathered since the last call (e.g. data dropped by retention).
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// The schema of the batches; `None` until a json schema was inferred.
+    pub fn schema(&self) -> Option<SchemaRef> {
+        self.state.decoder.as_ref().map(|d| output_schema(&self.options, d.schema()))
+    }
+
+    /// The next batch: up to `batch_size` messages, or fewer when `max_wait` passed since the
+    /// batch's first message or the stop was reached. `None` once the stop is reached.
+    pub fn next_batch(&mut self, interrupt: Interrupt<'_>) -> Result<Option<RecordBatch>, KafkaError> {
+        loop {
+            if self.finished {
+                return Ok(None);
+            }
+            if let Some(batch) = self.poll_batch(interrupt)? {
+                return Ok(Some(batch));
+            }
+        }
+    }
+
+    /// One round of polling; `Ok(None)` when it ended without messages to hand out.
+    fn poll_batch(&mut self, interrupt: Interrupt<'_>) -> Result<Option<RecordBatch>, KafkaError> {
+        let batch_size = self.options.batch_size;
+        let max_wait = self.options.max_wait;
+        let consumer = &self.consumer;
+        let mut messages: Vec<BorrowedMessage<'_>> = Vec::with_capacity(batch_size.min(100_000));
+        let mut first_at: Option<Instant> = None;
+        let mut last_check = Instant::now();
+        let mut eof_partitions = Vec::new();
+        let mut stopped_early = false;
+        loop {
+            if messages.len() >= batch_size {
+                break;
+            }
+            let wait = match first_at {
+                Some(t) => match max_wait.checked_sub(t.elapsed()) {
+                    Some(left) => left.min(INTERRUPT_CHECK),
+                    None => break,
+                },
+                None => INTERRUPT_CHECK,
+            };
+            match consumer.poll(wait) {
+                None => {}
+                Some(Ok(message)) => {
+                    let key = (message.topic().to_string(), message.partition());
+                    let offset = message.offset();
+                    let Some(progress) = self.progress.get_mut(&key) else { continue };
+                    if progress.done {
+                        continue;
+                    }
+                    if offset >= progress.end {
+                        progress.done = true;
+                        stopped_early = true;
+                        continue;
+                    }
+                    if let StopAt::Time(stop_ms) = self.options.stop {
+                        if message.timestamp().to_millis().is_some_and(|ts| ts >= stop_ms) {
+                            progress.done = true;
+                            stopped_early = true;
+                            continue;
+                        }
+                    }
+                    if offset + 1 >= progress.end {
+                        progress.done = true;
+                        stopped_early = true;
+                    }
+                    first_at.get_or_insert_with(Instant::now);
+                    messages.push(message);
+                }
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => {
+                    eof_partitions.push(partition);
+                    if self.options.stop != StopAt::Never {
+                        break;
+                    }
+                }
+                Some(Err(error)) => {
+                    // Transport errors are retried by librdkafka; others end the read.
+                    if is_fatal(&error) {
+                        return Err(KafkaError::Client(error.to_string()));
+                    }
+                }
+            }
+            if stopped_early {
+                stopped_early = false;
+                // Check the stop condition without borrowing `self` mutably while messages live.
+                let all_done = self.progress.values().all(|p| p.done);
+                if all_done {
+                    break;
+                }
+            }
+            if last_check.elapsed() >= INTERRUPT_CHECK {
+                last_check = Instant::now();
+                if interrupt() {
+                    return Err(KafkaError::Interrupted);
+                }
+                if first_at.is_none() && self.options.stop != StopAt::Never {
+                    break; // let the caller re-check the stop (assignment may have changed)
+                }
+            }
+        }
+        if messages.is_empty() {
+            for partition in eof_partitions {
+                self.on_partition_eof(partition);
+            }
+            self.check_finished();
+            return Ok(None);
+        }
+        let batch = match self.state.decode(&self.options, &messages) {
+            Ok(batch) => batch,
+            Err(error @ KafkaError::Decode { .. }) => {
+                // Nothing of this batch was handed out: go back to its start, so no message
+                // is lost and the bad one is met again (as Kafka's Java consumer does).
+                let mut rewind: HashMap<PartitionKey, i64> = HashMap::new();
+                for m in &messages {
+                    let first = rewind.entry((m.topic().to_string(), m.partition())).or_insert(m.offset());
+                    *first = (*first).min(m.offset());
+                }
+                drop(messages);
+                self.rewind(rewind);
+                return Err(error);
+            }
+            Err(error) => return Err(error),
+        };
+        for partition in eof_partitions {
+            self.on_partition_eof(partition);
+        }
+        self.check_finished();
+        Ok(Some(batch))
+    }
+
+    fn rewind(&mut self, positions: HashMap<PartitionKey, i64>) {
+        for ((topic, partition), offset) in positions {
+            if let Some(progress) = self.progress.get_mut(&(topic.clone(), partition)) {
+                progress.done = offset >= progress.end;
+            }
+            let _ = self.consumer.seek(&topic, partition, Offset::Offset(offset), self.options.timeout);
+        }
+        self.finished = false;
+    }
+
+    /// Commits the offsets after every message handed out so far (synchronously).
+    pub fn commit(&mut self) -> Result<usize, KafkaError> {
+        if self.options.group_id.is_none() {
+            return Err(KafkaError::Config("commit() needs a group_id".into()));
+        }
+        if self.state.handed_out.is_empty() {
+            return Ok(0);
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), next) in &self.state.handed_out {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+        }
+        self.consumer
+            .commit(&tpl, CommitMode::Sync)
+            .map_err(|e| KafkaError::Client(format!("commit failed: {e}")))?;
+        Ok(self.state.handed_out.len())
+    }
+
+    pub fn close(&mut self) {
+        self.finished = true;
+        if self.options.group_id.is_some() {
+            self.consumer.unsubscribe();
+        }
+        let _ = self.consumer.unassign();
+    }
+}
+
+fn output_schema(options: &ConsumerOptions, values: SchemaRef) -> SchemaRef {
+    if !options.include_metadata {
+        return values;
+    }
+    let mut fields: Vec<Arc<Field>> = values.fields().iter().cloned().collect();
+    fields.extend(metadata_fields().into_iter().map(Arc::new));
+    Arc::new(Schema::new(fields))
+}
+
+impl DecodeState {
+    fn decode(&mut self, options: &ConsumerOptions, messages: &[BorrowedMessage<'_>]) -> Result<RecordBatch, KafkaError> {
+        let payloads: Vec<Payload<'_>> = messages.iter().map(|m| Payload { key: m.key(), value: m.payload() }).collect();
+        if self.decoder.is_none() {
+            self.decoder = make_decoder(options, Some(&payloads))?;
+        }
+        let decoder = self.decoder.as_mut().expect("decoder made above");
+        let decoded = decoder.decode(&payloads)?;
+        if let Some(first) = decoded.failures.first() {
+            if options.on_error == OnError::Raise {
+                let m = &messages[first.index];
+                return Err(KafkaError::Decode {
+                    topic: m.topic().to_string(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    reason: first.reason.clone(),
+                });
+            }
+            for failure in &decoded.failures {
+                let m = &messages[failure.index];
+                self.errors.record(DecodeFailure {
+                    topic: m.topic().to_string(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    reason: failure.reason.clone(),
+                });
+            }
+        }
+        self.messages_read += messages.len() as u64;
+        // Skipped messages count as consumed: a commit moves past them.
+        for m in messages {
+            self.handed_out.insert((m.topic().to_string(), m.partition()), m.offset() + 1);
+        }
+        let schema = output_schema(options, decoded.batch.schema());
+        if !options.include_metadata {
+            return Ok(decoded.batch);
+        }
+        let keep = decoded.kept_mask(messages.len());
+        let kept: Vec<&BorrowedMessage<'_>> = messages.iter().zip(&keep).filter(|(_, k)| **k).map(|(m, _)| m).collect();
+        let mut columns: Vec<ArrayRef> = decoded.batch.columns().to_vec();
+        columns.push(Arc::new(kept.iter().map(|m| Some(m.topic())).collect::<StringArray>()));
+        columns.push(Arc::new(kept.iter().map(|m| m.partition()).collect::<Int32Array>()));
+        columns.push(Arc::new(kept.iter().map(|m| m.offset()).collect::<Int64Array>()));
+        columns.push(Arc::new(
+            kept.iter().map(|m| m.timestamp().to_millis()).collect::<TimestampMillisecondArray>().with_timezone("UTC"),
+        ));
+        columns.push(Arc::new(kept.iter().map(|m| m.key()).collect::<BinaryArray>()));
+        Ok(RecordBatch::try_new(schema, columns).map_err(FormatError::from)?)
+    }
+
+}
+
+/// The decoder for the configured format; `None` when json must first infer a schema.
+fn make_decoder(o: &ConsumerOptions, sample: Option<&[Payload<'_>]>) -> Result<Option<Box<dyn BatchDecoder>>, KafkaError> {
+
+    let decoder: Box<dyn BatchDecoder> = match o.format {
+        Format::Raw => Box::new(RawDecoder::new()),
+        Format::Json => match (&o.schema, sample) {
+            (Some(schema), _) => Box::new(JsonDecoder::new(schema.clone())),
+            (None, Some(sample)) => Box::new(JsonDecoder::new(Arc::new(infer_schema(sample)?))),
+            (None, None) => return Ok(None),
+        },
+        Format::Csv => {
+            let schema = o.schema.clone().ok_or_else(|| {
+                KafkaError::Config("format 'csv' needs schema= (a pyarrow.Schema or KSQL column declarations)".into())
+            })?;
+            Box::new(CsvDecoder::new(schema, o.csv_delimiter))
+        }
+        Format::Avro => {
+            let writer = match (&o.avro_schema, &o.schema_registry) {
+                (Some(text), _) => WriterSchemas::Fixed(Arc::new(
+                    apache_avro::Schema::parse_str(text).map_err(|e| FormatError::AvroSchema(e.to_string()))?,
+                )),
+                (None, Some(registry)) => WriterSchemas::Registry(SchemaRegistry::new(registry.clone())?),
+                (None, None) => {
+                    return Err(KafkaError::Config(
+                        "format 'avro' needs schema_registry= (Confluent wire format) or avro_schema= (bare datums)".into(),
+                    ))
+                }
+            };
+            Box::new(AvroDecoder::new(writer, o.schema.clone())?)
+        }
+    };
+    Ok(Some(decoder))
+}
+
+fn is_fatal(error: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(Code::UnknownTopicOrPartition | Code::TopicAuthorizationFailed | Code::GroupAuthorizationFailed | Code::Fatal)
+    )
+}
+
+/// The columns `include_metadata=True` adds.
+pub fn metadata_fields() -> Vec<Field> {
+    vec![
+        Field::new("_topic", DataType::Utf8, false),
+        Field::new("_partition", DataType::Int32, false),
+        Field::new("_offset", DataType::Int64, false),
+        Field::new("_timestamp", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), true),
+        Field::new("_key", DataType::Binary, true),
+    ]
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}-{}", std::process::id(), now_ms(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}

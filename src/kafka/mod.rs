@@ -1,0 +1,43 @@
+//! Kafka clients that speak Arrow: a consumer that decodes batches of messages into record
+//! batches, a producer that encodes record batches into messages, and the in-process
+//! cluster used for demos and quick tests.
+
+pub mod config;
+pub mod consumer;
+pub mod local;
+pub mod producer;
+
+use crate::formats::FormatError;
+
+/// Everything that can go wrong talking to Kafka, with the coordinates that locate it.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    #[error("cannot reach Kafka at {bootstrap} within {timeout_s:.1} s: {reason}")]
+    Unreachable { bootstrap: String, timeout_s: f64, reason: String },
+    #[error("topic {topic:?} does not exist on {bootstrap}")]
+    UnknownTopic { topic: String, bootstrap: String },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("cannot decode message at {topic}[{partition}]@{offset}: {reason}")]
+    Decode { topic: String, partition: i32, offset: i64, reason: String },
+    #[error("delivery to topic {topic:?} failed for {failed} message(s): {reason}")]
+    Delivery { topic: String, failed: u64, reason: String },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("Kafka client error: {0}")]
+    Client(String),
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl From<rdkafka::error::KafkaError> for KafkaError {
+    fn from(error: rdkafka::error::KafkaError) -> Self {
+        KafkaError::Client(error.to_string())
+    }
+}
+
+/// Called now and then during long waits; returns true when the caller wants to stop
+/// (Ctrl-C in Python).
+pub type Interrupt<'a> = &'a mut dyn FnMut() -> bool;

@@ -1,0 +1,190 @@
+//! The Arrow producer: encodes record batches in Rust and hands the messages to librdkafka.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use rdkafka::client::ClientContext;
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+
+use super::config::{client_config, seconds};
+use super::{Interrupt, KafkaError};
+use crate::formats::encode::{encode_bytes, Encoded, ValueEncoder, ValueFormat};
+use crate::formats::FormatError;
+
+const INTERRUPT_CHECK: Duration = Duration::from_millis(100);
+
+/// Counts deliveries and keeps the first failure's reason.
+#[derive(Default)]
+pub struct DeliveryTracker {
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+    last_client_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for DeliveryTracker {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if let Ok(mut last) = self.last_client_error.lock() {
+            *last = Some(format!("{error}: {reason}"));
+        }
+    }
+
+    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, _fac: &str, _message: &str) {}
+}
+
+impl ProducerContext for DeliveryTracker {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {
+        match result {
+            Ok(_) => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((error, message)) => {
+                use rdkafka::message::Message;
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut first) = self.first_error.lock() {
+                    first.get_or_insert_with(|| format!("{error} (partition {}, first failure)", message.partition()));
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProducerOptions {
+    pub bootstrap: String,
+    pub topic: String,
+    pub format: ValueFormat,
+    /// The column whose values (in text form, or bytes) become the message keys.
+    pub key_column: Option<String>,
+    pub config: Vec<(String, String)>,
+    pub timeout: Duration,
+}
+
+pub struct ArrowProducer {
+    producer: BaseProducer<DeliveryTracker>,
+    options: ProducerOptions,
+    /// Made from the first batch's schema (Avro needs it to derive and register a schema).
+    encoder: Option<ValueEncoder>,
+    sent: u64,
+}
+
+impl ArrowProducer {
+    /// Connects, checks the broker answers within the timeout, and returns a producer.
+    pub fn new(options: ProducerOptions) -> Result<Self, KafkaError> {
+        let defaults = [
+            // Fail a message after the timeout instead of librdkafka's 5 minutes.
+            ("message.timeout.ms", (options.timeout.as_millis().max(1000) * 3).to_string()),
+            ("linger.ms", "10".to_string()),
+            ("queue.buffering.max.messages", "500000".to_string()),
+            ("socket.timeout.ms", options.timeout.as_millis().max(10).to_string()),
+        ];
+        let producer: BaseProducer<DeliveryTracker> = client_config(&options.bootstrap, &defaults, &options.config)
+            .create_with_context(DeliveryTracker::default())
+            .map_err(|e| KafkaError::Config(e.to_string()))?;
+        producer.client().fetch_metadata(Some(&options.topic), options.timeout).map_err(|e| {
+            let reason = producer
+                .context()
+                .last_client_error
+                .lock()
+                .ok()
+                .and_then(|e| e.clone())
+                .unwrap_or_else(|| e.to_string());
+            KafkaError::Unreachable { bootstrap: options.bootstrap.clone(), timeout_s: seconds(options.timeout), reason }
+        })?;
+        Ok(ArrowProducer { producer, options, encoder: None, sent: 0 })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.options.topic
+    }
+
+    /// Encodes `batch` and queues one message per row.
+    pub fn send_batch(&mut self, batch: &RecordBatch, interrupt: Interrupt<'_>) -> Result<usize, KafkaError> {
+        if self.encoder.is_none() {
+            self.encoder = Some(ValueEncoder::new(&self.options.format, &self.options.topic, &batch.schema())?);
+        }
+        let values = self.encoder.as_ref().expect("made above").encode(batch)?;
+        let keys: Option<Encoded> = match self.options.key_column.as_deref() {
+            Some(name) => {
+                let column = batch.column_by_name(name).ok_or_else(|| {
+                    FormatError::Encode(format!("key column {name:?} is not among the data's columns"))
+                })?;
+                Some(encode_bytes(column.as_ref())?)
+            }
+            None => None,
+        };
+        let mut last_check = Instant::now();
+        for row in 0..values.len() {
+            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.options.topic);
+            if let Some(value) = values.get(row) {
+                record = record.payload(value);
+            }
+            if let Some(key) = keys.as_ref().and_then(|k| k.get(row)) {
+                record = record.key(key);
+            }
+            loop {
+                match self.producer.send(record) {
+                    Ok(()) => break,
+                    Err((error, returned)) if error.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                        record = returned;
+                        self.producer.poll(Duration::from_millis(5));
+                        if last_check.elapsed() >= INTERRUPT_CHECK {
+                            last_check = Instant::now();
+                            if interrupt() {
+                                return Err(KafkaError::Interrupted);
+                            }
+                        }
+                    }
+                    Err((error, _)) => {
+                        return Err(KafkaError::Delivery {
+                            topic: self.options.topic.clone(),
+                            failed: 1,
+                            reason: format!("row {row}: {error}"),
+                        })
+                    }
+                }
+            }
+            if row % 1024 == 0 {
+                self.producer.poll(Duration::ZERO);
+            }
+        }
+        self.sent += values.len() as u64;
+        Ok(values.len())
+    }
+
+    /// Waits until every queued message is delivered or failed; fails if any failed.
+    pub fn flush(&mut self, interrupt: Interrupt<'_>) -> Result<u64, KafkaError> {
+        let deadline = Instant::now() + self.options.timeout * 4;
+        while self.producer.in_flight_count() > 0 {
+            let _ = self.producer.flush(INTERRUPT_CHECK);
+            if interrupt() {
+                return Err(KafkaError::Interrupted);
+            }
+            if Instant::now() > deadline && self.producer.in_flight_count() > 0 {
+                return Err(KafkaError::Delivery {
+                    topic: self.options.topic.clone(),
+                    failed: self.producer.in_flight_count() as u64,
+                    reason: "still undelivered after the timeout".into(),
+                });
+            }
+        }
+        let tracker = self.producer.context();
+        let failed = tracker.failed.swap(0, Ordering::Relaxed);
+        if failed > 0 {
+            let reason = tracker.first_error.lock().ok().and_then(|mut e| e.take()).unwrap_or_default();
+            return Err(KafkaError::Delivery { topic: self.options.topic.clone(), failed, reason });
+        }
+        Ok(tracker.delivered.load(Ordering::Relaxed))
+    }
+
+    /// Messages queued so far.
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+}

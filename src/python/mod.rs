@@ -1,0 +1,32 @@
+//! The only place that knows about Python: `#[pyclass]` wrappers, error mapping, and Arrow
+//! and numpy conversion. Everything here copies what it needs out of Python objects, then
+//! releases the GIL for I/O, decoding and inference.
+
+mod arrow;
+mod consumer;
+mod errors;
+mod local;
+mod matrix;
+mod producer;
+
+use pyo3::prelude::*;
+
+#[pyfunction]
+#[pyo3(signature = (declarations,))]
+/// Parses KSQL column declarations into a `pyarrow.Schema`.
+fn parse_columns(py: Python<'_>, declarations: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let schema = consumer::schema_argument(Some(declarations))?.expect("not None");
+    arrow::schema_to_py(py, &schema)
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    errors::register(m)?;
+    m.add_class::<consumer::PyConsumer>()?;
+    m.add_class::<producer::PyProducer>()?;
+    m.add_class::<local::PyLocalCluster>()?;
+    m.add_function(wrap_pyfunction!(matrix::to_numpy, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_columns, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
