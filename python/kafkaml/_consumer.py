@@ -68,6 +68,9 @@ class Consumer:
         include_metadata: add ``_topic``, ``_partition``, ``_offset``, ``_timestamp``, ``_key``.
         schema_registry: URL or ``{"url": ..., "basic.auth.user.info": "key:secret"}``.
         delimiter: the field delimiter for csv.
+        ordered: read partitions one after another in (topic, partition) order, so rows
+            come in a deterministic order (as :func:`read_topic` does). Ignored with a
+            ``group_id`` in a group (the group assigns partitions).
         config: librdkafka properties, passed through unchanged (as in confluent-kafka).
         timeout: seconds to wait for the broker before raising :class:`KafkaError`.
     """
@@ -88,6 +91,7 @@ class Consumer:
         include_metadata: bool = False,
         schema_registry: str | Mapping[str, str] | None = None,
         delimiter: str = ",",
+        ordered: bool = False,
         config: Mapping[str, Any] | None = None,
         timeout: float = 10.0,
     ) -> None:
@@ -114,6 +118,7 @@ class Consumer:
             on_error=on_error,
             include_metadata=include_metadata,
             delimiter=delimiter,
+            ordered=ordered,
             config=string_config(config),
             timeout_s=timeout,
         )
@@ -217,8 +222,15 @@ def read_topic(bootstrap: Bootstrap, topic: str | Sequence[str], **options: Any)
     if options.get("stop", "end") != "end":
         raise _native.ConfigError("read_topic always stops at the end offsets; use Consumer for other stops")
     options["stop"] = "end"
+    grouped = options.get("group_id") is not None
+    if not grouped:
+        # Partition after partition: rows in a deterministic order, no sorting needed.
+        options["ordered"] = True
+        with Consumer(bootstrap, topic, **options) as consumer:
+            return consumer.read_all()
+    # A group member's partitions arrive interleaved: order them by their coordinates.
     keep_metadata = bool(options.get("include_metadata", False))
-    options["include_metadata"] = True  # to order the rows; dropped below unless asked for
+    options["include_metadata"] = True
     with Consumer(bootstrap, topic, **options) as consumer:
         table = consumer.read_all()
     if table.num_columns == 0:

@@ -48,7 +48,7 @@ impl AvroDecoder {
 
     /// Reads one datum into an Avro value.
     fn read_value(&mut self, bytes: &[u8]) -> Result<(Value, Arc<AvroSchema>), String> {
-        let (writer, mut datum) = match &mut self.writer_schemas {
+        let (writer, datum) = match &mut self.writer_schemas {
             WriterSchemas::Fixed(schema) => (schema.clone(), bytes),
             WriterSchemas::Registry(registry) => {
                 if bytes.len() < 5 || bytes[0] != CONFLUENT_MAGIC {
@@ -59,9 +59,14 @@ impl AvroDecoder {
                 (schema, &bytes[5..])
             }
         };
-        let value = apache_avro::from_avro_datum(&writer, &mut datum, None).map_err(|e| format!("invalid Avro datum: {e}"))?;
-        if !datum.is_empty() {
-            return Err(format!("{} bytes left over after the Avro datum", datum.len()));
+        let mut input = EofGuard { rest: datum, hit_end: false };
+        let value = apache_avro::from_avro_datum(&writer, &mut input, None).map_err(|e| format!("invalid Avro datum: {e}"))?;
+        if input.hit_end {
+            // apache-avro reads a union, string or boolean cut off by the end as null
+            return Err("truncated Avro datum: the message ends inside a value".into());
+        }
+        if !input.rest.is_empty() {
+            return Err(format!("{} bytes left over after the Avro datum", input.rest.len()));
         }
         Ok((value, writer))
     }
@@ -82,6 +87,25 @@ impl AvroDecoder {
         Err(FormatError::Schema(
             "no message in the first batch could be read with its registered schema; pass schema=".into(),
         ))
+    }
+}
+
+/// A reader over one datum that notes when the decoder asked for bytes past its end.
+///
+/// apache-avro turns an end of input met inside a union index, a string or a boolean into
+/// a null value instead of an error, so a truncated message would decode "successfully"
+/// with nulls in place of its lost fields. A complete datum is never read past its end.
+struct EofGuard<'a> {
+    rest: &'a [u8],
+    hit_end: bool,
+}
+
+impl std::io::Read for EofGuard<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.len() > self.rest.len() {
+            self.hit_end = true;
+        }
+        self.rest.read(buf)
     }
 }
 
@@ -287,7 +311,10 @@ pub fn build_array(values: &[&Value], data_type: &DataType) -> Result<ArrayRef, 
                 TimeUnit::Nanosecond => primitive!(values, data_type, TimestampNanosecondArray,
                     Value::TimestampNanos(x) => *x, Value::LocalTimestampNanos(x) => *x, Value::Long(x) => *x),
             };
-            arrow_cast::cast(&raw, &DataType::Timestamp(*unit, tz.clone())).map_err(|e| e.to_string())?
+            // Avro timestamps are instants: only the zone label is set (a cast from no zone
+            // would shift them as wall-clock readings, and needs the tz database for names).
+            let data = raw.to_data().into_builder().data_type(DataType::Timestamp(*unit, tz.clone()));
+            make_array(data.build().map_err(|e| e.to_string())?)
         }
         DataType::Utf8 => {
             let mut out: Vec<Option<String>> = Vec::with_capacity(values.len());
@@ -868,6 +895,35 @@ mod tests {
         assert_eq!(decoded.batch.schema().field(1).name(), "my_name");
         assert!(decoded.batch.column(0).is_null(1));
         assert_eq!(decoded.batch.column(2).as_primitive::<Float64Type>().value(1), 2.5);
+    }
+
+    #[test]
+    fn truncated_datums_fail_instead_of_decoding_as_nulls() {
+        let avro = Arc::new(
+            AvroSchema::parse_str(
+                r#"{"type": "record", "name": "R", "fields": [
+                    {"name": "id", "type": "long"}, {"name": "s", "type": ["null", "string"]},
+                    {"name": "ok", "type": "boolean"}]}"#,
+            )
+            .unwrap(),
+        );
+        let row = Value::Record(vec![
+            ("id".into(), Value::Long(9)),
+            ("s".into(), Value::Union(1, Box::new(Value::String("nine".into())))),
+            ("ok".into(), Value::Boolean(true)),
+        ]);
+        let full = apache_avro::to_avro_datum(&avro, row).unwrap();
+        let mut decoder = AvroDecoder::new(WriterSchemas::Fixed(avro), None).unwrap();
+        let mut payloads = vec![Payload { key: None, value: Some(&full[..]) }];
+        // cut inside the union index, inside the string, and before the boolean
+        for cut in [1, 4, full.len() - 1] {
+            payloads.push(Payload { key: None, value: Some(&full[..cut]) });
+        }
+        let decoded = decoder.decode(&payloads).unwrap();
+        let bad: Vec<usize> = decoded.failures.iter().map(|f| f.index).collect();
+        assert_eq!(bad, [1, 2, 3], "{:?}", decoded.failures);
+        assert!(decoded.failures[0].reason.contains("truncated"), "{:?}", decoded.failures[0]);
+        assert_eq!(decoded.batch.num_rows(), 1);
     }
 
     #[test]

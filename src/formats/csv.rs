@@ -7,10 +7,18 @@ use arrow_array::RecordBatch;
 use arrow_csv::reader::ReaderBuilder;
 use arrow_schema::SchemaRef;
 
-use super::{classify_each, empty_batch, BatchDecoder, Decoded, FormatError, Payload};
+use super::flat::{parse_text, FlatBatchBuilder, FlatType, Slot};
+use super::{
+    classify_each, empty_batch, relabel, schema_utc_as_offset, BatchDecoder, Decoded, FormatError, Payload, RowFailure,
+};
 
 pub struct CsvDecoder {
     schema: SchemaRef,
+    /// `schema` with UTC time zones as offsets, which arrow can parse (see `relabel`).
+    parse_schema: SchemaRef,
+    /// Set when every column is a number, boolean or string: then lines are parsed by hand,
+    /// straight into column builders (several times faster than the general reader).
+    flat: Option<Vec<FlatType>>,
     delimiter: u8,
     /// The line a tombstone decodes as: every field empty, so every column null.
     tombstone_line: Vec<u8>,
@@ -23,7 +31,35 @@ impl CsvDecoder {
         // `""` first: a lone empty line would be skipped as blank, quoted empty is a null field.
         let mut tombstone_line = b"\"\"".to_vec();
         tombstone_line.extend(std::iter::repeat_n(delimiter, schema.fields().len().saturating_sub(1)));
-        CsvDecoder { schema, delimiter, tombstone_line, joined: Vec::new() }
+        let flat = FlatType::of_schema(&schema);
+        CsvDecoder { parse_schema: schema_utc_as_offset(&schema), schema, flat, delimiter, tombstone_line, joined: Vec::new() }
+    }
+
+    fn decode_flat(&self, types: &[FlatType], payloads: &[Payload<'_>]) -> Result<Decoded, FormatError> {
+        super::flat::decode_in_parallel(&self.schema, payloads, |chunk| self.decode_flat_chunk(types, chunk))
+    }
+
+    fn decode_flat_chunk(&self, types: &[FlatType], payloads: &[Payload<'_>]) -> Result<Decoded, FormatError> {
+        let mut builder = FlatBatchBuilder::new(self.schema.clone(), types.to_vec(), payloads.len());
+        let mut slots = vec![Slot::Null; types.len()];
+        let mut scratch = Vec::new();
+        let mut field = Vec::new();
+        let mut failures = Vec::new();
+        for (index, payload) in payloads.iter().enumerate() {
+            scratch.clear();
+            let parsed = match payload.value {
+                None => {
+                    slots.fill(Slot::Null);
+                    Ok(())
+                }
+                Some(bytes) => parse_line(trim_line_end(bytes), self.delimiter, types, &mut slots, &mut scratch, &mut field),
+            };
+            let appended = parsed.and_then(|()| builder.check_row(&slots)).and_then(|()| builder.append_row(&slots, &scratch));
+            if let Err(reason) = appended {
+                failures.push(RowFailure { index, reason });
+            }
+        }
+        Ok(Decoded { batch: builder.finish()?, failures })
     }
 
     fn decode_together<'p>(
@@ -43,7 +79,7 @@ impl CsvDecoder {
             self.joined.extend_from_slice(line);
             self.joined.push(b'\n');
         }
-        let mut decoder = ReaderBuilder::new(self.schema.clone())
+        let mut decoder = ReaderBuilder::new(self.parse_schema.clone())
             .with_header(false)
             .with_delimiter(self.delimiter)
             .with_batch_size(rows.max(1))
@@ -59,12 +95,85 @@ impl CsvDecoder {
         let batch = decoder
             .flush()
             .map_err(|e| e.to_string())?
-            .unwrap_or_else(|| empty_batch(&self.schema));
+            .unwrap_or_else(|| empty_batch(&self.parse_schema));
         if batch.num_rows() != rows {
             return Err(format!("expected one line per message, found {} lines in {rows} messages", batch.num_rows()));
         }
         Ok(batch)
     }
+}
+
+/// Splits one line into fields and parses each into its slot.
+fn parse_line(
+    line: &[u8],
+    delimiter: u8,
+    types: &[FlatType],
+    slots: &mut [Slot],
+    scratch: &mut Vec<u8>,
+    field: &mut Vec<u8>,
+) -> Result<(), String> {
+    if line.is_empty() {
+        return Err("empty message".into());
+    }
+    let mut pos = 0;
+    let mut column = 0;
+    loop {
+        if column == types.len() {
+            return Err(format!("expected {} fields, found more", types.len()));
+        }
+        let text: &[u8] = if line.get(pos) == Some(&b'"') {
+            // Quoted: "" inside stands for one quote; the field ends at a lone quote.
+            field.clear();
+            pos += 1;
+            loop {
+                let Some(quote) = line[pos..].iter().position(|b| *b == b'"') else {
+                    return Err("unterminated quoted field".into());
+                };
+                field.extend_from_slice(&line[pos..pos + quote]);
+                pos += quote + 1;
+                if line.get(pos) == Some(&b'"') {
+                    field.push(b'"');
+                    pos += 1;
+                } else {
+                    break;
+                }
+            }
+            if pos < line.len() && line[pos] != delimiter {
+                return Err("text after a closing quote".into());
+            }
+            field
+        } else {
+            let end = line[pos..].iter().position(|b| *b == delimiter).map_or(line.len(), |i| pos + i);
+            let text = &line[pos..end];
+            pos = end;
+            if text.contains(&b'\n') {
+                return Err("a line break inside an unquoted field".into());
+            }
+            text
+        };
+        slots[column] = if text.is_empty() {
+            Slot::Null
+        } else {
+            parse_text(text, types[column], scratch).map_err(|e| format!("field {}: {e}", column + 1))?
+        };
+        column += 1;
+        if pos >= line.len() {
+            break;
+        }
+        pos += 1; // the delimiter; a trailing one means one more (empty) field
+        if pos == line.len() {
+            if column == types.len() {
+                return Err(format!("expected {} fields, found more", types.len()));
+            }
+            slots[column] = Slot::Null;
+            column += 1;
+            break;
+        }
+    }
+    if column != types.len() {
+        return Err(format!("expected {} fields, found {column}", types.len()));
+    }
+    Ok(())
 }
 
 fn trim_line_end(mut bytes: &[u8]) -> &[u8] {
@@ -80,15 +189,18 @@ impl BatchDecoder for CsvDecoder {
     }
 
     fn decode(&mut self, payloads: &[Payload<'_>]) -> Result<Decoded, FormatError> {
+        if let Some(types) = &self.flat {
+            return self.decode_flat(types, payloads);
+        }
         if let Ok(batch) = self.decode_together(payloads.iter()) {
-            return Ok(Decoded { batch, failures: Vec::new() });
+            return Ok(Decoded { batch: relabel(batch, &self.schema)?, failures: Vec::new() });
         }
         let (good, failures) =
             classify_each(payloads, |p| self.decode_together(std::iter::once(p)).map(|_| ()));
         let batch = self
             .decode_together(good.iter().map(|&i| &payloads[i]))
             .map_err(|reason| FormatError::Schema(format!("rows that decoded alone failed together: {reason}")))?;
-        Ok(Decoded { batch, failures })
+        Ok(Decoded { batch: relabel(batch, &self.schema)?, failures })
     }
 }
 
@@ -147,7 +259,22 @@ mod tests {
         assert_eq!(bad, [1, 2, 3, 4, 5, 6]);
         let ids = decoded.batch.column(0).as_primitive::<Int64Type>();
         assert_eq!(ids.values(), &[1, 9]);
-        assert!(decoded.failures[0].reason.to_lowercase().contains("parse"), "{:?}", decoded.failures[0]);
+        assert!(decoded.failures[0].reason.contains("\"x\" is not a valid integer"), "{:?}", decoded.failures[0]);
+    }
+
+    #[test]
+    fn large_batches_decode_in_parallel_with_failures_in_place() {
+        let lines: Vec<String> = (0..10_000)
+            .map(|i| if i % 2_501 == 7 { format!("{i},bad,x") } else { format!("{i},u{i},{i}.5") })
+            .collect();
+        let payloads: Vec<Payload> = lines.iter().map(|l| Payload { key: None, value: Some(l.as_bytes()) }).collect();
+        let decoded = decoder().decode(&payloads).unwrap();
+        let bad: Vec<usize> = decoded.failures.iter().map(|f| f.index).collect();
+        assert_eq!(bad, [7, 2_508, 5_009, 7_510]);
+        let ids = decoded.batch.column(0).as_primitive::<Int64Type>();
+        assert_eq!(ids.len(), 9_996);
+        let expected: Vec<i64> = (0..10_000).filter(|i| i % 2_501 != 7).collect();
+        assert_eq!(ids.values(), expected.as_slice());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::DataType;
 
 use super::avro::batch_to_avro_values;
-use super::FormatError;
+use super::{relabel, schema_utc_as_offset, utc_as_offset, FormatError};
 
 /// Many payloads in one buffer: payload `i` is `buf[ends[i-1]..ends[i]]`; `None` if null.
 #[derive(Debug, Default)]
@@ -38,6 +38,19 @@ impl Encoded {
 
     fn push_end(&mut self) {
         self.ends.push(self.buf.len());
+    }
+
+    pub(crate) fn with_capacity(payloads: usize, bytes: usize) -> Self {
+        Encoded { buf: Vec::with_capacity(bytes), ends: Vec::with_capacity(payloads), nulls: None }
+    }
+
+    /// The buffer the next payload is written to; [`Self::end_payload`] closes it.
+    pub(crate) fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    pub(crate) fn end_payload(&mut self) {
+        self.push_end();
     }
 }
 
@@ -85,8 +98,15 @@ impl ValueEncoder {
 
     pub fn encode(&self, batch: &RecordBatch) -> Result<Encoded, FormatError> {
         match self {
-            ValueEncoder::Json => encode_json(batch),
-            ValueEncoder::Csv { delimiter } => encode_csv(batch, *delimiter),
+            // Flat batches (numbers, booleans, strings) take the hand-written writers.
+            ValueEncoder::Json => match super::encode_flat::encode_json(batch) {
+                Some(encoded) => Ok(encoded),
+                None => encode_json(&utc_zones_as_offsets(batch)?),
+            },
+            ValueEncoder::Csv { delimiter } => match super::encode_flat::encode_csv(batch, *delimiter) {
+                Some(encoded) => Ok(encoded),
+                None => encode_csv(&utc_zones_as_offsets(batch)?, *delimiter),
+            },
             ValueEncoder::Avro { schema, schema_id } => encode_avro(batch, schema, *schema_id),
             ValueEncoder::Raw => {
                 let column = batch
@@ -97,6 +117,12 @@ impl ValueEncoder {
             }
         }
     }
+}
+
+/// Arrow prints zoned timestamps only for offset zones: "UTC" is printed as "+00:00".
+fn utc_zones_as_offsets(batch: &RecordBatch) -> Result<RecordBatch, FormatError> {
+    let schema = batch.schema();
+    Ok(relabel(batch.clone(), &schema_utc_as_offset(&schema))?)
 }
 
 fn encode_json(batch: &RecordBatch) -> Result<Encoded, FormatError> {
@@ -133,6 +159,7 @@ fn encode_csv(batch: &RecordBatch, delimiter: u8) -> Result<Encoded, FormatError
     let mut out = Encoded { buf: Vec::with_capacity(batch.num_rows() * 32), ends: Vec::with_capacity(batch.num_rows()), nulls: None };
     let mut field = String::new();
     for row in 0..batch.num_rows() {
+        let row_start = out.buf.len();
         for (col, formatter) in formatters.iter().enumerate() {
             if col > 0 {
                 out.buf.push(delimiter);
@@ -154,6 +181,11 @@ fn encode_csv(batch: &RecordBatch, delimiter: u8) -> Result<Encoded, FormatError
             } else {
                 out.buf.extend_from_slice(field.as_bytes());
             }
+        }
+        if out.buf.len() == row_start {
+            // One column, null or empty: an empty message is no line at all, `""` is an
+            // empty (null) field.
+            out.buf.extend_from_slice(b"\"\"");
         }
         out.push_end();
     }
@@ -178,6 +210,8 @@ fn encode_avro(batch: &RecordBatch, schema: &AvroSchema, schema_id: Option<u32>)
 
 /// A column as message bytes: binary as is, everything else in its text form.
 pub fn encode_bytes(column: &dyn Array) -> Result<Encoded, FormatError> {
+    let printable = arrow_cast::cast(column, &utc_as_offset(column.data_type()))?;
+    let column = printable.as_ref();
     let mut out = Encoded { buf: Vec::new(), ends: Vec::with_capacity(column.len()), nulls: None };
     if column.null_count() > 0 {
         out.nulls = Some((0..column.len()).map(|i| column.is_null(i)).collect());
@@ -246,6 +280,22 @@ mod tests {
         assert_eq!(csv.get(0).unwrap(), b"1,plain,0.1");
         assert_eq!(csv.get(2).unwrap(), b"3,,");
         assert_eq!(round_trip(&csv, &mut CsvDecoder::new(original.schema(), b',')), original);
+    }
+
+    #[test]
+    fn utc_timestamps_round_trip_through_json_and_csv() {
+        use arrow_array::TimestampMillisecondArray;
+        use arrow_schema::{Field, Schema, TimeUnit};
+        let utc = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
+        let schema = Arc::new(Schema::new(vec![Field::new("t", utc, true)]));
+        let times = TimestampMillisecondArray::from(vec![Some(1_700_000_000_123), None]).with_timezone("UTC");
+        let original = RecordBatch::try_new(schema.clone(), vec![Arc::new(times)]).unwrap();
+        let json = ValueEncoder::Json.encode(&original).unwrap();
+        assert_eq!(json.get(0).unwrap(), br#"{"t":"2023-11-14T22:13:20.123Z"}"#);
+        assert_eq!(round_trip(&json, &mut JsonDecoder::new(schema.clone())), original);
+        let csv = ValueEncoder::Csv { delimiter: b',' }.encode(&original).unwrap();
+        assert_eq!(round_trip(&csv, &mut CsvDecoder::new(schema, b',')), original);
+        assert_eq!(encode_bytes(original.column(0).as_ref()).unwrap().get(0).unwrap(), b"2023-11-14T22:13:20.123Z");
     }
 
     #[test]

@@ -3,25 +3,34 @@
 //! Fast path: all payloads of a batch go through one decoder. Only when that fails is each
 //! payload decoded on its own, to find which messages are bad and keep the rest.
 
-use arrow_json::reader::{infer_json_schema_from_iterator, ReaderBuilder};
-use arrow_schema::{ArrowError, Schema, SchemaRef};
+use std::sync::Arc;
 
-use super::{classify_each, empty_batch, BatchDecoder, Decoded, FormatError, Payload};
+use arrow_json::reader::{infer_json_schema_from_iterator, ReaderBuilder};
+use arrow_schema::{ArrowError, DataType, FieldRef, Fields, Schema, SchemaRef};
+
+use super::flat::FlatType;
+use super::json_flat::FlatJsonDecoder;
+use super::{classify_each, empty_batch, relabel, schema_utc_as_offset, BatchDecoder, Decoded, FormatError, Payload};
 
 /// A tombstone (no value) decodes as a row whose columns are all null.
 const TOMBSTONE: &[u8] = b"{}";
 
 pub struct JsonDecoder {
     schema: SchemaRef,
+    /// `schema` with UTC time zones as offsets, which arrow can parse (see `relabel`).
+    parse_schema: SchemaRef,
+    /// The hand-written reader, when every column is a number, boolean or string.
+    flat: Option<FlatJsonDecoder>,
 }
 
 impl JsonDecoder {
     pub fn new(schema: SchemaRef) -> Self {
-        JsonDecoder { schema }
+        let flat = FlatType::of_schema(&schema).map(|types| FlatJsonDecoder::new(schema.clone(), types));
+        JsonDecoder { parse_schema: schema_utc_as_offset(&schema), schema, flat }
     }
 
     fn builder(&self, rows: usize) -> ReaderBuilder {
-        ReaderBuilder::new(self.schema.clone())
+        ReaderBuilder::new(self.parse_schema.clone())
             .with_batch_size(rows.max(1))
             // KSQL writes numbers where a string column is declared; accept them as text.
             .with_coerce_primitive(true)
@@ -51,7 +60,7 @@ impl JsonDecoder {
             }
         }
         let batch = decoder.flush().map_err(|e| json_reason(&e))?;
-        Ok(batch.unwrap_or_else(|| empty_batch(&self.schema)))
+        Ok(batch.unwrap_or_else(|| empty_batch(&self.parse_schema)))
     }
 }
 
@@ -68,33 +77,147 @@ impl BatchDecoder for JsonDecoder {
     }
 
     fn decode(&mut self, payloads: &[Payload<'_>]) -> Result<Decoded, FormatError> {
+        if let Some(flat) = &self.flat {
+            return flat.decode(payloads);
+        }
         if let Ok(batch) = self.decode_together(payloads.iter()) {
-            return Ok(Decoded { batch, failures: Vec::new() });
+            return Ok(Decoded { batch: relabel(batch, &self.schema)?, failures: Vec::new() });
         }
         let (good, failures) =
             classify_each(payloads, |p| self.decode_together(std::iter::once(p)).map(|_| ()));
         let batch = self
             .decode_together(good.iter().map(|&i| &payloads[i]))
             .map_err(|reason| FormatError::Schema(format!("rows that decoded alone failed together: {reason}")))?;
-        Ok(Decoded { batch, failures })
+        Ok(Decoded { batch: relabel(batch, &self.schema)?, failures })
     }
 }
 
 /// Infers an Arrow schema from sample messages (tombstones and undecodable ones ignored).
+///
+/// Columns (and struct fields) come in the order their keys first appear in the messages,
+/// as written: `serde_json::Value` keeps object keys sorted, which would turn
+/// `Time, V1, V2, ..., V10` into `Time, V1, V10, V11, ...`, and with it the column order of
+/// every feature matrix built from the table.
 pub fn infer_schema(payloads: &[Payload<'_>]) -> Result<Schema, FormatError> {
-    let values = payloads
-        .iter()
-        .filter_map(|p| p.value)
-        .filter_map(|bytes| serde_json::from_slice::<serde_json::Value>(bytes).ok())
-        .filter(|v| v.is_object())
-        .map(Ok::<_, ArrowError>);
-    let schema = infer_json_schema_from_iterator(values)?;
+    let mut order = KeyOrder::default();
+    let mut values = Vec::new();
+    for bytes in payloads.iter().filter_map(|p| p.value) {
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else { continue };
+        if !value.is_object() {
+            continue;
+        }
+        if let Ok(keys) = serde_json::from_slice::<KeyOrder>(bytes) {
+            order.merge(keys);
+        }
+        values.push(Ok::<_, ArrowError>(value));
+    }
+    let schema = infer_json_schema_from_iterator(values.into_iter())?;
     if schema.fields().is_empty() {
         return Err(FormatError::Schema(
             "cannot infer a schema: the sample holds no JSON objects; pass schema=".into(),
         ));
     }
-    Ok(schema)
+    Ok(Schema::new_with_metadata(order.arrange(schema.fields()), schema.metadata().clone()))
+}
+
+/// The order in which object keys appear in JSON text, nested objects included (the
+/// objects inside an array are merged into the array's order).
+#[derive(Debug, Default)]
+struct KeyOrder {
+    keys: Vec<(String, KeyOrder)>,
+}
+
+impl KeyOrder {
+    fn merge(&mut self, other: KeyOrder) {
+        for (key, child) in other.keys {
+            match self.keys.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, mine)) => mine.merge(child),
+                None => self.keys.push((key, child)),
+            }
+        }
+    }
+
+    fn position(&self, key: &str) -> usize {
+        self.keys.iter().position(|(k, _)| k == key).unwrap_or(usize::MAX)
+    }
+
+    fn child(&self, key: &str) -> Option<&KeyOrder> {
+        self.keys.iter().find(|(k, _)| k == key).map(|(_, c)| c)
+    }
+
+    /// `fields` sorted by first appearance (a stable sort: unknown keys keep their place
+    /// at the end), recursively through structs and lists.
+    fn arrange(&self, fields: &Fields) -> Fields {
+        let mut arranged: Vec<FieldRef> = fields
+            .iter()
+            .map(|field| match self.child(field.name()) {
+                Some(child) => Arc::new(field.as_ref().clone().with_data_type(child.arrange_type(field.data_type()))),
+                None => field.clone(),
+            })
+            .collect();
+        arranged.sort_by_key(|field| self.position(field.name()));
+        Fields::from(arranged)
+    }
+
+    fn arrange_type(&self, data_type: &DataType) -> DataType {
+        match data_type {
+            DataType::Struct(fields) => DataType::Struct(self.arrange(fields)),
+            DataType::List(item) => {
+                DataType::List(Arc::new(item.as_ref().clone().with_data_type(self.arrange_type(item.data_type()))))
+            }
+            other => other.clone(),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for KeyOrder {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = KeyOrder;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<KeyOrder, A::Error> {
+                let mut order = KeyOrder::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    let child = map.next_value::<KeyOrder>()?;
+                    order.merge(KeyOrder { keys: vec![(key, child)] });
+                }
+                Ok(order)
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<KeyOrder, A::Error> {
+                let mut order = KeyOrder::default();
+                while let Some(item) = seq.next_element::<KeyOrder>()? {
+                    order.merge(item);
+                }
+                Ok(order)
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<KeyOrder, E> {
+                Ok(KeyOrder::default())
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<KeyOrder, E> {
+                Ok(KeyOrder::default())
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<KeyOrder, E> {
+                Ok(KeyOrder::default())
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<KeyOrder, E> {
+                Ok(KeyOrder::default())
+            }
+            fn visit_str<E>(self, _: &str) -> Result<KeyOrder, E> {
+                Ok(KeyOrder::default())
+            }
+            fn visit_unit<E>(self) -> Result<KeyOrder, E> {
+                Ok(KeyOrder::default())
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 #[cfg(test)]
@@ -161,6 +284,48 @@ mod tests {
     }
 
     #[test]
+    fn flat_reader_matches_arrow_json_and_names_bad_messages() {
+        let schema: SchemaRef = Arc::new(
+            crate::formats::parse_column_declarations(&["ID BIGINT, V DOUBLE, NAME STRING, OK BOOLEAN, SMALL INT"]).unwrap(),
+        );
+        let good = [
+            Some(r#"{"ID": 1, "V": 0.5, "NAME": "a \"quoted\" \u00e9\n", "OK": true, "SMALL": 7}"#),
+            Some(r#" { "extra": {"deep": [1, {"x": "}"}]}, "V": -1.5e-3, "ID": "42", "NAME": 17 } "#),
+            Some(r#"{"ID": null, "NAME": null, "OK": false}"#),
+            Some(r#"{"SMALL": 3.0, "V": 1}"#),
+            Some("{}"),
+            None,
+        ];
+        let flat = JsonDecoder::new(schema.clone());
+        assert!(flat.flat.is_some(), "a flat schema takes the fast path");
+        let mut flat = flat;
+        let fast = flat.decode(&payloads(&good)).unwrap();
+        assert!(fast.failures.is_empty(), "{:?}", fast.failures);
+        let mut general = JsonDecoder::new(schema.clone());
+        general.flat = None; // the arrow-json path, for reference
+        let reference = general.decode(&payloads(&good)).unwrap();
+        assert_eq!(fast.batch, reference.batch);
+
+        let bad = [
+            Some(r#"{"ID": 1}"#),
+            Some(r#"{"ID": 2"#),
+            Some(r#"{"ID": "x"}"#),
+            Some(r#"{"SMALL": 3000000000}"#),
+            Some(r#"{"OK": 1}"#),
+            Some(r#"{"V": [1]}"#),
+            Some(r#"{"ID": 5}{"ID": 6}"#),
+            Some("[1, 2]"),
+            Some(""),
+            Some(r#"{"ID": 9, "NAME": "ok"}"#),
+        ];
+        let decoded = flat.decode(&payloads(&bad)).unwrap();
+        let failed: Vec<usize> = decoded.failures.iter().map(|f| f.index).collect();
+        assert_eq!(failed, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert!(decoded.failures[2].reason.contains("out of range"), "{:?}", decoded.failures[2]);
+        assert_eq!(decoded.batch.column(0).as_primitive::<Int64Type>().values(), &[1, 9]);
+    }
+
+    #[test]
     fn infers_from_sample() {
         let msgs = [Some(r#"{"a": 1, "b": "x"}"#), Some(r#"{"a": 2, "c": [1.5]}"#), Some("junk"), None];
         let schema = infer_schema(&payloads(&msgs)).unwrap();
@@ -170,5 +335,23 @@ mod tests {
             &DataType::List(Arc::new(Field::new("item", DataType::Float64, true)))
         );
         assert!(infer_schema(&payloads(&[Some("[1]")])).is_err());
+    }
+
+    #[test]
+    fn inferred_columns_keep_the_order_of_the_messages() {
+        let msgs = [
+            Some(r#"{"Time": 0, "V2": 1.5, "V10": 2.5, "S": {"b": 1, "a": [{"z": 1, "y": 2}]}}"#),
+            Some(r#"{"Time": 1, "V2": 1.5, "V10": 2.5, "Amount": 3.0, "S": {"c": true}}"#),
+        ];
+        let schema = infer_schema(&payloads(&msgs)).unwrap();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["Time", "V2", "V10", "S", "Amount"]);
+        let DataType::Struct(s) = schema.field(3).data_type() else { panic!("{schema:?}") };
+        let names: Vec<&str> = s.iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["b", "a", "c"]);
+        let DataType::List(item) = s[1].data_type() else { panic!("{s:?}") };
+        let DataType::Struct(inner) = item.data_type() else { panic!("{item:?}") };
+        let names: Vec<&str> = inner.iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["z", "y"]);
     }
 }

@@ -17,7 +17,7 @@ pub fn parse_ksql_type(text: &str) -> Result<DataType, FormatError> {
     let data_type = parser.data_type()?;
     parser.skip_space();
     if !parser.at_end() {
-        return Err(parser.error("unexpected text after the type"));
+        return Err(parser.unexpected("unexpected text after the type"));
     }
     Ok(data_type)
 }
@@ -45,7 +45,7 @@ pub fn parse_column_declarations<S: AsRef<str>>(declarations: &[S]) -> Result<Sc
                 continue;
             }
             if !parser.at_end() {
-                return Err(parser.error("expected ',' between columns"));
+                return Err(parser.unexpected("expected ',' between columns"));
             }
         }
     }
@@ -67,6 +67,21 @@ impl<'a> Parser<'a> {
 
     fn error(&self, what: &str) -> FormatError {
         FormatError::Schema(format!("{what} at character {} of {:?}", self.pos + 1, self.text))
+    }
+
+    /// An error that names the token found at the current position (or the end).
+    fn unexpected(&self, what: &str) -> FormatError {
+        let rest = self.rest().trim_start();
+        let found = match rest.chars().next() {
+            None => "the end".to_string(),
+            Some(first) => {
+                let word = rest.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$')).unwrap_or(rest.len());
+                let token = if word > 0 { &rest[..word] } else { &rest[..first.len_utf8()] };
+                format!("{token:?}")
+            }
+        };
+        let at = self.text.len() - rest.len();
+        FormatError::Schema(format!("{what}, found {found} at character {} of {:?}", at + 1, self.text))
     }
 
     fn rest(&self) -> &'a str {
@@ -96,7 +111,7 @@ impl<'a> Parser<'a> {
         if self.eat(c) {
             Ok(())
         } else {
-            Err(self.error(&format!("expected '{c}'")))
+            Err(self.unexpected(&format!("expected '{c}'")))
         }
     }
 
@@ -116,7 +131,7 @@ impl<'a> Parser<'a> {
             .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
             .unwrap_or(rest.len());
         if len == 0 {
-            return Err(self.error("expected a name"));
+            return Err(self.unexpected("expected a name"));
         }
         self.pos += len;
         Ok(rest[..len].to_string())
@@ -128,14 +143,16 @@ impl<'a> Parser<'a> {
         let len = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         let value = rest[..len]
             .parse()
-            .map_err(|_| self.error("expected a number"))?;
+            .map_err(|_| self.unexpected("expected a number"))?;
         self.pos += len;
         Ok(value)
     }
 
     fn data_type(&mut self) -> Result<DataType, FormatError> {
+        self.skip_space();
         let start = self.pos;
-        let word = self.identifier()?.to_ascii_uppercase();
+        let written = self.identifier().map_err(|_| self.unexpected("expected a type"))?;
+        let word = written.to_ascii_uppercase();
         let data_type = match word.as_str() {
             "BOOLEAN" | "BOOL" => DataType::Boolean,
             "TINYINT" => DataType::Int8,
@@ -205,7 +222,7 @@ impl<'a> Parser<'a> {
             _ => {
                 self.pos = start;
                 self.skip_space();
-                return Err(self.error(&format!("unknown KSQL type {word:?}")));
+                return Err(self.error(&format!("unknown KSQL type {written:?}")));
             }
         };
         Ok(data_type)
@@ -310,7 +327,11 @@ mod tests {
         let err = parse_ksql_type("DECIMAL(50, 2)").unwrap_err().to_string();
         assert!(err.contains("out of range"), "{err}");
         let err = parse_column_declarations(&["A INT B INT"]).unwrap_err().to_string();
-        assert!(err.contains("expected ','"), "{err}");
+        assert!(err.contains("expected ','") && err.contains("found \"B\""), "{err}");
+        let err = parse_column_declarations(&["Id bigint", "V1 doubel"]).unwrap_err().to_string();
+        assert!(err.contains("\"doubel\"") && err.contains("\"V1 doubel\""), "{err}");
+        let err = parse_column_declarations(&["X"]).unwrap_err().to_string();
+        assert!(err.contains("expected a type, found the end"), "{err}");
         let err = parse_column_declarations(&["A INT", "a INT", "A DOUBLE"]).unwrap_err().to_string();
         assert!(err.contains("declared twice"), "{err}");
         assert!(parse_column_declarations::<&str>(&[]).is_err());

@@ -7,7 +7,10 @@
 pub mod avro;
 pub mod csv;
 pub mod encode;
+mod encode_flat;
+pub mod flat;
 pub mod json;
+mod json_flat;
 pub mod ksql_types;
 pub mod raw;
 pub mod registry;
@@ -15,7 +18,7 @@ pub mod registry;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use arrow_schema::{ArrowError, SchemaRef};
+use arrow_schema::{ArrowError, DataType, FieldRef, Schema, SchemaRef};
 
 pub use ksql_types::{parse_column_declarations, parse_ksql_type};
 
@@ -113,6 +116,60 @@ where
         }
     }
     (good, failures)
+}
+
+/// Time zone names that mean UTC. Arrow, built without the time zone database, resolves
+/// only offsets like `"+00:00"` when it parses or prints zoned timestamps, and fails on
+/// `"UTC"` — the zone pandas, pyarrow and kafkaml's own `_timestamp` column use.
+fn is_utc_name(tz: &str) -> bool {
+    matches!(
+        tz,
+        "UTC" | "utc" | "Etc/UTC" | "Z" | "Zulu" | "Etc/Zulu" | "GMT" | "Etc/GMT" | "UCT" | "Etc/UCT" | "Universal"
+            | "Etc/Universal"
+    )
+}
+
+/// `data_type` with every UTC-named time zone spelled `"+00:00"`, nested types included.
+pub(crate) fn utc_as_offset(data_type: &DataType) -> DataType {
+    let field = |f: &FieldRef| -> FieldRef { Arc::new(f.as_ref().clone().with_data_type(utc_as_offset(f.data_type()))) };
+    match data_type {
+        DataType::Timestamp(unit, Some(tz)) if is_utc_name(tz) => DataType::Timestamp(*unit, Some("+00:00".into())),
+        DataType::List(item) => DataType::List(field(item)),
+        DataType::LargeList(item) => DataType::LargeList(field(item)),
+        DataType::FixedSizeList(item, n) => DataType::FixedSizeList(field(item), *n),
+        DataType::Struct(fields) => DataType::Struct(fields.iter().map(field).collect()),
+        DataType::Map(entries, sorted) => DataType::Map(field(entries), *sorted),
+        other => other.clone(),
+    }
+}
+
+/// `schema` with UTC-named time zones spelled `"+00:00"` (the same `Arc` if there are none).
+pub(crate) fn schema_utc_as_offset(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<FieldRef> = schema
+        .fields()
+        .iter()
+        .map(|f| Arc::new(f.as_ref().clone().with_data_type(utc_as_offset(f.data_type()))))
+        .collect();
+    if fields.iter().zip(schema.fields()).all(|(a, b)| a.data_type() == b.data_type()) {
+        return schema.clone();
+    }
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// `batch` with the types of `schema`, which differ at most in time zone names (a zoned
+/// timestamp cast to another zone keeps its instants: only the label changes).
+pub(crate) fn relabel(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+    if batch.schema().fields() == schema.fields() {
+        return Ok(batch);
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| arrow_cast::cast(column, field.data_type()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(schema.clone(), columns, &options)
 }
 
 /// An empty batch of `schema`, for when every message of a batch failed.

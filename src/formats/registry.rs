@@ -80,7 +80,11 @@ impl SchemaRegistry {
 
     /// Registers `schema` under `subject` (or finds it registered) and returns its id.
     pub fn register(&mut self, subject: &str, schema: &AvroSchema) -> Result<u32, FormatError> {
-        let body = serde_json::json!({"schema": schema.canonical_form()});
+        // The full schema, not its Parsing Canonical Form: that form strips logical types,
+        // defaults and docs, so readers would get timestamps as longs and decimals as bytes,
+        // and a registry could not check compatibility (added fields need their defaults).
+        let text = serde_json::to_string(schema).map_err(|e| FormatError::AvroSchema(e.to_string()))?;
+        let body = serde_json::json!({"schema": text, "schemaType": "AVRO"});
         let response: IdResponse = self.send(
             self.http
                 .post(self.url(&format!("/subjects/{subject}/versions")))

@@ -71,6 +71,9 @@ pub struct ConsumerOptions {
     pub on_error: OnError,
     pub include_metadata: bool,
     pub csv_delimiter: u8,
+    /// Read partitions one after another in (topic, partition) order, for a deterministic
+    /// row order without sorting (only without a group, which assigns partitions itself).
+    pub ordered: bool,
     pub config: Vec<(String, String)>,
     /// For metadata, watermarks and commits: how long before the broker counts as unreachable.
     pub timeout: Duration,
@@ -108,6 +111,13 @@ type PartitionKey = (String, i32);
 struct PartitionProgress {
     /// Where reading stops (exclusive) for `StopAt::End`.
     end: i64,
+    /// The high watermark when the read started: an end-of-partition event below it is
+    /// not trusted (a fresh broker can report one before the data is visible).
+    high_at_start: i64,
+    /// The next offset to read, as far as known (-1: the group decides).
+    next: i64,
+    /// Caught up with the partition's end (until the next message arrives).
+    at_eof: bool,
     done: bool,
 }
 
@@ -119,6 +129,10 @@ pub struct ArrowConsumer {
     state: DecodeState,
     warnings: Vec<String>,
     finished: bool,
+    /// Ordered reads: the partitions still to read, with their start offsets.
+    ordered_queue: std::collections::VecDeque<(PartitionKey, i64)>,
+    /// Ordered reads: the one partition assigned now.
+    ordered_current: Option<PartitionKey>,
 }
 
 #[derive(Default)]
@@ -151,6 +165,11 @@ impl ArrowConsumer {
             ("queued.max.messages.kbytes", "65536".to_string()),
             ("socket.timeout.ms", options.timeout.as_millis().max(10).to_string()),
         ];
+        if options.stop != StopAt::Never {
+            // A bounded read must not sit in the broker's long poll of a partition it has
+            // finished (ordered reads move from partition to partition).
+            defaults.push(("fetch.wait.max.ms", "20".to_string()));
+        }
         // librdkafka assigns partitions only with a group id; an anonymous reader gets a
         // private one and never commits under it.
         let group = options.group_id.clone().unwrap_or_else(|| format!("kafkaml-anonymous-{}", unique_suffix()));
@@ -165,6 +184,8 @@ impl ArrowConsumer {
             state: DecodeState { decoder, ..DecodeState::default() },
             warnings: Vec::new(),
             finished: false,
+            ordered_queue: Default::default(),
+            ordered_current: None,
             options,
         };
         this.start()?;
@@ -185,6 +206,7 @@ impl ArrowConsumer {
         let timeout = self.options.timeout;
         let local = is_local_bootstrap(&self.options.bootstrap);
         let mut start_positions = TopicPartitionList::new();
+        let mut high_watermarks: HashMap<PartitionKey, i64> = HashMap::new();
         for topic in self.options.topics.clone() {
             let metadata = self.consumer.fetch_metadata(Some(&topic), timeout).map_err(|e| self.unreachable(e))?;
             let topic_meta = metadata
@@ -223,7 +245,8 @@ impl ArrowConsumer {
                     StopAt::End => high,
                     _ => i64::MAX,
                 };
-                self.progress.insert((topic.clone(), id), PartitionProgress { end, done: false });
+                self.progress.insert((topic.clone(), id), PartitionProgress { end, high_at_start: high, next: -1, at_eof: false, done: false });
+                high_watermarks.insert((topic.clone(), id), high);
             }
         }
 
@@ -241,10 +264,16 @@ impl ArrowConsumer {
             }
             let found = self.consumer.offsets_for_times(query, timeout).map_err(|e| self.unreachable(e))?;
             for element in found.elements() {
-                // No message at or after the time: start at the end of the partition.
+                // No message at or after the time: start at the end of the partition, as an
+                // offset (the high watermark taken above), so that `stop="end"` sees the
+                // partition is already done instead of waiting for a message forever.
+                let key = (element.topic().to_string(), element.partition());
                 let offset = match element.offset() {
                     Offset::Offset(o) => Offset::Offset(o),
-                    _ => Offset::End,
+                    _ => match high_watermarks.get(&key) {
+                        Some(high) => Offset::Offset(*high),
+                        None => Offset::End,
+                    },
                 };
                 start_positions.set_partition_offset(element.topic(), element.partition(), offset)?;
             }
@@ -261,10 +290,28 @@ impl ArrowConsumer {
         } else {
             for element in start_positions.elements() {
                 if let Offset::Offset(start) = element.offset() {
-                    self.mark_done_if_at_end(&(element.topic().to_string(), element.partition()), start);
+                    let key = (element.topic().to_string(), element.partition());
+                    if let Some(progress) = self.progress.get_mut(&key) {
+                        progress.next = start;
+                    }
+                    self.mark_done_if_at_end(&key, start);
                 }
             }
-            self.consumer.assign(&start_positions)?;
+            if self.options.ordered {
+                let mut queue: Vec<(PartitionKey, i64)> = start_positions
+                    .elements()
+                    .iter()
+                    .filter_map(|e| match e.offset() {
+                        Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
+                        _ => None,
+                    })
+                    .collect();
+                queue.sort();
+                self.ordered_queue = queue.into();
+                self.assign_next_ordered()?;
+            } else {
+                self.consumer.assign(&start_positions)?;
+            }
         }
         self.check_finished();
         Ok(())
@@ -291,6 +338,35 @@ impl ArrowConsumer {
         Ok(())
     }
 
+    /// Ordered reads: once the current partition is done, assign the next one not done.
+    fn assign_next_ordered(&mut self) -> Result<(), KafkaError> {
+        if let Some(current) = &self.ordered_current {
+            if !self.progress.get(current).is_some_and(|p| p.done) {
+                return Ok(());
+            }
+        }
+        self.ordered_current = None;
+        while let Some((key, start)) = self.ordered_queue.pop_front() {
+            if self.progress.get(&key).is_some_and(|p| p.done) {
+                continue;
+            }
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&key.0, key.1, Offset::Offset(start))?;
+            self.consumer.assign(&tpl)?;
+            self.ordered_current = Some(key);
+            break;
+        }
+        Ok(())
+    }
+
+    /// Is the reading of what is assigned now over? (In ordered mode: the current partition.)
+    fn assigned_done(&self) -> bool {
+        match &self.ordered_current {
+            Some(current) => self.progress.get(current).is_none_or(|p| p.done),
+            None => self.progress.values().all(|p| p.done),
+        }
+    }
+
     fn mark_done_if_at_end(&mut self, key: &PartitionKey, next_offset: i64) {
         if let Some(progress) = self.progress.get_mut(key) {
             if next_offset >= progress.end {
@@ -302,6 +378,12 @@ impl ArrowConsumer {
     /// Finished when a stop is set and every partition this consumer reads is done.
     fn check_finished(&mut self) {
         if self.options.stop == StopAt::Never || self.finished {
+            return;
+        }
+        if self.ordered_current.is_some() {
+            // Ordered reads finish with the last partition of the queue, not the current one.
+            let is_done = |key: &PartitionKey| self.progress.get(key).is_none_or(|p| p.done);
+            self.finished = self.assigned_done() && self.ordered_queue.iter().all(|(key, _)| is_done(key));
             return;
         }
         let assigned: Vec<PartitionKey> = match self.consumer.assignment() {
@@ -331,9 +413,13 @@ impl ArrowConsumer {
             match (self.options.stop, element.offset()) {
                 (StopAt::End, Offset::Offset(o)) => self.mark_done_if_at_end(&key, o),
                 // Reached the end and the stop time has passed: nothing more can come before it.
-                (StopAt::Time(stop_ms), _) if now_ms() >= stop_ms => {
+                (StopAt::Time(_), position) => {
                     if let Some(p) = self.progress.get_mut(&key) {
-                        p.done = true;
+                        let position = match position {
+                            Offset::Offset(o) => o.max(p.next),
+                            _ => p.next,
+                        };
+                        p.at_eof = position >= p.high_at_start;
                     }
                 }
                 _ => {}
@@ -348,6 +434,19 @@ impl ArrowConsumer {
             }
         }
         self.check_finished();
+    }
+
+    /// A stop time that has passed ends every partition that is caught up: nothing earlier
+    /// can arrive there any more.
+    fn apply_time_stop(&mut self) {
+        if let StopAt::Time(stop_ms) = self.options.stop {
+            if now_ms() >= stop_ms {
+                for progress in self.progress.values_mut() {
+                    progress.done |= progress.at_eof;
+                }
+                self.check_finished();
+            }
+        }
     }
 
     pub fn is_finished(&self) -> bool {
@@ -379,7 +478,13 @@ impl ArrowConsumer {
             if self.finished {
                 return Ok(None);
             }
-            if let Some(batch) = self.poll_batch(interrupt)? {
+            let batch = self.poll_batch(interrupt)?;
+            self.apply_time_stop();
+            if self.options.ordered {
+                self.assign_next_ordered()?;
+                self.check_finished();
+            }
+            if let Some(batch) = batch {
                 return Ok(Some(batch));
             }
         }
@@ -431,6 +536,8 @@ impl ArrowConsumer {
                         progress.done = true;
                         stopped_early = true;
                     }
+                    progress.next = offset + 1;
+                    progress.at_eof = false;
                     first_at.get_or_insert_with(Instant::now);
                     messages.push(message);
                 }
@@ -440,18 +547,13 @@ impl ArrowConsumer {
                         break;
                     }
                 }
-                Some(Err(error)) => {
-                    // Transport errors are retried by librdkafka; others end the read.
-                    if is_fatal(&error) {
-                        return Err(KafkaError::Client(error.to_string()));
-                    }
-                }
+                // Transport errors are retried by librdkafka; the fatal ones end the read.
+                Some(Err(error)) if is_fatal(&error) => return Err(KafkaError::Client(error.to_string())),
+                Some(Err(_)) => {}
             }
             if stopped_early {
                 stopped_early = false;
-                // Check the stop condition without borrowing `self` mutably while messages live.
-                let all_done = self.progress.values().all(|p| p.done);
-                if all_done {
+                if self.assigned_done() {
                     break;
                 }
             }

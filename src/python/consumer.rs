@@ -88,7 +88,7 @@ impl PyConsumer {
     #[pyo3(signature = (bootstrap, topics, format, *, schema=None, avro_schema=None, schema_registry=None,
         group_id=None, start_kind="earliest", start_offsets=None, start_time_ms=None, stop_kind="never",
         stop_time_ms=None, batch_size=10_000, max_wait_ms=500, on_error="raise", include_metadata=false,
-        delimiter=",", config=None, timeout_s=10.0))]
+        delimiter=",", ordered=false, config=None, timeout_s=10.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -109,6 +109,7 @@ impl PyConsumer {
         on_error: &str,
         include_metadata: bool,
         delimiter: &str,
+        ordered: bool,
         config: Option<HashMap<String, Bound<'_, PyAny>>>,
         timeout_s: f64,
     ) -> PyResult<Self> {
@@ -146,6 +147,7 @@ impl PyConsumer {
             on_error,
             include_metadata,
             csv_delimiter: delimiter_argument(delimiter)?,
+            ordered,
             config: config_argument(config)?,
             timeout,
         };

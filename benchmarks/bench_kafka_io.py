@@ -1,0 +1,186 @@
+"""Kafka -> numpy and Arrow -> Kafka, kafkaml side by side with confluent-kafka, in one run.
+
+    python benchmarks/bench_kafka_io.py [--messages 1000000]
+
+The same topics of credit-card rows (Time, V1..V28, Amount, Class: 31 numbers) on a real
+broker, as JSON and as CSV, read into a float32 numpy matrix by
+  (a) kafkaml: read_topic(...) + to_numpy(...), decoding in Rust;
+  (b) confluent-kafka: consume() + json.loads / str.split + numpy, the talk's route;
+  (c) librdkafka polling every message without decoding (examples/raw_consume.rs): the ceiling.
+Each reader runs in a fresh process so its peak memory is its own. Writing is compared too:
+kafkaml.write_topic vs a confluent-kafka produce loop with json.dumps.
+Prints msgs/s and ratios; saves benchmarks/results/kafka_io.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, Timer, kafka_broker, machine, peak_rss_mb, run_worker, save  # noqa: E402
+
+FIELDS = ["Time", *[f"V{i}" for i in range(1, 29)], "Amount", "Class"]
+DECLARATIONS = ", ".join(f"{name} DOUBLE" for name in FIELDS)
+PARTITIONS = 3
+
+
+# ---------------- workers (each in a fresh process) ----------------
+
+def worker_kafkaml(bootstrap: str, topic: str, fmt: str) -> dict:
+    import kafkaml
+
+    with Timer() as t:
+        table = kafkaml.read_topic(bootstrap, topic, format=fmt, schema=DECLARATIONS)
+        matrix = kafkaml.to_numpy(table, columns=FIELDS, dtype="float32")
+    return {"rows": matrix.shape[0], "seconds": t.seconds, "peak_rss_mb": peak_rss_mb(),
+            "matrix_mb": matrix.nbytes / 2**20, "checksum": float(matrix[:, 0].astype(np.float64).sum())}
+
+
+def worker_confluent(bootstrap: str, topic: str, fmt: str) -> dict:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-confluent", "enable.auto.commit": False})
+    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    total = 0
+    assignment = []
+    for p in parts:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        total += high - low
+        assignment.append(TopicPartition(topic, p, low))
+    rows: list = []
+    with Timer() as t:
+        consumer.assign(assignment)
+        while len(rows) < total:
+            for message in consumer.consume(num_messages=10_000, timeout=1.0):
+                if message.error():
+                    continue
+                if fmt == "json":
+                    record = json.loads(message.value())
+                    rows.append([record[name] for name in FIELDS])
+                else:
+                    rows.append([float(v) for v in message.value().split(b",")])
+        matrix = np.array(rows, dtype=np.float32)
+    consumer.close()
+    return {"rows": matrix.shape[0], "seconds": t.seconds, "peak_rss_mb": peak_rss_mb(),
+            "checksum": float(matrix[:, 0].astype(np.float64).sum())}
+
+
+def raw_ceiling(bootstrap: str, topic: str) -> dict:
+    env_target = {"CARGO_TARGET_DIR": str(Path.home() / ".cache" / "kafkaml" / "target")}
+    import os
+
+    done = subprocess.run(
+        ["cargo", "run", "--quiet", "--release", "--no-default-features", "--example", "raw_consume", "--", bootstrap, topic],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, **env_target},
+    )
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-2000:])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"rows": result["messages"], "seconds": result["seconds"]}
+
+
+# ---------------- producing ----------------
+
+def produce_all(bootstrap: str, messages: int) -> tuple[dict, dict[str, str]]:
+    import kafkaml
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from kafkaml._demo import credit_card_rows
+
+    table = credit_card_rows(messages).cast(kafkaml.parse_columns(DECLARATIONS))
+    suffix = f"{messages}-{np.random.default_rng().integers(1 << 30)}"
+    topics = {"json": f"bench-json-{suffix}", "csv": f"bench-csv-{suffix}", "json_confluent": f"bench-json-ck-{suffix}"}
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in topics.values()]).values():
+        future.result()
+
+    with Timer() as kafkaml_json:
+        kafkaml.write_topic(bootstrap, topics["json"], table, format="json")
+    with Timer() as kafkaml_csv:
+        kafkaml.write_topic(bootstrap, topics["csv"], table, format="csv")
+
+    records = table.to_pylist()  # the Python way starts from Python rows
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "queue.buffering.max.messages": 500_000})
+    with Timer() as confluent_json:
+        for record in records:
+            while True:
+                try:
+                    producer.produce(topics["json_confluent"], json.dumps(record).encode())
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+            producer.poll(0)
+        producer.flush()
+    results = {
+        "kafkaml_write_json_msgs_s": messages / kafkaml_json.seconds,
+        "kafkaml_write_csv_msgs_s": messages / kafkaml_csv.seconds,
+        "confluent_produce_json_msgs_s": messages / confluent_json.seconds,
+    }
+    return results, topics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--worker", nargs=4, metavar=("KIND", "BOOTSTRAP", "TOPIC", "FORMAT"))
+    args = parser.parse_args()
+    if args.worker:
+        kind, bootstrap, topic, fmt = args.worker
+        result = worker_kafkaml(bootstrap, topic, fmt) if kind == "kafkaml" else worker_confluent(bootstrap, topic, fmt)
+        print(json.dumps(result))
+        return
+
+    with kafka_broker() as bootstrap:
+        writing, topics = produce_all(bootstrap, args.messages)
+        me = Path(__file__)
+        reads = {
+            "kafkaml_json": run_worker(me, "kafkaml", bootstrap, topics["json"], "json"),
+            "confluent_json": run_worker(me, "confluent", bootstrap, topics["json"], "json"),
+            "kafkaml_csv": run_worker(me, "kafkaml", bootstrap, topics["csv"], "csv"),
+            "confluent_csv": run_worker(me, "confluent", bootstrap, topics["csv"], "csv"),
+            "raw_json": raw_ceiling(bootstrap, topics["json"]),
+            "raw_csv": raw_ceiling(bootstrap, topics["csv"]),
+        }
+    for name, r in reads.items():
+        r["msgs_s"] = r["rows"] / r["seconds"]
+        assert r["rows"] == args.messages, f"{name} read {r['rows']} of {args.messages}"
+    for fmt in ("json", "csv"):
+        if abs(reads[f"kafkaml_{fmt}"]["checksum"] - reads[f"confluent_{fmt}"]["checksum"]) > 1e-3 * args.messages:
+            raise SystemExit(f"{fmt}: kafkaml and confluent-kafka read different data")
+
+    ratios = {
+        "json_kafkaml_vs_confluent": reads["kafkaml_json"]["msgs_s"] / reads["confluent_json"]["msgs_s"],
+        "csv_kafkaml_vs_confluent": reads["kafkaml_csv"]["msgs_s"] / reads["confluent_csv"]["msgs_s"],
+        "csv_kafkaml_vs_raw_ceiling": reads["kafkaml_csv"]["msgs_s"] / reads["raw_csv"]["msgs_s"],
+        "json_kafkaml_vs_raw_ceiling": reads["kafkaml_json"]["msgs_s"] / reads["raw_json"]["msgs_s"],
+        "write_json_kafkaml_vs_confluent": writing["kafkaml_write_json_msgs_s"] / writing["confluent_produce_json_msgs_s"],
+    }
+    budget = 2 * reads["kafkaml_json"]["matrix_mb"] + 300
+    print(f"\n{args.messages:,} credit-card messages, {PARTITIONS} partitions, real Kafka broker")
+    print(f"{'reader':<16}{'msgs/s':>14}{'seconds':>10}{'peak RSS MB':>14}")
+    for name, r in reads.items():
+        print(f"{name:<16}{r['msgs_s']:>14,.0f}{r['seconds']:>10.2f}{r.get('peak_rss_mb', float('nan')):>14.0f}")
+    print(f"\nwrite: kafkaml json {writing['kafkaml_write_json_msgs_s']:,.0f} msgs/s, csv "
+          f"{writing['kafkaml_write_csv_msgs_s']:,.0f} msgs/s; confluent-kafka + json.dumps "
+          f"{writing['confluent_produce_json_msgs_s']:,.0f} msgs/s")
+    print("\nratios (target):")
+    print(f"  JSON read, kafkaml / confluent-kafka+json.loads: {ratios['json_kafkaml_vs_confluent']:.1f}x (>= 10x)")
+    print(f"  CSV read, kafkaml / raw librdkafka ceiling:      {ratios['csv_kafkaml_vs_raw_ceiling']:.0%} (>= 50%)")
+    print(f"  CSV read, kafkaml / confluent-kafka+split:       {ratios['csv_kafkaml_vs_confluent']:.1f}x")
+    print(f"  JSON write, kafkaml / confluent-kafka+json.dumps: {ratios['write_json_kafkaml_vs_confluent']:.1f}x (>= 5x)")
+    print(f"  peak memory, kafkaml JSON read: {reads['kafkaml_json']['peak_rss_mb']:.0f} MB "
+          f"(budget 2 x {reads['kafkaml_json']['matrix_mb']:.0f} MB matrix + 300 MB = {budget:.0f} MB)")
+    path = save("kafka_io", {"messages": args.messages, "partitions": PARTITIONS, "machine": machine(),
+                             "reads": reads, "writing": writing, "ratios": ratios, "memory_budget_mb": budget})
+    print(f"\nsaved {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

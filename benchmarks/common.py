@@ -1,0 +1,69 @@
+"""Shared helpers for the side-by-side benchmarks: a real broker, workers in fresh processes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+@contextlib.contextmanager
+def kafka_broker() -> Iterator[str]:
+    """The broker in KAFKA_BOOTSTRAP, or a real one started (and stopped) for the run."""
+    if os.environ.get("KAFKA_BOOTSTRAP"):
+        yield os.environ["KAFKA_BOOTSTRAP"]
+        return
+    script = ROOT / "scripts" / "kafka-server"
+    address = subprocess.run([str(script), "start"], check=True, capture_output=True, text=True).stdout.split()[-1]
+    try:
+        yield address
+    finally:
+        subprocess.run([str(script), "stop"], check=False, capture_output=True)
+
+
+def run_worker(script: Path, *args: str) -> dict[str, Any]:
+    """Runs ``script --worker args...`` in a fresh interpreter; returns the JSON it prints last."""
+    done = subprocess.run([sys.executable, str(script), "--worker", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"worker {args} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory, in MB (VmHWM: unlike ru_maxrss, not inherited
+    from the parent across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Timer:
+    def __enter__(self) -> "Timer":
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.started
+
+
+def save(name: str, payload: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+def machine() -> dict[str, Any]:
+    import platform
+
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}

@@ -1,0 +1,61 @@
+//! Encoder and decoder throughput without Kafka: credit-card rows as JSON and CSV, decoded in batches.
+//!
+//!     cargo run --release --no-default-features --example decode_bench
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use kafkaml::formats::csv::CsvDecoder;
+use kafkaml::formats::encode::ValueEncoder;
+use kafkaml::formats::json::JsonDecoder;
+use kafkaml::formats::{parse_column_declarations, BatchDecoder, Payload};
+
+fn main() {
+    let names: Vec<String> = std::iter::once("Time".to_string())
+        .chain((1..=28).map(|i| format!("V{i}")))
+        .chain(["Amount".to_string(), "Class".to_string()])
+        .collect();
+    let declarations: Vec<String> = names.iter().map(|n| format!("{n} DOUBLE")).collect();
+    let schema = Arc::new(parse_column_declarations(&declarations).unwrap());
+    let rows = 100_000;
+    let mut seed = 12345u64;
+    let mut next = || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 11) as f64 / (1u64 << 53) as f64 * 4.0 - 2.0
+    };
+    let mut json = Vec::new();
+    let mut csv = Vec::new();
+    for _ in 0..rows {
+        let values: Vec<f64> = (0..names.len()).map(|_| next()).collect();
+        let fields: Vec<String> = names.iter().zip(&values).map(|(n, v)| format!("\"{n}\":{v}")).collect();
+        json.push(format!("{{{}}}", fields.join(",")).into_bytes());
+        csv.push(values.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",").into_bytes());
+    }
+    // Encoding: decode once, then time the writers on the same batch.
+    let payloads: Vec<Payload> = csv.iter().map(|m| Payload { key: None, value: Some(m) }).collect();
+    let batch = CsvDecoder::new(schema.clone(), b',').decode(&payloads).unwrap().batch;
+    for (name, encoder) in [("json", ValueEncoder::Json), ("csv", ValueEncoder::Csv { delimiter: b',' })] {
+        let started = Instant::now();
+        let encoded = encoder.encode(&batch).unwrap();
+        let seconds = started.elapsed().as_secs_f64();
+        println!("encode {name}: {} rows in {seconds:.3} s = {:.0} rows/s", encoded.len(), encoded.len() as f64 / seconds);
+    }
+    for (name, messages, mut decoder) in [
+        ("json", &json, Box::new(JsonDecoder::new(schema.clone())) as Box<dyn BatchDecoder>),
+        ("csv", &csv, Box::new(CsvDecoder::new(schema.clone(), b','))),
+    ] {
+        let started = Instant::now();
+        let mut decoded = 0;
+        for chunk in messages.chunks(10_000) {
+            let payloads: Vec<Payload> = chunk.iter().map(|m| Payload { key: None, value: Some(m) }).collect();
+            decoded += decoder.decode(&payloads).unwrap().batch.num_rows();
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let bytes: usize = messages.iter().map(Vec::len).sum();
+        println!(
+            "{name}: {decoded} rows in {seconds:.3} s = {:.0} rows/s, {:.0} MB/s",
+            decoded as f64 / seconds,
+            bytes as f64 / seconds / 1e6
+        );
+    }
+}

@@ -1,0 +1,51 @@
+//! The ceiling for consuming: librdkafka polls every message of a topic from the start to
+//! the end offsets and touches its payload, decoding nothing. Used by benchmarks/.
+//!
+//!     cargo run --release --no-default-features --example raw_consume -- BOOTSTRAP TOPIC
+
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let (bootstrap, topic) = match args.as_slice() {
+        [_, b, t] => (b.clone(), t.clone()),
+        _ => return Err("usage: raw_consume BOOTSTRAP TOPIC".into()),
+    };
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "kafkaml-raw-ceiling")
+        .set("enable.auto.commit", "false")
+        .set("queued.max.messages.kbytes", "65536")
+        .create()?;
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(Some(&topic), timeout)?;
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = 0i64;
+    let mut ends = Vec::new();
+    for partition in metadata.topics()[0].partitions() {
+        let (low, high) = consumer.fetch_watermarks(&topic, partition.id(), timeout)?;
+        assignment.add_partition_offset(&topic, partition.id(), Offset::Offset(low))?;
+        remaining += high - low;
+        ends.push(high);
+    }
+    let started = Instant::now();
+    consumer.assign(&assignment)?;
+    let (mut messages, mut bytes) = (0u64, 0u64);
+    while remaining > 0 {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            if message.offset() < ends[message.partition() as usize] {
+                bytes += message.payload().map_or(0, |p| p.len()) as u64;
+                messages += 1;
+                remaining -= 1;
+            }
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!("{{\"messages\": {messages}, \"bytes\": {bytes}, \"seconds\": {seconds}}}");
+    Ok(())
+}

@@ -1,0 +1,284 @@
+//! A hand-written JSON object reader for flat schemas (numbers, booleans, strings): one pass
+//! over each message, values parsed straight into their column's slot. Nested values under
+//! keys that are not columns are skipped; anything else falls back to arrow-json.
+
+use std::collections::HashMap;
+
+use arrow_schema::SchemaRef;
+
+use super::flat::{flat_name, parse_text, FlatBatchBuilder, FlatType, Slot};
+use super::{Decoded, FormatError, Payload, RowFailure};
+
+pub struct FlatJsonDecoder {
+    schema: SchemaRef,
+    types: Vec<FlatType>,
+    names: Vec<Vec<u8>>,
+    by_name: HashMap<Vec<u8>, usize>,
+}
+
+impl FlatJsonDecoder {
+    pub fn new(schema: SchemaRef, types: Vec<FlatType>) -> Self {
+        let names: Vec<Vec<u8>> = schema.fields().iter().map(|f| f.name().as_bytes().to_vec()).collect();
+        let by_name = names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
+        FlatJsonDecoder { schema, types, names, by_name }
+    }
+
+    pub fn decode(&self, payloads: &[Payload<'_>]) -> Result<Decoded, FormatError> {
+        super::flat::decode_in_parallel(&self.schema, payloads, |chunk| self.decode_chunk(chunk))
+    }
+
+    fn decode_chunk(&self, payloads: &[Payload<'_>]) -> Result<Decoded, FormatError> {
+        let mut builder = FlatBatchBuilder::new(self.schema.clone(), self.types.clone(), payloads.len());
+        let mut slots = vec![Slot::Null; self.types.len()];
+        let mut scratch = Vec::new();
+        let mut key = Vec::new();
+        let mut failures = Vec::new();
+        for (index, payload) in payloads.iter().enumerate() {
+            slots.fill(Slot::Null);
+            scratch.clear();
+            let parsed = match payload.value {
+                None => Ok(()), // a tombstone is a row of nulls
+                Some(bytes) => {
+                    let mut reader = Reader { bytes, pos: 0 };
+                    self.read_object(&mut reader, &mut slots, &mut scratch, &mut key)
+                }
+            };
+            let appended = parsed.and_then(|()| builder.check_row(&slots)).and_then(|()| builder.append_row(&slots, &scratch));
+            if let Err(reason) = appended {
+                failures.push(RowFailure { index, reason });
+            }
+        }
+        Ok(Decoded { batch: builder.finish()?, failures })
+    }
+
+    fn column_of(&self, key: &[u8], predicted: usize) -> Option<usize> {
+        // Producers write keys in the same order every time: try the next column first.
+        if self.names.get(predicted).is_some_and(|n| n == key) {
+            return Some(predicted);
+        }
+        self.by_name.get(key).copied()
+    }
+
+    fn read_object(&self, r: &mut Reader<'_>, slots: &mut [Slot], scratch: &mut Vec<u8>, key: &mut Vec<u8>) -> Result<(), String> {
+        r.skip_ws();
+        match r.peek() {
+            Some(b'{') => r.pos += 1,
+            None => return Err("the message holds no JSON object".into()),
+            Some(_) => return Err(format!("expected a JSON object at byte {}", r.pos)),
+        }
+        r.skip_ws();
+        let mut predicted = 0;
+        if r.peek() == Some(b'}') {
+            r.pos += 1;
+        } else {
+            loop {
+                r.skip_ws();
+                if r.peek() != Some(b'"') {
+                    return Err(format!("expected a key at byte {}", r.pos));
+                }
+                key.clear();
+                r.read_string(key)?;
+                r.skip_ws();
+                if r.peek() != Some(b':') {
+                    return Err(format!("expected ':' at byte {}", r.pos));
+                }
+                r.pos += 1;
+                r.skip_ws();
+                match self.column_of(key, predicted) {
+                    Some(column) => {
+                        slots[column] = self.read_value(r, column, scratch)?;
+                        predicted = column + 1;
+                    }
+                    None => r.skip_value(0)?,
+                }
+                r.skip_ws();
+                match r.next() {
+                    Some(b',') => continue,
+                    Some(b'}') => break,
+                    Some(_) => return Err(format!("expected ',' or '}}' at byte {}", r.pos - 1)),
+                    None => return Err("truncated JSON: the message ends inside an object".into()),
+                }
+            }
+        }
+        r.skip_ws();
+        if r.pos != r.bytes.len() {
+            return Err("more than one JSON value in the message".into());
+        }
+        Ok(())
+    }
+
+    fn read_value(&self, r: &mut Reader<'_>, column: usize, scratch: &mut Vec<u8>) -> Result<Slot, String> {
+        let flat = self.types[column];
+        let name = &self.schema.field(column).name();
+        let start = r.pos;
+        match r.peek() {
+            Some(b'"') => {
+                let mut text = Vec::new();
+                r.read_string(&mut text)?;
+                // A string column keeps the text; others parse it (as arrow-json does).
+                parse_text(&text, flat, scratch).map_err(|e| format!("field {name:?}: {e}"))
+            }
+            Some(b'n') => {
+                r.expect_literal(b"null")?;
+                Ok(Slot::Null)
+            }
+            Some(b't' | b'f') => {
+                let literal: &[u8] = if r.peek() == Some(b't') { b"true" } else { b"false" };
+                r.expect_literal(literal)?;
+                match flat {
+                    FlatType::Boolean => Ok(Slot::Bool(literal == b"true")),
+                    FlatType::Utf8 => parse_text(literal, flat, scratch),
+                    _ => Err(format!("field {name:?}: expected a {}, found {}", flat_name(flat), String::from_utf8_lossy(literal))),
+                }
+            }
+            Some(b'-' | b'0'..=b'9') => {
+                while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = r.peek() {
+                    r.pos += 1;
+                }
+                let number = &r.bytes[start..r.pos];
+                match flat {
+                    FlatType::Boolean => Err(format!("field {name:?}: expected a boolean, found a number")),
+                    _ => parse_text(number, flat, scratch).map_err(|e| format!("field {name:?}: {e}")),
+                }
+            }
+            Some(b'{' | b'[') => Err(format!("field {name:?}: expected a {}, found a nested value", flat_name(flat))),
+            Some(_) => Err(format!("invalid JSON at byte {start}")),
+            None => Err("truncated JSON: the message ends inside a value".into()),
+        }
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let b = self.peek();
+        self.pos += 1;
+        b
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    fn expect_literal(&mut self, literal: &[u8]) -> Result<(), String> {
+        if self.bytes[self.pos..].starts_with(literal) {
+            self.pos += literal.len();
+            Ok(())
+        } else {
+            Err(format!("invalid JSON literal at byte {}", self.pos))
+        }
+    }
+
+    /// Reads a string (at its opening quote) into `out`, unescaped.
+    fn read_string(&mut self, out: &mut Vec<u8>) -> Result<(), String> {
+        self.pos += 1;
+        loop {
+            let rest = &self.bytes[self.pos..];
+            let Some(special) = rest.iter().position(|b| *b == b'"' || *b == b'\\') else {
+                return Err("truncated JSON: the message ends inside a string".into());
+            };
+            out.extend_from_slice(&rest[..special]);
+            self.pos += special;
+            if self.next() == Some(b'"') {
+                return Ok(());
+            }
+            let escaped = self.next().ok_or("truncated JSON escape")?;
+            match escaped {
+                b'"' | b'\\' | b'/' => out.push(escaped),
+                b'b' => out.push(0x08),
+                b'f' => out.push(0x0c),
+                b'n' => out.push(b'\n'),
+                b'r' => out.push(b'\r'),
+                b't' => out.push(b'\t'),
+                b'u' => {
+                    let mut code = self.hex4()?;
+                    if (0xD800..0xDC00).contains(&code) && self.bytes[self.pos..].starts_with(b"\\u") {
+                        self.pos += 2;
+                        let low = self.hex4()?;
+                        code = 0x10000 + ((code - 0xD800) << 10) + (low.wrapping_sub(0xDC00) & 0x3FF);
+                    }
+                    let c = char::from_u32(code).unwrap_or('\u{FFFD}');
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                }
+                other => return Err(format!("invalid escape \\{}", other as char)),
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32, String> {
+        let digits = self.bytes.get(self.pos..self.pos + 4).ok_or("truncated \\u escape")?;
+        self.pos += 4;
+        let text = std::str::from_utf8(digits).map_err(|_| "invalid \\u escape")?;
+        u32::from_str_radix(text, 16).map_err(|_| "invalid \\u escape".to_string())
+    }
+
+    /// Skips one value of any kind (objects and arrays included).
+    fn skip_value(&mut self, depth: usize) -> Result<(), String> {
+        if depth > 128 {
+            return Err("JSON nested too deeply".into());
+        }
+        self.skip_ws();
+        match self.peek() {
+            Some(b'"') => {
+                let mut sink = Vec::new();
+                self.read_string(&mut sink)
+            }
+            Some(open @ (b'{' | b'[')) => {
+                let close = if open == b'{' { b'}' } else { b']' };
+                self.pos += 1;
+                self.skip_ws();
+                if self.peek() == Some(close) {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                loop {
+                    if open == b'{' {
+                        self.skip_ws();
+                        let mut sink = Vec::new();
+                        if self.peek() != Some(b'"') {
+                            return Err(format!("expected a key at byte {}", self.pos));
+                        }
+                        self.read_string(&mut sink)?;
+                        self.skip_ws();
+                        if self.next() != Some(b':') {
+                            return Err(format!("expected ':' at byte {}", self.pos - 1));
+                        }
+                    }
+                    self.skip_value(depth + 1)?;
+                    self.skip_ws();
+                    match self.next() {
+                        Some(b',') => continue,
+                        Some(c) if c == close => return Ok(()),
+                        Some(_) => return Err(format!("invalid JSON at byte {}", self.pos - 1)),
+                        None => return Err("truncated JSON".into()),
+                    }
+                }
+            }
+            Some(b't') => self.expect_literal(b"true"),
+            Some(b'f') => self.expect_literal(b"false"),
+            Some(b'n') => self.expect_literal(b"null"),
+            Some(b'-' | b'0'..=b'9') => {
+                let start = self.pos;
+                while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = self.peek() {
+                    self.pos += 1;
+                }
+                lexical_core::parse::<f64>(&self.bytes[start..self.pos])
+                    .map(|_| ())
+                    .map_err(|_| format!("invalid JSON number at byte {start}"))
+            }
+            Some(_) => Err(format!("invalid JSON at byte {}", self.pos)),
+            None => Err("truncated JSON".into()),
+        }
+    }
+}

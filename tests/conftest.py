@@ -1,0 +1,122 @@
+"""Fixtures for kafkaml's test suite: a real Kafka broker, topics, a Schema Registry double.
+
+The broker is real Apache Kafka. Its address comes from ``KAFKA_BOOTSTRAP`` when set (CI and
+``scripts/test`` start the broker once); otherwise the session runs ``scripts/kafka-server
+start`` itself and stops the broker at the end, but only if it was not running before.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+from confluent_kafka import Producer as ConfluentProducer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+sys.path.insert(0, str(Path(__file__).parent))  # the helper modules next to this file
+
+from registry_double import SchemaRegistryDouble  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+KAFKA_SERVER = REPO / "scripts" / "kafka-server"
+# CI checks ../shared out beside the repository.
+TALK_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "talk"
+
+
+@pytest.fixture(scope="session")
+def bootstrap() -> Iterator[str]:
+    """The bootstrap address of a real Kafka broker."""
+    address = os.environ.get("KAFKA_BOOTSTRAP")
+    if address:
+        yield address
+        return
+    was_running = subprocess.run([str(KAFKA_SERVER), "status"], capture_output=True, text=True).returncode == 0
+    started = subprocess.run([str(KAFKA_SERVER), "start"], capture_output=True, text=True, timeout=600)
+    if started.returncode != 0 or not started.stdout.strip():
+        pytest.exit(
+            f"scripts/kafka-server start failed (exit {started.returncode}):\n{started.stderr[-3000:]}",
+            returncode=3,
+        )
+    address = started.stdout.strip().splitlines()[-1].strip()
+    try:
+        yield address
+    finally:
+        if not was_running:
+            subprocess.run([str(KAFKA_SERVER), "stop"], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def admin(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})
+
+
+@pytest.fixture
+def new_topic(admin: AdminClient, request: pytest.FixtureRequest) -> Iterator[Callable[..., str]]:
+    """Creates topics with unique names: ``new_topic(partitions=3, config=None)`` -> name.
+
+    Waits until the broker reports a leader for every partition, and deletes the topics
+    after the test.
+    """
+    created: list[str] = []
+
+    def create(partitions: int = 3, config: dict[str, str] | None = None) -> str:
+        name = re.sub(r"[^A-Za-z0-9._-]", "-", f"{request.node.name[:60]}-{uuid.uuid4().hex[:10]}")
+        futures = admin.create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})],
+            operation_timeout=30,
+        )
+        futures[name].result(timeout=60)
+        created.append(name)
+        wait_for_topic(admin, name, partitions)
+        return name
+
+    yield create
+    if created:
+        admin.delete_topics(created, operation_timeout=30)
+
+
+def wait_for_topic(admin: AdminClient, name: str, partitions: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        topic = admin.list_topics(name, timeout=10).topics.get(name)
+        ready = (
+            topic is not None
+            and topic.error is None
+            and len(topic.partitions) == partitions
+            and all(p.leader >= 0 and p.error is None for p in topic.partitions.values())
+        )
+        if ready:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topic {name} has no leader for all {partitions} partitions after {timeout} s")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def confluent_producer(bootstrap: str) -> Iterator[ConfluentProducer]:
+    """confluent-kafka's own producer on the broker (the peer client)."""
+    producer = ConfluentProducer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    yield producer
+    producer.flush(30)
+
+
+@pytest.fixture
+def registry() -> Iterator[SchemaRegistryDouble]:
+    """A Schema Registry test double on 127.0.0.1 (see registry_double.py for why)."""
+    with SchemaRegistryDouble() as double:
+        yield double
+
+
+@pytest.fixture(scope="session")
+def talk_fixtures() -> Path:
+    """The talk's data files (``../shared/fixtures/talk`` beside the checkout)."""
+    if not TALK_FIXTURES.is_dir():
+        pytest.skip(f"the talk's fixtures are not at {TALK_FIXTURES} (CI checks ../shared out beside the repo)")
+    return TALK_FIXTURES
