@@ -163,6 +163,9 @@ impl ArrowConsumer {
             ("auto.offset.reset", reset.to_string()),
             // Bounded prefetch: memory stays flat while following a topic.
             ("queued.max.messages.kbytes", "65536".to_string()),
+            // When that queue is full librdkafka stops fetching for this long (1 s by
+            // default): a reader that drains it in bursts would stall for most of it.
+            ("fetch.queue.backoff.ms", "10".to_string()),
             ("socket.timeout.ms", options.timeout.as_millis().max(10).to_string()),
         ];
         if options.stop != StopAt::Never {
