@@ -20,34 +20,73 @@ fn main() {
     let rows = 100_000;
     let mut seed = 12345u64;
     let mut next = || {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (seed >> 11) as f64 / (1u64 << 53) as f64 * 4.0 - 2.0
     };
     let mut json = Vec::new();
     let mut csv = Vec::new();
     for _ in 0..rows {
         let values: Vec<f64> = (0..names.len()).map(|_| next()).collect();
-        let fields: Vec<String> = names.iter().zip(&values).map(|(n, v)| format!("\"{n}\":{v}")).collect();
+        let fields: Vec<String> = names
+            .iter()
+            .zip(&values)
+            .map(|(n, v)| format!("\"{n}\":{v}"))
+            .collect();
         json.push(format!("{{{}}}", fields.join(",")).into_bytes());
-        csv.push(values.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",").into_bytes());
+        csv.push(
+            values
+                .iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+                .into_bytes(),
+        );
     }
     // Encoding: decode once, then time the writers on the same batch.
-    let payloads: Vec<Payload> = csv.iter().map(|m| Payload { key: None, value: Some(m) }).collect();
-    let batch = CsvDecoder::new(schema.clone(), b',').decode(&payloads).unwrap().batch;
-    for (name, encoder) in [("json", ValueEncoder::Json), ("csv", ValueEncoder::Csv { delimiter: b',' })] {
+    let payloads: Vec<Payload> = csv
+        .iter()
+        .map(|m| Payload {
+            key: None,
+            value: Some(m),
+        })
+        .collect();
+    let batch = CsvDecoder::new(schema.clone(), b',')
+        .decode(&payloads)
+        .unwrap()
+        .batch;
+    for (name, encoder) in [
+        ("json", ValueEncoder::Json),
+        ("csv", ValueEncoder::Csv { delimiter: b',' }),
+    ] {
         let started = Instant::now();
         let encoded = encoder.encode(&batch).unwrap();
         let seconds = started.elapsed().as_secs_f64();
-        println!("encode {name}: {} rows in {seconds:.3} s = {:.0} rows/s", encoded.len(), encoded.len() as f64 / seconds);
+        println!(
+            "encode {name}: {} rows in {seconds:.3} s = {:.0} rows/s",
+            encoded.len(),
+            encoded.len() as f64 / seconds
+        );
     }
     for (name, messages, mut decoder) in [
-        ("json", &json, Box::new(JsonDecoder::new(schema.clone())) as Box<dyn BatchDecoder>),
+        (
+            "json",
+            &json,
+            Box::new(JsonDecoder::new(schema.clone())) as Box<dyn BatchDecoder>,
+        ),
         ("csv", &csv, Box::new(CsvDecoder::new(schema.clone(), b','))),
     ] {
         let started = Instant::now();
         let mut decoded = 0;
         for chunk in messages.chunks(10_000) {
-            let payloads: Vec<Payload> = chunk.iter().map(|m| Payload { key: None, value: Some(m) }).collect();
+            let payloads: Vec<Payload> = chunk
+                .iter()
+                .map(|m| Payload {
+                    key: None,
+                    value: Some(m),
+                })
+                .collect();
             decoded += decoder.decode(&payloads).unwrap().batch.num_rows();
         }
         let seconds = started.elapsed().as_secs_f64();

@@ -2,8 +2,8 @@
 //! The Python bindings live in `python/` behind the `python` feature.
 
 pub mod formats;
-pub mod matrix;
 pub mod kafka;
+pub mod matrix;
 
 #[cfg(feature = "python")]
 mod python;

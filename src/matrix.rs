@@ -8,7 +8,10 @@ use arrow_schema::{DataType, SchemaRef};
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum MatrixError {
     #[error("no column {name:?}; the columns are {available:?}")]
-    UnknownColumn { name: String, available: Vec<String> },
+    UnknownColumn {
+        name: String,
+        available: Vec<String>,
+    },
     #[error("column {name:?} has type {data_type}, which is not numeric")]
     NotNumeric { name: String, data_type: String },
     #[error("column {name:?} is null at row {row}; pass fill= to replace nulls")]
@@ -44,8 +47,17 @@ impl MatrixElement for f64 {
 }
 
 /// Column indices of `names` in `schema` (all columns when `names` is `None`), checked numeric.
-pub fn select_columns(schema: &SchemaRef, names: Option<&[String]>) -> Result<Vec<usize>, MatrixError> {
-    let available = || schema.fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>();
+pub fn select_columns(
+    schema: &SchemaRef,
+    names: Option<&[String]>,
+) -> Result<Vec<usize>, MatrixError> {
+    let available = || {
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect::<Vec<_>>()
+    };
     let indices: Vec<usize> = match names {
         None => (0..schema.fields().len()).collect(),
         Some(names) => names
@@ -53,15 +65,22 @@ pub fn select_columns(schema: &SchemaRef, names: Option<&[String]>) -> Result<Ve
             .map(|name| {
                 schema
                     .index_of(name)
-                    .map_err(|_| MatrixError::UnknownColumn { name: name.clone(), available: available() })
+                    .map_err(|_| MatrixError::UnknownColumn {
+                        name: name.clone(),
+                        available: available(),
+                    })
             })
             .collect::<Result<_, _>>()?,
     };
     for &i in &indices {
         let field = schema.field(i);
-        let numeric = field.data_type().is_numeric() || matches!(field.data_type(), DataType::Boolean | DataType::Null);
+        let numeric = field.data_type().is_numeric()
+            || matches!(field.data_type(), DataType::Boolean | DataType::Null);
         if !numeric {
-            return Err(MatrixError::NotNumeric { name: field.name().clone(), data_type: field.data_type().to_string() });
+            return Err(MatrixError::NotNumeric {
+                name: field.name().clone(),
+                data_type: field.data_type().to_string(),
+            });
         }
     }
     Ok(indices)
@@ -79,7 +98,10 @@ pub fn fill_matrix<T: MatrixElement>(
     let mut row_offset = 0;
     let first_schema = batches.first().map(|b| b.schema());
     for (index, batch) in batches.iter().enumerate() {
-        if first_schema.as_ref().is_some_and(|s| s.fields() != batch.schema().fields()) {
+        if first_schema
+            .as_ref()
+            .is_some_and(|s| s.fields() != batch.schema().fields())
+        {
             return Err(MatrixError::SchemaMismatch { index });
         }
         let rows = batch.num_rows();
@@ -89,7 +111,10 @@ pub fn fill_matrix<T: MatrixElement>(
             let name = batch.schema().field(c).name().clone();
             if column.null_count() > 0 && fill.is_none() {
                 let row = (0..rows).find(|&r| column.is_null(r)).unwrap_or(0);
-                return Err(MatrixError::Null { name, row: row_offset + row });
+                return Err(MatrixError::Null {
+                    name,
+                    row: row_offset + row,
+                });
             }
             write_column(column.as_ref(), j, width, fill.unwrap_or(0.0), block)?;
         }
@@ -98,7 +123,13 @@ pub fn fill_matrix<T: MatrixElement>(
     Ok(())
 }
 
-fn write_column<T: MatrixElement>(column: &dyn Array, j: usize, width: usize, fill: f64, block: &mut [T]) -> Result<(), MatrixError> {
+fn write_column<T: MatrixElement>(
+    column: &dyn Array,
+    j: usize,
+    width: usize,
+    fill: f64,
+    block: &mut [T],
+) -> Result<(), MatrixError> {
     fn strided<T: MatrixElement, P: ArrowPrimitiveType>(
         column: &dyn Array,
         j: usize,
@@ -121,19 +152,40 @@ fn write_column<T: MatrixElement>(column: &dyn Array, j: usize, width: usize, fi
     }
     let fill_t = T::from_f64(fill);
     match column.data_type() {
-        DataType::Float32 => strided::<T, Float32Type>(column, j, width, fill_t, block, T::from_f32),
-        DataType::Float64 => strided::<T, Float64Type>(column, j, width, fill_t, block, T::from_f64),
-        DataType::Int8 => strided::<T, Int8Type>(column, j, width, fill_t, block, |v| T::from_f32(v as f32)),
-        DataType::Int16 => strided::<T, Int16Type>(column, j, width, fill_t, block, |v| T::from_f32(v as f32)),
-        DataType::Int32 => strided::<T, Int32Type>(column, j, width, fill_t, block, |v| T::from_f64(v as f64)),
-        DataType::Int64 => strided::<T, Int64Type>(column, j, width, fill_t, block, |v| T::from_f64(v as f64)),
-        DataType::UInt8 => strided::<T, UInt8Type>(column, j, width, fill_t, block, |v| T::from_f32(v as f32)),
-        DataType::UInt16 => strided::<T, UInt16Type>(column, j, width, fill_t, block, |v| T::from_f32(v as f32)),
-        DataType::UInt32 => strided::<T, UInt32Type>(column, j, width, fill_t, block, |v| T::from_f64(v as f64)),
-        DataType::UInt64 => strided::<T, UInt64Type>(column, j, width, fill_t, block, |v| T::from_f64(v as f64)),
+        DataType::Float32 => {
+            strided::<T, Float32Type>(column, j, width, fill_t, block, T::from_f32)
+        }
+        DataType::Float64 => {
+            strided::<T, Float64Type>(column, j, width, fill_t, block, T::from_f64)
+        }
+        DataType::Int8 => {
+            strided::<T, Int8Type>(column, j, width, fill_t, block, |v| T::from_f32(v as f32))
+        }
+        DataType::Int16 => {
+            strided::<T, Int16Type>(column, j, width, fill_t, block, |v| T::from_f32(v as f32))
+        }
+        DataType::Int32 => {
+            strided::<T, Int32Type>(column, j, width, fill_t, block, |v| T::from_f64(v as f64))
+        }
+        DataType::Int64 => {
+            strided::<T, Int64Type>(column, j, width, fill_t, block, |v| T::from_f64(v as f64))
+        }
+        DataType::UInt8 => {
+            strided::<T, UInt8Type>(column, j, width, fill_t, block, |v| T::from_f32(v as f32))
+        }
+        DataType::UInt16 => {
+            strided::<T, UInt16Type>(column, j, width, fill_t, block, |v| T::from_f32(v as f32))
+        }
+        DataType::UInt32 => {
+            strided::<T, UInt32Type>(column, j, width, fill_t, block, |v| T::from_f64(v as f64))
+        }
+        DataType::UInt64 => {
+            strided::<T, UInt64Type>(column, j, width, fill_t, block, |v| T::from_f64(v as f64))
+        }
         _ => {
             // Booleans, decimals, float16, nulls: through Arrow's cast, then as float64.
-            let cast = arrow_cast::cast(column, &DataType::Float64).map_err(|e| MatrixError::Arrow(e.to_string()))?;
+            let cast = arrow_cast::cast(column, &DataType::Float64)
+                .map_err(|e| MatrixError::Arrow(e.to_string()))?;
             strided::<T, Float64Type>(cast.as_ref(), j, width, fill_t, block, T::from_f64)
         }
     }
@@ -171,8 +223,15 @@ mod tests {
 
     #[test]
     fn row_major_across_batches() {
-        let batches = [batch(vec![Some(1.5), Some(2.5)], vec![Some(10), Some(20)]), batch(vec![Some(3.5)], vec![Some(30)])];
-        let cols = select_columns(&batches[0].schema(), Some(&["b".into(), "a".into(), "flag".into()])).unwrap();
+        let batches = [
+            batch(vec![Some(1.5), Some(2.5)], vec![Some(10), Some(20)]),
+            batch(vec![Some(3.5)], vec![Some(30)]),
+        ];
+        let cols = select_columns(
+            &batches[0].schema(),
+            Some(&["b".into(), "a".into(), "flag".into()]),
+        )
+        .unwrap();
         let mut out = vec![0f32; 9];
         fill_matrix(&batches, &cols, None, &mut out).unwrap();
         assert_eq!(out, [10.0, 1.5, 1.0, 20.0, 2.5, 1.0, 30.0, 3.5, 1.0]);
@@ -180,11 +239,20 @@ mod tests {
 
     #[test]
     fn nulls_raise_or_fill() {
-        let batches = [batch(vec![Some(1.0)], vec![Some(1)]), batch(vec![Some(2.0), None], vec![Some(2), Some(3)])];
+        let batches = [
+            batch(vec![Some(1.0)], vec![Some(1)]),
+            batch(vec![Some(2.0), None], vec![Some(2), Some(3)]),
+        ];
         let cols = select_columns(&batches[0].schema(), Some(&["a".into(), "b".into()])).unwrap();
         let mut out = vec![0f64; 6];
         let err = fill_matrix(&batches, &cols, None, &mut out).unwrap_err();
-        assert_eq!(err, MatrixError::Null { name: "a".into(), row: 2 });
+        assert_eq!(
+            err,
+            MatrixError::Null {
+                name: "a".into(),
+                row: 2
+            }
+        );
         fill_matrix(&batches, &cols, Some(-1.0), &mut out).unwrap();
         assert_eq!(out, [1.0, 1.0, 2.0, 2.0, -1.0, 3.0]);
     }
@@ -192,8 +260,13 @@ mod tests {
     #[test]
     fn bad_columns_are_named() {
         let schema = batch(vec![], vec![]).schema();
-        assert!(matches!(select_columns(&schema, Some(&["s".into()])), Err(MatrixError::NotNumeric { .. })));
-        let err = select_columns(&schema, Some(&["zz".into()])).unwrap_err().to_string();
+        assert!(matches!(
+            select_columns(&schema, Some(&["s".into()])),
+            Err(MatrixError::NotNumeric { .. })
+        ));
+        let err = select_columns(&schema, Some(&["zz".into()]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("zz") && err.contains("flag"), "{err}");
     }
 }

@@ -37,13 +37,19 @@ pub struct AvroDecoder {
 }
 
 impl AvroDecoder {
-    pub fn new(writer_schemas: WriterSchemas, schema: Option<SchemaRef>) -> Result<Self, FormatError> {
+    pub fn new(
+        writer_schemas: WriterSchemas,
+        schema: Option<SchemaRef>,
+    ) -> Result<Self, FormatError> {
         let schema = match (&writer_schemas, schema) {
             (_, Some(given)) => Some(given),
             (WriterSchemas::Fixed(avro), None) => Some(Arc::new(avro_to_arrow_schema(avro)?)),
             (WriterSchemas::Registry(_), None) => None,
         };
-        Ok(AvroDecoder { writer_schemas, schema })
+        Ok(AvroDecoder {
+            writer_schemas,
+            schema,
+        })
     }
 
     /// Reads one datum into an Avro value.
@@ -52,21 +58,30 @@ impl AvroDecoder {
             WriterSchemas::Fixed(schema) => (schema.clone(), bytes),
             WriterSchemas::Registry(registry) => {
                 if bytes.len() < 5 || bytes[0] != CONFLUENT_MAGIC {
-                    return Err("not in Confluent wire format (magic byte 0 and a 4-byte schema id)".into());
+                    return Err(
+                        "not in Confluent wire format (magic byte 0 and a 4-byte schema id)".into(),
+                    );
                 }
                 let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
                 let schema = registry.avro_schema(id).map_err(|e| e.to_string())?;
                 (schema, &bytes[5..])
             }
         };
-        let mut input = EofGuard { rest: datum, hit_end: false };
-        let value = apache_avro::from_avro_datum(&writer, &mut input, None).map_err(|e| format!("invalid Avro datum: {e}"))?;
+        let mut input = EofGuard {
+            rest: datum,
+            hit_end: false,
+        };
+        let value = apache_avro::from_avro_datum(&writer, &mut input, None)
+            .map_err(|e| format!("invalid Avro datum: {e}"))?;
         if input.hit_end {
             // apache-avro reads a union, string or boolean cut off by the end as null
             return Err("truncated Avro datum: the message ends inside a value".into());
         }
         if !input.rest.is_empty() {
-            return Err(format!("{} bytes left over after the Avro datum", input.rest.len()));
+            return Err(format!(
+                "{} bytes left over after the Avro datum",
+                input.rest.len()
+            ));
         }
         Ok((value, writer))
     }
@@ -85,7 +100,8 @@ impl AvroDecoder {
             }
         }
         Err(FormatError::Schema(
-            "no message in the first batch could be read with its registered schema; pass schema=".into(),
+            "no message in the first batch could be read with its registered schema; pass schema="
+                .into(),
         ))
     }
 }
@@ -111,7 +127,9 @@ impl std::io::Read for EofGuard<'_> {
 
 impl BatchDecoder for AvroDecoder {
     fn schema(&self) -> SchemaRef {
-        self.schema.clone().unwrap_or_else(|| Arc::new(Schema::empty()))
+        self.schema
+            .clone()
+            .unwrap_or_else(|| Arc::new(Schema::empty()))
     }
 
     fn decode(&mut self, payloads: &[Payload<'_>]) -> Result<Decoded, FormatError> {
@@ -124,7 +142,8 @@ impl BatchDecoder for AvroDecoder {
                 None => Value::Null, // a tombstone is a row of nulls
             };
             // Checking each row on its own lets a bad one be named without failing the rest.
-            build_array(&[&value], &struct_type).map_err(|e| format!("does not fit the schema: {e}"))?;
+            build_array(&[&value], &struct_type)
+                .map_err(|e| format!("does not fit the schema: {e}"))?;
             values.push(value);
             Ok(())
         });
@@ -134,7 +153,10 @@ impl BatchDecoder for AvroDecoder {
             empty_batch(&schema)
         } else {
             let array = build_array(&refs, &struct_type).map_err(FormatError::Schema)?;
-            let strukt = array.as_any().downcast_ref::<StructArray>().expect("struct built");
+            let strukt = array
+                .as_any()
+                .downcast_ref::<StructArray>()
+                .expect("struct built");
             RecordBatch::try_new(schema.clone(), strukt.columns().to_vec())?
         };
         failures.sort_by_key(|f| f.index);
@@ -160,9 +182,15 @@ fn avro_to_arrow_type<'s>(
     depth: usize,
 ) -> Result<(DataType, bool), FormatError> {
     if depth > 64 {
-        return Err(FormatError::AvroSchema("recursive Avro types have no Arrow equivalent".into()));
+        return Err(FormatError::AvroSchema(
+            "recursive Avro types have no Arrow equivalent".into(),
+        ));
     }
-    let unsupported = |what: &str| Err(FormatError::AvroSchema(format!("Avro type {what} is not supported")));
+    let unsupported = |what: &str| {
+        Err(FormatError::AvroSchema(format!(
+            "Avro type {what} is not supported"
+        )))
+    };
     let data_type = match schema {
         AvroSchema::Null => DataType::Null,
         AvroSchema::Boolean => DataType::Boolean,
@@ -189,8 +217,12 @@ fn avro_to_arrow_type<'s>(
         AvroSchema::Date => DataType::Date32,
         AvroSchema::TimeMillis => DataType::Time32(TimeUnit::Millisecond),
         AvroSchema::TimeMicros => DataType::Time64(TimeUnit::Microsecond),
-        AvroSchema::TimestampMillis => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
-        AvroSchema::TimestampMicros => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        AvroSchema::TimestampMillis => {
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+        }
+        AvroSchema::TimestampMicros => {
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        }
         AvroSchema::TimestampNanos => DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
         AvroSchema::LocalTimestampMillis => DataType::Timestamp(TimeUnit::Millisecond, None),
         AvroSchema::LocalTimestampMicros => DataType::Timestamp(TimeUnit::Microsecond, None),
@@ -213,7 +245,11 @@ fn avro_to_arrow_type<'s>(
             DataType::Struct(Fields::from(fields))
         }
         AvroSchema::Union(u) => {
-            let others: Vec<&AvroSchema> = u.variants().iter().filter(|s| **s != AvroSchema::Null).collect();
+            let others: Vec<&AvroSchema> = u
+                .variants()
+                .iter()
+                .filter(|s| **s != AvroSchema::Null)
+                .collect();
             return match others.as_slice() {
                 [only] => Ok((avro_to_arrow_type(only, names, depth + 1)?.0, true)),
                 [] => Ok((DataType::Null, true)),
@@ -221,9 +257,9 @@ fn avro_to_arrow_type<'s>(
             };
         }
         AvroSchema::Ref { name } => {
-            let target = *names
-                .get(name)
-                .ok_or_else(|| FormatError::AvroSchema(format!("unknown named type {}", name.name)))?;
+            let target = *names.get(name).ok_or_else(|| {
+                FormatError::AvroSchema(format!("unknown named type {}", name.name))
+            })?;
             return avro_to_arrow_type(target, names, depth + 1);
         }
         AvroSchema::BigDecimal => return unsupported("big-decimal"),
@@ -296,14 +332,22 @@ pub fn build_array(values: &[&Value], data_type: &DataType) -> Result<ArrayRef, 
         DataType::Float64 => primitive!(values, data_type, Float64Array,
             Value::Double(x) => *x, Value::Float(x) => *x as f64,
             Value::Int(x) => *x as f64, Value::Long(x) => *x as f64),
-        DataType::Date32 => primitive!(values, data_type, Date32Array, Value::Date(x) => *x, Value::Int(x) => *x),
-        DataType::Time32(TimeUnit::Millisecond) => primitive!(values, data_type, Time32MillisecondArray,
-            Value::TimeMillis(x) => *x, Value::Int(x) => *x),
-        DataType::Time64(TimeUnit::Microsecond) => primitive!(values, data_type, Time64MicrosecondArray,
-            Value::TimeMicros(x) => *x, Value::Long(x) => *x),
+        DataType::Date32 => {
+            primitive!(values, data_type, Date32Array, Value::Date(x) => *x, Value::Int(x) => *x)
+        }
+        DataType::Time32(TimeUnit::Millisecond) => {
+            primitive!(values, data_type, Time32MillisecondArray,
+            Value::TimeMillis(x) => *x, Value::Int(x) => *x)
+        }
+        DataType::Time64(TimeUnit::Microsecond) => {
+            primitive!(values, data_type, Time64MicrosecondArray,
+            Value::TimeMicros(x) => *x, Value::Long(x) => *x)
+        }
         DataType::Timestamp(unit, tz) => {
             let raw: ArrayRef = match unit {
-                TimeUnit::Second => primitive!(values, data_type, TimestampSecondArray, Value::Long(x) => *x),
+                TimeUnit::Second => {
+                    primitive!(values, data_type, TimestampSecondArray, Value::Long(x) => *x)
+                }
                 TimeUnit::Millisecond => primitive!(values, data_type, TimestampMillisecondArray,
                     Value::TimestampMillis(x) => *x, Value::LocalTimestampMillis(x) => *x, Value::Long(x) => *x),
                 TimeUnit::Microsecond => primitive!(values, data_type, TimestampMicrosecondArray,
@@ -313,7 +357,10 @@ pub fn build_array(values: &[&Value], data_type: &DataType) -> Result<ArrayRef, 
             };
             // Avro timestamps are instants: only the zone label is set (a cast from no zone
             // would shift them as wall-clock readings, and needs the tz database for names).
-            let data = raw.to_data().into_builder().data_type(DataType::Timestamp(*unit, tz.clone()));
+            let data = raw
+                .to_data()
+                .into_builder()
+                .data_type(DataType::Timestamp(*unit, tz.clone()));
             make_array(data.build().map_err(|e| e.to_string())?)
         }
         DataType::Utf8 => {
@@ -349,7 +396,8 @@ pub fn build_array(values: &[&Value], data_type: &DataType) -> Result<ArrayRef, 
                 });
             }
             Arc::new(
-                FixedSizeBinaryArray::try_from_sparse_iter_with_size(out.into_iter(), *size).map_err(|e| e.to_string())?,
+                FixedSizeBinaryArray::try_from_sparse_iter_with_size(out.into_iter(), *size)
+                    .map_err(|e| e.to_string())?,
             )
         }
         DataType::Decimal128(precision, scale) => {
@@ -359,7 +407,10 @@ pub fn build_array(values: &[&Value], data_type: &DataType) -> Result<ArrayRef, 
                     Value::Null => None,
                     Value::Decimal(d) => {
                         let bytes = Vec::<u8>::try_from(d).map_err(|e| e.to_string())?;
-                        Some(i128_from_be_twos_complement(&bytes).ok_or_else(|| mismatch(v, data_type))?)
+                        Some(
+                            i128_from_be_twos_complement(&bytes)
+                                .ok_or_else(|| mismatch(v, data_type))?,
+                        )
                     }
                     other => return Err(mismatch(other, data_type)),
                 });
@@ -384,16 +435,24 @@ pub fn build_array(values: &[&Value], data_type: &DataType) -> Result<ArrayRef, 
                     }
                     other => return Err(mismatch(other, data_type)),
                 }
-                offsets.push(i32::try_from(children.len()).map_err(|_| "list too long".to_string())?);
+                offsets
+                    .push(i32::try_from(children.len()).map_err(|_| "list too long".to_string())?);
             }
             let child = build_array(&children, item.data_type())?;
             Arc::new(
-                ListArray::try_new(item.clone(), OffsetBuffer::new(offsets.into()), child, Some(NullBuffer::from(validity)))
-                    .map_err(|e| e.to_string())?,
+                ListArray::try_new(
+                    item.clone(),
+                    OffsetBuffer::new(offsets.into()),
+                    child,
+                    Some(NullBuffer::from(validity)),
+                )
+                .map_err(|e| e.to_string())?,
             )
         }
         DataType::Map(entries, sorted) => {
-            let DataType::Struct(kv) = entries.data_type() else { return Err(format!("bad map type {data_type}")) };
+            let DataType::Struct(kv) = entries.data_type() else {
+                return Err(format!("bad map type {data_type}"));
+            };
             let mut offsets = vec![0i32];
             let mut validity = Vec::with_capacity(values.len());
             let mut keys: Vec<&str> = Vec::new();
@@ -417,7 +476,9 @@ pub fn build_array(values: &[&Value], data_type: &DataType) -> Result<ArrayRef, 
             }
             let key_array: ArrayRef = Arc::new(StringArray::from(keys));
             let value_array = build_array(&items, kv[1].data_type())?;
-            let entries_array = StructArray::try_new(kv.clone(), vec![key_array, value_array], None).map_err(|e| e.to_string())?;
+            let entries_array =
+                StructArray::try_new(kv.clone(), vec![key_array, value_array], None)
+                    .map_err(|e| e.to_string())?;
             Arc::new(
                 MapArray::try_new(
                     entries.clone(),
@@ -431,7 +492,8 @@ pub fn build_array(values: &[&Value], data_type: &DataType) -> Result<ArrayRef, 
         }
         DataType::Struct(fields) => {
             let mut validity = Vec::with_capacity(values.len());
-            let mut columns: Vec<Vec<&Value>> = vec![Vec::with_capacity(values.len()); fields.len()];
+            let mut columns: Vec<Vec<&Value>> =
+                vec![Vec::with_capacity(values.len()); fields.len()];
             for v in values {
                 match unwrap_union(v) {
                     Value::Null => {
@@ -443,7 +505,10 @@ pub fn build_array(values: &[&Value], data_type: &DataType) -> Result<ArrayRef, 
                     Value::Record(record) => {
                         validity.push(true);
                         for (field, column) in fields.iter().zip(columns.iter_mut()) {
-                            let found = record.iter().find(|(name, _)| name == field.name()).map(|(_, v)| v);
+                            let found = record
+                                .iter()
+                                .find(|(name, _)| name == field.name())
+                                .map(|(_, v)| v);
                             column.push(found.unwrap_or(&Value::Null));
                         }
                     }
@@ -452,16 +517,23 @@ pub fn build_array(values: &[&Value], data_type: &DataType) -> Result<ArrayRef, 
             }
             let mut arrays = Vec::with_capacity(fields.len());
             for (field, column) in fields.iter().zip(&columns) {
-                let array = build_array(column, field.data_type()).map_err(|e| format!("field {:?}: {e}", field.name()))?;
-                let null_in_valid_row = || (0..array.len()).any(|i| validity[i] && array.is_null(i));
+                let array = build_array(column, field.data_type())
+                    .map_err(|e| format!("field {:?}: {e}", field.name()))?;
+                let null_in_valid_row =
+                    || (0..array.len()).any(|i| validity[i] && array.is_null(i));
                 if !field.is_nullable() && array.null_count() > 0 && null_in_valid_row() {
-                    return Err(format!("field {:?} is missing or null but not nullable", field.name()));
+                    return Err(format!(
+                        "field {:?} is missing or null but not nullable",
+                        field.name()
+                    ));
                 }
                 arrays.push(array);
             }
             let nulls = NullBuffer::from(validity);
             let nulls = (nulls.null_count() > 0).then_some(nulls);
-            Arc::new(StructArray::try_new(fields.clone(), arrays, nulls).map_err(|e| e.to_string())?)
+            Arc::new(
+                StructArray::try_new(fields.clone(), arrays, nulls).map_err(|e| e.to_string())?,
+            )
         }
         other => return Err(format!("Arrow type {other} is not supported for Avro")),
     };
@@ -472,7 +544,11 @@ fn i128_from_be_twos_complement(bytes: &[u8]) -> Option<i128> {
     if bytes.len() > 16 {
         return None;
     }
-    let fill = if bytes.first().is_some_and(|b| b & 0x80 != 0) { 0xff } else { 0 };
+    let fill = if bytes.first().is_some_and(|b| b & 0x80 != 0) {
+        0xff
+    } else {
+        0
+    };
     let mut buf = [fill; 16];
     buf[16 - bytes.len()..].copy_from_slice(bytes);
     Some(i128::from_be_bytes(buf))
@@ -484,25 +560,36 @@ fn i128_from_be_twos_complement(bytes: &[u8]) -> Option<i128> {
 pub fn arrow_to_avro_schema(schema: &Schema, record_name: &str) -> Result<AvroSchema, FormatError> {
     let mut counter = 0;
     let fields = fields_to_avro_json(schema.fields(), &mut counter)?;
-    let json = serde_json::json!({"type": "record", "name": avro_name(record_name), "fields": fields});
+    let json =
+        serde_json::json!({"type": "record", "name": avro_name(record_name), "fields": fields});
     AvroSchema::parse(&json).map_err(|e| FormatError::AvroSchema(e.to_string()))
 }
 
 /// Avro names are `[A-Za-z_][A-Za-z0-9_]*`; topic names may hold dots and dashes.
 fn avro_name(text: &str) -> String {
-    let mut name: String = text.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let mut name: String = text
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
     if !name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
         name.insert(0, '_');
     }
     name
 }
 
-fn fields_to_avro_json(fields: &Fields, counter: &mut usize) -> Result<Vec<serde_json::Value>, FormatError> {
+fn fields_to_avro_json(
+    fields: &Fields,
+    counter: &mut usize,
+) -> Result<Vec<serde_json::Value>, FormatError> {
     fields
         .iter()
         .map(|field| {
             let inner = type_to_avro_json(field.data_type(), counter)?;
-            let avro_type = if field.is_nullable() { serde_json::json!(["null", inner]) } else { inner };
+            let avro_type = if field.is_nullable() {
+                serde_json::json!(["null", inner])
+            } else {
+                inner
+            };
             let mut entry = serde_json::json!({"name": avro_name(field.name()), "type": avro_type});
             if field.is_nullable() {
                 entry["default"] = serde_json::Value::Null;
@@ -512,12 +599,17 @@ fn fields_to_avro_json(fields: &Fields, counter: &mut usize) -> Result<Vec<serde
         .collect()
 }
 
-fn type_to_avro_json(data_type: &DataType, counter: &mut usize) -> Result<serde_json::Value, FormatError> {
+fn type_to_avro_json(
+    data_type: &DataType,
+    counter: &mut usize,
+) -> Result<serde_json::Value, FormatError> {
     use serde_json::json;
     Ok(match data_type {
         DataType::Null => json!("null"),
         DataType::Boolean => json!("boolean"),
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt8 | DataType::UInt16 => json!("int"),
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt8 | DataType::UInt16 => {
+            json!("int")
+        }
         DataType::Int64 | DataType::UInt32 => json!("long"),
         DataType::Float16 | DataType::Float32 => json!("float"),
         DataType::Float64 => json!("double"),
@@ -539,14 +631,22 @@ fn type_to_avro_json(data_type: &DataType, counter: &mut usize) -> Result<serde_
             };
             json!({"type": "long", "logicalType": format!("{local}timestamp-{unit}")})
         }
-        DataType::Decimal128(p, s) => json!({"type": "bytes", "logicalType": "decimal", "precision": p, "scale": s}),
+        DataType::Decimal128(p, s) => {
+            json!({"type": "bytes", "logicalType": "decimal", "precision": p, "scale": s})
+        }
         DataType::List(item) | DataType::LargeList(item) => {
             let inner = type_to_avro_json(item.data_type(), counter)?;
-            let items = if item.is_nullable() { json!(["null", inner]) } else { inner };
+            let items = if item.is_nullable() {
+                json!(["null", inner])
+            } else {
+                inner
+            };
             json!({"type": "array", "items": items})
         }
         DataType::Map(entries, _) => {
-            let DataType::Struct(kv) = entries.data_type() else { unreachable!("map entries are a struct") };
+            let DataType::Struct(kv) = entries.data_type() else {
+                unreachable!("map entries are a struct")
+            };
             let inner = type_to_avro_json(kv[1].data_type(), counter)?;
             json!({"type": "map", "values": ["null", inner]})
         }
@@ -554,15 +654,24 @@ fn type_to_avro_json(data_type: &DataType, counter: &mut usize) -> Result<serde_
             *counter += 1;
             json!({"type": "record", "name": format!("record_{counter}"), "fields": fields_to_avro_json(fields, counter)?})
         }
-        other => return Err(FormatError::Encode(format!("Arrow type {other} has no Avro equivalent here"))),
+        other => {
+            return Err(FormatError::Encode(format!(
+                "Arrow type {other} has no Avro equivalent here"
+            )))
+        }
     })
 }
 
 /// The rows of `batch` as Avro record values matching `schema` (from [`arrow_to_avro_schema`]
 /// or given by the user with the same field names).
-pub fn batch_to_avro_values(batch: &RecordBatch, schema: &AvroSchema) -> Result<Vec<Value>, FormatError> {
+pub fn batch_to_avro_values(
+    batch: &RecordBatch,
+    schema: &AvroSchema,
+) -> Result<Vec<Value>, FormatError> {
     let AvroSchema::Record(record) = schema else {
-        return Err(FormatError::Encode("the Avro schema for producing must be a record".into()));
+        return Err(FormatError::Encode(
+            "the Avro schema for producing must be a record".into(),
+        ));
     };
     let mut names = HashMap::new();
     let mut columns = Vec::with_capacity(record.fields.len());
@@ -571,12 +680,23 @@ pub fn batch_to_avro_values(batch: &RecordBatch, schema: &AvroSchema) -> Result<
             .column_by_name(&field.name)
             .or_else(|| {
                 // arrow_to_avro_schema sanitised the name; find the column it came from
-                batch.schema().fields().iter().position(|f| avro_name(f.name()) == field.name).map(|i| batch.column(i))
+                batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .position(|f| avro_name(f.name()) == field.name)
+                    .map(|i| batch.column(i))
             })
-            .ok_or_else(|| FormatError::Encode(format!("the data has no column {:?} for the Avro schema", field.name)))?;
-        columns.push(array_to_avro_values(column.as_ref(), &field.schema, &mut names).map_err(|e| {
-            FormatError::Encode(format!("column {:?}: {e}", field.name))
-        })?);
+            .ok_or_else(|| {
+                FormatError::Encode(format!(
+                    "the data has no column {:?} for the Avro schema",
+                    field.name
+                ))
+            })?;
+        columns.push(
+            array_to_avro_values(column.as_ref(), &field.schema, &mut names)
+                .map_err(|e| FormatError::Encode(format!("column {:?}: {e}", field.name)))?,
+        );
     }
     let rows = (0..batch.num_rows())
         .map(|row| {
@@ -585,7 +705,12 @@ pub fn batch_to_avro_values(batch: &RecordBatch, schema: &AvroSchema) -> Result<
                     .fields
                     .iter()
                     .zip(columns.iter_mut())
-                    .map(|(field, column)| (field.name.clone(), std::mem::replace(&mut column[row], Value::Null)))
+                    .map(|(field, column)| {
+                        (
+                            field.name.clone(),
+                            std::mem::replace(&mut column[row], Value::Null),
+                        )
+                    })
                     .collect(),
             )
         })
@@ -600,7 +725,9 @@ fn array_to_avro_values<'s>(
 ) -> Result<Vec<Value>, String> {
     if !matches!(schema, AvroSchema::Union(_) | AvroSchema::Null) && array.null_count() > 0 {
         let row = (0..array.len()).find(|&i| array.is_null(i)).unwrap_or(0);
-        return Err(format!("row {row} is null but the Avro type is not nullable"));
+        return Err(format!(
+            "row {row} is null but the Avro type is not nullable"
+        ));
     }
     non_null_avro_values(array, schema, names)
 }
@@ -644,7 +771,9 @@ fn non_null_avro_values<'s>(
             .collect();
     }
     if let AvroSchema::Ref { name } = schema {
-        let target = *names.get(name).ok_or_else(|| format!("unknown named type {}", name.name))?;
+        let target = *names
+            .get(name)
+            .ok_or_else(|| format!("unknown named type {}", name.name))?;
         return array_to_avro_values(array, target, names);
     }
     let as_i64 = |array: &dyn Array| -> Result<Vec<i64>, String> {
@@ -653,7 +782,12 @@ fn non_null_avro_values<'s>(
     };
     let values: Vec<Value> = match schema {
         AvroSchema::Null => vec![Value::Null; len],
-        AvroSchema::Boolean => array.as_boolean_opt().ok_or("expected booleans")?.iter().map(|b| Value::Boolean(b.unwrap_or_default())).collect(),
+        AvroSchema::Boolean => array
+            .as_boolean_opt()
+            .ok_or("expected booleans")?
+            .iter()
+            .map(|b| Value::Boolean(b.unwrap_or_default()))
+            .collect(),
         AvroSchema::Int | AvroSchema::Date | AvroSchema::TimeMillis => {
             let cast = arrow_cast::cast(array, &DataType::Int32).map_err(|e| e.to_string())?;
             let ints = cast.as_primitive::<Int32Type>().values().iter();
@@ -665,16 +799,26 @@ fn non_null_avro_values<'s>(
         }
         AvroSchema::Long => as_i64(array)?.into_iter().map(Value::Long).collect(),
         AvroSchema::TimeMicros => as_i64(array)?.into_iter().map(Value::TimeMicros).collect(),
-        AvroSchema::TimestampMillis | AvroSchema::LocalTimestampMillis
-        | AvroSchema::TimestampMicros | AvroSchema::LocalTimestampMicros
-        | AvroSchema::TimestampNanos | AvroSchema::LocalTimestampNanos => {
+        AvroSchema::TimestampMillis
+        | AvroSchema::LocalTimestampMillis
+        | AvroSchema::TimestampMicros
+        | AvroSchema::LocalTimestampMicros
+        | AvroSchema::TimestampNanos
+        | AvroSchema::LocalTimestampNanos => {
             let unit = match schema {
-                AvroSchema::TimestampMillis | AvroSchema::LocalTimestampMillis => TimeUnit::Millisecond,
-                AvroSchema::TimestampMicros | AvroSchema::LocalTimestampMicros => TimeUnit::Microsecond,
+                AvroSchema::TimestampMillis | AvroSchema::LocalTimestampMillis => {
+                    TimeUnit::Millisecond
+                }
+                AvroSchema::TimestampMicros | AvroSchema::LocalTimestampMicros => {
+                    TimeUnit::Microsecond
+                }
                 _ => TimeUnit::Nanosecond,
             };
             let rescaled = match array.data_type() {
-                DataType::Timestamp(_, tz) => arrow_cast::cast(array, &DataType::Timestamp(unit, tz.clone())).map_err(|e| e.to_string())?,
+                DataType::Timestamp(_, tz) => {
+                    arrow_cast::cast(array, &DataType::Timestamp(unit, tz.clone()))
+                        .map_err(|e| e.to_string())?
+                }
                 _ => arrow_cast::cast(array, &DataType::Int64).map_err(|e| e.to_string())?,
             };
             as_i64(&rescaled)?
@@ -691,11 +835,19 @@ fn non_null_avro_values<'s>(
         }
         AvroSchema::Float => {
             let cast = arrow_cast::cast(array, &DataType::Float32).map_err(|e| e.to_string())?;
-            cast.as_primitive::<Float32Type>().values().iter().map(|x| Value::Float(*x)).collect()
+            cast.as_primitive::<Float32Type>()
+                .values()
+                .iter()
+                .map(|x| Value::Float(*x))
+                .collect()
         }
         AvroSchema::Double => {
             let cast = arrow_cast::cast(array, &DataType::Float64).map_err(|e| e.to_string())?;
-            cast.as_primitive::<Float64Type>().values().iter().map(|x| Value::Double(*x)).collect()
+            cast.as_primitive::<Float64Type>()
+                .values()
+                .iter()
+                .map(|x| Value::Double(*x))
+                .collect()
         }
         AvroSchema::String | AvroSchema::Uuid | AvroSchema::Enum(_) => {
             if let AvroSchema::Enum(e) = schema {
@@ -705,14 +857,20 @@ fn non_null_avro_values<'s>(
             let strings = cast.as_string::<i32>();
             (0..len)
                 .map(|i| {
-                    let s = if strings.is_null(i) { "" } else { strings.value(i) };
+                    let s = if strings.is_null(i) {
+                        ""
+                    } else {
+                        strings.value(i)
+                    };
                     match schema {
                         AvroSchema::Enum(e) => e
                             .symbols
                             .iter()
                             .position(|sym| sym == s)
                             .map(|p| Value::Enum(p as u32, s.to_string()))
-                            .ok_or_else(|| format!("{s:?} is not a symbol of enum {}", e.name.name)),
+                            .ok_or_else(|| {
+                                format!("{s:?} is not a symbol of enum {}", e.name.name)
+                            }),
                         _ => Ok(Value::String(s.to_string())),
                     }
                 })
@@ -723,7 +881,11 @@ fn non_null_avro_values<'s>(
             let bytes = cast.as_binary::<i32>();
             (0..len)
                 .map(|i| {
-                    let b = if bytes.is_null(i) { Vec::new() } else { bytes.value(i).to_vec() };
+                    let b = if bytes.is_null(i) {
+                        Vec::new()
+                    } else {
+                        bytes.value(i).to_vec()
+                    };
                     match schema {
                         AvroSchema::Fixed(f) => Value::Fixed(f.size, b),
                         _ => Value::Bytes(b),
@@ -732,7 +894,11 @@ fn non_null_avro_values<'s>(
                 .collect()
         }
         AvroSchema::Decimal(d) => {
-            let cast = arrow_cast::cast(array, &DataType::Decimal128(d.precision as u8, d.scale as i8)).map_err(|e| e.to_string())?;
+            let cast = arrow_cast::cast(
+                array,
+                &DataType::Decimal128(d.precision as u8, d.scale as i8),
+            )
+            .map_err(|e| e.to_string())?;
             let fixed_len = match d.inner.as_ref() {
                 AvroSchema::Fixed(f) => Some(f.size),
                 _ => None,
@@ -766,7 +932,11 @@ fn non_null_avro_values<'s>(
             (0..len)
                 .map(|i| {
                     let range = offsets[i] as usize..offsets[i + 1] as usize;
-                    Value::Map(range.map(|j| (keys.value(j).to_string(), items[j].clone())).collect())
+                    Value::Map(
+                        range
+                            .map(|j| (keys.value(j).to_string(), items[j].clone()))
+                            .collect(),
+                    )
                 })
                 .collect()
         }
@@ -779,19 +949,36 @@ fn non_null_avro_values<'s>(
                     .column_by_name(&field.name)
                     .ok_or_else(|| format!("struct has no field {:?}", field.name))?;
                 // Children of a null struct row may be null whatever their own type says.
-                let child_null_in_valid_row = (0..len).any(|i| strukt.is_valid(i) && child.is_null(i));
-                let values = if matches!(field.schema, AvroSchema::Union(_)) || !child_null_in_valid_row {
-                    non_null_or_union_values(child.as_ref(), &field.schema, names)?
-                } else {
-                    return Err(format!("field {:?} is null but its Avro type is not nullable", field.name));
-                };
+                let child_null_in_valid_row =
+                    (0..len).any(|i| strukt.is_valid(i) && child.is_null(i));
+                let values =
+                    if matches!(field.schema, AvroSchema::Union(_)) || !child_null_in_valid_row {
+                        non_null_or_union_values(child.as_ref(), &field.schema, names)?
+                    } else {
+                        return Err(format!(
+                            "field {:?} is null but its Avro type is not nullable",
+                            field.name
+                        ));
+                    };
                 columns.push(values);
             }
             (0..len)
-                .map(|i| Value::Record(r.fields.iter().zip(&columns).map(|(f, c)| (f.name.clone(), c[i].clone())).collect()))
+                .map(|i| {
+                    Value::Record(
+                        r.fields
+                            .iter()
+                            .zip(&columns)
+                            .map(|(f, c)| (f.name.clone(), c[i].clone()))
+                            .collect(),
+                    )
+                })
                 .collect()
         }
-        other => return Err(format!("Avro type {other:?} is not supported for producing")),
+        other => {
+            return Err(format!(
+                "Avro type {other:?} is not supported for producing"
+            ))
+        }
     };
     Ok(values)
 }
@@ -835,17 +1022,41 @@ mod tests {
     fn arrow_avro_arrow_round_trip_with_nulls_and_nesting() {
         let avro = Arc::new(sample_schema());
         let arrow = Arc::new(avro_to_arrow_schema(&avro).unwrap());
-        assert_eq!(arrow.field_with_name("price").unwrap().data_type(), &DataType::Decimal128(9, 2));
+        assert_eq!(
+            arrow.field_with_name("price").unwrap().data_type(),
+            &DataType::Decimal128(9, 2)
+        );
         assert!(arrow.field_with_name("v").unwrap().is_nullable());
 
         let row = |id: i64, v: Option<f64>, lat: Option<f64>| {
             Value::Record(vec![
                 ("id".into(), Value::Long(id)),
-                ("v".into(), match v { Some(x) => Value::Union(1, Box::new(Value::Double(x))), None => Value::Union(0, Box::new(Value::Null)) }),
+                (
+                    "v".into(),
+                    match v {
+                        Some(x) => Value::Union(1, Box::new(Value::Double(x))),
+                        None => Value::Union(0, Box::new(Value::Null)),
+                    },
+                ),
                 ("tags".into(), Value::Array(vec![Value::String("x".into())])),
-                ("attrs".into(), Value::Map([("k".to_string(), Value::Int(3))].into())),
-                ("price".into(), Value::Decimal(apache_avro::Decimal::from(&(-12345i64).to_be_bytes()[6..]))),
-                ("loc".into(), match lat { Some(x) => Value::Union(1, Box::new(Value::Record(vec![("lat".into(), Value::Double(x))]))), None => Value::Union(0, Box::new(Value::Null)) }),
+                (
+                    "attrs".into(),
+                    Value::Map([("k".to_string(), Value::Int(3))].into()),
+                ),
+                (
+                    "price".into(),
+                    Value::Decimal(apache_avro::Decimal::from(&(-12345i64).to_be_bytes()[6..])),
+                ),
+                (
+                    "loc".into(),
+                    match lat {
+                        Some(x) => Value::Union(
+                            1,
+                            Box::new(Value::Record(vec![("lat".into(), Value::Double(x))])),
+                        ),
+                        None => Value::Union(0, Box::new(Value::Null)),
+                    },
+                ),
                 ("kind".into(), Value::Enum(1, "B".into())),
             ])
         };
@@ -853,28 +1064,46 @@ mod tests {
             .into_iter()
             .map(|v| apache_avro::to_avro_datum(&avro, v).unwrap())
             .collect();
-        let mut payloads: Vec<Payload> = datums.iter().map(|d| Payload { key: None, value: Some(d) }).collect();
-        payloads.push(Payload { key: None, value: Some(b"\x02") }); // truncated
+        let mut payloads: Vec<Payload> = datums
+            .iter()
+            .map(|d| Payload {
+                key: None,
+                value: Some(d),
+            })
+            .collect();
+        payloads.push(Payload {
+            key: None,
+            value: Some(b"\x02"),
+        }); // truncated
         let mut decoder = AvroDecoder::new(WriterSchemas::Fixed(avro.clone()), None).unwrap();
         let decoded = decoder.decode(&payloads).unwrap();
         assert_eq!(decoded.failures.len(), 1, "{:?}", decoded.failures);
         assert_eq!(decoded.failures[0].index, 2);
         let batch = decoded.batch;
         assert_eq!(batch.num_rows(), 2);
-        assert_eq!(batch.column(4).as_primitive::<Decimal128Type>().value(0), -12345);
+        assert_eq!(
+            batch.column(4).as_primitive::<Decimal128Type>().value(0),
+            -12345
+        );
         assert!(batch.column(1).is_null(1));
         assert!(batch.column(5).is_null(1));
         assert_eq!(batch.column(6).as_string::<i32>().value(0), "B");
 
         // and back: Arrow rows -> Avro datums -> the same Arrow rows
         let values = batch_to_avro_values(&batch, &avro).unwrap();
-        let again: Vec<Vec<u8>> = values.into_iter().map(|v| apache_avro::to_avro_datum(&avro, v).unwrap()).collect();
+        let again: Vec<Vec<u8>> = values
+            .into_iter()
+            .map(|v| apache_avro::to_avro_datum(&avro, v).unwrap())
+            .collect();
         assert_eq!(again, datums);
     }
 
     #[test]
     fn derived_schema_encodes_arrow_rows() {
-        let schema = crate::formats::parse_column_declarations(&["ID BIGINT, `my-name` STRING, V DOUBLE, T TIMESTAMP"]).unwrap();
+        let schema = crate::formats::parse_column_declarations(&[
+            "ID BIGINT, `my-name` STRING, V DOUBLE, T TIMESTAMP",
+        ])
+        .unwrap();
         let avro = arrow_to_avro_schema(&schema, "credit.card-topic").unwrap();
         let batch = RecordBatch::try_new(
             Arc::new(schema),
@@ -882,19 +1111,38 @@ mod tests {
                 Arc::new(Int64Array::from(vec![Some(1), None])),
                 Arc::new(StringArray::from(vec![Some("a"), None])),
                 Arc::new(Float64Array::from(vec![Some(1.5), Some(2.5)])),
-                Arc::new(TimestampMillisecondArray::from(vec![Some(1_700_000_000_000), None])),
+                Arc::new(TimestampMillisecondArray::from(vec![
+                    Some(1_700_000_000_000),
+                    None,
+                ])),
             ],
         )
         .unwrap();
         let values = batch_to_avro_values(&batch, &avro).unwrap();
-        let datums: Vec<Vec<u8>> = values.into_iter().map(|v| apache_avro::to_avro_datum(&avro, v).unwrap()).collect();
-        let payloads: Vec<Payload> = datums.iter().map(|d| Payload { key: None, value: Some(d) }).collect();
+        let datums: Vec<Vec<u8>> = values
+            .into_iter()
+            .map(|v| apache_avro::to_avro_datum(&avro, v).unwrap())
+            .collect();
+        let payloads: Vec<Payload> = datums
+            .iter()
+            .map(|d| Payload {
+                key: None,
+                value: Some(d),
+            })
+            .collect();
         let mut decoder = AvroDecoder::new(WriterSchemas::Fixed(Arc::new(avro)), None).unwrap();
         let decoded = decoder.decode(&payloads).unwrap();
         assert!(decoded.failures.is_empty());
         assert_eq!(decoded.batch.schema().field(1).name(), "my_name");
         assert!(decoded.batch.column(0).is_null(1));
-        assert_eq!(decoded.batch.column(2).as_primitive::<Float64Type>().value(1), 2.5);
+        assert_eq!(
+            decoded
+                .batch
+                .column(2)
+                .as_primitive::<Float64Type>()
+                .value(1),
+            2.5
+        );
     }
 
     #[test]
@@ -909,20 +1157,33 @@ mod tests {
         );
         let row = Value::Record(vec![
             ("id".into(), Value::Long(9)),
-            ("s".into(), Value::Union(1, Box::new(Value::String("nine".into())))),
+            (
+                "s".into(),
+                Value::Union(1, Box::new(Value::String("nine".into()))),
+            ),
             ("ok".into(), Value::Boolean(true)),
         ]);
         let full = apache_avro::to_avro_datum(&avro, row).unwrap();
         let mut decoder = AvroDecoder::new(WriterSchemas::Fixed(avro), None).unwrap();
-        let mut payloads = vec![Payload { key: None, value: Some(&full[..]) }];
+        let mut payloads = vec![Payload {
+            key: None,
+            value: Some(&full[..]),
+        }];
         // cut inside the union index, inside the string, and before the boolean
         for cut in [1, 4, full.len() - 1] {
-            payloads.push(Payload { key: None, value: Some(&full[..cut]) });
+            payloads.push(Payload {
+                key: None,
+                value: Some(&full[..cut]),
+            });
         }
         let decoded = decoder.decode(&payloads).unwrap();
         let bad: Vec<usize> = decoded.failures.iter().map(|f| f.index).collect();
         assert_eq!(bad, [1, 2, 3], "{:?}", decoded.failures);
-        assert!(decoded.failures[0].reason.contains("truncated"), "{:?}", decoded.failures[0]);
+        assert!(
+            decoded.failures[0].reason.contains("truncated"),
+            "{:?}",
+            decoded.failures[0]
+        );
         assert_eq!(decoded.batch.num_rows(), 1);
     }
 

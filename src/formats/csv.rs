@@ -9,7 +9,8 @@ use arrow_schema::SchemaRef;
 
 use super::flat::{parse_text, FlatBatchBuilder, FlatType, Slot};
 use super::{
-    classify_each, empty_batch, relabel, schema_utc_as_offset, BatchDecoder, Decoded, FormatError, Payload, RowFailure,
+    decode_isolating_failures, empty_batch, relabel, schema_utc_as_offset, BatchDecoder, Decoded,
+    FormatError, Payload, RowFailure,
 };
 
 pub struct CsvDecoder {
@@ -30,17 +31,38 @@ impl CsvDecoder {
     pub fn new(schema: SchemaRef, delimiter: u8) -> Self {
         // `""` first: a lone empty line would be skipped as blank, quoted empty is a null field.
         let mut tombstone_line = b"\"\"".to_vec();
-        tombstone_line.extend(std::iter::repeat_n(delimiter, schema.fields().len().saturating_sub(1)));
+        tombstone_line.extend(std::iter::repeat_n(
+            delimiter,
+            schema.fields().len().saturating_sub(1),
+        ));
         let flat = FlatType::of_schema(&schema);
-        CsvDecoder { parse_schema: schema_utc_as_offset(&schema), schema, flat, delimiter, tombstone_line, joined: Vec::new() }
+        CsvDecoder {
+            parse_schema: schema_utc_as_offset(&schema),
+            schema,
+            flat,
+            delimiter,
+            tombstone_line,
+            joined: Vec::new(),
+        }
     }
 
-    fn decode_flat(&self, types: &[FlatType], payloads: &[Payload<'_>]) -> Result<Decoded, FormatError> {
-        super::flat::decode_in_parallel(&self.schema, payloads, |chunk| self.decode_flat_chunk(types, chunk))
+    fn decode_flat(
+        &self,
+        types: &[FlatType],
+        payloads: &[Payload<'_>],
+    ) -> Result<Decoded, FormatError> {
+        super::flat::decode_in_parallel(&self.schema, payloads, |chunk| {
+            self.decode_flat_chunk(types, chunk)
+        })
     }
 
-    fn decode_flat_chunk(&self, types: &[FlatType], payloads: &[Payload<'_>]) -> Result<Decoded, FormatError> {
-        let mut builder = FlatBatchBuilder::new(self.schema.clone(), types.to_vec(), payloads.len());
+    fn decode_flat_chunk(
+        &self,
+        types: &[FlatType],
+        payloads: &[Payload<'_>],
+    ) -> Result<Decoded, FormatError> {
+        let mut builder =
+            FlatBatchBuilder::new(self.schema.clone(), types.to_vec(), payloads.len());
         let mut slots = vec![Slot::Null; types.len()];
         let mut scratch = Vec::new();
         let mut field = Vec::new();
@@ -52,23 +74,32 @@ impl CsvDecoder {
                     slots.fill(Slot::Null);
                     Ok(())
                 }
-                Some(bytes) => parse_line(trim_line_end(bytes), self.delimiter, types, &mut slots, &mut scratch, &mut field),
+                Some(bytes) => parse_line(
+                    trim_line_end(bytes),
+                    self.delimiter,
+                    types,
+                    &mut slots,
+                    &mut scratch,
+                    &mut field,
+                ),
             };
-            let appended = parsed.and_then(|()| builder.check_row(&slots)).and_then(|()| builder.append_row(&slots, &scratch));
+            let appended = parsed
+                .and_then(|()| builder.check_row(&slots))
+                .and_then(|()| builder.append_row(&slots, &scratch));
             if let Err(reason) = appended {
                 failures.push(RowFailure { index, reason });
             }
         }
-        Ok(Decoded { batch: builder.finish()?, failures })
+        Ok(Decoded {
+            batch: builder.finish()?,
+            failures,
+        })
     }
 
-    fn decode_together<'p>(
-        &mut self,
-        payloads: impl ExactSizeIterator<Item = &'p Payload<'p>>,
-    ) -> Result<RecordBatch, String> {
+    fn decode_together(&mut self, payloads: &[&Payload<'_>]) -> Result<RecordBatch, String> {
         let rows = payloads.len();
         self.joined.clear();
-        for payload in payloads {
+        for payload in payloads.iter().copied() {
             let line = match payload.value {
                 Some(bytes) => trim_line_end(bytes),
                 None => &self.tombstone_line,
@@ -97,7 +128,10 @@ impl CsvDecoder {
             .map_err(|e| e.to_string())?
             .unwrap_or_else(|| empty_batch(&self.parse_schema));
         if batch.num_rows() != rows {
-            return Err(format!("expected one line per message, found {} lines in {rows} messages", batch.num_rows()));
+            return Err(format!(
+                "expected one line per message, found {} lines in {rows} messages",
+                batch.num_rows()
+            ));
         }
         Ok(batch)
     }
@@ -143,7 +177,10 @@ fn parse_line(
             }
             field
         } else {
-            let end = line[pos..].iter().position(|b| *b == delimiter).map_or(line.len(), |i| pos + i);
+            let end = line[pos..]
+                .iter()
+                .position(|b| *b == delimiter)
+                .map_or(line.len(), |i| pos + i);
             let text = &line[pos..end];
             pos = end;
             if text.contains(&b'\n') {
@@ -154,7 +191,8 @@ fn parse_line(
         slots[column] = if text.is_empty() {
             Slot::Null
         } else {
-            parse_text(text, types[column], scratch).map_err(|e| format!("field {}: {e}", column + 1))?
+            parse_text(text, types[column], scratch)
+                .map_err(|e| format!("field {}: {e}", column + 1))?
         };
         column += 1;
         if pos >= line.len() {
@@ -192,15 +230,11 @@ impl BatchDecoder for CsvDecoder {
         if let Some(types) = &self.flat {
             return self.decode_flat(types, payloads);
         }
-        if let Ok(batch) = self.decode_together(payloads.iter()) {
-            return Ok(Decoded { batch: relabel(batch, &self.schema)?, failures: Vec::new() });
-        }
-        let (good, failures) =
-            classify_each(payloads, |p| self.decode_together(std::iter::once(p)).map(|_| ()));
-        let batch = self
-            .decode_together(good.iter().map(|&i| &payloads[i]))
-            .map_err(|reason| FormatError::Schema(format!("rows that decoded alone failed together: {reason}")))?;
-        Ok(Decoded { batch: relabel(batch, &self.schema)?, failures })
+        let decoded = decode_isolating_failures(payloads, |some| self.decode_together(some))?;
+        Ok(Decoded {
+            batch: relabel(decoded.batch, &self.schema)?,
+            failures: decoded.failures,
+        })
     }
 }
 
@@ -213,12 +247,20 @@ mod tests {
     use super::*;
 
     fn decoder() -> CsvDecoder {
-        let schema = crate::formats::parse_column_declarations(&["Id bigint", "User varchar", "V1 double"]).unwrap();
+        let schema =
+            crate::formats::parse_column_declarations(&["Id bigint", "User varchar", "V1 double"])
+                .unwrap();
         CsvDecoder::new(Arc::new(schema), b',')
     }
 
     fn payloads<'a>(values: &'a [Option<&'a str>]) -> Vec<Payload<'a>> {
-        values.iter().map(|v| Payload { key: None, value: v.map(str::as_bytes) }).collect()
+        values
+            .iter()
+            .map(|v| Payload {
+                key: None,
+                value: v.map(str::as_bytes),
+            })
+            .collect()
     }
 
     #[test]
@@ -259,15 +301,33 @@ mod tests {
         assert_eq!(bad, [1, 2, 3, 4, 5, 6]);
         let ids = decoded.batch.column(0).as_primitive::<Int64Type>();
         assert_eq!(ids.values(), &[1, 9]);
-        assert!(decoded.failures[0].reason.contains("\"x\" is not a valid integer"), "{:?}", decoded.failures[0]);
+        assert!(
+            decoded.failures[0]
+                .reason
+                .contains("\"x\" is not a valid integer"),
+            "{:?}",
+            decoded.failures[0]
+        );
     }
 
     #[test]
     fn large_batches_decode_in_parallel_with_failures_in_place() {
         let lines: Vec<String> = (0..10_000)
-            .map(|i| if i % 2_501 == 7 { format!("{i},bad,x") } else { format!("{i},u{i},{i}.5") })
+            .map(|i| {
+                if i % 2_501 == 7 {
+                    format!("{i},bad,x")
+                } else {
+                    format!("{i},u{i},{i}.5")
+                }
+            })
             .collect();
-        let payloads: Vec<Payload> = lines.iter().map(|l| Payload { key: None, value: Some(l.as_bytes()) }).collect();
+        let payloads: Vec<Payload> = lines
+            .iter()
+            .map(|l| Payload {
+                key: None,
+                value: Some(l.as_bytes()),
+            })
+            .collect();
         let decoded = decoder().decode(&payloads).unwrap();
         let bad: Vec<usize> = decoded.failures.iter().map(|f| f.index).collect();
         assert_eq!(bad, [7, 2_508, 5_009, 7_510]);

@@ -41,7 +41,11 @@ impl Encoded {
     }
 
     pub(crate) fn with_capacity(payloads: usize, bytes: usize) -> Self {
-        Encoded { buf: Vec::with_capacity(bytes), ends: Vec::with_capacity(payloads), nulls: None }
+        Encoded {
+            buf: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(payloads),
+            nulls: None,
+        }
     }
 
     /// The buffer the next payload is written to; [`Self::end_payload`] closes it.
@@ -57,9 +61,14 @@ impl Encoded {
 /// How values are written.
 pub enum ValueEncoder {
     Json,
-    Csv { delimiter: u8 },
+    Csv {
+        delimiter: u8,
+    },
     /// Avro datums; with `schema_id`, in the Confluent wire format (magic byte + id).
-    Avro { schema: Arc<AvroSchema>, schema_id: Option<u32> },
+    Avro {
+        schema: Arc<AvroSchema>,
+        schema_id: Option<u32>,
+    },
     /// The single binary or string column `value` (or the only column) as the bytes.
     Raw,
 }
@@ -68,30 +77,51 @@ pub enum ValueEncoder {
 #[derive(Debug, Clone)]
 pub enum ValueFormat {
     Json,
-    Csv { delimiter: u8 },
+    Csv {
+        delimiter: u8,
+    },
     Raw,
     /// Avro with the given writer schema (JSON text) or one derived from the data; with a
     /// registry, the schema is registered under `<topic>-value` and messages are framed.
-    Avro { schema: Option<String>, registry: Option<super::registry::RegistryConfig> },
+    Avro {
+        schema: Option<String>,
+        registry: Option<super::registry::RegistryConfig>,
+    },
 }
 
 impl ValueEncoder {
     /// The encoder for `format` and data of `schema` going to `topic`.
-    pub fn new(format: &ValueFormat, topic: &str, schema: &arrow_schema::Schema) -> Result<Self, FormatError> {
+    pub fn new(
+        format: &ValueFormat,
+        topic: &str,
+        schema: &arrow_schema::Schema,
+    ) -> Result<Self, FormatError> {
         Ok(match format {
             ValueFormat::Json => ValueEncoder::Json,
-            ValueFormat::Csv { delimiter } => ValueEncoder::Csv { delimiter: *delimiter },
+            ValueFormat::Csv { delimiter } => ValueEncoder::Csv {
+                delimiter: *delimiter,
+            },
             ValueFormat::Raw => ValueEncoder::Raw,
-            ValueFormat::Avro { schema: given, registry } => {
+            ValueFormat::Avro {
+                schema: given,
+                registry,
+            } => {
                 let avro = match given {
-                    Some(text) => AvroSchema::parse_str(text).map_err(|e| FormatError::AvroSchema(e.to_string()))?,
+                    Some(text) => AvroSchema::parse_str(text)
+                        .map_err(|e| FormatError::AvroSchema(e.to_string()))?,
                     None => super::avro::arrow_to_avro_schema(schema, topic)?,
                 };
                 let schema_id = match registry {
-                    Some(config) => Some(super::registry::SchemaRegistry::new(config.clone())?.register(&format!("{topic}-value"), &avro)?),
+                    Some(config) => Some(
+                        super::registry::SchemaRegistry::new(config.clone())?
+                            .register(&format!("{topic}-value"), &avro)?,
+                    ),
                     None => None,
                 };
-                ValueEncoder::Avro { schema: Arc::new(avro), schema_id }
+                ValueEncoder::Avro {
+                    schema: Arc::new(avro),
+                    schema_id,
+                }
             }
         })
     }
@@ -103,16 +133,22 @@ impl ValueEncoder {
                 Some(encoded) => Ok(encoded),
                 None => encode_json(&utc_zones_as_offsets(batch)?),
             },
-            ValueEncoder::Csv { delimiter } => match super::encode_flat::encode_csv(batch, *delimiter) {
-                Some(encoded) => Ok(encoded),
-                None => encode_csv(&utc_zones_as_offsets(batch)?, *delimiter),
-            },
+            ValueEncoder::Csv { delimiter } => {
+                match super::encode_flat::encode_csv(batch, *delimiter) {
+                    Some(encoded) => Ok(encoded),
+                    None => encode_csv(&utc_zones_as_offsets(batch)?, *delimiter),
+                }
+            }
             ValueEncoder::Avro { schema, schema_id } => encode_avro(batch, schema, *schema_id),
             ValueEncoder::Raw => {
                 let column = batch
                     .column_by_name("value")
                     .or_else(|| (batch.num_columns() == 1).then(|| batch.column(0)))
-                    .ok_or_else(|| FormatError::Encode("raw format needs a column named 'value' (or a single column)".into()))?;
+                    .ok_or_else(|| {
+                        FormatError::Encode(
+                            "raw format needs a column named 'value' (or a single column)".into(),
+                        )
+                    })?;
                 encode_bytes(column.as_ref())
             }
         }
@@ -135,7 +171,11 @@ fn encode_json(batch: &RecordBatch) -> Result<Encoded, FormatError> {
         writer.finish()?;
     }
     // One object per line and JSON strings escape line breaks, so each '\n' ends one row.
-    let mut out = Encoded { buf: Vec::with_capacity(buf.len()), ends: Vec::with_capacity(batch.num_rows()), nulls: None };
+    let mut out = Encoded {
+        buf: Vec::with_capacity(buf.len()),
+        ends: Vec::with_capacity(batch.num_rows()),
+        nulls: None,
+    };
     for line in buf.split(|b| *b == b'\n').take(batch.num_rows()) {
         out.buf.extend_from_slice(line);
         out.push_end();
@@ -154,9 +194,18 @@ fn encode_csv(batch: &RecordBatch, delimiter: u8) -> Result<Encoded, FormatError
         .schema()
         .fields()
         .iter()
-        .map(|f| matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View))
+        .map(|f| {
+            matches!(
+                f.data_type(),
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            )
+        })
         .collect();
-    let mut out = Encoded { buf: Vec::with_capacity(batch.num_rows() * 32), ends: Vec::with_capacity(batch.num_rows()), nulls: None };
+    let mut out = Encoded {
+        buf: Vec::with_capacity(batch.num_rows() * 32),
+        ends: Vec::with_capacity(batch.num_rows()),
+        nulls: None,
+    };
     let mut field = String::new();
     for row in 0..batch.num_rows() {
         let row_start = out.buf.len();
@@ -166,9 +215,12 @@ fn encode_csv(batch: &RecordBatch, delimiter: u8) -> Result<Encoded, FormatError
             }
             field.clear();
             use std::fmt::Write;
-            write!(field, "{}", formatter.value(row)).map_err(|e| FormatError::Encode(e.to_string()))?;
+            write!(field, "{}", formatter.value(row))
+                .map_err(|e| FormatError::Encode(e.to_string()))?;
             let needs_quotes = textual[col]
-                && field.bytes().any(|b| b == delimiter || b == b'"' || b == b'\n' || b == b'\r');
+                && field
+                    .bytes()
+                    .any(|b| b == delimiter || b == b'"' || b == b'\n' || b == b'\r');
             if needs_quotes {
                 out.buf.push(b'"');
                 for b in field.bytes() {
@@ -192,9 +244,17 @@ fn encode_csv(batch: &RecordBatch, delimiter: u8) -> Result<Encoded, FormatError
     Ok(out)
 }
 
-fn encode_avro(batch: &RecordBatch, schema: &AvroSchema, schema_id: Option<u32>) -> Result<Encoded, FormatError> {
+fn encode_avro(
+    batch: &RecordBatch,
+    schema: &AvroSchema,
+    schema_id: Option<u32>,
+) -> Result<Encoded, FormatError> {
     let values = batch_to_avro_values(batch, schema)?;
-    let mut out = Encoded { buf: Vec::new(), ends: Vec::with_capacity(values.len()), nulls: None };
+    let mut out = Encoded {
+        buf: Vec::new(),
+        ends: Vec::with_capacity(values.len()),
+        nulls: None,
+    };
     for (row, value) in values.into_iter().enumerate() {
         if let Some(id) = schema_id {
             out.buf.push(0);
@@ -212,7 +272,11 @@ fn encode_avro(batch: &RecordBatch, schema: &AvroSchema, schema_id: Option<u32>)
 pub fn encode_bytes(column: &dyn Array) -> Result<Encoded, FormatError> {
     let printable = arrow_cast::cast(column, &utc_as_offset(column.data_type()))?;
     let column = printable.as_ref();
-    let mut out = Encoded { buf: Vec::new(), ends: Vec::with_capacity(column.len()), nulls: None };
+    let mut out = Encoded {
+        buf: Vec::new(),
+        ends: Vec::with_capacity(column.len()),
+        nulls: None,
+    };
     if column.null_count() > 0 {
         out.nulls = Some((0..column.len()).map(|i| column.is_null(i)).collect());
     }
@@ -232,7 +296,8 @@ pub fn encode_bytes(column: &dyn Array) -> Result<Encoded, FormatError> {
             use std::io::Write;
             for i in 0..column.len() {
                 if column.is_valid(i) {
-                    write!(out.buf, "{}", formatter.value(i)).map_err(|e| FormatError::Encode(e.to_string()))?;
+                    write!(out.buf, "{}", formatter.value(i))
+                        .map_err(|e| FormatError::Encode(e.to_string()))?;
                 }
                 out.push_end();
             }
@@ -249,12 +314,18 @@ mod tests {
     use super::*;
 
     fn batch() -> RecordBatch {
-        let schema = crate::formats::parse_column_declarations(&["ID BIGINT, NAME STRING, V DOUBLE"]).unwrap();
+        let schema =
+            crate::formats::parse_column_declarations(&["ID BIGINT, NAME STRING, V DOUBLE"])
+                .unwrap();
         RecordBatch::try_new(
             Arc::new(schema),
             vec![
                 Arc::new(Int64Array::from(vec![Some(1), None, Some(3)])),
-                Arc::new(StringArray::from(vec![Some("plain"), Some("with, \"quotes\"\nand a break"), None])),
+                Arc::new(StringArray::from(vec![
+                    Some("plain"),
+                    Some("with, \"quotes\"\nand a break"),
+                    None,
+                ])),
                 Arc::new(Float64Array::from(vec![Some(0.1), Some(-2.5e-300), None])),
             ],
         )
@@ -262,7 +333,12 @@ mod tests {
     }
 
     fn round_trip(encoded: &Encoded, decoder: &mut dyn BatchDecoder) -> RecordBatch {
-        let payloads: Vec<Payload> = (0..encoded.len()).map(|i| Payload { key: None, value: encoded.get(i) }).collect();
+        let payloads: Vec<Payload> = (0..encoded.len())
+            .map(|i| Payload {
+                key: None,
+                value: encoded.get(i),
+            })
+            .collect();
         let decoded = decoder.decode(&payloads).unwrap();
         assert!(decoded.failures.is_empty(), "{:?}", decoded.failures);
         decoded.batch
@@ -274,12 +350,20 @@ mod tests {
         let json = ValueEncoder::Json.encode(&original).unwrap();
         assert_eq!(json.len(), 3);
         assert_eq!(json.get(0).unwrap(), br#"{"ID":1,"NAME":"plain","V":0.1}"#);
-        assert_eq!(round_trip(&json, &mut JsonDecoder::new(original.schema())), original);
+        assert_eq!(
+            round_trip(&json, &mut JsonDecoder::new(original.schema())),
+            original
+        );
 
-        let csv = ValueEncoder::Csv { delimiter: b',' }.encode(&original).unwrap();
+        let csv = ValueEncoder::Csv { delimiter: b',' }
+            .encode(&original)
+            .unwrap();
         assert_eq!(csv.get(0).unwrap(), b"1,plain,0.1");
         assert_eq!(csv.get(2).unwrap(), b"3,,");
-        assert_eq!(round_trip(&csv, &mut CsvDecoder::new(original.schema(), b',')), original);
+        assert_eq!(
+            round_trip(&csv, &mut CsvDecoder::new(original.schema(), b',')),
+            original
+        );
     }
 
     #[test]
@@ -288,14 +372,29 @@ mod tests {
         use arrow_schema::{Field, Schema, TimeUnit};
         let utc = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
         let schema = Arc::new(Schema::new(vec![Field::new("t", utc, true)]));
-        let times = TimestampMillisecondArray::from(vec![Some(1_700_000_000_123), None]).with_timezone("UTC");
+        let times = TimestampMillisecondArray::from(vec![Some(1_700_000_000_123), None])
+            .with_timezone("UTC");
         let original = RecordBatch::try_new(schema.clone(), vec![Arc::new(times)]).unwrap();
         let json = ValueEncoder::Json.encode(&original).unwrap();
         assert_eq!(json.get(0).unwrap(), br#"{"t":"2023-11-14T22:13:20.123Z"}"#);
-        assert_eq!(round_trip(&json, &mut JsonDecoder::new(schema.clone())), original);
-        let csv = ValueEncoder::Csv { delimiter: b',' }.encode(&original).unwrap();
-        assert_eq!(round_trip(&csv, &mut CsvDecoder::new(schema, b',')), original);
-        assert_eq!(encode_bytes(original.column(0).as_ref()).unwrap().get(0).unwrap(), b"2023-11-14T22:13:20.123Z");
+        assert_eq!(
+            round_trip(&json, &mut JsonDecoder::new(schema.clone())),
+            original
+        );
+        let csv = ValueEncoder::Csv { delimiter: b',' }
+            .encode(&original)
+            .unwrap();
+        assert_eq!(
+            round_trip(&csv, &mut CsvDecoder::new(schema, b',')),
+            original
+        );
+        assert_eq!(
+            encode_bytes(original.column(0).as_ref())
+                .unwrap()
+                .get(0)
+                .unwrap(),
+            b"2023-11-14T22:13:20.123Z"
+        );
     }
 
     #[test]

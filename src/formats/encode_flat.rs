@@ -24,14 +24,60 @@ fn columns(batch: &RecordBatch) -> Option<Vec<Column<'_>>> {
         .map(|c: &ArrayRef| {
             let array = c.as_ref();
             Some(match c.data_type() {
-                DataType::Int8 => Column::I64(c.as_primitive::<Int8Type>().values().iter().map(|v| *v as i64).collect(), array),
-                DataType::Int16 => Column::I64(c.as_primitive::<Int16Type>().values().iter().map(|v| *v as i64).collect(), array),
-                DataType::Int32 => Column::I64(c.as_primitive::<Int32Type>().values().iter().map(|v| *v as i64).collect(), array),
-                DataType::Int64 => Column::I64(c.as_primitive::<Int64Type>().values().to_vec(), array),
-                DataType::UInt8 => Column::U64(c.as_primitive::<UInt8Type>().values().iter().map(|v| *v as u64).collect(), array),
-                DataType::UInt16 => Column::U64(c.as_primitive::<UInt16Type>().values().iter().map(|v| *v as u64).collect(), array),
-                DataType::UInt32 => Column::U64(c.as_primitive::<UInt32Type>().values().iter().map(|v| *v as u64).collect(), array),
-                DataType::UInt64 => Column::U64(c.as_primitive::<UInt64Type>().values().to_vec(), array),
+                DataType::Int8 => Column::I64(
+                    c.as_primitive::<Int8Type>()
+                        .values()
+                        .iter()
+                        .map(|v| *v as i64)
+                        .collect(),
+                    array,
+                ),
+                DataType::Int16 => Column::I64(
+                    c.as_primitive::<Int16Type>()
+                        .values()
+                        .iter()
+                        .map(|v| *v as i64)
+                        .collect(),
+                    array,
+                ),
+                DataType::Int32 => Column::I64(
+                    c.as_primitive::<Int32Type>()
+                        .values()
+                        .iter()
+                        .map(|v| *v as i64)
+                        .collect(),
+                    array,
+                ),
+                DataType::Int64 => {
+                    Column::I64(c.as_primitive::<Int64Type>().values().to_vec(), array)
+                }
+                DataType::UInt8 => Column::U64(
+                    c.as_primitive::<UInt8Type>()
+                        .values()
+                        .iter()
+                        .map(|v| *v as u64)
+                        .collect(),
+                    array,
+                ),
+                DataType::UInt16 => Column::U64(
+                    c.as_primitive::<UInt16Type>()
+                        .values()
+                        .iter()
+                        .map(|v| *v as u64)
+                        .collect(),
+                    array,
+                ),
+                DataType::UInt32 => Column::U64(
+                    c.as_primitive::<UInt32Type>()
+                        .values()
+                        .iter()
+                        .map(|v| *v as u64)
+                        .collect(),
+                    array,
+                ),
+                DataType::UInt64 => {
+                    Column::U64(c.as_primitive::<UInt64Type>().values().to_vec(), array)
+                }
                 DataType::Float32 => Column::F32(c.as_primitive::<Float32Type>().values(), array),
                 DataType::Float64 => Column::F64(c.as_primitive::<Float64Type>().values(), array),
                 DataType::Boolean => Column::Bool(c.as_boolean()),
@@ -45,7 +91,9 @@ fn columns(batch: &RecordBatch) -> Option<Vec<Column<'_>>> {
 impl Column<'_> {
     fn is_null(&self, row: usize) -> bool {
         match self {
-            Column::I64(_, a) | Column::U64(_, a) | Column::F32(_, a) | Column::F64(_, a) => a.is_null(row),
+            Column::I64(_, a) | Column::U64(_, a) | Column::F32(_, a) | Column::F64(_, a) => {
+                a.is_null(row)
+            }
             Column::Bool(a) => a.is_null(row),
             Column::Utf8(a) => a.is_null(row),
         }
@@ -58,8 +106,12 @@ impl Column<'_> {
         match self {
             Column::I64(v, _) => out.extend_from_slice(lexical_core::write(v[row], &mut buffer)),
             Column::U64(v, _) => out.extend_from_slice(lexical_core::write(v[row], &mut buffer)),
-            Column::F32(v, _) if v[row].is_finite() => out.extend_from_slice(lexical_core::write(v[row], &mut buffer)),
-            Column::F64(v, _) if v[row].is_finite() => out.extend_from_slice(lexical_core::write(v[row], &mut buffer)),
+            Column::F32(v, _) if v[row].is_finite() => {
+                out.extend_from_slice(lexical_core::write(v[row], &mut buffer))
+            }
+            Column::F64(v, _) if v[row].is_finite() => {
+                out.extend_from_slice(lexical_core::write(v[row], &mut buffer))
+            }
             Column::F32(..) | Column::F64(..) => out.extend_from_slice(null_text),
             Column::Bool(a) => out.extend_from_slice(if a.value(row) { b"true" } else { b"false" }),
             Column::Utf8(_) => return false,
@@ -83,7 +135,10 @@ pub fn encode_json(batch: &RecordBatch) -> Option<Encoded> {
             key
         })
         .collect();
-    let mut out = Encoded::with_capacity(batch.num_rows(), batch.num_rows() * 24 * columns.len().max(1));
+    let mut out = Encoded::with_capacity(
+        batch.num_rows(),
+        batch.num_rows() * 24 * columns.len().max(1),
+    );
     for row in 0..batch.num_rows() {
         let buf = out.buffer();
         if columns.is_empty() {
@@ -109,7 +164,10 @@ pub fn encode_json(batch: &RecordBatch) -> Option<Encoded> {
 /// is not flat.
 pub fn encode_csv(batch: &RecordBatch, delimiter: u8) -> Option<Encoded> {
     let columns = columns(batch)?;
-    let mut out = Encoded::with_capacity(batch.num_rows(), batch.num_rows() * 20 * columns.len().max(1));
+    let mut out = Encoded::with_capacity(
+        batch.num_rows(),
+        batch.num_rows() * 20 * columns.len().max(1),
+    );
     for row in 0..batch.num_rows() {
         let buf = out.buffer();
         let row_start = buf.len();
@@ -122,7 +180,10 @@ pub fn encode_csv(batch: &RecordBatch, delimiter: u8) -> Option<Encoded> {
             }
             if let Column::Utf8(strings) = column {
                 let text = strings.value(row).as_bytes();
-                if text.iter().any(|b| *b == delimiter || *b == b'"' || *b == b'\n' || *b == b'\r') {
+                if text
+                    .iter()
+                    .any(|b| *b == delimiter || *b == b'"' || *b == b'\n' || *b == b'\r')
+                {
                     buf.push(b'"');
                     for b in text {
                         if *b == b'"' {

@@ -49,7 +49,11 @@ impl FlatType {
 
     /// The flat types of every column of `schema`, or `None` if one is not flat.
     pub fn of_schema(schema: &SchemaRef) -> Option<Vec<FlatType>> {
-        schema.fields().iter().map(|f| FlatType::of(f.data_type())).collect()
+        schema
+            .fields()
+            .iter()
+            .map(|f| FlatType::of(f.data_type()))
+            .collect()
     }
 }
 
@@ -67,7 +71,13 @@ pub enum Slot {
 
 /// Parses `text` as a value of `flat` (a number, boolean, or the text itself).
 pub fn parse_text(text: &[u8], flat: FlatType, scratch: &mut Vec<u8>) -> Result<Slot, String> {
-    let bad = || format!("{:?} is not a valid {}", String::from_utf8_lossy(text), flat_name(flat));
+    let bad = || {
+        format!(
+            "{:?} is not a valid {}",
+            String::from_utf8_lossy(text),
+            flat_name(flat)
+        )
+    };
     Ok(match flat {
         FlatType::Int(_) => match lexical_core::parse::<i64>(text) {
             Ok(v) => Slot::Int(v),
@@ -140,7 +150,8 @@ pub struct FlatBatchBuilder {
 
 macro_rules! checked_int {
     ($builder:expr, $value:expr, $t:ty, $name:expr) => {{
-        let v = <$t>::try_from($value).map_err(|_| format!("{} is out of range for {}", $value, $name))?;
+        let v = <$t>::try_from($value)
+            .map_err(|_| format!("{} is out of range for {}", $value, $name))?;
         $builder.append_value(v)
     }};
 }
@@ -150,26 +161,51 @@ impl FlatBatchBuilder {
         let columns = types
             .iter()
             .map(|t| match t {
-                FlatType::Int(IntWidth::W8) => ColumnBuilder::I8(PrimitiveBuilder::with_capacity(capacity)),
-                FlatType::Int(IntWidth::W16) => ColumnBuilder::I16(PrimitiveBuilder::with_capacity(capacity)),
-                FlatType::Int(IntWidth::W32) => ColumnBuilder::I32(PrimitiveBuilder::with_capacity(capacity)),
-                FlatType::Int(IntWidth::W64) => ColumnBuilder::I64(PrimitiveBuilder::with_capacity(capacity)),
-                FlatType::UInt(IntWidth::W8) => ColumnBuilder::U8(PrimitiveBuilder::with_capacity(capacity)),
-                FlatType::UInt(IntWidth::W16) => ColumnBuilder::U16(PrimitiveBuilder::with_capacity(capacity)),
-                FlatType::UInt(IntWidth::W32) => ColumnBuilder::U32(PrimitiveBuilder::with_capacity(capacity)),
-                FlatType::UInt(IntWidth::W64) => ColumnBuilder::U64(PrimitiveBuilder::with_capacity(capacity)),
+                FlatType::Int(IntWidth::W8) => {
+                    ColumnBuilder::I8(PrimitiveBuilder::with_capacity(capacity))
+                }
+                FlatType::Int(IntWidth::W16) => {
+                    ColumnBuilder::I16(PrimitiveBuilder::with_capacity(capacity))
+                }
+                FlatType::Int(IntWidth::W32) => {
+                    ColumnBuilder::I32(PrimitiveBuilder::with_capacity(capacity))
+                }
+                FlatType::Int(IntWidth::W64) => {
+                    ColumnBuilder::I64(PrimitiveBuilder::with_capacity(capacity))
+                }
+                FlatType::UInt(IntWidth::W8) => {
+                    ColumnBuilder::U8(PrimitiveBuilder::with_capacity(capacity))
+                }
+                FlatType::UInt(IntWidth::W16) => {
+                    ColumnBuilder::U16(PrimitiveBuilder::with_capacity(capacity))
+                }
+                FlatType::UInt(IntWidth::W32) => {
+                    ColumnBuilder::U32(PrimitiveBuilder::with_capacity(capacity))
+                }
+                FlatType::UInt(IntWidth::W64) => {
+                    ColumnBuilder::U64(PrimitiveBuilder::with_capacity(capacity))
+                }
                 FlatType::Float32 => ColumnBuilder::F32(PrimitiveBuilder::with_capacity(capacity)),
                 FlatType::Float64 => ColumnBuilder::F64(PrimitiveBuilder::with_capacity(capacity)),
                 FlatType::Boolean => ColumnBuilder::Bool(BooleanBuilder::with_capacity(capacity)),
-                FlatType::Utf8 => ColumnBuilder::Utf8(StringBuilder::with_capacity(capacity, capacity * 8)),
+                FlatType::Utf8 => {
+                    ColumnBuilder::Utf8(StringBuilder::with_capacity(capacity, capacity * 8))
+                }
             })
             .collect();
-        FlatBatchBuilder { schema, types, columns }
+        FlatBatchBuilder {
+            schema,
+            types,
+            columns,
+        }
     }
 
     /// Checks that every slot fits its column (ranges of integers), without appending.
     pub fn check_row(&self, slots: &[Slot]) -> Result<(), String> {
-        for (slot, (flat, field)) in slots.iter().zip(self.types.iter().zip(self.schema.fields())) {
+        for (slot, (flat, field)) in slots
+            .iter()
+            .zip(self.types.iter().zip(self.schema.fields()))
+        {
             let fits = match (*slot, flat) {
                 (Slot::Int(v), FlatType::Int(w)) => int_fits(v as i128, *w, true),
                 (Slot::UInt(v), FlatType::UInt(w)) => int_fits(v as i128, *w, false),
@@ -178,7 +214,11 @@ impl FlatBatchBuilder {
                 _ => true,
             };
             if !fits {
-                return Err(format!("field {:?}: value out of range for {}", field.name(), field.data_type()));
+                return Err(format!(
+                    "field {:?}: value out of range for {}",
+                    field.name(),
+                    field.data_type()
+                ));
             }
         }
         Ok(())
@@ -221,9 +261,13 @@ impl FlatBatchBuilder {
                 (ColumnBuilder::Bool(b), Slot::Bool(v)) => b.append_value(*v),
                 (ColumnBuilder::Utf8(b), Slot::Str(start, end)) => {
                     // checked as UTF-8 when the slot was made
-                    b.append_value(std::str::from_utf8(&scratch[*start..*end]).map_err(|e| e.to_string())?)
+                    b.append_value(
+                        std::str::from_utf8(&scratch[*start..*end]).map_err(|e| e.to_string())?,
+                    )
                 }
-                (_, other) => return Err(format!("internal: slot {other:?} does not fit its column")),
+                (_, other) => {
+                    return Err(format!("internal: slot {other:?} does not fit its column"))
+                }
             }
         }
         Ok(())
@@ -279,23 +323,37 @@ where
     F: Fn(&[super::Payload<'_>]) -> Result<super::Decoded, super::FormatError> + Sync,
 {
     const MIN_CHUNK: usize = 2048;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
     if threads < 2 || payloads.len() < 2 * MIN_CHUNK {
         return decode_chunk(payloads);
     }
     let chunk_len = payloads.len().div_ceil(threads);
     let results: Vec<Result<super::Decoded, super::FormatError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = payloads.chunks(chunk_len).map(|chunk| scope.spawn(|| decode_chunk(chunk))).collect();
+        let handles: Vec<_> = payloads
+            .chunks(chunk_len)
+            .map(|chunk| scope.spawn(|| decode_chunk(chunk)))
+            .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(super::FormatError::Schema("a decoder thread panicked".into()))))
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(super::FormatError::Schema(
+                        "a decoder thread panicked".into(),
+                    ))
+                })
+            })
             .collect()
     });
     let mut batches = Vec::with_capacity(results.len());
     let mut failures = Vec::new();
     for (i, result) in results.into_iter().enumerate() {
         let decoded = result?;
-        failures.extend(decoded.failures.into_iter().map(|f| super::RowFailure { index: f.index + i * chunk_len, ..f }));
+        failures.extend(decoded.failures.into_iter().map(|f| super::RowFailure {
+            index: f.index + i * chunk_len,
+            ..f
+        }));
         batches.push(decoded.batch);
     }
     let batch = arrow::compute::concat_batches(schema, &batches)?;

@@ -10,7 +10,10 @@ use arrow_schema::{ArrowError, DataType, FieldRef, Fields, Schema, SchemaRef};
 
 use super::flat::FlatType;
 use super::json_flat::FlatJsonDecoder;
-use super::{classify_each, empty_batch, relabel, schema_utc_as_offset, BatchDecoder, Decoded, FormatError, Payload};
+use super::{
+    decode_isolating_failures, empty_batch, relabel, schema_utc_as_offset, BatchDecoder, Decoded,
+    FormatError, Payload,
+};
 
 /// A tombstone (no value) decodes as a row whose columns are all null.
 const TOMBSTONE: &[u8] = b"{}";
@@ -25,8 +28,13 @@ pub struct JsonDecoder {
 
 impl JsonDecoder {
     pub fn new(schema: SchemaRef) -> Self {
-        let flat = FlatType::of_schema(&schema).map(|types| FlatJsonDecoder::new(schema.clone(), types));
-        JsonDecoder { parse_schema: schema_utc_as_offset(&schema), schema, flat }
+        let flat =
+            FlatType::of_schema(&schema).map(|types| FlatJsonDecoder::new(schema.clone(), types));
+        JsonDecoder {
+            parse_schema: schema_utc_as_offset(&schema),
+            schema,
+            flat,
+        }
     }
 
     fn builder(&self, rows: usize) -> ReaderBuilder {
@@ -37,13 +45,16 @@ impl JsonDecoder {
     }
 
     /// Decodes `payloads` in one decoder; any problem fails the whole call.
-    fn decode_together<'p>(
+    fn decode_together(
         &self,
-        payloads: impl ExactSizeIterator<Item = &'p Payload<'p>>,
+        payloads: &[&Payload<'_>],
     ) -> Result<arrow_array::RecordBatch, String> {
         let rows = payloads.len();
-        let mut decoder = self.builder(rows).build_decoder().map_err(|e| e.to_string())?;
-        for payload in payloads {
+        let mut decoder = self
+            .builder(rows)
+            .build_decoder()
+            .map_err(|e| e.to_string())?;
+        for payload in payloads.iter().copied() {
             let before = decoder.len();
             let bytes = payload.value.unwrap_or(TOMBSTONE);
             let consumed = decoder.decode(bytes).map_err(|e| json_reason(&e))?;
@@ -80,15 +91,11 @@ impl BatchDecoder for JsonDecoder {
         if let Some(flat) = &self.flat {
             return flat.decode(payloads);
         }
-        if let Ok(batch) = self.decode_together(payloads.iter()) {
-            return Ok(Decoded { batch: relabel(batch, &self.schema)?, failures: Vec::new() });
-        }
-        let (good, failures) =
-            classify_each(payloads, |p| self.decode_together(std::iter::once(p)).map(|_| ()));
-        let batch = self
-            .decode_together(good.iter().map(|&i| &payloads[i]))
-            .map_err(|reason| FormatError::Schema(format!("rows that decoded alone failed together: {reason}")))?;
-        Ok(Decoded { batch: relabel(batch, &self.schema)?, failures })
+        let decoded = decode_isolating_failures(payloads, |some| self.decode_together(some))?;
+        Ok(Decoded {
+            batch: relabel(decoded.batch, &self.schema)?,
+            failures: decoded.failures,
+        })
     }
 }
 
@@ -102,7 +109,9 @@ pub fn infer_schema(payloads: &[Payload<'_>]) -> Result<Schema, FormatError> {
     let mut order = KeyOrder::default();
     let mut values = Vec::new();
     for bytes in payloads.iter().filter_map(|p| p.value) {
-        let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else { continue };
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+            continue;
+        };
         if !value.is_object() {
             continue;
         }
@@ -117,7 +126,10 @@ pub fn infer_schema(payloads: &[Payload<'_>]) -> Result<Schema, FormatError> {
             "cannot infer a schema: the sample holds no JSON objects; pass schema=".into(),
         ));
     }
-    Ok(Schema::new_with_metadata(order.arrange(schema.fields()), schema.metadata().clone()))
+    Ok(Schema::new_with_metadata(
+        order.arrange(schema.fields()),
+        schema.metadata().clone(),
+    ))
 }
 
 /// The order in which object keys appear in JSON text, nested objects included (the
@@ -138,7 +150,10 @@ impl KeyOrder {
     }
 
     fn position(&self, key: &str) -> usize {
-        self.keys.iter().position(|(k, _)| k == key).unwrap_or(usize::MAX)
+        self.keys
+            .iter()
+            .position(|(k, _)| k == key)
+            .unwrap_or(usize::MAX)
     }
 
     fn child(&self, key: &str) -> Option<&KeyOrder> {
@@ -151,7 +166,12 @@ impl KeyOrder {
         let mut arranged: Vec<FieldRef> = fields
             .iter()
             .map(|field| match self.child(field.name()) {
-                Some(child) => Arc::new(field.as_ref().clone().with_data_type(child.arrange_type(field.data_type()))),
+                Some(child) => Arc::new(
+                    field
+                        .as_ref()
+                        .clone()
+                        .with_data_type(child.arrange_type(field.data_type())),
+                ),
                 None => field.clone(),
             })
             .collect();
@@ -162,9 +182,11 @@ impl KeyOrder {
     fn arrange_type(&self, data_type: &DataType) -> DataType {
         match data_type {
             DataType::Struct(fields) => DataType::Struct(self.arrange(fields)),
-            DataType::List(item) => {
-                DataType::List(Arc::new(item.as_ref().clone().with_data_type(self.arrange_type(item.data_type()))))
-            }
+            DataType::List(item) => DataType::List(Arc::new(
+                item.as_ref()
+                    .clone()
+                    .with_data_type(self.arrange_type(item.data_type())),
+            )),
             other => other.clone(),
         }
     }
@@ -180,16 +202,24 @@ impl<'de> serde::Deserialize<'de> for KeyOrder {
                 f.write_str("any JSON value")
             }
 
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<KeyOrder, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<KeyOrder, A::Error> {
                 let mut order = KeyOrder::default();
                 while let Some(key) = map.next_key::<String>()? {
                     let child = map.next_value::<KeyOrder>()?;
-                    order.merge(KeyOrder { keys: vec![(key, child)] });
+                    order.merge(KeyOrder {
+                        keys: vec![(key, child)],
+                    });
                 }
                 Ok(order)
             }
 
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<KeyOrder, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<KeyOrder, A::Error> {
                 let mut order = KeyOrder::default();
                 while let Some(item) = seq.next_element::<KeyOrder>()? {
                     order.merge(item);
@@ -232,14 +262,19 @@ mod tests {
     fn payloads<'a>(values: &'a [Option<&'a str>]) -> Vec<Payload<'a>> {
         values
             .iter()
-            .map(|v| Payload { key: None, value: v.map(str::as_bytes) })
+            .map(|v| Payload {
+                key: None,
+                value: v.map(str::as_bytes),
+            })
             .collect()
     }
 
     fn schema() -> SchemaRef {
         Arc::new(
-            crate::formats::parse_column_declarations(&["ID BIGINT, V1 DOUBLE, NAME STRING, TAGS ARRAY<STRING>, S STRUCT<A INT>"])
-                .unwrap(),
+            crate::formats::parse_column_declarations(&[
+                "ID BIGINT, V1 DOUBLE, NAME STRING, TAGS ARRAY<STRING>, S STRUCT<A INT>",
+            ])
+            .unwrap(),
         )
     }
 
@@ -277,20 +312,32 @@ mod tests {
         let decoded = JsonDecoder::new(schema()).decode(&payloads(&msgs)).unwrap();
         let bad: Vec<usize> = decoded.failures.iter().map(|f| f.index).collect();
         assert_eq!(bad, [1, 2, 3, 4, 5]);
-        assert!(decoded.failures[0].reason.contains("truncated"), "{:?}", decoded.failures[0]);
+        assert!(
+            decoded.failures[0].reason.contains("truncated"),
+            "{:?}",
+            decoded.failures[0]
+        );
         let ids = decoded.batch.column(0).as_primitive::<Int64Type>();
         assert_eq!(ids.values(), &[1, 7]);
-        assert_eq!(decoded.kept_mask(7), [true, false, false, false, false, false, true]);
+        assert_eq!(
+            decoded.kept_mask(7),
+            [true, false, false, false, false, false, true]
+        );
     }
 
     #[test]
     fn flat_reader_matches_arrow_json_and_names_bad_messages() {
         let schema: SchemaRef = Arc::new(
-            crate::formats::parse_column_declarations(&["ID BIGINT, V DOUBLE, NAME STRING, OK BOOLEAN, SMALL INT"]).unwrap(),
+            crate::formats::parse_column_declarations(&[
+                "ID BIGINT, V DOUBLE, NAME STRING, OK BOOLEAN, SMALL INT",
+            ])
+            .unwrap(),
         );
         let good = [
             Some(r#"{"ID": 1, "V": 0.5, "NAME": "a \"quoted\" \u00e9\n", "OK": true, "SMALL": 7}"#),
-            Some(r#" { "extra": {"deep": [1, {"x": "}"}]}, "V": -1.5e-3, "ID": "42", "NAME": 17 } "#),
+            Some(
+                r#" { "extra": {"deep": [1, {"x": "}"}]}, "V": -1.5e-3, "ID": "42", "NAME": 17 } "#,
+            ),
             Some(r#"{"ID": null, "NAME": null, "OK": false}"#),
             Some(r#"{"SMALL": 3.0, "V": 1}"#),
             Some("{}"),
@@ -321,15 +368,30 @@ mod tests {
         let decoded = flat.decode(&payloads(&bad)).unwrap();
         let failed: Vec<usize> = decoded.failures.iter().map(|f| f.index).collect();
         assert_eq!(failed, [1, 2, 3, 4, 5, 6, 7, 8]);
-        assert!(decoded.failures[2].reason.contains("out of range"), "{:?}", decoded.failures[2]);
-        assert_eq!(decoded.batch.column(0).as_primitive::<Int64Type>().values(), &[1, 9]);
+        assert!(
+            decoded.failures[2].reason.contains("out of range"),
+            "{:?}",
+            decoded.failures[2]
+        );
+        assert_eq!(
+            decoded.batch.column(0).as_primitive::<Int64Type>().values(),
+            &[1, 9]
+        );
     }
 
     #[test]
     fn infers_from_sample() {
-        let msgs = [Some(r#"{"a": 1, "b": "x"}"#), Some(r#"{"a": 2, "c": [1.5]}"#), Some("junk"), None];
+        let msgs = [
+            Some(r#"{"a": 1, "b": "x"}"#),
+            Some(r#"{"a": 2, "c": [1.5]}"#),
+            Some("junk"),
+            None,
+        ];
         let schema = infer_schema(&payloads(&msgs)).unwrap();
-        assert_eq!(schema.field_with_name("a").unwrap().data_type(), &DataType::Int64);
+        assert_eq!(
+            schema.field_with_name("a").unwrap().data_type(),
+            &DataType::Int64
+        );
         assert_eq!(
             schema.field_with_name("c").unwrap().data_type(),
             &DataType::List(Arc::new(Field::new("item", DataType::Float64, true)))
@@ -346,11 +408,17 @@ mod tests {
         let schema = infer_schema(&payloads(&msgs)).unwrap();
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(names, ["Time", "V2", "V10", "S", "Amount"]);
-        let DataType::Struct(s) = schema.field(3).data_type() else { panic!("{schema:?}") };
+        let DataType::Struct(s) = schema.field(3).data_type() else {
+            panic!("{schema:?}")
+        };
         let names: Vec<&str> = s.iter().map(|f| f.name().as_str()).collect();
         assert_eq!(names, ["b", "a", "c"]);
-        let DataType::List(item) = s[1].data_type() else { panic!("{s:?}") };
-        let DataType::Struct(inner) = item.data_type() else { panic!("{item:?}") };
+        let DataType::List(item) = s[1].data_type() else {
+            panic!("{s:?}")
+        };
+        let DataType::Struct(inner) = item.data_type() else {
+            panic!("{item:?}")
+        };
         let names: Vec<&str> = inner.iter().map(|f| f.name().as_str()).collect();
         assert_eq!(names, ["z", "y"]);
     }

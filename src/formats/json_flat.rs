@@ -18,9 +18,22 @@ pub struct FlatJsonDecoder {
 
 impl FlatJsonDecoder {
     pub fn new(schema: SchemaRef, types: Vec<FlatType>) -> Self {
-        let names: Vec<Vec<u8>> = schema.fields().iter().map(|f| f.name().as_bytes().to_vec()).collect();
-        let by_name = names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
-        FlatJsonDecoder { schema, types, names, by_name }
+        let names: Vec<Vec<u8>> = schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_bytes().to_vec())
+            .collect();
+        let by_name = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i))
+            .collect();
+        FlatJsonDecoder {
+            schema,
+            types,
+            names,
+            by_name,
+        }
     }
 
     pub fn decode(&self, payloads: &[Payload<'_>]) -> Result<Decoded, FormatError> {
@@ -28,7 +41,8 @@ impl FlatJsonDecoder {
     }
 
     fn decode_chunk(&self, payloads: &[Payload<'_>]) -> Result<Decoded, FormatError> {
-        let mut builder = FlatBatchBuilder::new(self.schema.clone(), self.types.clone(), payloads.len());
+        let mut builder =
+            FlatBatchBuilder::new(self.schema.clone(), self.types.clone(), payloads.len());
         let mut slots = vec![Slot::Null; self.types.len()];
         let mut scratch = Vec::new();
         let mut key = Vec::new();
@@ -43,12 +57,17 @@ impl FlatJsonDecoder {
                     self.read_object(&mut reader, &mut slots, &mut scratch, &mut key)
                 }
             };
-            let appended = parsed.and_then(|()| builder.check_row(&slots)).and_then(|()| builder.append_row(&slots, &scratch));
+            let appended = parsed
+                .and_then(|()| builder.check_row(&slots))
+                .and_then(|()| builder.append_row(&slots, &scratch));
             if let Err(reason) = appended {
                 failures.push(RowFailure { index, reason });
             }
         }
-        Ok(Decoded { batch: builder.finish()?, failures })
+        Ok(Decoded {
+            batch: builder.finish()?,
+            failures,
+        })
     }
 
     fn column_of(&self, key: &[u8], predicted: usize) -> Option<usize> {
@@ -59,7 +78,13 @@ impl FlatJsonDecoder {
         self.by_name.get(key).copied()
     }
 
-    fn read_object(&self, r: &mut Reader<'_>, slots: &mut [Slot], scratch: &mut Vec<u8>, key: &mut Vec<u8>) -> Result<(), String> {
+    fn read_object(
+        &self,
+        r: &mut Reader<'_>,
+        slots: &mut [Slot],
+        scratch: &mut Vec<u8>,
+        key: &mut Vec<u8>,
+    ) -> Result<(), String> {
         r.skip_ws();
         match r.peek() {
             Some(b'{') => r.pos += 1,
@@ -107,7 +132,12 @@ impl FlatJsonDecoder {
         Ok(())
     }
 
-    fn read_value(&self, r: &mut Reader<'_>, column: usize, scratch: &mut Vec<u8>) -> Result<Slot, String> {
+    fn read_value(
+        &self,
+        r: &mut Reader<'_>,
+        column: usize,
+        scratch: &mut Vec<u8>,
+    ) -> Result<Slot, String> {
         let flat = self.types[column];
         let name = &self.schema.field(column).name();
         let start = r.pos;
@@ -123,12 +153,20 @@ impl FlatJsonDecoder {
                 Ok(Slot::Null)
             }
             Some(b't' | b'f') => {
-                let literal: &[u8] = if r.peek() == Some(b't') { b"true" } else { b"false" };
+                let literal: &[u8] = if r.peek() == Some(b't') {
+                    b"true"
+                } else {
+                    b"false"
+                };
                 r.expect_literal(literal)?;
                 match flat {
                     FlatType::Boolean => Ok(Slot::Bool(literal == b"true")),
                     FlatType::Utf8 => parse_text(literal, flat, scratch),
-                    _ => Err(format!("field {name:?}: expected a {}, found {}", flat_name(flat), String::from_utf8_lossy(literal))),
+                    _ => Err(format!(
+                        "field {name:?}: expected a {}, found {}",
+                        flat_name(flat),
+                        String::from_utf8_lossy(literal)
+                    )),
                 }
             }
             Some(b'-' | b'0'..=b'9') => {
@@ -137,11 +175,17 @@ impl FlatJsonDecoder {
                 }
                 let number = &r.bytes[start..r.pos];
                 match flat {
-                    FlatType::Boolean => Err(format!("field {name:?}: expected a boolean, found a number")),
-                    _ => parse_text(number, flat, scratch).map_err(|e| format!("field {name:?}: {e}")),
+                    FlatType::Boolean => Err(format!(
+                        "field {name:?}: expected a boolean, found a number"
+                    )),
+                    _ => parse_text(number, flat, scratch)
+                        .map_err(|e| format!("field {name:?}: {e}")),
                 }
             }
-            Some(b'{' | b'[') => Err(format!("field {name:?}: expected a {}, found a nested value", flat_name(flat))),
+            Some(b'{' | b'[') => Err(format!(
+                "field {name:?}: expected a {}, found a nested value",
+                flat_name(flat)
+            )),
             Some(_) => Err(format!("invalid JSON at byte {start}")),
             None => Err("truncated JSON: the message ends inside a value".into()),
         }
@@ -202,10 +246,13 @@ impl Reader<'_> {
                 b't' => out.push(b'\t'),
                 b'u' => {
                     let mut code = self.hex4()?;
-                    if (0xD800..0xDC00).contains(&code) && self.bytes[self.pos..].starts_with(b"\\u") {
+                    if (0xD800..0xDC00).contains(&code)
+                        && self.bytes[self.pos..].starts_with(b"\\u")
+                    {
                         self.pos += 2;
                         let low = self.hex4()?;
-                        code = 0x10000 + ((code - 0xD800) << 10) + (low.wrapping_sub(0xDC00) & 0x3FF);
+                        code =
+                            0x10000 + ((code - 0xD800) << 10) + (low.wrapping_sub(0xDC00) & 0x3FF);
                     }
                     let c = char::from_u32(code).unwrap_or('\u{FFFD}');
                     let mut buf = [0u8; 4];
@@ -217,7 +264,10 @@ impl Reader<'_> {
     }
 
     fn hex4(&mut self) -> Result<u32, String> {
-        let digits = self.bytes.get(self.pos..self.pos + 4).ok_or("truncated \\u escape")?;
+        let digits = self
+            .bytes
+            .get(self.pos..self.pos + 4)
+            .ok_or("truncated \\u escape")?;
         self.pos += 4;
         let text = std::str::from_utf8(digits).map_err(|_| "invalid \\u escape")?;
         u32::from_str_radix(text, 16).map_err(|_| "invalid \\u escape".to_string())

@@ -66,7 +66,11 @@ impl<'a> Parser<'a> {
     }
 
     fn error(&self, what: &str) -> FormatError {
-        FormatError::Schema(format!("{what} at character {} of {:?}", self.pos + 1, self.text))
+        FormatError::Schema(format!(
+            "{what} at character {} of {:?}",
+            self.pos + 1,
+            self.text
+        ))
     }
 
     /// An error that names the token found at the current position (or the end).
@@ -75,13 +79,23 @@ impl<'a> Parser<'a> {
         let found = match rest.chars().next() {
             None => "the end".to_string(),
             Some(first) => {
-                let word = rest.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$')).unwrap_or(rest.len());
-                let token = if word > 0 { &rest[..word] } else { &rest[..first.len_utf8()] };
+                let word = rest
+                    .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+                    .unwrap_or(rest.len());
+                let token = if word > 0 {
+                    &rest[..word]
+                } else {
+                    &rest[..first.len_utf8()]
+                };
                 format!("{token:?}")
             }
         };
         let at = self.text.len() - rest.len();
-        FormatError::Schema(format!("{what}, found {found} at character {} of {:?}", at + 1, self.text))
+        FormatError::Schema(format!(
+            "{what}, found {found} at character {} of {:?}",
+            at + 1,
+            self.text
+        ))
     }
 
     fn rest(&self) -> &'a str {
@@ -140,7 +154,9 @@ impl<'a> Parser<'a> {
     fn integer(&mut self) -> Result<i64, FormatError> {
         self.skip_space();
         let rest = self.rest();
-        let len = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let len = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let value = rest[..len]
             .parse()
             .map_err(|_| self.unexpected("expected a number"))?;
@@ -151,7 +167,9 @@ impl<'a> Parser<'a> {
     fn data_type(&mut self) -> Result<DataType, FormatError> {
         self.skip_space();
         let start = self.pos;
-        let written = self.identifier().map_err(|_| self.unexpected("expected a type"))?;
+        let written = self
+            .identifier()
+            .map_err(|_| self.unexpected("expected a type"))?;
         let word = written.to_ascii_uppercase();
         let data_type = match word.as_str() {
             "BOOLEAN" | "BOOL" => DataType::Boolean,
@@ -260,7 +278,8 @@ mod tests {
 
     #[test]
     fn talk_declarations_in_list_form() {
-        let schema = parse_column_declarations(&["Id bigint", "Timestamp varchar", "V1 double"]).unwrap();
+        let schema =
+            parse_column_declarations(&["Id bigint", "Timestamp varchar", "V1 double"]).unwrap();
         let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(names, ["Id", "Timestamp", "V1"]);
         assert_eq!(schema.field(0).data_type(), &DataType::Int64);
@@ -278,11 +297,17 @@ mod tests {
         assert_eq!(schema.fields().len(), 6);
         assert_eq!(schema.field(1).name(), "lower name");
         assert_eq!(schema.field(1).data_type(), &DataType::Decimal128(10, 2));
-        assert_eq!(schema.field(2).data_type(), &DataType::new_list(DataType::Utf8, true));
+        assert_eq!(
+            schema.field(2).data_type(),
+            &DataType::new_list(DataType::Utf8, true)
+        );
         match schema.field(3).data_type() {
             DataType::Map(entries, _) => match entries.data_type() {
                 DataType::Struct(kv) => {
-                    assert_eq!(kv[1].data_type(), &DataType::new_list(DataType::Int32, true))
+                    assert_eq!(
+                        kv[1].data_type(),
+                        &DataType::new_list(DataType::Int32, true)
+                    )
                 }
                 other => panic!("{other:?}"),
             },
@@ -311,7 +336,10 @@ mod tests {
             ("BYTES", DataType::Binary),
             ("DATE", DataType::Date32),
             ("TIME", DataType::Time32(TimeUnit::Millisecond)),
-            ("TIMESTAMP", DataType::Timestamp(TimeUnit::Millisecond, None)),
+            (
+                "TIMESTAMP",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+            ),
             ("DECIMAL(38,0)", DataType::Decimal128(38, 0)),
         ] {
             assert_eq!(parse_ksql_type(text).unwrap(), expected, "{text}");
@@ -320,19 +348,36 @@ mod tests {
 
     #[test]
     fn errors_name_the_place() {
-        let err = parse_column_declarations(&["ID BIGINTT"]).unwrap_err().to_string();
-        assert!(err.contains("BIGINTT") && err.contains("character 4"), "{err}");
+        let err = parse_column_declarations(&["ID BIGINTT"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("BIGINTT") && err.contains("character 4"),
+            "{err}"
+        );
         let err = parse_ksql_type("ARRAY<INT").unwrap_err().to_string();
         assert!(err.contains("expected '>'"), "{err}");
         let err = parse_ksql_type("DECIMAL(50, 2)").unwrap_err().to_string();
         assert!(err.contains("out of range"), "{err}");
-        let err = parse_column_declarations(&["A INT B INT"]).unwrap_err().to_string();
-        assert!(err.contains("expected ','") && err.contains("found \"B\""), "{err}");
-        let err = parse_column_declarations(&["Id bigint", "V1 doubel"]).unwrap_err().to_string();
-        assert!(err.contains("\"doubel\"") && err.contains("\"V1 doubel\""), "{err}");
+        let err = parse_column_declarations(&["A INT B INT"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("expected ','") && err.contains("found \"B\""),
+            "{err}"
+        );
+        let err = parse_column_declarations(&["Id bigint", "V1 doubel"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"doubel\"") && err.contains("\"V1 doubel\""),
+            "{err}"
+        );
         let err = parse_column_declarations(&["X"]).unwrap_err().to_string();
         assert!(err.contains("expected a type, found the end"), "{err}");
-        let err = parse_column_declarations(&["A INT", "a INT", "A DOUBLE"]).unwrap_err().to_string();
+        let err = parse_column_declarations(&["A INT", "a INT", "A DOUBLE"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("declared twice"), "{err}");
         assert!(parse_column_declarations::<&str>(&[]).is_err());
     }

@@ -101,9 +101,33 @@ impl std::str::FromStr for Format {
     }
 }
 
-/// Decodes each payload on its own with `decode_one`, for attributing errors to messages
-/// after a whole-batch fast path failed. Returns the good indices and the failures.
-pub(crate) fn classify_each<F>(payloads: &[Payload<'_>], mut decode_one: F) -> (Vec<usize>, Vec<RowFailure>)
+/// Decodes all payloads with `together`; only if that fails, decodes each on its own to
+/// find the bad ones, then the good ones together. Keeps the fast path free of per-message
+/// bookkeeping for decoders (arrow's) that fail a whole batch on one bad message.
+pub(crate) fn decode_isolating_failures(
+    payloads: &[Payload<'_>],
+    mut together: impl FnMut(&[&Payload<'_>]) -> Result<RecordBatch, String>,
+) -> Result<Decoded, FormatError> {
+    let all: Vec<&Payload<'_>> = payloads.iter().collect();
+    if let Ok(batch) = together(&all) {
+        return Ok(Decoded {
+            batch,
+            failures: Vec::new(),
+        });
+    }
+    let (good, failures) = classify_each(payloads, |p| together(&[p]).map(|_| ()));
+    let kept: Vec<&Payload<'_>> = good.iter().map(|&i| &payloads[i]).collect();
+    let batch = together(&kept).map_err(|reason| {
+        FormatError::Schema(format!("rows that decoded alone failed together: {reason}"))
+    })?;
+    Ok(Decoded { batch, failures })
+}
+
+/// Decodes each payload on its own with `decode_one`; returns the good indices and the failures.
+pub(crate) fn classify_each<F>(
+    payloads: &[Payload<'_>],
+    mut decode_one: F,
+) -> (Vec<usize>, Vec<RowFailure>)
 where
     F: FnMut(&Payload<'_>) -> Result<(), String>,
 {
@@ -124,16 +148,34 @@ where
 fn is_utc_name(tz: &str) -> bool {
     matches!(
         tz,
-        "UTC" | "utc" | "Etc/UTC" | "Z" | "Zulu" | "Etc/Zulu" | "GMT" | "Etc/GMT" | "UCT" | "Etc/UCT" | "Universal"
+        "UTC"
+            | "utc"
+            | "Etc/UTC"
+            | "Z"
+            | "Zulu"
+            | "Etc/Zulu"
+            | "GMT"
+            | "Etc/GMT"
+            | "UCT"
+            | "Etc/UCT"
+            | "Universal"
             | "Etc/Universal"
     )
 }
 
 /// `data_type` with every UTC-named time zone spelled `"+00:00"`, nested types included.
 pub(crate) fn utc_as_offset(data_type: &DataType) -> DataType {
-    let field = |f: &FieldRef| -> FieldRef { Arc::new(f.as_ref().clone().with_data_type(utc_as_offset(f.data_type()))) };
+    let field = |f: &FieldRef| -> FieldRef {
+        Arc::new(
+            f.as_ref()
+                .clone()
+                .with_data_type(utc_as_offset(f.data_type())),
+        )
+    };
     match data_type {
-        DataType::Timestamp(unit, Some(tz)) if is_utc_name(tz) => DataType::Timestamp(*unit, Some("+00:00".into())),
+        DataType::Timestamp(unit, Some(tz)) if is_utc_name(tz) => {
+            DataType::Timestamp(*unit, Some("+00:00".into()))
+        }
         DataType::List(item) => DataType::List(field(item)),
         DataType::LargeList(item) => DataType::LargeList(field(item)),
         DataType::FixedSizeList(item, n) => DataType::FixedSizeList(field(item), *n),
@@ -148,9 +190,19 @@ pub(crate) fn schema_utc_as_offset(schema: &SchemaRef) -> SchemaRef {
     let fields: Vec<FieldRef> = schema
         .fields()
         .iter()
-        .map(|f| Arc::new(f.as_ref().clone().with_data_type(utc_as_offset(f.data_type()))))
+        .map(|f| {
+            Arc::new(
+                f.as_ref()
+                    .clone()
+                    .with_data_type(utc_as_offset(f.data_type())),
+            )
+        })
         .collect();
-    if fields.iter().zip(schema.fields()).all(|(a, b)| a.data_type() == b.data_type()) {
+    if fields
+        .iter()
+        .zip(schema.fields())
+        .all(|(a, b)| a.data_type() == b.data_type())
+    {
         return schema.clone();
     }
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))

@@ -17,7 +17,9 @@ impl RawDecoder {
             Field::new("key", DataType::Binary, true),
             Field::new("value", DataType::Binary, true),
         ]);
-        RawDecoder { schema: Arc::new(schema) }
+        RawDecoder {
+            schema: Arc::new(schema),
+        }
     }
 }
 
@@ -35,7 +37,11 @@ impl BatchDecoder for RawDecoder {
     fn decode(&mut self, payloads: &[Payload<'_>]) -> Result<Decoded, FormatError> {
         let keys: BinaryArray = payloads.iter().map(|p| p.key).collect();
         let values: BinaryArray = payloads.iter().map(|p| p.value).collect();
-        let batch = RecordBatch::try_new(self.schema.clone(), vec![Arc::new(keys), Arc::new(values)])?;
-        Ok(Decoded { batch, failures: Vec::new() })
+        let batch =
+            RecordBatch::try_new(self.schema.clone(), vec![Arc::new(keys), Arc::new(values)])?;
+        Ok(Decoded {
+            batch,
+            failures: Vec::new(),
+        })
     }
 }

@@ -39,23 +39,44 @@ impl SchemaRegistry {
             .timeout(config.timeout)
             .build()
             .map_err(|e| FormatError::Registry(e.to_string()))?;
-        Ok(SchemaRegistry { config, http, by_id: HashMap::new() })
+        Ok(SchemaRegistry {
+            config,
+            http,
+            by_id: HashMap::new(),
+        })
     }
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.config.url.trim_end_matches('/'))
     }
 
-    fn with_auth(&self, request: reqwest::blocking::RequestBuilder) -> reqwest::blocking::RequestBuilder {
-        match self.config.basic_auth.as_deref().and_then(|info| info.split_once(':')) {
+    fn with_auth(
+        &self,
+        request: reqwest::blocking::RequestBuilder,
+    ) -> reqwest::blocking::RequestBuilder {
+        match self
+            .config
+            .basic_auth
+            .as_deref()
+            .and_then(|info| info.split_once(':'))
+        {
             Some((user, password)) => request.basic_auth(user, Some(password)),
             None => request,
         }
     }
 
-    fn send<T: serde::de::DeserializeOwned>(&self, request: reqwest::blocking::RequestBuilder, what: &str) -> Result<T, FormatError> {
-        let fail = |reason: String| FormatError::Registry(format!("{what} at {}: {reason}", self.config.url));
-        let response = self.with_auth(request).send().map_err(|e| fail(e.to_string()))?;
+    fn send<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::blocking::RequestBuilder,
+        what: &str,
+    ) -> Result<T, FormatError> {
+        let fail = |reason: String| {
+            FormatError::Registry(format!("{what} at {}: {reason}", self.config.url))
+        };
+        let response = self
+            .with_auth(request)
+            .send()
+            .map_err(|e| fail(e.to_string()))?;
         let status = response.status();
         let body = response.text().map_err(|e| fail(e.to_string()))?;
         if !status.is_success() {
@@ -69,8 +90,10 @@ impl SchemaRegistry {
         if let Some(schema) = self.by_id.get(&id) {
             return Ok(schema.clone());
         }
-        let response: SchemaResponse =
-            self.send(self.http.get(self.url(&format!("/schemas/ids/{id}"))), &format!("fetching schema id {id}"))?;
+        let response: SchemaResponse = self.send(
+            self.http.get(self.url(&format!("/schemas/ids/{id}"))),
+            &format!("fetching schema id {id}"),
+        )?;
         let schema = AvroSchema::parse_str(&response.schema)
             .map_err(|e| FormatError::AvroSchema(format!("schema id {id}: {e}")))?;
         let schema = Arc::new(schema);
@@ -83,7 +106,8 @@ impl SchemaRegistry {
         // The full schema, not its Parsing Canonical Form: that form strips logical types,
         // defaults and docs, so readers would get timestamps as longs and decimals as bytes,
         // and a registry could not check compatibility (added fields need their defaults).
-        let text = serde_json::to_string(schema).map_err(|e| FormatError::AvroSchema(e.to_string()))?;
+        let text =
+            serde_json::to_string(schema).map_err(|e| FormatError::AvroSchema(e.to_string()))?;
         let body = serde_json::json!({"schema": text, "schemaType": "AVRO"});
         let response: IdResponse = self.send(
             self.http

@@ -9,7 +9,11 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::ConsumerContext;
 
 /// Builds a client configuration: `defaults` first, then `user` overrides.
-pub fn client_config(bootstrap: &str, defaults: &[(&str, String)], user: &[(String, String)]) -> ClientConfig {
+pub fn client_config(
+    bootstrap: &str,
+    defaults: &[(&str, String)],
+    user: &[(String, String)],
+) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", bootstrap);
     for (key, value) in defaults {

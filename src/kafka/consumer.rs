@@ -5,7 +5,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow_array::{ArrayRef, BinaryArray, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow_array::{
+    ArrayRef, BinaryArray, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMillisecondArray,
+};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
@@ -166,7 +169,10 @@ impl ArrowConsumer {
             // When that queue is full librdkafka stops fetching for this long (1 s by
             // default): a reader that drains it in bursts would stall for most of it.
             ("fetch.queue.backoff.ms", "10".to_string()),
-            ("socket.timeout.ms", options.timeout.as_millis().max(10).to_string()),
+            (
+                "socket.timeout.ms",
+                options.timeout.as_millis().max(10).to_string(),
+            ),
         ];
         if options.stop != StopAt::Never {
             // A bounded read must not sit in the broker's long poll of a partition it has
@@ -175,16 +181,23 @@ impl ArrowConsumer {
         }
         // librdkafka assigns partitions only with a group id; an anonymous reader gets a
         // private one and never commits under it.
-        let group = options.group_id.clone().unwrap_or_else(|| format!("kafkaml-anonymous-{}", unique_suffix()));
+        let group = options
+            .group_id
+            .clone()
+            .unwrap_or_else(|| format!("kafkaml-anonymous-{}", unique_suffix()));
         defaults.push(("group.id", group));
-        let consumer: BaseConsumer<QuietContext> = client_config(&options.bootstrap, &defaults, &options.config)
-            .create_with_context(QuietContext::default())
-            .map_err(|e| KafkaError::Config(e.to_string()))?;
+        let consumer: BaseConsumer<QuietContext> =
+            client_config(&options.bootstrap, &defaults, &options.config)
+                .create_with_context(QuietContext::default())
+                .map_err(|e| KafkaError::Config(e.to_string()))?;
         let decoder = make_decoder(&options, None)?;
         let mut this = ArrowConsumer {
             consumer,
             progress: HashMap::new(),
-            state: DecodeState { decoder, ..DecodeState::default() },
+            state: DecodeState {
+                decoder,
+                ..DecodeState::default()
+            },
             warnings: Vec::new(),
             finished: false,
             ordered_queue: Default::default(),
@@ -196,7 +209,11 @@ impl ArrowConsumer {
     }
 
     fn unreachable(&self, reason: impl std::fmt::Display) -> KafkaError {
-        let reason = self.consumer.context().last_error().unwrap_or_else(|| reason.to_string());
+        let reason = self
+            .consumer
+            .context()
+            .last_error()
+            .unwrap_or_else(|| reason.to_string());
         KafkaError::Unreachable {
             bootstrap: self.options.bootstrap.clone(),
             timeout_s: seconds(self.options.timeout),
@@ -211,18 +228,27 @@ impl ArrowConsumer {
         let mut start_positions = TopicPartitionList::new();
         let mut high_watermarks: HashMap<PartitionKey, i64> = HashMap::new();
         for topic in self.options.topics.clone() {
-            let metadata = self.consumer.fetch_metadata(Some(&topic), timeout).map_err(|e| self.unreachable(e))?;
+            let metadata = self
+                .consumer
+                .fetch_metadata(Some(&topic), timeout)
+                .map_err(|e| self.unreachable(e))?;
             let topic_meta = metadata
                 .topics()
                 .iter()
                 .find(|t| t.name() == topic)
                 .ok_or_else(|| self.unreachable("no metadata returned"))?;
             if topic_meta.error().is_some() || topic_meta.partitions().is_empty() {
-                return Err(KafkaError::UnknownTopic { topic, bootstrap: self.options.bootstrap.clone() });
+                return Err(KafkaError::UnknownTopic {
+                    topic,
+                    bootstrap: self.options.bootstrap.clone(),
+                });
             }
             for partition in topic_meta.partitions() {
                 let id = partition.id();
-                let (low, high) = self.consumer.fetch_watermarks(&topic, id, timeout).map_err(|e| self.unreachable(e))?;
+                let (low, high) = self
+                    .consumer
+                    .fetch_watermarks(&topic, id, timeout)
+                    .map_err(|e| self.unreachable(e))?;
                 if local && low > 0 && matches!(self.options.start, StartAt::Earliest) {
                     self.warnings.push(format!(
                         "LocalKafka dropped the oldest {low} messages of {topic}[{id}]: it keeps only the newest \
@@ -248,7 +274,16 @@ impl ArrowConsumer {
                     StopAt::End => high,
                     _ => i64::MAX,
                 };
-                self.progress.insert((topic.clone(), id), PartitionProgress { end, high_at_start: high, next: -1, at_eof: false, done: false });
+                self.progress.insert(
+                    (topic.clone(), id),
+                    PartitionProgress {
+                        end,
+                        high_at_start: high,
+                        next: -1,
+                        at_eof: false,
+                        done: false,
+                    },
+                );
                 high_watermarks.insert((topic.clone(), id), high);
             }
         }
@@ -265,12 +300,21 @@ impl ArrowConsumer {
             for (topic, id) in self.progress.keys() {
                 query.add_partition_offset(topic, *id, Offset::Offset(ms))?;
             }
-            let found = self.consumer.offsets_for_times(query, timeout).map_err(|e| self.unreachable(e))?;
+            let found = self
+                .consumer
+                .offsets_for_times(query, timeout)
+                .map_err(|e| self.unreachable(e))?;
             for element in found.elements() {
                 // No message at or after the time: start at the end of the partition, as an
                 // offset (the high watermark taken above), so that `stop="end"` sees the
                 // partition is already done instead of waiting for a message forever.
                 let key = (element.topic().to_string(), element.partition());
+                if let Err(error) = element.error() {
+                    return Err(KafkaError::Client(format!(
+                        "looking up the offset for the start time in {}[{}] failed: {error}",
+                        key.0, key.1
+                    )));
+                }
                 let offset = match element.offset() {
                     Offset::Offset(o) => Offset::Offset(o),
                     _ => match high_watermarks.get(&key) {
@@ -278,12 +322,15 @@ impl ArrowConsumer {
                         None => Offset::End,
                     },
                 };
-                start_positions.set_partition_offset(element.topic(), element.partition(), offset)?;
+                start_positions.set_partition_offset(
+                    element.topic(),
+                    element.partition(),
+                    offset,
+                )?;
             }
         }
 
-        let explicit_start = matches!(self.options.start, StartAt::Offsets(_) | StartAt::Time(_));
-        if self.options.group_id.is_some() && !explicit_start {
+        if self.is_subscribed() {
             // A real group member: committed offsets win, partitions are shared with the group.
             if self.options.stop == StopAt::End {
                 self.mark_already_done_from_committed(&start_positions)?;
@@ -320,9 +367,19 @@ impl ArrowConsumer {
         Ok(())
     }
 
+    /// A group member without an explicit start subscribes (the group assigns partitions and
+    /// committed offsets win); every other reader assigns its partitions itself.
+    fn is_subscribed(&self) -> bool {
+        let explicit_start = matches!(self.options.start, StartAt::Offsets(_) | StartAt::Time(_));
+        self.options.group_id.is_some() && !explicit_start
+    }
+
     /// With a group, reading starts at the committed offsets; partitions already committed
     /// up to their end have nothing to read.
-    fn mark_already_done_from_committed(&mut self, positions: &TopicPartitionList) -> Result<(), KafkaError> {
+    fn mark_already_done_from_committed(
+        &mut self,
+        positions: &TopicPartitionList,
+    ) -> Result<(), KafkaError> {
         let committed = self
             .consumer
             .committed_offsets(positions.clone(), self.options.timeout)
@@ -331,7 +388,10 @@ impl ArrowConsumer {
             let key = (element.topic().to_string(), element.partition());
             let start = match element.offset() {
                 Offset::Offset(o) => o,
-                _ => match positions.find_partition(element.topic(), element.partition()).map(|p| p.offset()) {
+                _ => match positions
+                    .find_partition(element.topic(), element.partition())
+                    .map(|p| p.offset())
+                {
                     Some(Offset::Offset(o)) => o,
                     _ => continue,
                 },
@@ -386,11 +446,16 @@ impl ArrowConsumer {
         if self.ordered_current.is_some() {
             // Ordered reads finish with the last partition of the queue, not the current one.
             let is_done = |key: &PartitionKey| self.progress.get(key).is_none_or(|p| p.done);
-            self.finished = self.assigned_done() && self.ordered_queue.iter().all(|(key, _)| is_done(key));
+            self.finished =
+                self.assigned_done() && self.ordered_queue.iter().all(|(key, _)| is_done(key));
             return;
         }
         let assigned: Vec<PartitionKey> = match self.consumer.assignment() {
-            Ok(tpl) => tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect(),
+            Ok(tpl) => tpl
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition()))
+                .collect(),
             Err(_) => return,
         };
         let keys: Vec<&PartitionKey> = if assigned.is_empty() {
@@ -399,7 +464,9 @@ impl ArrowConsumer {
         } else {
             assigned.iter().collect()
         };
-        self.finished = keys.iter().all(|k| self.progress.get(*k).is_none_or(|p| p.done));
+        self.finished = keys
+            .iter()
+            .all(|k| self.progress.get(*k).is_none_or(|p| p.done));
     }
 
     /// On end-of-partition, partitions whose position reached their end are done.
@@ -471,12 +538,18 @@ impl ArrowConsumer {
 
     /// The schema of the batches; `None` until a json schema was inferred.
     pub fn schema(&self) -> Option<SchemaRef> {
-        self.state.decoder.as_ref().map(|d| output_schema(&self.options, d.schema()))
+        self.state
+            .decoder
+            .as_ref()
+            .map(|d| output_schema(&self.options, d.schema()))
     }
 
     /// The next batch: up to `batch_size` messages, or fewer when `max_wait` passed since the
     /// batch's first message or the stop was reached. `None` once the stop is reached.
-    pub fn next_batch(&mut self, interrupt: Interrupt<'_>) -> Result<Option<RecordBatch>, KafkaError> {
+    pub fn next_batch(
+        &mut self,
+        interrupt: Interrupt<'_>,
+    ) -> Result<Option<RecordBatch>, KafkaError> {
         loop {
             if self.finished {
                 return Ok(None);
@@ -498,6 +571,8 @@ impl ArrowConsumer {
         let batch_size = self.options.batch_size;
         let max_wait = self.options.max_wait;
         let consumer = &self.consumer;
+        // A group member's rebalance legitimately replays from the committed offsets.
+        let subscribed = self.is_subscribed();
         let mut messages: Vec<BorrowedMessage<'_>> = Vec::with_capacity(batch_size.min(100_000));
         let mut first_at: Option<Instant> = None;
         let mut last_check = Instant::now();
@@ -519,8 +594,15 @@ impl ArrowConsumer {
                 Some(Ok(message)) => {
                     let key = (message.topic().to_string(), message.partition());
                     let offset = message.offset();
-                    let Some(progress) = self.progress.get_mut(&key) else { continue };
+                    let Some(progress) = self.progress.get_mut(&key) else {
+                        continue;
+                    };
                     if progress.done {
+                        continue;
+                    }
+                    if !subscribed && offset < progress.next {
+                        // Before the position this reader assigned: a replay librdkafka made on
+                        // its own (seen once on a fresh broker after an offset-for-time start).
                         continue;
                     }
                     if offset >= progress.end {
@@ -529,7 +611,11 @@ impl ArrowConsumer {
                         continue;
                     }
                     if let StopAt::Time(stop_ms) = self.options.stop {
-                        if message.timestamp().to_millis().is_some_and(|ts| ts >= stop_ms) {
+                        if message
+                            .timestamp()
+                            .to_millis()
+                            .is_some_and(|ts| ts >= stop_ms)
+                        {
                             progress.done = true;
                             stopped_early = true;
                             continue;
@@ -551,7 +637,9 @@ impl ArrowConsumer {
                     }
                 }
                 // Transport errors are retried by librdkafka; the fatal ones end the read.
-                Some(Err(error)) if is_fatal(&error) => return Err(KafkaError::Client(error.to_string())),
+                Some(Err(error)) if is_fatal(&error) => {
+                    return Err(KafkaError::Client(error.to_string()))
+                }
                 Some(Err(_)) => {}
             }
             if stopped_early {
@@ -584,7 +672,9 @@ impl ArrowConsumer {
                 // is lost and the bad one is met again (as Kafka's Java consumer does).
                 let mut rewind: HashMap<PartitionKey, i64> = HashMap::new();
                 for m in &messages {
-                    let first = rewind.entry((m.topic().to_string(), m.partition())).or_insert(m.offset());
+                    let first = rewind
+                        .entry((m.topic().to_string(), m.partition()))
+                        .or_insert(m.offset());
                     *first = (*first).min(m.offset());
                 }
                 drop(messages);
@@ -604,8 +694,14 @@ impl ArrowConsumer {
         for ((topic, partition), offset) in positions {
             if let Some(progress) = self.progress.get_mut(&(topic.clone(), partition)) {
                 progress.done = offset >= progress.end;
+                progress.next = offset;
             }
-            let _ = self.consumer.seek(&topic, partition, Offset::Offset(offset), self.options.timeout);
+            let _ = self.consumer.seek(
+                &topic,
+                partition,
+                Offset::Offset(offset),
+                self.options.timeout,
+            );
         }
         self.finished = false;
     }
@@ -647,8 +743,18 @@ fn output_schema(options: &ConsumerOptions, values: SchemaRef) -> SchemaRef {
 }
 
 impl DecodeState {
-    fn decode(&mut self, options: &ConsumerOptions, messages: &[BorrowedMessage<'_>]) -> Result<RecordBatch, KafkaError> {
-        let payloads: Vec<Payload<'_>> = messages.iter().map(|m| Payload { key: m.key(), value: m.payload() }).collect();
+    fn decode(
+        &mut self,
+        options: &ConsumerOptions,
+        messages: &[BorrowedMessage<'_>],
+    ) -> Result<RecordBatch, KafkaError> {
+        let payloads: Vec<Payload<'_>> = messages
+            .iter()
+            .map(|m| Payload {
+                key: m.key(),
+                value: m.payload(),
+            })
+            .collect();
         if self.decoder.is_none() {
             self.decoder = make_decoder(options, Some(&payloads))?;
         }
@@ -677,30 +783,50 @@ impl DecodeState {
         self.messages_read += messages.len() as u64;
         // Skipped messages count as consumed: a commit moves past them.
         for m in messages {
-            self.handed_out.insert((m.topic().to_string(), m.partition()), m.offset() + 1);
+            self.handed_out
+                .insert((m.topic().to_string(), m.partition()), m.offset() + 1);
         }
         let schema = output_schema(options, decoded.batch.schema());
         if !options.include_metadata {
             return Ok(decoded.batch);
         }
         let keep = decoded.kept_mask(messages.len());
-        let kept: Vec<&BorrowedMessage<'_>> = messages.iter().zip(&keep).filter(|(_, k)| **k).map(|(m, _)| m).collect();
+        let kept: Vec<&BorrowedMessage<'_>> = messages
+            .iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(m, _)| m)
+            .collect();
         let mut columns: Vec<ArrayRef> = decoded.batch.columns().to_vec();
-        columns.push(Arc::new(kept.iter().map(|m| Some(m.topic())).collect::<StringArray>()));
-        columns.push(Arc::new(kept.iter().map(|m| m.partition()).collect::<Int32Array>()));
-        columns.push(Arc::new(kept.iter().map(|m| m.offset()).collect::<Int64Array>()));
         columns.push(Arc::new(
-            kept.iter().map(|m| m.timestamp().to_millis()).collect::<TimestampMillisecondArray>().with_timezone("UTC"),
+            kept.iter()
+                .map(|m| Some(m.topic()))
+                .collect::<StringArray>(),
         ));
-        columns.push(Arc::new(kept.iter().map(|m| m.key()).collect::<BinaryArray>()));
+        columns.push(Arc::new(
+            kept.iter().map(|m| m.partition()).collect::<Int32Array>(),
+        ));
+        columns.push(Arc::new(
+            kept.iter().map(|m| m.offset()).collect::<Int64Array>(),
+        ));
+        columns.push(Arc::new(
+            kept.iter()
+                .map(|m| m.timestamp().to_millis())
+                .collect::<TimestampMillisecondArray>()
+                .with_timezone("UTC"),
+        ));
+        columns.push(Arc::new(
+            kept.iter().map(|m| m.key()).collect::<BinaryArray>(),
+        ));
         Ok(RecordBatch::try_new(schema, columns).map_err(FormatError::from)?)
     }
-
 }
 
 /// The decoder for the configured format; `None` when json must first infer a schema.
-fn make_decoder(o: &ConsumerOptions, sample: Option<&[Payload<'_>]>) -> Result<Option<Box<dyn BatchDecoder>>, KafkaError> {
-
+fn make_decoder(
+    o: &ConsumerOptions,
+    sample: Option<&[Payload<'_>]>,
+) -> Result<Option<Box<dyn BatchDecoder>>, KafkaError> {
     let decoder: Box<dyn BatchDecoder> = match o.format {
         Format::Raw => Box::new(RawDecoder::new()),
         Format::Json => match (&o.schema, sample) {
@@ -710,7 +836,10 @@ fn make_decoder(o: &ConsumerOptions, sample: Option<&[Payload<'_>]>) -> Result<O
         },
         Format::Csv => {
             let schema = o.schema.clone().ok_or_else(|| {
-                KafkaError::Config("format 'csv' needs schema= (a pyarrow.Schema or KSQL column declarations)".into())
+                KafkaError::Config(
+                    "format 'csv' needs schema= (a pyarrow.Schema or KSQL column declarations)"
+                        .into(),
+                )
             })?;
             Box::new(CsvDecoder::new(schema, o.csv_delimiter))
         }
@@ -736,7 +865,12 @@ fn is_fatal(error: &rdkafka::error::KafkaError) -> bool {
     use rdkafka::types::RDKafkaErrorCode as Code;
     matches!(
         error.rdkafka_error_code(),
-        Some(Code::UnknownTopicOrPartition | Code::TopicAuthorizationFailed | Code::GroupAuthorizationFailed | Code::Fatal)
+        Some(
+            Code::UnknownTopicOrPartition
+                | Code::TopicAuthorizationFailed
+                | Code::GroupAuthorizationFailed
+                | Code::Fatal
+        )
     )
 }
 
@@ -746,7 +880,11 @@ pub fn metadata_fields() -> Vec<Field> {
         Field::new("_topic", DataType::Utf8, false),
         Field::new("_partition", DataType::Int32, false),
         Field::new("_offset", DataType::Int64, false),
-        Field::new("_timestamp", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), true),
+        Field::new(
+            "_timestamp",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            true,
+        ),
         Field::new("_key", DataType::Binary, true),
     ]
 }
@@ -761,5 +899,10 @@ fn now_ms() -> i64 {
 fn unique_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    format!("{}-{}-{}", std::process::id(), now_ms(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}-{}-{}",
+        std::process::id(),
+        now_ms(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }

@@ -18,7 +18,9 @@ static LOCAL_BOOTSTRAPS: Mutex<Option<HashSet<String>>> = Mutex::new(None);
 /// True when `bootstrap` names a mock cluster of this process.
 pub fn is_local_bootstrap(bootstrap: &str) -> bool {
     let guard = LOCAL_BOOTSTRAPS.lock().unwrap_or_else(|e| e.into_inner());
-    guard.as_ref().is_some_and(|set| bootstrap.split(',').any(|b| set.contains(b.trim())))
+    guard
+        .as_ref()
+        .is_some_and(|set| bootstrap.split(',').any(|b| set.contains(b.trim())))
 }
 
 pub struct LocalCluster {
@@ -29,9 +31,12 @@ pub struct LocalCluster {
 impl LocalCluster {
     pub fn start(brokers: i32) -> Result<Self, KafkaError> {
         if brokers < 1 {
-            return Err(KafkaError::Config("LocalKafka needs at least one broker".into()));
+            return Err(KafkaError::Config(
+                "LocalKafka needs at least one broker".into(),
+            ));
         }
-        let cluster = MockCluster::new(brokers).map_err(|e| KafkaError::Client(format!("cannot start LocalKafka: {e}")))?;
+        let cluster = MockCluster::new(brokers)
+            .map_err(|e| KafkaError::Client(format!("cannot start LocalKafka: {e}")))?;
         let bootstrap = cluster.bootstrap_servers();
         let mut guard = LOCAL_BOOTSTRAPS.lock().unwrap_or_else(|e| e.into_inner());
         let set = guard.get_or_insert_with(HashSet::new);
@@ -47,7 +52,9 @@ impl LocalCluster {
 
     pub fn create_topic(&self, name: &str, partitions: i32) -> Result<(), KafkaError> {
         if partitions < 1 {
-            return Err(KafkaError::Config("a topic needs at least one partition".into()));
+            return Err(KafkaError::Config(
+                "a topic needs at least one partition".into(),
+            ));
         }
         self.cluster
             .create_topic(name, partitions, 1)
@@ -56,7 +63,11 @@ impl LocalCluster {
 
     /// Takes broker `id` (1-based) down or up, for fault tests.
     pub fn set_broker_up(&self, id: i32, up: bool) -> Result<(), KafkaError> {
-        let result = if up { self.cluster.broker_up(id) } else { self.cluster.broker_down(id) };
+        let result = if up {
+            self.cluster.broker_up(id)
+        } else {
+            self.cluster.broker_down(id)
+        };
         result.map_err(|e| KafkaError::Client(format!("broker {id}: {e}")))
     }
 }

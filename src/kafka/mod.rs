@@ -13,15 +13,28 @@ use crate::formats::FormatError;
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaError {
     #[error("cannot reach Kafka at {bootstrap} within {timeout_s:.1} s: {reason}")]
-    Unreachable { bootstrap: String, timeout_s: f64, reason: String },
+    Unreachable {
+        bootstrap: String,
+        timeout_s: f64,
+        reason: String,
+    },
     #[error("topic {topic:?} does not exist on {bootstrap}")]
     UnknownTopic { topic: String, bootstrap: String },
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("cannot decode message at {topic}[{partition}]@{offset}: {reason}")]
-    Decode { topic: String, partition: i32, offset: i64, reason: String },
+    Decode {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        reason: String,
+    },
     #[error("delivery to topic {topic:?} failed for {failed} message(s): {reason}")]
-    Delivery { topic: String, failed: u64, reason: String },
+    Delivery {
+        topic: String,
+        failed: u64,
+        reason: String,
+    },
     #[error("{0}")]
     Unsupported(String),
     #[error("Kafka client error: {0}")]

@@ -48,7 +48,9 @@ impl ProducerContext for DeliveryTracker {
                 use rdkafka::message::Message;
                 self.failed.fetch_add(1, Ordering::Relaxed);
                 if let Ok(mut first) = self.first_error.lock() {
-                    first.get_or_insert_with(|| format!("{error} (partition {}, first failure)", message.partition()));
+                    first.get_or_insert_with(|| {
+                        format!("{error} (partition {}, first failure)", message.partition())
+                    });
                 }
             }
         }
@@ -79,25 +81,44 @@ impl ArrowProducer {
     pub fn new(options: ProducerOptions) -> Result<Self, KafkaError> {
         let defaults = [
             // Fail a message after the timeout instead of librdkafka's 5 minutes.
-            ("message.timeout.ms", (options.timeout.as_millis().max(1000) * 3).to_string()),
+            (
+                "message.timeout.ms",
+                (options.timeout.as_millis().max(1000) * 3).to_string(),
+            ),
             ("linger.ms", "10".to_string()),
             ("queue.buffering.max.messages", "500000".to_string()),
-            ("socket.timeout.ms", options.timeout.as_millis().max(10).to_string()),
+            (
+                "socket.timeout.ms",
+                options.timeout.as_millis().max(10).to_string(),
+            ),
         ];
-        let producer: BaseProducer<DeliveryTracker> = client_config(&options.bootstrap, &defaults, &options.config)
-            .create_with_context(DeliveryTracker::default())
-            .map_err(|e| KafkaError::Config(e.to_string()))?;
-        producer.client().fetch_metadata(Some(&options.topic), options.timeout).map_err(|e| {
-            let reason = producer
-                .context()
-                .last_client_error
-                .lock()
-                .ok()
-                .and_then(|e| e.clone())
-                .unwrap_or_else(|| e.to_string());
-            KafkaError::Unreachable { bootstrap: options.bootstrap.clone(), timeout_s: seconds(options.timeout), reason }
-        })?;
-        Ok(ArrowProducer { producer, options, encoder: None, sent: 0 })
+        let producer: BaseProducer<DeliveryTracker> =
+            client_config(&options.bootstrap, &defaults, &options.config)
+                .create_with_context(DeliveryTracker::default())
+                .map_err(|e| KafkaError::Config(e.to_string()))?;
+        producer
+            .client()
+            .fetch_metadata(Some(&options.topic), options.timeout)
+            .map_err(|e| {
+                let reason = producer
+                    .context()
+                    .last_client_error
+                    .lock()
+                    .ok()
+                    .and_then(|e| e.clone())
+                    .unwrap_or_else(|| e.to_string());
+                KafkaError::Unreachable {
+                    bootstrap: options.bootstrap.clone(),
+                    timeout_s: seconds(options.timeout),
+                    reason,
+                }
+            })?;
+        Ok(ArrowProducer {
+            producer,
+            options,
+            encoder: None,
+            sent: 0,
+        })
     }
 
     pub fn topic(&self) -> &str {
@@ -105,15 +126,25 @@ impl ArrowProducer {
     }
 
     /// Encodes `batch` and queues one message per row.
-    pub fn send_batch(&mut self, batch: &RecordBatch, interrupt: Interrupt<'_>) -> Result<usize, KafkaError> {
+    pub fn send_batch(
+        &mut self,
+        batch: &RecordBatch,
+        interrupt: Interrupt<'_>,
+    ) -> Result<usize, KafkaError> {
         if self.encoder.is_none() {
-            self.encoder = Some(ValueEncoder::new(&self.options.format, &self.options.topic, &batch.schema())?);
+            self.encoder = Some(ValueEncoder::new(
+                &self.options.format,
+                &self.options.topic,
+                &batch.schema(),
+            )?);
         }
         let values = self.encoder.as_ref().expect("made above").encode(batch)?;
         let keys: Option<Encoded> = match self.options.key_column.as_deref() {
             Some(name) => {
                 let column = batch.column_by_name(name).ok_or_else(|| {
-                    FormatError::Encode(format!("key column {name:?} is not among the data's columns"))
+                    FormatError::Encode(format!(
+                        "key column {name:?} is not among the data's columns"
+                    ))
                 })?;
                 Some(encode_bytes(column.as_ref())?)
             }
@@ -131,7 +162,9 @@ impl ArrowProducer {
             loop {
                 match self.producer.send(record) {
                     Ok(()) => break,
-                    Err((error, returned)) if error.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                    Err((error, returned))
+                        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) =>
+                    {
                         record = returned;
                         self.producer.poll(Duration::from_millis(5));
                         if last_check.elapsed() >= INTERRUPT_CHECK {
@@ -177,8 +210,17 @@ impl ArrowProducer {
         let tracker = self.producer.context();
         let failed = tracker.failed.swap(0, Ordering::Relaxed);
         if failed > 0 {
-            let reason = tracker.first_error.lock().ok().and_then(|mut e| e.take()).unwrap_or_default();
-            return Err(KafkaError::Delivery { topic: self.options.topic.clone(), failed, reason });
+            let reason = tracker
+                .first_error
+                .lock()
+                .ok()
+                .and_then(|mut e| e.take())
+                .unwrap_or_default();
+            return Err(KafkaError::Delivery {
+                topic: self.options.topic.clone(),
+                failed,
+                reason,
+            });
         }
         Ok(tracker.delivered.load(Ordering::Relaxed))
     }

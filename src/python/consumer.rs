@@ -15,8 +15,12 @@ use crate::formats::{parse_column_declarations, Format};
 use crate::kafka::consumer::{ArrowConsumer, ConsumerOptions, OnError, StartAt, StopAt};
 
 /// Turns a `schema=` argument into an Arrow schema: a pyarrow schema, or KSQL declarations.
-pub fn schema_argument(schema: Option<&Bound<'_, PyAny>>) -> PyResult<Option<arrow_schema::SchemaRef>> {
-    let Some(schema) = schema.filter(|s| !s.is_none()) else { return Ok(None) };
+pub fn schema_argument(
+    schema: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Option<arrow_schema::SchemaRef>> {
+    let Some(schema) = schema.filter(|s| !s.is_none()) else {
+        return Ok(None);
+    };
     if schema.hasattr("__arrow_c_schema__")? {
         return schema_from_py(schema).map(Some);
     }
@@ -27,13 +31,24 @@ pub fn schema_argument(schema: Option<&Bound<'_, PyAny>>) -> PyResult<Option<arr
             ConfigError::new_err("schema must be a pyarrow.Schema, a string of KSQL column declarations, or a list of them")
         })?
     };
-    Ok(Some(Arc::new(parse_column_declarations(&declarations).map_err(format_error)?)))
+    Ok(Some(Arc::new(
+        parse_column_declarations(&declarations).map_err(format_error)?,
+    )))
 }
 
-pub fn registry_argument(registry: Option<&Bound<'_, PyAny>>, timeout: Duration) -> PyResult<Option<RegistryConfig>> {
-    let Some(registry) = registry.filter(|r| !r.is_none()) else { return Ok(None) };
+pub fn registry_argument(
+    registry: Option<&Bound<'_, PyAny>>,
+    timeout: Duration,
+) -> PyResult<Option<RegistryConfig>> {
+    let Some(registry) = registry.filter(|r| !r.is_none()) else {
+        return Ok(None);
+    };
     if let Ok(url) = registry.extract::<String>() {
-        return Ok(Some(RegistryConfig { url, basic_auth: None, timeout }));
+        return Ok(Some(RegistryConfig {
+            url,
+            basic_auth: None,
+            timeout,
+        }));
     }
     let dict = registry
         .cast::<PyDict>()
@@ -42,15 +57,28 @@ pub fn registry_argument(registry: Option<&Bound<'_, PyAny>>, timeout: Duration)
         .get_item("url")?
         .ok_or_else(|| ConfigError::new_err("schema_registry dict needs 'url'"))?
         .extract()?;
-    let basic_auth = dict.get_item("basic.auth.user.info")?.map(|v| v.extract()).transpose()?;
-    Ok(Some(RegistryConfig { url, basic_auth, timeout }))
+    let basic_auth = dict
+        .get_item("basic.auth.user.info")?
+        .map(|v| v.extract())
+        .transpose()?;
+    Ok(Some(RegistryConfig {
+        url,
+        basic_auth,
+        timeout,
+    }))
 }
 
-pub fn config_argument(config: Option<HashMap<String, Bound<'_, PyAny>>>) -> PyResult<Vec<(String, String)>> {
+pub fn config_argument(
+    config: Option<HashMap<String, Bound<'_, PyAny>>>,
+) -> PyResult<Vec<(String, String)>> {
     let mut pairs: Vec<(String, String)> = Vec::new();
     for (key, value) in config.unwrap_or_default() {
         // librdkafka takes strings; booleans as "true"/"false" like confluent-kafka does.
-        let text = if let Ok(b) = value.extract::<bool>() { b.to_string() } else { value.str()?.to_string() };
+        let text = if let Ok(b) = value.extract::<bool>() {
+            b.to_string()
+        } else {
+            value.str()?.to_string()
+        };
         pairs.push((key, text));
     }
     pairs.sort();
@@ -60,7 +88,9 @@ pub fn config_argument(config: Option<HashMap<String, Bound<'_, PyAny>>>) -> PyR
 pub fn delimiter_argument(delimiter: &str) -> PyResult<u8> {
     match delimiter.as_bytes() {
         [b] => Ok(*b),
-        _ => Err(ConfigError::new_err(format!("delimiter must be one ASCII character, got {delimiter:?}"))),
+        _ => Err(ConfigError::new_err(format!(
+            "delimiter must be one ASCII character, got {delimiter:?}"
+        ))),
     }
 }
 
@@ -130,12 +160,18 @@ impl PyConsumer {
         let on_error = match on_error {
             "raise" => OnError::Raise,
             "skip" => OnError::Skip,
-            other => return Err(ConfigError::new_err(format!("on_error must be 'raise' or 'skip', got {other:?}"))),
+            other => {
+                return Err(ConfigError::new_err(format!(
+                    "on_error must be 'raise' or 'skip', got {other:?}"
+                )))
+            }
         };
         let options = ConsumerOptions {
             bootstrap,
             topics,
-            format: format.parse::<Format>().map_err(|e| ConfigError::new_err(e.to_string()))?,
+            format: format
+                .parse::<Format>()
+                .map_err(|e| ConfigError::new_err(e.to_string()))?,
             schema: schema_argument(schema)?,
             avro_schema,
             schema_registry: registry_argument(schema_registry, timeout)?,
@@ -151,8 +187,12 @@ impl PyConsumer {
             config: config_argument(config)?,
             timeout,
         };
-        let consumer = py.detach(|| ArrowConsumer::new(options)).map_err(|e| kafka_error(py, e))?;
-        let mut this = PyConsumer { inner: Some(consumer) };
+        let consumer = py
+            .detach(|| ArrowConsumer::new(options))
+            .map_err(|e| kafka_error(py, e))?;
+        let mut this = PyConsumer {
+            inner: Some(consumer),
+        };
         this.emit_warnings(py)?;
         Ok(this)
     }
@@ -173,7 +213,8 @@ impl PyConsumer {
     /// Commits the offsets after every batch handed out; returns the partitions committed.
     fn commit(&mut self, py: Python<'_>) -> PyResult<usize> {
         let consumer = self.inner.as_mut().ok_or_else(closed)?;
-        py.detach(|| consumer.commit()).map_err(|e| kafka_error(py, e))
+        py.detach(|| consumer.commit())
+            .map_err(|e| kafka_error(py, e))
     }
 
     fn close(&mut self, py: Python<'_>) {
@@ -195,7 +236,11 @@ impl PyConsumer {
     fn errors(&self) -> PyResult<(u64, Vec<(String, i32, i64, String)>)> {
         let consumer = self.inner.as_ref().ok_or_else(closed)?;
         let log = consumer.errors();
-        let recent = log.recent.iter().map(|f| (f.topic.clone(), f.partition, f.offset, f.reason.clone())).collect();
+        let recent = log
+            .recent
+            .iter()
+            .map(|f| (f.topic.clone(), f.partition, f.offset, f.reason.clone()))
+            .collect();
         Ok((log.skipped, recent))
     }
 
@@ -215,7 +260,12 @@ impl PyConsumer {
         if let Some(consumer) = self.inner.as_mut() {
             for warning in consumer.take_warnings() {
                 let category = py.get_type::<PyUserWarning>();
-                PyErr::warn(py, &category, &std::ffi::CString::new(warning).unwrap_or_default(), 2)?;
+                PyErr::warn(
+                    py,
+                    &category,
+                    &std::ffi::CString::new(warning).unwrap_or_default(),
+                    2,
+                )?;
             }
         }
         Ok(())

@@ -8,13 +8,43 @@ use crate::formats::FormatError;
 use crate::kafka::KafkaError as CoreKafkaError;
 use crate::matrix::MatrixError;
 
-create_exception!(kafkaml._native, KafkaMLError, PyException, "Base class of every error kafkaml raises.");
-create_exception!(kafkaml._native, KafkaError, KafkaMLError, "Kafka could not be reached, or refused or failed a request.");
+create_exception!(
+    kafkaml._native,
+    KafkaMLError,
+    PyException,
+    "Base class of every error kafkaml raises."
+);
+create_exception!(
+    kafkaml._native,
+    KafkaError,
+    KafkaMLError,
+    "Kafka could not be reached, or refused or failed a request."
+);
 create_exception!(kafkaml._native, DecodeError, KafkaMLError, "A message could not be decoded; `.topic`, `.partition`, `.offset` and `.reason` say which and why.");
-create_exception!(kafkaml._native, SchemaError, KafkaMLError, "A schema (pyarrow, KSQL declarations, Avro) is invalid or does not fit the data.");
-create_exception!(kafkaml._native, DeliveryError, KafkaError, "Messages could not be delivered to a topic.");
-create_exception!(kafkaml._native, ConfigError, KafkaMLError, "An argument or configuration property is invalid.");
-create_exception!(kafkaml._native, UnsupportedError, KafkaMLError, "The request cannot be served here (e.g. seeking by time on LocalKafka).");
+create_exception!(
+    kafkaml._native,
+    SchemaError,
+    KafkaMLError,
+    "A schema (pyarrow, KSQL declarations, Avro) is invalid or does not fit the data."
+);
+create_exception!(
+    kafkaml._native,
+    DeliveryError,
+    KafkaError,
+    "Messages could not be delivered to a topic."
+);
+create_exception!(
+    kafkaml._native,
+    ConfigError,
+    KafkaMLError,
+    "An argument or configuration property is invalid."
+);
+create_exception!(
+    kafkaml._native,
+    UnsupportedError,
+    KafkaMLError,
+    "The request cannot be served here (e.g. seeking by time on LocalKafka)."
+);
 
 pub fn format_error(error: FormatError) -> PyErr {
     match error {
@@ -25,9 +55,9 @@ pub fn format_error(error: FormatError) -> PyErr {
 
 pub fn matrix_error(error: MatrixError) -> PyErr {
     match error {
-        MatrixError::UnknownColumn { .. } | MatrixError::NotNumeric { .. } | MatrixError::SchemaMismatch { .. } => {
-            SchemaError::new_err(error.to_string())
-        }
+        MatrixError::UnknownColumn { .. }
+        | MatrixError::NotNumeric { .. }
+        | MatrixError::SchemaMismatch { .. } => SchemaError::new_err(error.to_string()),
         MatrixError::Null { .. } => SchemaError::new_err(error.to_string()),
         MatrixError::Arrow(_) => KafkaMLError::new_err(error.to_string()),
     }
@@ -36,7 +66,12 @@ pub fn matrix_error(error: MatrixError) -> PyErr {
 pub fn kafka_error(py: Python<'_>, error: CoreKafkaError) -> PyErr {
     let message = error.to_string();
     match error {
-        CoreKafkaError::Decode { topic, partition, offset, reason } => {
+        CoreKafkaError::Decode {
+            topic,
+            partition,
+            offset,
+            reason,
+        } => {
             let err = DecodeError::new_err(message);
             let value = err.value(py);
             // Attributes make the coordinates usable without parsing the message.
@@ -49,7 +84,9 @@ pub fn kafka_error(py: Python<'_>, error: CoreKafkaError) -> PyErr {
         CoreKafkaError::Delivery { .. } => DeliveryError::new_err(message),
         CoreKafkaError::Config(_) => ConfigError::new_err(message),
         CoreKafkaError::Format(inner) => format_error(inner),
-        CoreKafkaError::Interrupted => pyo3::exceptions::PyKeyboardInterrupt::new_err("interrupted"),
+        CoreKafkaError::Interrupted => {
+            pyo3::exceptions::PyKeyboardInterrupt::new_err("interrupted")
+        }
         CoreKafkaError::Unsupported(_) => UnsupportedError::new_err(message),
         _ => KafkaError::new_err(message),
     }

@@ -17,7 +17,9 @@ impl PyLocalCluster {
     #[pyo3(signature = (brokers=1))]
     fn new(py: Python<'_>, brokers: i32) -> PyResult<Self> {
         let cluster = LocalCluster::start(brokers).map_err(|e| kafka_error(py, e))?;
-        Ok(PyLocalCluster { inner: Some(cluster) })
+        Ok(PyLocalCluster {
+            inner: Some(cluster),
+        })
     }
 
     #[getter]
@@ -27,15 +29,21 @@ impl PyLocalCluster {
 
     #[pyo3(signature = (name, partitions=1))]
     fn create_topic(&self, py: Python<'_>, name: &str, partitions: i32) -> PyResult<()> {
-        self.cluster()?.create_topic(name, partitions).map_err(|e| kafka_error(py, e))
+        self.cluster()?
+            .create_topic(name, partitions)
+            .map_err(|e| kafka_error(py, e))
     }
 
     fn broker_down(&self, py: Python<'_>, broker_id: i32) -> PyResult<()> {
-        self.cluster()?.set_broker_up(broker_id, false).map_err(|e| kafka_error(py, e))
+        self.cluster()?
+            .set_broker_up(broker_id, false)
+            .map_err(|e| kafka_error(py, e))
     }
 
     fn broker_up(&self, py: Python<'_>, broker_id: i32) -> PyResult<()> {
-        self.cluster()?.set_broker_up(broker_id, true).map_err(|e| kafka_error(py, e))
+        self.cluster()?
+            .set_broker_up(broker_id, true)
+            .map_err(|e| kafka_error(py, e))
     }
 
     fn stop(&mut self) {
@@ -50,6 +58,8 @@ impl PyLocalCluster {
 
 impl PyLocalCluster {
     fn cluster(&self) -> PyResult<&LocalCluster> {
-        self.inner.as_ref().ok_or_else(|| super::errors::ConfigError::new_err("LocalKafka is stopped"))
+        self.inner
+            .as_ref()
+            .ok_or_else(|| super::errors::ConfigError::new_err("LocalKafka is stopped"))
     }
 }

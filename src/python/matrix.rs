@@ -39,6 +39,8 @@ pub fn to_numpy(
     match dtype {
         "float32" | "f4" => build::<f32>(py, &batches, &indices, fill),
         "float64" | "f8" => build::<f64>(py, &batches, &indices, fill),
-        other => Err(ConfigError::new_err(format!("dtype must be 'float32' or 'float64', got {other:?}"))),
+        other => Err(ConfigError::new_err(format!(
+            "dtype must be 'float32' or 'float64', got {other:?}"
+        ))),
     }
 }

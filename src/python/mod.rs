@@ -15,8 +15,9 @@ use pyo3::prelude::*;
 #[pyo3(signature = (declarations,))]
 /// Parses KSQL column declarations into a `pyarrow.Schema`.
 fn parse_columns(py: Python<'_>, declarations: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-    let schema = consumer::schema_argument(Some(declarations))?
-        .ok_or_else(|| errors::ConfigError::new_err("parse_columns needs column declarations, got None"))?;
+    let schema = consumer::schema_argument(Some(declarations))?.ok_or_else(|| {
+        errors::ConfigError::new_err("parse_columns needs column declarations, got None")
+    })?;
     arrow::schema_to_py(py, &schema)
 }
 

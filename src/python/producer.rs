@@ -36,15 +36,34 @@ impl PyProducer {
         timeout_s: f64,
     ) -> PyResult<Self> {
         let timeout = Duration::from_secs_f64(timeout_s.max(0.001));
-        let format = match format.parse::<Format>().map_err(|e| ConfigError::new_err(e.to_string()))? {
+        let format = match format
+            .parse::<Format>()
+            .map_err(|e| ConfigError::new_err(e.to_string()))?
+        {
             Format::Json => ValueFormat::Json,
-            Format::Csv => ValueFormat::Csv { delimiter: delimiter_argument(delimiter)? },
+            Format::Csv => ValueFormat::Csv {
+                delimiter: delimiter_argument(delimiter)?,
+            },
             Format::Raw => ValueFormat::Raw,
-            Format::Avro => ValueFormat::Avro { schema: avro_schema, registry: registry_argument(schema_registry, timeout)? },
+            Format::Avro => ValueFormat::Avro {
+                schema: avro_schema,
+                registry: registry_argument(schema_registry, timeout)?,
+            },
         };
-        let options = ProducerOptions { bootstrap, topic, format, key_column: key, config: config_argument(config)?, timeout };
-        let producer = py.detach(|| ArrowProducer::new(options)).map_err(|e| kafka_error(py, e))?;
-        Ok(PyProducer { inner: Some(producer) })
+        let options = ProducerOptions {
+            bootstrap,
+            topic,
+            format,
+            key_column: key,
+            config: config_argument(config)?,
+            timeout,
+        };
+        let producer = py
+            .detach(|| ArrowProducer::new(options))
+            .map_err(|e| kafka_error(py, e))?;
+        Ok(PyProducer {
+            inner: Some(producer),
+        })
     }
 
     /// Encodes and queues every row of `data` (a pyarrow Table/RecordBatch or any Arrow
