@@ -4,6 +4,7 @@
 pub mod formats;
 pub mod kafka;
 pub mod matrix;
+pub mod pipeline;
 
 #[cfg(feature = "python")]
 mod python;

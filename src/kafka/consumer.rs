@@ -554,7 +554,7 @@ impl ArrowConsumer {
             if self.finished {
                 return Ok(None);
             }
-            let batch = self.poll_batch(interrupt)?;
+            let batch = self.poll_batch(interrupt, self.options.stop != StopAt::Never)?;
             self.apply_time_stop();
             if self.options.ordered {
                 self.assign_next_ordered()?;
@@ -566,8 +566,54 @@ impl ArrowConsumer {
         }
     }
 
+    /// Like `next_batch`, but also returns `None` when nothing arrived for a moment (about
+    /// 100 ms), so that a caller following a topic can do other work between batches.
+    /// `is_finished` tells the two `None`s apart.
+    pub fn poll_once(
+        &mut self,
+        interrupt: Interrupt<'_>,
+    ) -> Result<Option<RecordBatch>, KafkaError> {
+        if self.finished {
+            return Ok(None);
+        }
+        let batch = self.poll_batch(interrupt, true)?;
+        self.apply_time_stop();
+        if self.options.ordered {
+            self.assign_next_ordered()?;
+            self.check_finished();
+        }
+        Ok(batch)
+    }
+
+    /// Messages between this consumer's positions and the ends of the partitions it is
+    /// assigned now; `None` when the broker does not answer within `timeout`.
+    pub fn lag(&self, timeout: Duration) -> Option<i64> {
+        let positions = self.consumer.position().ok()?;
+        if positions.count() == 0 {
+            return None; // not assigned yet (a group still joining): unknown, not zero
+        }
+        let mut total = 0;
+        for element in positions.elements() {
+            let (low, high) = self
+                .consumer
+                .fetch_watermarks(element.topic(), element.partition(), timeout)
+                .ok()?;
+            let position = match element.offset() {
+                Offset::Offset(o) => o,
+                _ => low, // nothing consumed yet here
+            };
+            total += (high - position).max(0);
+        }
+        Some(total)
+    }
+
     /// One round of polling; `Ok(None)` when it ended without messages to hand out.
-    fn poll_batch(&mut self, interrupt: Interrupt<'_>) -> Result<Option<RecordBatch>, KafkaError> {
+    /// `return_when_idle`: end the round after a quiet moment instead of waiting on.
+    fn poll_batch(
+        &mut self,
+        interrupt: Interrupt<'_>,
+        return_when_idle: bool,
+    ) -> Result<Option<RecordBatch>, KafkaError> {
         let batch_size = self.options.batch_size;
         let max_wait = self.options.max_wait;
         let consumer = &self.consumer;
@@ -653,7 +699,7 @@ impl ArrowConsumer {
                 if interrupt() {
                     return Err(KafkaError::Interrupted);
                 }
-                if first_at.is_none() && self.options.stop != StopAt::Never {
+                if first_at.is_none() && return_when_idle {
                     break; // let the caller re-check the stop (assignment may have changed)
                 }
             }

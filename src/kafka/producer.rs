@@ -125,20 +125,12 @@ impl ArrowProducer {
         &self.options.topic
     }
 
-    /// Encodes `batch` and queues one message per row.
+    /// Encodes `batch` and queues one message per row (keyed by the key column, if any).
     pub fn send_batch(
         &mut self,
         batch: &RecordBatch,
         interrupt: Interrupt<'_>,
     ) -> Result<usize, KafkaError> {
-        if self.encoder.is_none() {
-            self.encoder = Some(ValueEncoder::new(
-                &self.options.format,
-                &self.options.topic,
-                &batch.schema(),
-            )?);
-        }
-        let values = self.encoder.as_ref().expect("made above").encode(batch)?;
         let keys: Option<Encoded> = match self.options.key_column.as_deref() {
             Some(name) => {
                 let column = batch.column_by_name(name).ok_or_else(|| {
@@ -150,6 +142,43 @@ impl ArrowProducer {
             }
             None => None,
         };
+        self.send_encoded(batch, keys, interrupt)
+    }
+
+    /// Encodes `batch` and queues one message per row, keyed by `keys` (one per row; a null
+    /// key sends no key) — for keys that are not part of the values.
+    pub fn send_batch_with_keys(
+        &mut self,
+        batch: &RecordBatch,
+        keys: &dyn arrow_array::Array,
+        interrupt: Interrupt<'_>,
+    ) -> Result<usize, KafkaError> {
+        if keys.len() != batch.num_rows() {
+            return Err(FormatError::Encode(format!(
+                "{} keys for {} rows",
+                keys.len(),
+                batch.num_rows()
+            ))
+            .into());
+        }
+        let keys = encode_bytes(keys)?;
+        self.send_encoded(batch, Some(keys), interrupt)
+    }
+
+    fn send_encoded(
+        &mut self,
+        batch: &RecordBatch,
+        keys: Option<Encoded>,
+        interrupt: Interrupt<'_>,
+    ) -> Result<usize, KafkaError> {
+        if self.encoder.is_none() {
+            self.encoder = Some(ValueEncoder::new(
+                &self.options.format,
+                &self.options.topic,
+                &batch.schema(),
+            )?);
+        }
+        let values = self.encoder.as_ref().expect("made above").encode(batch)?;
         let mut last_check = Instant::now();
         for row in 0..values.len() {
             let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.options.topic);

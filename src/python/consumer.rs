@@ -94,6 +94,16 @@ pub fn delimiter_argument(delimiter: &str) -> PyResult<u8> {
     }
 }
 
+pub fn on_error_argument(on_error: &str) -> PyResult<OnError> {
+    match on_error {
+        "raise" => Ok(OnError::Raise),
+        "skip" => Ok(OnError::Skip),
+        other => Err(ConfigError::new_err(format!(
+            "on_error must be 'raise' or 'skip', got {other:?}"
+        ))),
+    }
+}
+
 /// Calls Python's signal handlers; true when one raised (Ctrl-C), keeping its error.
 pub fn interrupt_check(pending: &mut Option<PyErr>) -> impl FnMut() -> bool + '_ {
     move || {
@@ -157,15 +167,7 @@ impl PyConsumer {
             ("time", Some(ms)) => StopAt::Time(ms),
             (other, _) => return Err(ConfigError::new_err(format!("invalid stop {other:?}"))),
         };
-        let on_error = match on_error {
-            "raise" => OnError::Raise,
-            "skip" => OnError::Skip,
-            other => {
-                return Err(ConfigError::new_err(format!(
-                    "on_error must be 'raise' or 'skip', got {other:?}"
-                )))
-            }
-        };
+        let on_error = on_error_argument(on_error)?;
         let options = ConsumerOptions {
             bootstrap,
             topics,

@@ -1,0 +1,713 @@
+//! The stream scorer: one Rust thread that consumes a topic batch by batch, scores each
+//! row with a model, produces one result per row (id columns, score, anomaly flag), and
+//! commits the consumed offsets only once every result of the batch is acknowledged —
+//! at-least-once, and exactly once across a clean stop and restart.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, Int64Type};
+use arrow_array::{ArrayRef, BooleanArray, Float32Array, RecordBatch, UInt32Array};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+
+use super::features::{extract, FeatureSpec};
+use super::PipelineError;
+use crate::formats::encode::ValueFormat;
+use crate::kafka::consumer::{
+    ArrowConsumer, ConsumerOptions, DecodeFailure, ErrorLog, OnError, StopAt,
+};
+use crate::kafka::producer::{ArrowProducer, ProducerOptions};
+use crate::kafka::KafkaError;
+
+/// How often lag and rate are refreshed.
+const STATS_EVERY: Duration = Duration::from_secs(1);
+/// How many rejected rows the scorer keeps with their coordinates.
+const RECENT_FAILURES: usize = 20;
+
+/// What the scorer needs from a model: one anomaly score per row.
+pub trait RowScorer: Send + Sync {
+    /// Features per row.
+    fn input_width(&self) -> usize;
+    /// Scores of the rows of `rows` (row-major [n_rows, input_width]).
+    fn score_rows(&self, rows: &[f32], n_rows: usize) -> Result<Vec<f32>, String>;
+}
+
+pub struct ScorerOptions {
+    /// The source: topic, format, schema, group (required), batch size, decode-error policy.
+    pub consumer: ConsumerOptions,
+    pub sink_topic: String,
+    pub sink_format: ValueFormat,
+    pub producer_config: Vec<(String, String)>,
+    pub features: FeatureSpec,
+    /// Columns copied from each input row into its result (e.g. the event id).
+    pub id_columns: Vec<String>,
+    /// Scores above it are flagged as anomalies; without it results carry no flag.
+    pub threshold: Option<f32>,
+    /// Rows whose features cannot be read: stop with an error, or count and skip them.
+    pub on_bad_row: OnError,
+    /// How long broker calls (connect, flush, commit) may take before they count as failed.
+    pub timeout: Duration,
+}
+
+/// Counters the scorer thread updates and any thread may read.
+#[derive(Default)]
+struct Counters {
+    consumed: AtomicU64,
+    produced: AtomicU64,
+    /// Decode failures and rejected rows, under the skip policy.
+    skipped: AtomicU64,
+    batches: AtomicU64,
+    commits: AtomicU64,
+    /// -1 until known.
+    lag: AtomicI64,
+    /// How many times the lag was measured (so a waiter can ask for a fresh measurement).
+    lag_checks: AtomicU64,
+    /// Results per second over the last stats interval, as f64 bits.
+    rate_bits: AtomicU64,
+}
+
+/// A snapshot of the scorer's progress.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScorerStats {
+    pub consumed: u64,
+    pub produced: u64,
+    pub skipped: u64,
+    pub batches: u64,
+    pub commits: u64,
+    /// Messages of the source not yet consumed; `None` until first measured.
+    pub lag: Option<i64>,
+    pub lag_checks: u64,
+    /// Results per second over the last second or so.
+    pub rate: f64,
+    pub elapsed: Duration,
+    pub running: bool,
+}
+
+struct Shared {
+    counters: Counters,
+    /// Finish the current batch, commit, and end.
+    stop: AtomicBool,
+    /// End now, abandoning an uncommitted batch (it is read again on restart).
+    abort: AtomicBool,
+    running: AtomicBool,
+    error: Mutex<Option<PipelineError>>,
+    failures: Mutex<ErrorLog>,
+}
+
+pub struct StreamScorer {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    started: Instant,
+}
+
+impl StreamScorer {
+    /// Connects to the source and the sink (so bad settings fail here, not in the thread),
+    /// then starts scoring in a new thread.
+    pub fn start(
+        mut options: ScorerOptions,
+        model: Arc<dyn RowScorer>,
+    ) -> Result<Self, PipelineError> {
+        if options.consumer.group_id.is_none() {
+            return Err(PipelineError::Config(
+                "a stream scorer needs a group_id: its committed offsets are how it resumes".into(),
+            ));
+        }
+        if options
+            .id_columns
+            .iter()
+            .any(|c| c == "score" || c == "anomaly")
+        {
+            return Err(PipelineError::Config(
+                "id columns cannot be named 'score' or 'anomaly'".into(),
+            ));
+        }
+        options.consumer.stop = StopAt::Never;
+        options.consumer.ordered = false;
+        // Coordinates name the messages at fault; the key is carried over to the result.
+        options.consumer.include_metadata = true;
+        let consumer = ArrowConsumer::new(options.consumer.clone())?;
+        let producer = ArrowProducer::new(ProducerOptions {
+            bootstrap: options.consumer.bootstrap.clone(),
+            topic: options.sink_topic.clone(),
+            format: options.sink_format.clone(),
+            key_column: None,
+            config: producer_config(&options),
+            timeout: options.timeout,
+        })?;
+        let shared = Arc::new(Shared {
+            counters: Counters {
+                lag: AtomicI64::new(-1),
+                ..Counters::default()
+            },
+            stop: AtomicBool::new(false),
+            abort: AtomicBool::new(false),
+            running: AtomicBool::new(true),
+            error: Mutex::new(None),
+            failures: Mutex::new(ErrorLog::default()),
+        });
+        let worker = Worker {
+            options,
+            model,
+            consumer,
+            producer,
+            shared: Arc::clone(&shared),
+            decode_failures_seen: 0,
+        };
+        let thread = std::thread::Builder::new()
+            .name("kafkaml-stream-scorer".into())
+            .spawn(move || worker.run())
+            .map_err(|e| PipelineError::Config(format!("cannot start the scorer thread: {e}")))?;
+        Ok(StreamScorer {
+            shared,
+            thread: Some(thread),
+            started: Instant::now(),
+        })
+    }
+
+    pub fn stats(&self) -> ScorerStats {
+        let c = &self.shared.counters;
+        let lag = c.lag.load(Ordering::Relaxed);
+        ScorerStats {
+            consumed: c.consumed.load(Ordering::Relaxed),
+            produced: c.produced.load(Ordering::Relaxed),
+            skipped: c.skipped.load(Ordering::Relaxed),
+            batches: c.batches.load(Ordering::Relaxed),
+            commits: c.commits.load(Ordering::Relaxed),
+            lag: (lag >= 0).then_some(lag),
+            lag_checks: c.lag_checks.load(Ordering::Acquire),
+            rate: f64::from_bits(c.rate_bits.load(Ordering::Relaxed)),
+            elapsed: self.started.elapsed(),
+            running: self.is_running(),
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.shared.running.load(Ordering::Acquire)
+    }
+
+    /// The skip policy's account: rows and messages skipped, the latest with coordinates.
+    pub fn failures(&self) -> ErrorLog {
+        self.shared
+            .failures
+            .lock()
+            .map(|log| log.clone())
+            .unwrap_or_default()
+    }
+
+    /// Asks the thread to finish its batch and end; does not wait.
+    pub fn request_stop(&self) {
+        self.shared.stop.store(true, Ordering::Release);
+    }
+
+    /// Stops cleanly: the batch in hand is finished, its results acknowledged and its
+    /// offsets committed. After `timeout` (say, the broker is down) the batch is abandoned
+    /// instead — it is read again on restart. Returns the error that ended the thread, if any.
+    pub fn stop(&mut self, timeout: Duration) -> Result<(), PipelineError> {
+        self.request_stop();
+        let deadline = Instant::now() + timeout;
+        while self.is_running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if self.is_running() {
+            self.shared.abort.store(true, Ordering::Release);
+        }
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                return Err(PipelineError::Config("the scorer thread panicked".into()));
+            }
+        }
+        self.take_error().map_or(Ok(()), Err)
+    }
+
+    /// The error that ended the thread, once (later calls return `None`).
+    pub fn take_error(&self) -> Option<PipelineError> {
+        self.shared.error.lock().ok().and_then(|mut e| e.take())
+    }
+}
+
+impl Drop for StreamScorer {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let _ = self.stop(Duration::from_secs(5));
+        }
+    }
+}
+
+/// The scorer's producer settings: results survive broker restarts without duplicates.
+fn producer_config(options: &ScorerOptions) -> Vec<(String, String)> {
+    let mut config = vec![
+        ("enable.idempotence".to_string(), "true".to_string()),
+        // A restart of the broker takes seconds: keep retrying well past it.
+        (
+            "message.timeout.ms".to_string(),
+            (options.timeout.as_millis().max(1000) * 6).to_string(),
+        ),
+    ];
+    config.extend(options.producer_config.iter().cloned());
+    config
+}
+
+struct Worker {
+    options: ScorerOptions,
+    model: Arc<dyn RowScorer>,
+    consumer: ArrowConsumer,
+    producer: ArrowProducer,
+    shared: Arc<Shared>,
+    /// How many of the consumer's skipped decode failures are already counted.
+    decode_failures_seen: u64,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let result = self.score_until_stopped();
+        let final_commit = if self.shared.abort.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            self.commit_with_retries()
+        };
+        self.consumer.close();
+        let error = result.err().or(final_commit.err());
+        if let Some(error) = error {
+            if let Ok(mut slot) = self.shared.error.lock() {
+                *slot = Some(error);
+            }
+        }
+        self.shared.running.store(false, Ordering::Release);
+    }
+
+    fn score_until_stopped(&mut self) -> Result<(), PipelineError> {
+        let shared = Arc::clone(&self.shared);
+        let mut last_stats = Instant::now();
+        let mut produced_at_last_stats = 0;
+        let mut commit_pending = false;
+        while !shared.stop.load(Ordering::Acquire) {
+            let mut stop_requested =
+                || shared.stop.load(Ordering::Acquire) || shared.abort.load(Ordering::Acquire);
+            let batch = match self.consumer.poll_once(&mut stop_requested) {
+                Ok(batch) => batch,
+                // The messages gathered so far were not handed out: they stay uncommitted.
+                Err(KafkaError::Interrupted) => break,
+                Err(error) => return Err(error.into()),
+            };
+            self.sync_skipped_decodes();
+            if let Some(batch) = batch {
+                self.score_batch(&batch)?;
+                // Results acknowledged: now the source offsets may be committed. A failed
+                // commit (broker restarting) is retried with the next batch; commits are
+                // cumulative, so nothing is lost meanwhile.
+                commit_pending = true;
+            }
+            if commit_pending {
+                commit_pending = self.consumer.commit().is_err();
+                if !commit_pending {
+                    shared.counters.commits.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            if last_stats.elapsed() >= STATS_EVERY {
+                let produced = shared.counters.produced.load(Ordering::Relaxed);
+                let rate =
+                    (produced - produced_at_last_stats) as f64 / last_stats.elapsed().as_secs_f64();
+                shared
+                    .counters
+                    .rate_bits
+                    .store(rate.to_bits(), Ordering::Relaxed);
+                if let Some(lag) = self.consumer.lag(Duration::from_millis(500)) {
+                    shared.counters.lag.store(lag, Ordering::Relaxed);
+                    shared.counters.lag_checks.fetch_add(1, Ordering::Release);
+                }
+                produced_at_last_stats = produced;
+                last_stats = Instant::now();
+            }
+        }
+        Ok(())
+    }
+
+    /// Decode failures the consumer skipped count as skipped events of the scorer.
+    fn sync_skipped_decodes(&mut self) {
+        let errors = self.consumer.errors();
+        let new = errors.skipped.saturating_sub(self.decode_failures_seen);
+        if new == 0 {
+            return;
+        }
+        self.decode_failures_seen = errors.skipped;
+        self.shared
+            .counters
+            .skipped
+            .fetch_add(new, Ordering::Relaxed);
+        if let Ok(mut log) = self.shared.failures.lock() {
+            log.skipped += new;
+            let newest = errors.recent.len().saturating_sub(new as usize);
+            for failure in errors.recent.iter().skip(newest) {
+                push_recent(&mut log.recent, failure.clone());
+            }
+        }
+    }
+
+    fn score_batch(&mut self, batch: &RecordBatch) -> Result<(), PipelineError> {
+        let topic = || self.options.consumer.topics.join(",");
+        let width = self.model.input_width();
+        let rows = extract(batch, &self.options.features, width)
+            .map_err(|e| PipelineError::Features(e, topic()))?;
+        if !rows.rejected.is_empty() {
+            self.reject(batch, &rows.rejected)?;
+        }
+        let counters = &self.shared.counters;
+        counters
+            .consumed
+            .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        counters.batches.fetch_add(1, Ordering::Relaxed);
+        if rows.kept.is_empty() {
+            return Ok(());
+        }
+        let scores = self
+            .model
+            .score_rows(&rows.values, rows.kept.len())
+            .map_err(|reason| PipelineError::Model {
+                topic: topic(),
+                rows: rows.kept.len(),
+                reason,
+            })?;
+        let (results, keys) = self.results(batch, &rows.kept, scores)?;
+        let abort = &self.shared.abort;
+        let mut aborted = || abort.load(Ordering::Acquire);
+        self.producer
+            .send_batch_with_keys(&results, keys.as_ref(), &mut aborted)?;
+        self.producer.flush(&mut aborted)?;
+        counters
+            .produced
+            .fetch_add(results.num_rows() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Rows whose features cannot be read: the first ends the scorer (raise), or all are
+    /// counted with their coordinates (skip).
+    fn reject(
+        &self,
+        batch: &RecordBatch,
+        rejected: &[(usize, String)],
+    ) -> Result<(), PipelineError> {
+        let coordinates = |row: usize| -> (String, i32, i64) {
+            let topic = batch
+                .column_by_name("_topic")
+                .map(|c| c.as_string::<i32>().value(row).to_string());
+            let partition = batch
+                .column_by_name("_partition")
+                .map(|c| c.as_primitive::<Int32Type>().value(row));
+            let offset = batch
+                .column_by_name("_offset")
+                .map(|c| c.as_primitive::<Int64Type>().value(row));
+            (
+                topic.unwrap_or_default(),
+                partition.unwrap_or(-1),
+                offset.unwrap_or(-1),
+            )
+        };
+        if self.options.on_bad_row == OnError::Raise {
+            let (row, reason) = &rejected[0];
+            let (topic, partition, offset) = coordinates(*row);
+            return Err(PipelineError::BadRow {
+                topic,
+                partition,
+                offset,
+                reason: reason.clone(),
+            });
+        }
+        if let Ok(mut log) = self.shared.failures.lock() {
+            for (row, reason) in rejected {
+                let (topic, partition, offset) = coordinates(*row);
+                log.skipped += 1;
+                push_recent(
+                    &mut log.recent,
+                    DecodeFailure {
+                        topic,
+                        partition,
+                        offset,
+                        reason: reason.clone(),
+                    },
+                );
+            }
+        }
+        self.shared
+            .counters
+            .skipped
+            .fetch_add(rejected.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The result rows (id columns, score, flag) of the kept input rows, and their keys.
+    fn results(
+        &self,
+        batch: &RecordBatch,
+        kept: &[usize],
+        scores: Vec<f32>,
+    ) -> Result<(RecordBatch, ArrayRef), PipelineError> {
+        let indices = UInt32Array::from_iter_values(kept.iter().map(|&i| i as u32));
+        let take = |column: &ArrayRef| -> Result<ArrayRef, PipelineError> {
+            arrow::compute::take(column.as_ref(), &indices, None)
+                .map_err(|e| PipelineError::Config(format!("cannot select rows: {e}")))
+        };
+        let schema = batch.schema();
+        let mut fields: Vec<Field> = Vec::new();
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        for name in &self.options.id_columns {
+            let index = schema.index_of(name).map_err(|_| {
+                let available: Vec<&String> = schema.fields().iter().map(|f| f.name()).collect();
+                PipelineError::Config(format!(
+                    "id column {name:?} is not in the source; its columns are {available:?}"
+                ))
+            })?;
+            fields.push(schema.field(index).clone());
+            columns.push(take(batch.column(index))?);
+        }
+        if let Some(threshold) = self.options.threshold {
+            let flags = BooleanArray::from_iter(scores.iter().map(|&s| Some(s > threshold)));
+            fields.push(Field::new("score", DataType::Float32, false));
+            fields.push(Field::new("anomaly", DataType::Boolean, false));
+            columns.push(Arc::new(Float32Array::from(scores)));
+            columns.push(Arc::new(flags));
+        } else {
+            fields.push(Field::new("score", DataType::Float32, false));
+            columns.push(Arc::new(Float32Array::from(scores)));
+        }
+        let schema: SchemaRef = Arc::new(Schema::new(fields));
+        let results = RecordBatch::try_new(schema, columns)
+            .map_err(|e| PipelineError::Config(e.to_string()))?;
+        let keys = take(
+            batch
+                .column_by_name("_key")
+                .expect("metadata columns are on"),
+        )?;
+        Ok((results, keys))
+    }
+
+    /// Commits what was handed out, retrying through a broker restart for up to the timeout.
+    fn commit_with_retries(&mut self) -> Result<(), PipelineError> {
+        let deadline = Instant::now() + self.options.timeout;
+        loop {
+            match self.consumer.commit() {
+                Ok(_) => {
+                    self.shared.counters.commits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(error)
+                    if Instant::now() >= deadline || self.shared.abort.load(Ordering::Acquire) =>
+                {
+                    return Err(error.into())
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    }
+}
+
+fn push_recent(recent: &mut std::collections::VecDeque<DecodeFailure>, failure: DecodeFailure) {
+    if recent.len() == RECENT_FAILURES {
+        recent.pop_front();
+    }
+    recent.push_back(failure);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use arrow_array::{Float64Array, Int64Array};
+
+    use super::*;
+    use crate::formats::Format;
+    use crate::kafka::consumer::StartAt;
+    use crate::kafka::local::LocalCluster;
+
+    /// Score = sum of squares: easy to check by hand.
+    struct SumOfSquares;
+
+    impl RowScorer for SumOfSquares {
+        fn input_width(&self) -> usize {
+            2
+        }
+        fn score_rows(&self, rows: &[f32], n_rows: usize) -> Result<Vec<f32>, String> {
+            Ok(rows
+                .chunks(2)
+                .take(n_rows)
+                .map(|r| r[0] * r[0] + r[1] * r[1])
+                .collect())
+        }
+    }
+
+    fn consumer_options(
+        bootstrap: &str,
+        topic: &str,
+        group: Option<&str>,
+        stop: StopAt,
+    ) -> ConsumerOptions {
+        ConsumerOptions {
+            bootstrap: bootstrap.into(),
+            topics: vec![topic.into()],
+            format: Format::Json,
+            schema: None,
+            avro_schema: None,
+            schema_registry: None,
+            group_id: group.map(str::to_string),
+            start: StartAt::Earliest,
+            stop,
+            batch_size: 1000,
+            max_wait: Duration::from_millis(50),
+            on_error: OnError::Skip,
+            include_metadata: false,
+            csv_delimiter: b',',
+            ordered: false,
+            config: Vec::new(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    fn produce_inputs(cluster: &LocalCluster, topic: &str, n: i64) {
+        let mut producer = ArrowProducer::new(ProducerOptions {
+            bootstrap: cluster.bootstrap_servers().into(),
+            topic: topic.into(),
+            format: ValueFormat::Json,
+            key_column: None,
+            config: Vec::new(),
+            timeout: Duration::from_secs(10),
+        })
+        .unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("a", DataType::Float64, true),
+            Field::new("b", DataType::Float64, false),
+        ]));
+        // Row 7 has a null feature: skipped and counted, not scored.
+        let a = Float64Array::from_iter((0..n).map(|i| (i != 7).then_some(i as f64)));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from_iter_values(0..n)),
+                Arc::new(a),
+                Arc::new(Float64Array::from_iter_values((0..n).map(|_| 1.0))),
+            ],
+        )
+        .unwrap();
+        producer.send_batch(&batch, &mut || false).unwrap();
+        producer.flush(&mut || false).unwrap();
+    }
+
+    #[test]
+    fn every_input_gets_one_result_with_its_id_score_and_flag() {
+        let cluster = LocalCluster::start(1).unwrap();
+        cluster.create_topic("events", 2).unwrap();
+        cluster.create_topic("scores", 1).unwrap();
+        produce_inputs(&cluster, "events", 500);
+        let bootstrap = cluster.bootstrap_servers().to_string();
+        let options = ScorerOptions {
+            consumer: consumer_options(&bootstrap, "events", Some("scorer"), StopAt::Never),
+            sink_topic: "scores".into(),
+            sink_format: ValueFormat::Json,
+            producer_config: Vec::new(),
+            features: FeatureSpec::Columns(vec!["a".into(), "b".into()]),
+            id_columns: vec!["id".into()],
+            threshold: Some(100.5),
+            on_bad_row: OnError::Skip,
+            timeout: Duration::from_secs(10),
+        };
+        let mut scorer = StreamScorer::start(options, Arc::new(SumOfSquares)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while scorer.stats().consumed < 500 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        scorer.stop(Duration::from_secs(10)).unwrap();
+        let stats = scorer.stats();
+        assert_eq!(
+            (stats.consumed, stats.produced, stats.skipped),
+            (500, 499, 1)
+        );
+        assert!(!stats.running);
+        let failures = scorer.failures();
+        assert_eq!(failures.recent.len(), 1);
+        assert!(
+            failures.recent[0].reason.contains("\"a\" is null"),
+            "{:?}",
+            failures.recent[0]
+        );
+        assert_eq!(failures.recent[0].topic, "events");
+
+        let mut reader =
+            ArrowConsumer::new(consumer_options(&bootstrap, "scores", None, StopAt::End)).unwrap();
+        let mut results: HashMap<i64, (f64, bool)> = HashMap::new();
+        while let Some(batch) = reader.next_batch(&mut || false).unwrap() {
+            let ids = batch
+                .column_by_name("id")
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .clone();
+            let scores = batch
+                .column_by_name("score")
+                .unwrap()
+                .as_primitive::<arrow_array::types::Float64Type>()
+                .clone();
+            let flags = batch
+                .column_by_name("anomaly")
+                .unwrap()
+                .as_boolean()
+                .clone();
+            for i in 0..batch.num_rows() {
+                assert!(
+                    results
+                        .insert(ids.value(i), (scores.value(i), flags.value(i)))
+                        .is_none(),
+                    "duplicate result"
+                );
+            }
+        }
+        assert_eq!(results.len(), 499);
+        assert!(!results.contains_key(&7));
+        for (id, (score, flag)) in results {
+            let expected = (id * id + 1) as f64;
+            assert!(
+                (score - expected).abs() <= expected * 1e-6,
+                "id {id}: {score} != {expected}"
+            );
+            assert_eq!(flag, expected > 100.5, "id {id}");
+        }
+    }
+
+    #[test]
+    fn a_bad_row_under_raise_stops_the_scorer_naming_the_message() {
+        let cluster = LocalCluster::start(1).unwrap();
+        cluster.create_topic("events", 1).unwrap();
+        produce_inputs(&cluster, "events", 20);
+        let options = ScorerOptions {
+            consumer: consumer_options(
+                cluster.bootstrap_servers(),
+                "events",
+                Some("scorer"),
+                StopAt::Never,
+            ),
+            sink_topic: "scores".into(),
+            sink_format: ValueFormat::Json,
+            producer_config: Vec::new(),
+            features: FeatureSpec::Columns(vec!["a".into(), "b".into()]),
+            id_columns: vec!["id".into()],
+            threshold: None,
+            on_bad_row: OnError::Raise,
+            timeout: Duration::from_secs(10),
+        };
+        let mut scorer = StreamScorer::start(options, Arc::new(SumOfSquares)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while scorer.is_running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let error = scorer.stop(Duration::from_secs(5)).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "cannot score the message at events[0]@7: feature column \"a\" is null"
+        );
+        assert_eq!(
+            scorer.stats().produced,
+            0,
+            "nothing of the bad batch is produced"
+        );
+    }
+}
