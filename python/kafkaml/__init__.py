@@ -19,6 +19,7 @@ from kafkaml._native import __version__
 from kafkaml._native import parse_columns as _parse_columns
 from kafkaml._producer import Producer, write_topic
 from kafkaml._matrix import to_numpy
+from kafkaml import datasets, tf  # tf imports TensorFlow only when used
 
 parse_columns = _parse_columns
 """Parses KSQL column declarations (``"ID BIGINT, V1 DOUBLE"`` or a list) into a ``pyarrow.Schema``."""
@@ -33,6 +34,8 @@ __all__ = [
     "write_topic",
     "to_numpy",
     "parse_columns",
+    "datasets",
+    "tf",
     "KafkaMLError",
     "KafkaError",
     "DecodeError",

@@ -9,10 +9,13 @@ import numpy as np
 from kafkaml import _native
 
 
+MatrixDtype = Literal["float32", "float64"]
+"""The element types :func:`to_numpy` builds."""
+
 def to_numpy(
     data: Any,
     columns: Sequence[str] | None = None,
-    dtype: Literal["float32", "float64"] = "float32",
+    dtype: MatrixDtype = "float32",
     fill: float | None = None,
 ) -> np.ndarray:
     """A 2-D C-contiguous matrix of ``columns`` (all by default), built in Rust in one pass.
