@@ -218,3 +218,12 @@ def test_a_stop_time_in_the_future_ends_idle_and_empty_partitions_once_it_passes
     reader.join(timeout=60)
     assert not reader.is_alive(), "the read did not end after its stop time passed"
     assert ids_of(result["table"]) == [0, 1]
+
+
+def test_progress_bar_counts_the_snapshot(bootstrap: str, new_topic, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("tqdm")  # installed by the test extra
+    topic = new_topic(partitions=3)
+    kafkaml.write_topic(bootstrap, topic, ids_table(300))
+    table = kafkaml.read_topic(bootstrap, topic, progress=True)
+    assert sorted(table.column("id").to_pylist()) == list(range(300))
+    assert "300/300" in capsys.readouterr().err

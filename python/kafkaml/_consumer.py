@@ -132,13 +132,30 @@ class Consumer:
             raise StopIteration
         return batch
 
-    def read_all(self) -> pa.Table:
-        """Reads until the stop (needs ``stop`` set) and returns one table."""
-        batches = list(self)
+    def read_all(self, *, progress: bool = False) -> pa.Table:
+        """Reads until the stop (needs ``stop`` set) and returns one table.
+
+        ``progress=True`` shows a progress bar (tqdm, when installed; its notebook widget in
+        Jupyter), sized to the snapshot for ``stop="end"`` without a group.
+        """
+        batches = list(self) if not progress else self._with_progress_bar()
         schema = self.schema
         if schema is None:  # json with nothing to infer from
             return pa.table({})
         return pa.Table.from_batches(batches, schema=schema)
+
+    def _with_progress_bar(self) -> list[pa.RecordBatch]:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # no bar without tqdm; the read is the same
+            return list(self)
+        native = self._open()
+        batches = []
+        with tqdm(total=native.snapshot_size, unit="msg", unit_scale=True, desc=", ".join(self.topics)) as bar:
+            for batch in self:
+                batches.append(batch)
+                bar.update(native.messages_read - bar.n)
+        return batches
 
     @property
     def schema(self) -> pa.Schema | None:
@@ -212,12 +229,13 @@ def _stop_arguments(stop: Stop) -> tuple[str, int | None]:
     raise _native.ConfigError(f"stop must be None, 'end' or a datetime, got {stop!r}")
 
 
-def read_topic(bootstrap: Bootstrap, topic: str | Sequence[str], **options: Any) -> pa.Table:
+def read_topic(bootstrap: Bootstrap, topic: str | Sequence[str], *, progress: bool = False, **options: Any) -> pa.Table:
     """Reads a snapshot of ``topic`` from ``start`` to the end offsets taken now, as a table.
 
     Takes every :class:`Consumer` option except ``stop``. Rows come in (topic, partition,
     offset) order, so reading the same snapshot twice gives identical tables — the
-    replayable epoch training needs.
+    replayable epoch training needs. ``progress=True`` shows a progress bar (tqdm, when
+    installed; in Jupyter its notebook widget).
     """
     if options.get("stop", "end") != "end":
         raise _native.ConfigError("read_topic always stops at the end offsets; use Consumer for other stops")
@@ -227,12 +245,12 @@ def read_topic(bootstrap: Bootstrap, topic: str | Sequence[str], **options: Any)
         # Partition after partition: rows in a deterministic order, no sorting needed.
         options["ordered"] = True
         with Consumer(bootstrap, topic, **options) as consumer:
-            return consumer.read_all()
+            return consumer.read_all(progress=progress)
     # A group member's partitions arrive interleaved: order them by their coordinates.
     keep_metadata = bool(options.get("include_metadata", False))
     options["include_metadata"] = True
     with Consumer(bootstrap, topic, **options) as consumer:
-        table = consumer.read_all()
+        table = consumer.read_all(progress=progress)
     if table.num_columns == 0:
         return table
     table = table.sort_by([("_topic", "ascending"), ("_partition", "ascending"), ("_offset", "ascending")])

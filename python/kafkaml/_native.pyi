@@ -92,6 +92,9 @@ class ArrowConsumer:
     def errors(self) -> tuple[int, list[tuple[str, int, int, str]]]:
         """(skipped count, latest failures as (topic, partition, offset, reason))."""
     @property
+    def snapshot_size(self) -> int | None:
+        """Offsets between the start and the end of a ``stop="end"`` read without a group, else None."""
+    @property
     def messages_read(self) -> int:
         """Messages consumed so far, skipped ones included."""
     @property

@@ -136,6 +136,9 @@ pub struct ArrowConsumer {
     ordered_queue: std::collections::VecDeque<(PartitionKey, i64)>,
     /// Ordered reads: the one partition assigned now.
     ordered_current: Option<PartitionKey>,
+    /// For `stop="end"` without a group: the offsets between the start and the end
+    /// positions (messages, less any compacted away), for progress bars.
+    snapshot_size: Option<i64>,
 }
 
 #[derive(Default)]
@@ -202,6 +205,7 @@ impl ArrowConsumer {
             finished: false,
             ordered_queue: Default::default(),
             ordered_current: None,
+            snapshot_size: None,
             options,
         };
         this.start()?;
@@ -346,6 +350,14 @@ impl ArrowConsumer {
                     }
                     self.mark_done_if_at_end(&key, start);
                 }
+            }
+            if self.options.stop == StopAt::End {
+                let size = self
+                    .progress
+                    .values()
+                    .map(|p| (p.end - p.next).max(0))
+                    .sum();
+                self.snapshot_size = Some(size);
             }
             if self.options.ordered {
                 let mut queue: Vec<(PartitionKey, i64)> = start_positions
@@ -529,6 +541,11 @@ impl ArrowConsumer {
 
     pub fn messages_read(&self) -> u64 {
         self.state.messages_read
+    }
+
+    /// How many offsets a bounded read without a group covers (known at start).
+    pub fn snapshot_size(&self) -> Option<i64> {
+        self.snapshot_size
     }
 
     /// Warnings gathered since the last call (e.g. data dropped by retention).

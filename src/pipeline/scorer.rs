@@ -44,6 +44,9 @@ pub struct ScorerOptions {
     pub features: FeatureSpec,
     /// Columns copied from each input row into its result (e.g. the event id).
     pub id_columns: Vec<String>,
+    /// Per-feature `(offset, scale)`: the model sees `(x - offset) / scale` (a standard or
+    /// min-max scaler fitted in training), so scores are in the space it was trained in.
+    pub scaling: Option<(Vec<f32>, Vec<f32>)>,
     /// Scores above it are flagged as anomalies; without it results carry no flag.
     pub threshold: Option<f32>,
     /// Rows whose features cannot be read: stop with an error, or count and skip them.
@@ -123,6 +126,22 @@ impl StreamScorer {
             return Err(PipelineError::Config(
                 "id columns cannot be named 'score' or 'anomaly'".into(),
             ));
+        }
+        if let Some((offset, scale)) = &options.scaling {
+            let width = model.input_width();
+            if offset.len() != width || scale.len() != width {
+                return Err(PipelineError::Config(format!(
+                    "scaling has {} offsets and {} scales; the model takes {width} features",
+                    offset.len(),
+                    scale.len()
+                )));
+            }
+            if let Some(j) = scale.iter().position(|s| *s == 0.0 || !s.is_finite()) {
+                return Err(PipelineError::Config(format!(
+                    "scale of feature {j} is {}: it must be finite and non-zero",
+                    scale[j]
+                )));
+            }
         }
         options.consumer.stop = StopAt::Never;
         options.consumer.ordered = false;
@@ -349,8 +368,15 @@ impl Worker {
     fn score_batch(&mut self, batch: &RecordBatch) -> Result<(), PipelineError> {
         let topic = || self.options.consumer.topics.join(",");
         let width = self.model.input_width();
-        let rows = extract(batch, &self.options.features, width)
+        let mut rows = extract(batch, &self.options.features, width)
             .map_err(|e| PipelineError::Features(e, topic()))?;
+        if let Some((offset, scale)) = &self.options.scaling {
+            for row in rows.values.chunks_exact_mut(width) {
+                for ((value, offset), scale) in row.iter_mut().zip(offset).zip(scale) {
+                    *value = (*value - offset) / scale;
+                }
+            }
+        }
         if !rows.rejected.is_empty() {
             self.reject(batch, &rows.rejected)?;
         }
@@ -608,6 +634,8 @@ mod tests {
             producer_config: Vec::new(),
             features: FeatureSpec::Columns(vec!["a".into(), "b".into()]),
             id_columns: vec!["id".into()],
+            // b is always 1: scaled to (1 - 1) / 1 = 0, so the score is a² / 4
+            scaling: Some((vec![0.0, 1.0], vec![2.0, 1.0])),
             threshold: Some(100.5),
             on_bad_row: OnError::Skip,
             timeout: Duration::from_secs(10),
@@ -664,7 +692,7 @@ mod tests {
         assert_eq!(results.len(), 499);
         assert!(!results.contains_key(&7));
         for (id, (score, flag)) in results {
-            let expected = (id * id + 1) as f64;
+            let expected = (id * id) as f64 / 4.0;
             assert!(
                 (score - expected).abs() <= expected * 1e-6,
                 "id {id}: {score} != {expected}"
@@ -690,6 +718,7 @@ mod tests {
             producer_config: Vec::new(),
             features: FeatureSpec::Columns(vec!["a".into(), "b".into()]),
             id_columns: vec!["id".into()],
+            scaling: None,
             threshold: None,
             on_bad_row: OnError::Raise,
             timeout: Duration::from_secs(10),

@@ -246,6 +246,12 @@ impl PyConsumer {
         Ok((log.skipped, recent))
     }
 
+    /// Offsets between the start and the end of a `stop="end"` read without a group, else None.
+    #[getter]
+    fn snapshot_size(&self) -> PyResult<Option<i64>> {
+        Ok(self.inner.as_ref().ok_or_else(closed)?.snapshot_size())
+    }
+
     #[getter]
     fn messages_read(&self) -> PyResult<u64> {
         Ok(self.inner.as_ref().ok_or_else(closed)?.messages_read())
