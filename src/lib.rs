@@ -4,6 +4,8 @@
 pub mod formats;
 pub mod kafka;
 pub mod matrix;
+// Model inference (tract): TensorFlow frozen graphs and ONNX.
+pub mod model;
 
 #[cfg(feature = "python")]
 mod python;
