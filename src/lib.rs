@@ -4,6 +4,9 @@
 pub mod formats;
 pub mod kafka;
 pub mod matrix;
+// Model inference (tract): TensorFlow frozen graphs and ONNX.
+pub mod model;
+// The stream scorer: consume -> score -> produce.
 pub mod pipeline;
 
 #[cfg(feature = "python")]

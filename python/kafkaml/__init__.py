@@ -11,6 +11,7 @@ from kafkaml._errors import (
     DeliveryError,
     KafkaError,
     KafkaMLError,
+    ModelError,
     SchemaError,
     UnsupportedError,
 )
@@ -19,6 +20,7 @@ from kafkaml._native import __version__
 from kafkaml._native import parse_columns as _parse_columns
 from kafkaml._producer import Producer, write_topic
 from kafkaml._matrix import to_numpy
+from kafkaml._model import Model, TensorInfo
 from kafkaml import datasets, tf  # tf imports TensorFlow only when used
 
 parse_columns = _parse_columns
@@ -43,5 +45,8 @@ __all__ = [
     "DeliveryError",
     "ConfigError",
     "UnsupportedError",
+    "Model",
+    "TensorInfo",
+    "ModelError",
     "__version__",
 ]

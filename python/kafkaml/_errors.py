@@ -6,8 +6,9 @@ from kafkaml._native import (
     DeliveryError,
     KafkaError,
     KafkaMLError,
+    ModelError,
     SchemaError,
     UnsupportedError,
 )
 
-__all__ = ["KafkaMLError", "KafkaError", "DecodeError", "SchemaError", "DeliveryError", "ConfigError", "UnsupportedError"]
+__all__ = ["KafkaMLError", "KafkaError", "DecodeError", "SchemaError", "DeliveryError", "ConfigError", "UnsupportedError", "ModelError"]

@@ -20,6 +20,8 @@ __all__ = [
     "KafkaError",
     "KafkaMLError",
     "LocalCluster",
+    "Model",
+    "ModelError",
     "SchemaError",
     "UnsupportedError",
     "__version__",
@@ -52,6 +54,37 @@ class ConfigError(KafkaMLError):
 
 class UnsupportedError(KafkaMLError):
     """The request cannot be served here (e.g. seeking by time on LocalKafka)."""
+
+class ModelError(KafkaMLError):
+    """A model file could not be loaded (malformed, unsupported op, unknown node) or run (shape or dtype mismatch)."""
+
+@final
+class Model:
+    """The native model behind :class:`kafkaml.Model`."""
+
+    @staticmethod
+    def load(
+        path: str,
+        inputs: list[str] | None = None,
+        outputs: list[str] | None = None,
+        input_shape: list[int] | None = None,
+    ) -> Model: ...
+    @property
+    def input(self) -> tuple[str, list[int | None], str]: ...
+    @property
+    def output(self) -> tuple[str, list[int | None], str]: ...
+    @property
+    def input_width(self) -> int: ...
+    @property
+    def output_width(self) -> int: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def format(self) -> str: ...
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Runs the model on a C-contiguous float32 matrix [rows, input_width]."""
+    def reconstruction_error(self, x: np.ndarray) -> np.ndarray:
+        """Per-row mean squared error between the input and the model's reconstruction."""
 
 @final
 class ArrowConsumer:

@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 use crate::formats::FormatError;
 use crate::kafka::KafkaError as CoreKafkaError;
 use crate::matrix::MatrixError;
+use crate::model::ModelError as CoreModelError;
 
 create_exception!(
     kafkaml._native,
@@ -45,6 +46,17 @@ create_exception!(
     KafkaMLError,
     "The request cannot be served here (e.g. seeking by time on LocalKafka)."
 );
+
+create_exception!(
+    kafkaml._native,
+    ModelError,
+    KafkaMLError,
+    "A model file could not be loaded (malformed, unsupported op, unknown node) or run (shape or dtype mismatch)."
+);
+
+pub fn model_error(error: CoreModelError) -> PyErr {
+    ModelError::new_err(error.to_string())
+}
 
 pub fn format_error(error: FormatError) -> PyErr {
     match error {
@@ -101,5 +113,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DeliveryError", py.get_type::<DeliveryError>())?;
     m.add("ConfigError", py.get_type::<ConfigError>())?;
     m.add("UnsupportedError", py.get_type::<UnsupportedError>())?;
+    m.add("ModelError", py.get_type::<ModelError>())?;
     Ok(())
 }

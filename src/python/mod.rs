@@ -7,6 +7,7 @@ mod consumer;
 mod errors;
 mod local;
 mod matrix;
+mod model;
 mod producer;
 
 use pyo3::prelude::*;
@@ -27,6 +28,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<consumer::PyConsumer>()?;
     m.add_class::<producer::PyProducer>()?;
     m.add_class::<local::PyLocalCluster>()?;
+    m.add_class::<model::PyModel>()?;
     m.add_function(wrap_pyfunction!(matrix::to_numpy, m)?)?;
     m.add_function(wrap_pyfunction!(parse_columns, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -1,0 +1,173 @@
+"""Rust-side model inference: TensorFlow frozen graphs and ONNX files, run by tract."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+
+from kafkaml import _native
+
+__all__ = ["Model", "TensorInfo"]
+
+
+class TensorInfo(NamedTuple):
+    """Name, shape and dtype of a model input or output; ``shape[0]`` is ``None`` (the batch)."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str
+
+
+def _info(raw: tuple[str, list[int | None], str]) -> TensorInfo:
+    name, shape, dtype = raw
+    return TensorInfo(name, tuple(shape), dtype)
+
+
+def _names(value: str | Sequence[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes, os.PathLike)):
+        return [os.fsdecode(value)]
+    return [str(v) for v in value]
+
+
+def _is_arrow(x: Any) -> bool:
+    return hasattr(x, "__arrow_c_stream__") or hasattr(x, "__arrow_c_array__")
+
+
+class Model:
+    """A TensorFlow frozen graph (``.pb``) or ONNX model, loaded once and run in Rust.
+
+    Load with :meth:`Model.load`. Inference runs in tract with the GIL released; one
+    ``Model`` is safe to share between threads, and any batch size runs after one load.
+
+    Example::
+
+        model = kafkaml.Model.load("autoencoder_fraud.pb")
+        scores, flags = model.score(x, threshold=5.0)
+    """
+
+    __slots__ = ("_native",)
+
+    def __init__(self, native: _native.Model) -> None:
+        """Wraps a native model; use :meth:`Model.load` instead."""
+        self._native = native
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        inputs: str | Sequence[str] | None = None,
+        outputs: str | Sequence[str] | None = None,
+        input_shape: Sequence[int] | None = None,
+    ) -> Model:
+        """Loads a model file: a TensorFlow frozen GraphDef (``.pb``) or ONNX (``.onnx``).
+
+        ``inputs`` / ``outputs`` name the graph nodes to feed and read (found automatically:
+        placeholders or graph inputs, and sinks). ``input_shape`` is the shape of one row
+        without the batch dimension, needed only when the file does not declare it.
+        Raises :class:`kafkaml.ModelError` for malformed files, unsupported ops (naming the op
+        and the node), unknown node names and shapes that do not fit.
+        """
+        native = _native.Model.load(
+            os.fspath(path),
+            _names(inputs),
+            _names(outputs),
+            None if input_shape is None else [int(d) for d in input_shape],
+        )
+        return cls(native)
+
+    @property
+    def inputs(self) -> list[TensorInfo]:
+        """The model's input: name, shape (``None`` for the batch) and dtype."""
+        return [_info(self._native.input)]
+
+    @property
+    def outputs(self) -> list[TensorInfo]:
+        """The model's output: name, shape (``None`` for the batch) and dtype."""
+        return [_info(self._native.output)]
+
+    @property
+    def input_width(self) -> int:
+        """Features per input row (the product of the input's non-batch dimensions)."""
+        return self._native.input_width
+
+    @property
+    def output_width(self) -> int:
+        """Values per output row."""
+        return self._native.output_width
+
+    @property
+    def path(self) -> str:
+        """The file the model was loaded from."""
+        return os.fspath(self._native.path)
+
+    @property
+    def format(self) -> str:
+        """``"tensorflow"`` or ``"onnx"``."""
+        return self._native.format
+
+    def __repr__(self) -> str:
+        i, o = self.inputs[0], self.outputs[0]
+
+        def shape(s: tuple[int | None, ...]) -> str:
+            return "[" + ", ".join("batch" if d is None else str(d) for d in s) + "]"
+
+        return (
+            f"Model({os.path.basename(self.path)!r}, {self.format}, "
+            f"input {i.name!r} {i.dtype}{shape(i.shape)} -> output {o.name!r} {o.dtype}{shape(o.shape)})"
+        )
+
+    def _matrix(self, x: Any, columns: Sequence[str] | None) -> np.ndarray:
+        """Any supported input as a C-contiguous float32 matrix [rows, input_width]."""
+        if isinstance(x, np.ndarray):
+            if columns is not None:
+                raise TypeError("columns= selects columns of a table or DataFrame, not of a numpy array")
+            matrix = x
+        elif type(x).__module__.startswith("pandas"):
+            frame = x if columns is None else x[list(columns)]
+            matrix = frame.to_numpy(dtype=np.float32)
+        elif _is_arrow(x):
+            matrix = _native.to_numpy(x, None if columns is None else list(columns), "float32", None)
+        else:
+            if columns is not None:
+                raise TypeError(f"columns= needs a pyarrow table or pandas DataFrame, got {type(x).__name__}")
+            matrix = np.asarray(x)
+        if matrix.dtype.kind not in "fiub":
+            raise _native.ModelError(f"the model takes numbers, got an array of dtype {matrix.dtype}")
+        if matrix.ndim == 0:
+            raise _native.ModelError("the model takes a batch of rows, got a scalar")
+        if matrix.ndim == 1:
+            matrix = matrix.reshape(1, -1)
+        matrix = matrix.reshape(matrix.shape[0], -1)
+        return np.ascontiguousarray(matrix, dtype=np.float32)
+
+    def predict(self, x: Any, columns: Sequence[str] | None = None) -> np.ndarray:
+        """Runs the model on a batch of rows and returns float32 ``[rows, *output_shape]``.
+
+        ``x`` is a numpy array (float32 or float64, C or Fortran order; ``[rows, features]``
+        or ``[rows, *input_shape]``), a pandas DataFrame, or a pyarrow Table / RecordBatch;
+        ``columns`` picks and orders the feature columns of a table or DataFrame.
+        """
+        out = self._native.predict(self._matrix(x, columns))
+        shape = self.outputs[0].shape[1:]
+        if len(shape) > 1:
+            out = out.reshape((out.shape[0],) + tuple(int(d or 1) for d in shape))
+        return out
+
+    def reconstruction_error(self, x: Any, columns: Sequence[str] | None = None) -> np.ndarray:
+        """Per-row mean squared error between ``x`` and the model's output (float32 ``[rows]``).
+
+        The anomaly score of an autoencoder; the model's output must be as wide as its input.
+        """
+        return self._native.reconstruction_error(self._matrix(x, columns))
+
+    def score(
+        self, x: Any, threshold: float, columns: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Anomaly scores and flags: ``(reconstruction_error(x), reconstruction_error(x) > threshold)``."""
+        scores = self.reconstruction_error(x, columns)
+        return scores, scores > np.float32(threshold)

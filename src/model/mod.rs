@@ -1,0 +1,439 @@
+//! Model inference in Rust: TensorFlow frozen graphs and ONNX files run through tract.
+//!
+//! `Model::load` reads a file once (format chosen by extension, else by content), normalises
+//! TensorFlow graphs so that what Keras 2.x/3 freezes loads (see `normalize`), fixes the
+//! batch dimension to a symbol so any batch size runs without reloading, and optimises the
+//! graph. A loaded `Model` is `Send + Sync`: every call builds its own small execution state,
+//! so threads share one model without locks.
+
+mod load;
+mod normalize;
+mod tf_ops;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tract_tensorflow::prelude::*;
+
+/// Rows per chunk when a large batch is split across threads.
+const PARALLEL_MIN_ROWS: usize = 4096;
+
+/// What went wrong loading or running a model. Messages name the file, node or op at fault.
+#[derive(thiserror::Error, Debug)]
+pub enum ModelError {
+    #[error("cannot read model file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid {format} model: {reason}")]
+    Malformed {
+        path: PathBuf,
+        format: &'static str,
+        reason: String,
+    },
+    #[error("{path}: op {op} (node {node:?}) is not supported by kafkaml's {format} loader")]
+    UnsupportedOp {
+        path: PathBuf,
+        format: &'static str,
+        op: String,
+        node: String,
+    },
+    #[error("{path}: no node named {name:?} (candidates: {candidates})")]
+    UnknownNode {
+        path: PathBuf,
+        name: String,
+        candidates: String,
+    },
+    #[error("{path}: {reason}")]
+    Graph { path: PathBuf, reason: String },
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+    #[error("dtype mismatch: {0}")]
+    DType(String),
+    #[error("inference failed: {0}")]
+    Run(String),
+}
+
+/// Options for [`Model::load`]; the defaults discover inputs, outputs and shapes.
+#[derive(Default, Clone, Debug)]
+pub struct LoadOptions {
+    /// Input node names (TensorFlow: node names, `:0` suffixes allowed; ONNX: graph input
+    /// names). A TensorFlow node that is not a placeholder becomes one: the graph is cut there.
+    pub inputs: Option<Vec<String>>,
+    /// Output node names; by default the graph's sinks.
+    pub outputs: Option<Vec<String>>,
+    /// The shape of one row, without the batch dimension (e.g. `[30]` or `[28, 28, 1]`);
+    /// needed only when the file does not declare it.
+    pub input_shape: Option<Vec<usize>>,
+}
+
+/// The file format a model was loaded from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelFormat {
+    TensorFlow,
+    Onnx,
+}
+
+impl ModelFormat {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ModelFormat::TensorFlow => "tensorflow",
+            ModelFormat::Onnx => "onnx",
+        }
+    }
+}
+
+/// Name, shape and dtype of a model input or output. `shape[0]` is `None`: the batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorInfo {
+    pub name: String,
+    pub shape: Vec<Option<usize>>,
+    pub dtype: String,
+}
+
+type Plan = TypedSimplePlan<TypedModel>;
+
+/// A loaded, optimised model with one input and one output, batch dimension symbolic.
+pub struct Model {
+    plan: Arc<Plan>,
+    path: PathBuf,
+    format: ModelFormat,
+    input: TensorInfo,
+    output: TensorInfo,
+    input_dt: DatumType,
+    output_dt: DatumType,
+    row_shape: Vec<usize>,
+    input_width: usize,
+    output_width: usize,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("path", &self.path)
+            .field("format", &self.format)
+            .field("input", &self.input)
+            .field("output", &self.output)
+            .finish()
+    }
+}
+
+#[allow(dead_code)]
+fn assert_send_sync<T: Send + Sync>() {}
+const _: fn() = || assert_send_sync::<Model>();
+
+impl Model {
+    /// Loads a TensorFlow frozen GraphDef (`.pb`) or an ONNX file (`.onnx`).
+    pub fn load(path: &Path, options: &LoadOptions) -> Result<Model, ModelError> {
+        let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let format = load::detect_format(path, &bytes);
+        let path_buf = path.to_path_buf();
+        // tract and prost should return errors, but a malformed file must never crash the
+        // caller: a panic while loading becomes a ModelError too.
+        catch_unwind(AssertUnwindSafe(|| load::load(&path_buf, format, &bytes, options)))
+            .unwrap_or_else(|panic| {
+                Err(ModelError::Malformed {
+                    path: path_buf.clone(),
+                    format: format.as_str(),
+                    reason: format!("the loader failed: {}", panic_message(&panic)),
+                })
+            })
+    }
+
+    /// Features per row: the product of the input's non-batch dimensions.
+    pub fn input_width(&self) -> usize {
+        self.input_width
+    }
+
+    /// Values per output row: the product of the output's non-batch dimensions.
+    pub fn output_width(&self) -> usize {
+        self.output_width
+    }
+
+    /// The model's input (name, shape with `None` for the batch, dtype).
+    pub fn input(&self) -> &TensorInfo {
+        &self.input
+    }
+
+    /// The model's output (name, shape with `None` for the batch, dtype).
+    pub fn output(&self) -> &TensorInfo {
+        &self.output
+    }
+
+    /// The file the model came from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file format the model was loaded from.
+    pub fn format(&self) -> ModelFormat {
+        self.format
+    }
+
+    /// `rows` is row-major [n_rows, input_width]; returns row-major [n_rows, output_width].
+    /// Large batches are split across the machine's cores (rows are scored independently).
+    pub fn predict_rows(&self, rows: &[f32], n_rows: usize) -> Result<Vec<f32>, ModelError> {
+        if rows.len() != n_rows * self.input_width {
+            return Err(ModelError::Shape(format!(
+                "{} values given for {} rows, the model takes {} features per row ({} expected)",
+                rows.len(),
+                n_rows,
+                self.input_width,
+                n_rows * self.input_width
+            )));
+        }
+        let mut out = vec![0f32; n_rows * self.output_width];
+        if n_rows == 0 {
+            return Ok(out);
+        }
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if threads < 2 || n_rows < 2 * PARALLEL_MIN_ROWS {
+            self.run_chunk(rows, n_rows, &mut out)?;
+            return Ok(out);
+        }
+        let per_thread = n_rows.div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = rows
+                .chunks(per_thread * self.input_width)
+                .zip(out.chunks_mut(per_thread * self.output_width))
+                .map(|(input, output)| {
+                    scope.spawn(move || {
+                        let n = input.len() / self.input_width;
+                        self.run_chunk(input, n, output)
+                    })
+                })
+                .collect();
+            for handle in handles {
+                handle
+                    .join()
+                    .unwrap_or_else(|_| Err(ModelError::Run("an inference thread panicked".into())))?;
+            }
+            Ok::<(), ModelError>(())
+        })?;
+        Ok(out)
+    }
+
+    /// Per-row mean squared error between input and reconstruction (input_width == output_width).
+    pub fn reconstruction_error(&self, rows: &[f32], n_rows: usize) -> Result<Vec<f32>, ModelError> {
+        if self.input_width != self.output_width {
+            return Err(ModelError::Shape(format!(
+                "reconstruction error needs output width == input width, the model maps {} features to {}",
+                self.input_width, self.output_width
+            )));
+        }
+        let predicted = self.predict_rows(rows, n_rows)?;
+        Ok(mse_per_row(rows, &predicted, self.input_width))
+    }
+
+    fn run_chunk(&self, rows: &[f32], n_rows: usize, out: &mut [f32]) -> Result<(), ModelError> {
+        let mut shape = Vec::with_capacity(self.row_shape.len() + 1);
+        shape.push(n_rows);
+        shape.extend_from_slice(&self.row_shape);
+        let input = match self.input_dt {
+            DatumType::F32 => Tensor::from_shape(&shape, rows),
+            DatumType::F64 => {
+                let wide: Vec<f64> = rows.iter().map(|&v| v as f64).collect();
+                Tensor::from_shape(&shape, &wide)
+            }
+            other => {
+                return Err(ModelError::DType(format!(
+                    "the model's input is {other:?}, kafkaml feeds float32 or float64"
+                )))
+            }
+        }
+        .map_err(|e| ModelError::Shape(format!("{e:#}")))?;
+        let plan = &self.plan;
+        let result = catch_unwind(AssertUnwindSafe(|| plan.run(tvec![input.into_tvalue()])))
+            .unwrap_or_else(|panic| Err(TractError::msg(format!("tract panicked: {}", panic_message(&panic)))))
+            .map_err(|e| ModelError::Run(format!("{e:#}")))?;
+        let output = result
+            .into_iter()
+            .next()
+            .ok_or_else(|| ModelError::Run("the model produced no output".into()))?;
+        if output.len() != out.len() {
+            return Err(ModelError::Shape(format!(
+                "the model produced {} values ({:?}) for {} rows, expected {} per row",
+                output.len(),
+                output.shape(),
+                n_rows,
+                self.output_width
+            )));
+        }
+        match self.output_dt {
+            DatumType::F32 => out.copy_from_slice(
+                output.as_slice::<f32>().map_err(|e| ModelError::DType(format!("{e:#}")))?,
+            ),
+            DatumType::F64 => {
+                let wide = output.as_slice::<f64>().map_err(|e| ModelError::DType(format!("{e:#}")))?;
+                for (o, v) in out.iter_mut().zip(wide) {
+                    *o = *v as f32;
+                }
+            }
+            other => {
+                let cast = output
+                    .cast_to::<f32>()
+                    .map_err(|e| ModelError::DType(format!("output {other:?}: {e:#}")))?;
+                out.copy_from_slice(cast.as_slice::<f32>().map_err(|e| ModelError::DType(format!("{e:#}")))?);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Per-row mean squared error between two row-major matrices of the same width.
+pub fn mse_per_row(a: &[f32], b: &[f32], width: usize) -> Vec<f32> {
+    if width == 0 {
+        return vec![0.0; 0];
+    }
+    a.chunks_exact(width)
+        .zip(b.chunks_exact(width))
+        .map(|(x, y)| {
+            let sum: f64 = x
+                .iter()
+                .zip(y)
+                .map(|(p, q)| {
+                    let d = (*p - *q) as f64;
+                    d * d
+                })
+                .sum();
+            (sum / width as f64) as f32
+        })
+        .collect()
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixtures() -> Option<PathBuf> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/talk");
+        dir.join("autoencoder_fraud.pb").exists().then_some(dir)
+    }
+
+    /// Reads a little-endian float32 C-order .npy file (the fixtures' format).
+    fn read_npy_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
+        let bytes = std::fs::read(path).unwrap();
+        assert_eq!(&bytes[..6], b"\x93NUMPY");
+        let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+        let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+        assert!(header.contains("'<f4'") && header.contains("'fortran_order': False"));
+        let shape_src = &header[header.find("'shape': (").unwrap() + 10..];
+        let shape: Vec<usize> = shape_src[..shape_src.find(')').unwrap()]
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect();
+        let data = bytes[10 + header_len..]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        (shape, data)
+    }
+
+    #[test]
+    fn talk_autoencoder_matches_tensorflow() {
+        let Some(dir) = fixtures() else {
+            eprintln!("skipping: ../shared/fixtures/talk not found beside the checkout");
+            return;
+        };
+        let model = Model::load(&dir.join("autoencoder_fraud.pb"), &LoadOptions::default()).unwrap();
+        assert_eq!(model.input_width(), 30);
+        assert_eq!(model.output_width(), 30);
+        assert_eq!(model.input().name, "CreditCardInput");
+        assert_eq!(model.output().name, "Decoder2/Relu");
+        let (shape, x) = read_npy_f32(&dir.join("creditcard_small_x.npy"));
+        let (_, expected) = read_npy_f32(&dir.join("autoencoder_fraud_tf_output.npy"));
+        let got = model.predict_rows(&x, shape[0]).unwrap();
+        let worst = got.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-5, "max abs difference {worst}");
+        // Batch size changes need no reload; a single row gives the same values.
+        let one = model.predict_rows(&x[30..60], 1).unwrap();
+        assert!(one.iter().zip(&expected[30..60]).all(|(a, b)| (a - b).abs() < 1e-5));
+        let errors = model.reconstruction_error(&x, shape[0]).unwrap();
+        assert_eq!(errors.len(), shape[0]);
+        let manual = mse_per_row(&x[..30], &expected[..30], 30)[0];
+        assert!((errors[0] - manual).abs() <= 1e-4 * manual.max(1.0));
+    }
+
+    #[test]
+    fn large_batches_split_across_threads_agree() {
+        let Some(dir) = fixtures() else { return };
+        let model = Model::load(&dir.join("autoencoder_fraud.pb"), &LoadOptions::default()).unwrap();
+        let (shape, x) = read_npy_f32(&dir.join("creditcard_small_x.npy"));
+        let reps = 10;
+        let big: Vec<f32> = (0..reps).flat_map(|_| x.iter().copied()).collect();
+        let got = model.predict_rows(&big, shape[0] * reps).unwrap();
+        let small = model.predict_rows(&x, shape[0]).unwrap();
+        for r in 0..reps {
+            let part = &got[r * small.len()..(r + 1) * small.len()];
+            assert!(part.iter().zip(&small).all(|(a, b)| (a - b).abs() < 1e-6));
+        }
+    }
+
+    #[test]
+    fn wrong_width_is_a_shape_error() {
+        let Some(dir) = fixtures() else { return };
+        let model = Model::load(&dir.join("autoencoder_fraud.pb"), &LoadOptions::default()).unwrap();
+        let err = model.predict_rows(&[0.0; 29], 1).unwrap_err();
+        assert!(matches!(err, ModelError::Shape(_)), "{err}");
+        assert!(model.predict_rows(&[], 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn garbage_and_truncated_files_are_errors() {
+        let dir = std::env::temp_dir().join(format!("kafkaml-model-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let garbage = dir.join("garbage.pb");
+        std::fs::write(&garbage, b"this is not a protobuf \xff\xff\xff\xff").unwrap();
+        let err = Model::load(&garbage, &LoadOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("garbage.pb"), "{err}");
+        let missing = Model::load(&dir.join("missing.onnx"), &LoadOptions::default()).unwrap_err();
+        assert!(matches!(missing, ModelError::Io { .. }));
+        if let Some(fixtures) = fixtures() {
+            let bytes = std::fs::read(fixtures.join("autoencoder_fraud.pb")).unwrap();
+            let truncated = dir.join("truncated.pb");
+            std::fs::write(&truncated, &bytes[..bytes.len() * 2 / 3]).unwrap();
+            let err = Model::load(&truncated, &LoadOptions::default()).unwrap_err();
+            assert!(err.to_string().contains("truncated.pb"), "{err}");
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn model_is_shared_between_threads() {
+        let Some(dir) = fixtures() else { return };
+        let model = Arc::new(Model::load(&dir.join("autoencoder_fraud.pb"), &LoadOptions::default()).unwrap());
+        let (shape, x) = read_npy_f32(&dir.join("creditcard_small_x.npy"));
+        let expected: Vec<f32> = (0..shape[0])
+            .flat_map(|row| model.predict_rows(&x[row * 30..row * 30 + 30], 1).unwrap())
+            .collect();
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let model = model.clone();
+                let (x, expected, n) = (&x, &expected, shape[0]);
+                s.spawn(move || {
+                    for i in 0..50 {
+                        let row = (t * 50 + i) % n;
+                        let got = model.predict_rows(&x[row * 30..row * 30 + 30], 1).unwrap();
+                        assert_eq!(&got[..], &expected[row * 30..row * 30 + 30]);
+                    }
+                });
+            }
+        });
+    }
+}
