@@ -32,8 +32,8 @@ ACTIVATIONS = sorted(
 )
 # Activations whose frozen graphs contain ops no runtime here implements (kept honest:
 # loading must fail with a ModelError naming the op).
-UNSUPPORTED_TF = {"sparsemax": ("TopKV2", "Cumsum")}
-UNSUPPORTED_ONNX = {"sparsemax": ("TopK", "CumSum")}
+UNSUPPORTED_TF = {"sparsemax": ("TopKV2", "Cumsum"), "glu": ("Split",)}
+UNSUPPORTED_ONNX: dict[str, tuple[str, ...]] = {}
 
 
 def _seeded(build: Callable[[], Any]) -> Any:
@@ -116,6 +116,8 @@ ARCHITECTURES: dict[str, Callable[[], Any]] = {
 
 
 def _activation_model(name: str) -> Callable[[], Any]:
+    if name == "glu":  # halves the width, which Keras' shape inference for a next layer misses
+        return lambda: keras.Sequential([keras.Input((6,)), L.Dense(8, activation=name)])
     return lambda: keras.Sequential([keras.Input((6,)), L.Dense(8, activation=name), L.Dense(3)])
 
 

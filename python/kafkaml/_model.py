@@ -142,7 +142,7 @@ class Model:
             raise _native.ModelError("the model takes a batch of rows, got a scalar")
         if matrix.ndim == 1:
             matrix = matrix.reshape(1, -1)
-        matrix = matrix.reshape(matrix.shape[0], -1)
+        matrix = matrix.reshape(matrix.shape[0], int(np.prod(matrix.shape[1:])))
         return np.ascontiguousarray(matrix, dtype=np.float32)
 
     def predict(self, x: Any, columns: Sequence[str] | None = None) -> np.ndarray:

@@ -7,7 +7,20 @@ use std::sync::Arc;
 use tract_hir::internal::{DimLike, Factoid, GenericFactoid};
 use tract_tensorflow::prelude::*;
 
-use super::{normalize, tf_ops, Model, ModelError, ModelFormat, TensorInfo};
+use super::{normalize, tf_ops, Model, ModelError, ModelFormat, Plan, Plans, TensorInfo};
+
+/// An optimised plan for exactly `batch` rows.
+pub(super) fn specialise(
+    model: &InferenceModel,
+    dt: DatumType,
+    row_shape: &[usize],
+    batch: usize,
+) -> TractResult<Arc<Plan>> {
+    let mut model = model.clone();
+    let shape: Vec<usize> = std::iter::once(batch).chain(row_shape.iter().copied()).collect();
+    model.set_input_fact(0, InferenceFact::dt_shape(dt, shape))?;
+    Ok(Arc::new(model.into_optimized()?.into_runnable()?))
+}
 
 /// By extension first (`.onnx`, `.pb`), else by content: an ONNX `ModelProto` starts with
 /// its `ir_version` varint (field 1, tag byte 0x08), a `GraphDef` with a node (tag 0x0a).
@@ -64,7 +77,7 @@ pub(super) fn load(
             model
         }
         ModelFormat::Onnx => {
-            let mut model = tract_onnx::onnx().model_for_read(&mut &bytes[..]).map_err(malformed)?;
+            let mut model = tf_ops::onnx().model_for_read(&mut &bytes[..]).map_err(malformed)?;
             if let Some(inputs) = &options.inputs {
                 check_names(path, &model, inputs)?;
                 model.set_input_names(inputs).map_err(graph_err)?;
@@ -163,16 +176,29 @@ pub(super) fn load(
         }
     };
 
+    // One plan for every batch size (the batch a symbol) when the graph allows it; else
+    // plans specialised per batch-size bucket on demand (see `Plans::PerBatch`).
     let batch = model.sym("N");
     let mut dims: TVec<TDim> = tvec![batch.into()];
     dims.extend(row_shape.iter().map(|d| d.to_dim()));
-    model
+    let mut symbolic = model.clone();
+    symbolic
         .set_input_fact(0, InferenceFact::dt_shape(input_dt, dims))
         .map_err(graph_err)?;
-    let typed = model.into_optimized().map_err(|e| ModelError::Graph {
-        path: path.to_path_buf(),
-        reason: format!("cannot prepare the graph for a batch of {:?} rows: {e:#}", row_shape),
-    })?;
+    let plans = match symbolic.into_optimized().and_then(|t| t.into_runnable()) {
+        Ok(plan) => Plans::Symbolic(Arc::new(plan)),
+        Err(symbolic_err) => {
+            let plan = specialise(&model, input_dt, &row_shape, 1).map_err(|e| ModelError::Graph {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "cannot prepare the graph for rows of shape {row_shape:?}: {e:#} (with a symbolic batch: {symbolic_err:#})"
+                ),
+            })?;
+            let cache = std::collections::HashMap::from([(1, plan)]);
+            Plans::PerBatch { source: Box::new(model), cache: std::sync::Mutex::new(cache) }
+        }
+    };
+    let typed = plans.any_plan().model().clone();
     let out_fact = typed.output_fact(0).map_err(graph_err)?.clone();
     let output_dt = out_fact.datum_type;
     let out_dims = out_fact.shape.dims();
@@ -198,11 +224,10 @@ pub(super) fn load(
             path.display()
         )));
     }
-    let plan = typed.into_runnable().map_err(graph_err)?;
     let input_width = row_shape.iter().product();
     let output_width = out_row.iter().product();
     Ok(Model {
-        plan: Arc::new(plan),
+        plans,
         path: path.to_path_buf(),
         format,
         input: TensorInfo {

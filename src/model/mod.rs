@@ -96,9 +96,37 @@ pub struct TensorInfo {
 
 type Plan = TypedSimplePlan<TypedModel>;
 
+/// Batches above this run in chunks when plans are specialised per batch size.
+const FIXED_MAX_BATCH: usize = 256;
+
+/// How a model serves different batch sizes.
+enum Plans {
+    /// One plan, batch dimension symbolic: any size runs (the usual case).
+    Symbolic(Arc<Plan>),
+    /// Graphs whose shape arithmetic tract cannot do symbolically (e.g. some tf2onnx
+    /// Flatten/Reshape chains): a plan per power-of-two batch size up to `FIXED_MAX_BATCH`,
+    /// built on first use; short batches are padded with zero rows (rows are independent).
+    PerBatch {
+        source: Box<InferenceModel>,
+        cache: std::sync::Mutex<std::collections::HashMap<usize, Arc<Plan>>>,
+    },
+}
+
+impl Plans {
+    fn any_plan(&self) -> Arc<Plan> {
+        match self {
+            Plans::Symbolic(plan) => plan.clone(),
+            Plans::PerBatch { cache, .. } => {
+                let cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+                cache.values().next().expect("a PerBatch model is built with one plan").clone()
+            }
+        }
+    }
+}
+
 /// A loaded, optimised model with one input and one output, batch dimension symbolic.
 pub struct Model {
-    plan: Arc<Plan>,
+    plans: Plans,
     path: PathBuf,
     format: ModelFormat,
     input: TensorInfo,
@@ -232,6 +260,38 @@ impl Model {
     }
 
     fn run_chunk(&self, rows: &[f32], n_rows: usize, out: &mut [f32]) -> Result<(), ModelError> {
+        let (source, cache) = match &self.plans {
+            Plans::Symbolic(plan) => return self.run_plan(plan, rows, n_rows, out),
+            Plans::PerBatch { source, cache } => (source, cache),
+        };
+        let (iw, ow) = (self.input_width, self.output_width);
+        for (rows, out) in rows.chunks(FIXED_MAX_BATCH * iw).zip(out.chunks_mut(FIXED_MAX_BATCH * ow)) {
+            let n = rows.len() / iw;
+            let bucket = n.next_power_of_two();
+            let cached = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&bucket).cloned();
+            let plan = match cached {
+                Some(plan) => plan,
+                None => {
+                    let plan = load::specialise(source, self.input_dt, &self.row_shape, bucket)
+                        .map_err(|e| ModelError::Run(format!("preparing a plan for {bucket} rows: {e:#}")))?;
+                    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(bucket, plan.clone());
+                    plan
+                }
+            };
+            if bucket == n {
+                self.run_plan(&plan, rows, n, out)?;
+            } else {
+                let mut padded = rows.to_vec();
+                padded.resize(bucket * iw, 0.0);
+                let mut full = vec![0f32; bucket * ow];
+                self.run_plan(&plan, &padded, bucket, &mut full)?;
+                out.copy_from_slice(&full[..n * ow]);
+            }
+        }
+        Ok(())
+    }
+
+    fn run_plan(&self, plan: &Plan, rows: &[f32], n_rows: usize, out: &mut [f32]) -> Result<(), ModelError> {
         let mut shape = Vec::with_capacity(self.row_shape.len() + 1);
         shape.push(n_rows);
         shape.extend_from_slice(&self.row_shape);
@@ -248,7 +308,6 @@ impl Model {
             }
         }
         .map_err(|e| ModelError::Shape(format!("{e:#}")))?;
-        let plan = &self.plan;
         let result = catch_unwind(AssertUnwindSafe(|| plan.run(tvec![input.into_tvalue()])))
             .unwrap_or_else(|panic| Err(TractError::msg(format!("tract panicked: {}", panic_message(&panic)))))
             .map_err(|e| ModelError::Run(format!("{e:#}")))?;
@@ -265,21 +324,17 @@ impl Model {
                 self.output_width
             )));
         }
+        let dtype_err = |e: TractError| ModelError::DType(format!("{e:#}"));
         match self.output_dt {
-            DatumType::F32 => out.copy_from_slice(
-                output.as_slice::<f32>().map_err(|e| ModelError::DType(format!("{e:#}")))?,
-            ),
+            DatumType::F32 => out.copy_from_slice(output.as_slice::<f32>().map_err(dtype_err)?),
             DatumType::F64 => {
-                let wide = output.as_slice::<f64>().map_err(|e| ModelError::DType(format!("{e:#}")))?;
-                for (o, v) in out.iter_mut().zip(wide) {
+                for (o, v) in out.iter_mut().zip(output.as_slice::<f64>().map_err(dtype_err)?) {
                     *o = *v as f32;
                 }
             }
-            other => {
-                let cast = output
-                    .cast_to::<f32>()
-                    .map_err(|e| ModelError::DType(format!("output {other:?}: {e:#}")))?;
-                out.copy_from_slice(cast.as_slice::<f32>().map_err(|e| ModelError::DType(format!("{e:#}")))?);
+            _ => {
+                let cast = output.cast_to::<f32>().map_err(dtype_err)?;
+                out.copy_from_slice(cast.as_slice::<f32>().map_err(dtype_err)?);
             }
         }
         Ok(())

@@ -677,6 +677,34 @@ mod tests {
     }
 
     #[test]
+    fn expand_dims_negative_axis_counts_from_the_output_end() {
+        for (axis, shape) in [(-1, vec![None, Some(6), Some(1)]), (-2, vec![None, Some(1), Some(6)])] {
+            let axis_node = tfpb::node().name("axis").op("Const").attr("dtype", DataType::DtInt32).attr(
+                "value",
+                TensorProto {
+                    dtype: DataType::DtInt32 as i32,
+                    tensor_shape: Some(TensorShapeProto::default()),
+                    int_val: vec![axis],
+                    ..Default::default()
+                },
+            );
+            let graph = tfpb::graph().node(placeholder(6)).node(axis_node).node(
+                tfpb::node()
+                    .name("y")
+                    .op("ExpandDims")
+                    .input("x")
+                    .input("axis")
+                    .attr("T", DataType::DtFloat)
+                    .attr("Tdim", DataType::DtInt32),
+            );
+            let model = load(graph, &format!("expand{axis}"));
+            assert_eq!(model.output().shape, shape, "axis {axis}");
+            let x = sample(3, 6);
+            assert_eq!(model.predict_rows(&x, 3).unwrap(), x);
+        }
+    }
+
+    #[test]
     fn unknown_op_names_op_and_node() {
         let graph = unary_graph("FancyNewOp", vec![]);
         let dir = std::env::temp_dir().join(format!("kafkaml-norm-{}-unknown", std::process::id()));

@@ -9,6 +9,15 @@ use tract_tensorflow::model::ParsingContext;
 use tract_tensorflow::tfpb::tensorflow::NodeDef;
 use tract_tensorflow::Tensorflow;
 
+/// tract-onnx's loader with kafkaml's additions (ops tf2onnx leaves in TensorFlow's names).
+pub fn onnx() -> tract_onnx::Onnx {
+    let mut onnx = tract_onnx::onnx();
+    onnx.op_register.insert("Expm1", |_, _| Ok((expand(Composite::Expm1), vec![])));
+    onnx.op_register.insert("Erfc", |_, _| Ok((expand(Composite::Erfc), vec![])));
+    onnx.op_register.insert("Log1p", |_, _| Ok((expand(Composite::Log1p), vec![])));
+    onnx
+}
+
 /// tract-tensorflow's loader with kafkaml's additions registered.
 pub fn tensorflow() -> Tensorflow {
     let mut tf = tract_tensorflow::tensorflow();
@@ -36,6 +45,9 @@ pub fn tensorflow() -> Tensorflow {
     // tract-tensorflow's Softmax normalises axis 1 of a 2-D view; TensorFlow's is the last axis.
     reg.insert("Softmax", |_, _| Ok(expand(LayerSoftmax::new(-1, false))));
     reg.insert("LogSoftmax", |_, _| Ok(expand(LayerLogSoftmax::new(-1, false))));
+    // tract-tensorflow's ExpandDims maps a negative axis against the input's rank instead of
+    // the output's (Keras' Conv1D uses axis -3).
+    reg.insert("ExpandDims", |_, _| Ok(expand(ExpandDims)));
     reg.insert("BatchMatMul", batch_mat_mul);
     reg.insert("BatchMatMulV2", batch_mat_mul);
     reg.insert("BatchMatMulV3", batch_mat_mul);
@@ -67,9 +79,59 @@ fn unary_rules<'r, 'p: 'r, 's: 'r>(
     Ok(())
 }
 
+/// ExpandDims(x, axis) with a constant axis; a negative axis counts from the end of the
+/// output (TensorFlow's meaning: -1 appends a dimension).
+#[derive(Debug, Clone, Hash)]
+struct ExpandDims;
+
+fn expand_axis(axis: i64, input_rank: usize) -> TractResult<usize> {
+    let out_rank = input_rank as i64 + 1;
+    let axis = if axis < 0 { axis + out_rank } else { axis };
+    if !(0..out_rank).contains(&axis) {
+        bail!("ExpandDims axis out of range for an input of rank {input_rank}");
+    }
+    Ok(axis as usize)
+}
+
+impl Expansion for ExpandDims {
+    fn name(&self) -> StaticName {
+        "ExpandDims".into()
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        check_input_arity(inputs, 2)?;
+        check_output_arity(outputs, 1)?;
+        let (data, output) = (&inputs[0], &outputs[0]);
+        s.equals(&data.datum_type, &output.datum_type)?;
+        s.equals(data.rank.bex() + 1, &output.rank)?;
+        s.given_2(&inputs[1].value, &data.rank, move |s, axis, rank| {
+            let axis = expand_axis(axis.cast_to_scalar::<i64>()?, rank as usize)?;
+            for i in 0..rank as usize {
+                let o = if i < axis { i } else { i + 1 };
+                s.equals(&output.shape[o], &data.shape[i])?;
+            }
+            s.equals(output.shape[axis].bex(), 1i64.to_dim().bex())
+        })
+    }
+
+    fn wire(&self, name: &str, model: &mut TypedModel, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {
+        let Some(axis) = model.outlet_fact(inputs[1])?.konst.clone() else {
+            bail!("ExpandDims needs a constant axis")
+        };
+        let rank = model.outlet_fact(inputs[0])?.rank();
+        let axis = expand_axis(axis.cast_to_scalar::<i64>()?, rank)?;
+        model.wire_node(name, AxisOp::Add(axis), &[inputs[0]])
+    }
+}
+
 /// Ops tract has no single kernel for, composed from its element-wise ones.
 #[derive(Debug, Clone, Hash)]
-enum Composite {
+pub(super) enum Composite {
     /// softplus(x) = max(x, 0) + ln(1 + exp(-|x|)): TensorFlow's values without overflowing
     /// for large x (tract's own Softplus computes ln(exp(x) + 1)).
     Softplus,
