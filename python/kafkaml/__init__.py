@@ -21,7 +21,8 @@ from kafkaml._native import parse_columns as _parse_columns
 from kafkaml._producer import Producer, write_topic
 from kafkaml._matrix import to_numpy
 from kafkaml._model import Model, TensorInfo
-from kafkaml import datasets, tf  # tf imports TensorFlow only when used
+from kafkaml._scorer import StreamScorer
+from kafkaml import datasets, export, tf  # export and tf import TensorFlow only when used
 
 parse_columns = _parse_columns
 """Parses KSQL column declarations (``"ID BIGINT, V1 DOUBLE"`` or a list) into a ``pyarrow.Schema``."""
@@ -31,12 +32,14 @@ __all__ = [
     "ConsumerErrors",
     "DecodeFailure",
     "LocalKafka",
+    "StreamScorer",
     "Producer",
     "read_topic",
     "write_topic",
     "to_numpy",
     "parse_columns",
     "datasets",
+    "export",
     "tf",
     "KafkaMLError",
     "KafkaError",

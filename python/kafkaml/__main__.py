@@ -29,7 +29,7 @@ def demo(args: argparse.Namespace) -> int:
     """The main job for a newcomer (grows with each part of the talk's pipeline)."""
     from kafkaml._demo import run
 
-    return run(bootstrap=args.bootstrap, rows=args.rows)
+    return run(bootstrap=args.bootstrap, rows=args.rows, live_rows=args.live_rows, epochs=args.epochs, model_path=args.model)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
 
     run_demo = commands.add_parser("demo", help="run the talk's pipeline on LocalKafka")
     run_demo.add_argument("--bootstrap", default=None, help="use this broker instead of LocalKafka")
-    run_demo.add_argument("--rows", type=int, default=100_000)
+    run_demo.add_argument("--rows", type=int, default=60_000, help="transactions to train on")
+    run_demo.add_argument("--live-rows", type=int, default=20_000, help="transactions in the live stream")
+    run_demo.add_argument("--epochs", type=int, default=5)
+    run_demo.add_argument("--model", default=None, help="deploy this trained model (.pb or .onnx) instead of training")
     run_demo.set_defaults(func=demo)
 
     args = parser.parse_args(argv)

@@ -1,66 +1,197 @@
-"""``python -m kafkaml demo``: credit-card rows through Kafka into a numpy matrix.
+"""``python -m kafkaml demo``: the talk's pipeline end to end, on LocalKafka by default.
 
-For now the Kafka round trip of the talk's first steps: write rows shaped like the talk's
-credit-card data to a topic, replay the topic into Arrow and numpy, and check every row
-came back. Training and deployment join as their issues land.
+generate -> Kafka -> preprocess -> train -> deploy -> report, as in the talk "IoT Sensor
+Analytics with Apache Kafka, KSQL and TensorFlow":
+
+1. credit-card transactions in the talk's DELIMITED source form go into a topic;
+2. preprocessing (the talk's KSQL ``CREATE STREAM ... AS SELECT`` that drops ``Id``,
+   ``Timestamp`` and ``User`` and keeps rows with a ``Class``) runs in kafkaml itself: the
+   topic is replayed into Arrow, filtered and projected, and written as JSON;
+3. the preprocessed topic is replayed into a numpy matrix and the talk's autoencoder
+   (30-14-7-7-30) is trained on the normal transactions in Keras;
+4. the model is frozen, loaded into kafkaml's Rust runtime (tract), checked against Keras,
+   and deployed as a StreamScorer on a live stream of new transactions;
+5. precision, recall and throughput are reported.
+
+Without TensorFlow, ``--model PATH`` deploys a model trained elsewhere (a frozen ``.pb`` or
+an ``.onnx``) instead of training one.
 """
 
 from __future__ import annotations
 
+import tempfile
+import threading
 import time
+import uuid
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 import kafkaml
+from kafkaml import datasets
 
-FEATURES = ["Time", *[f"V{i}" for i in range(1, 29)], "Amount"]
-
-
-def credit_card_rows(rows: int, seed: int = 7) -> pa.Table:
-    """Rows shaped like the talk's data: Time, V1..V28, Amount, Class (fraud ~0.2 %)."""
-    rng = np.random.default_rng(seed)
-    columns = {"Time": np.sort(rng.uniform(0, 172_800, rows))}
-    for i in range(1, 29):
-        columns[f"V{i}"] = rng.normal(0, 1, rows)
-    columns["Amount"] = np.round(rng.lognormal(3, 1.5, rows), 2)
-    columns["Class"] = (rng.random(rows) < 0.002).astype(np.int64)
-    return pa.table(columns)
+FEATURES = datasets.FEATURES
+TALK_DECLARATIONS = (
+    ["Id bigint", "Timestamp varchar", "User varchar", "Time int"]
+    + [f"V{i} double" for i in range(1, 29)]
+    + ["Amount double", "Class string"]
+)
+# LocalKafka keeps ~5 MiB per partition: about 6,000 of these rows as text.
+ROWS_PER_PARTITION = 5_000
 
 
-def run(bootstrap: str | None = None, rows: int = 100_000) -> int:
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def preprocess(bootstrap: str, source: str, target: str) -> int:
+    """The talk's CSAS in Arrow: drop Id/Timestamp/User, keep rows with a Class, as JSON."""
+    table = kafkaml.read_topic(bootstrap, source, format="delimited", schema=TALK_DECLARATIONS)
+    table = table.filter(pc.is_valid(table.column("Class")))
+    table = table.select([*FEATURES, "Class"]).set_column(
+        len(FEATURES), "Class", pc.cast(table.column("Class"), pa.int32())
+    )
+    return kafkaml.write_topic(bootstrap, target, table, format="json", config={"sticky.partitioning.linger.ms": 0})
+
+
+def train(x_normal: np.ndarray, epochs: int, seed: int) -> Any:
+    """The talk's autoencoder (30-14-7-7-30; tanh, relu, tanh, relu), trained to reconstruct
+    standardised normal transactions."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)
+    width = x_normal.shape[1]
+    model = tf.keras.Sequential(
+        [
+            tf.keras.Input((width,), name="transaction"),
+            tf.keras.layers.Dense(14, activation="tanh", activity_regularizer=tf.keras.regularizers.l1(1e-5)),
+            tf.keras.layers.Dense(7, activation="relu"),
+            tf.keras.layers.Dense(7, activation="tanh"),
+            tf.keras.layers.Dense(width, activation="linear"),
+        ]
+    )
+    model.compile(optimizer="adam", loss="mean_squared_error")
+    model.fit(x_normal, x_normal, epochs=epochs, batch_size=64, shuffle=True, verbose=2, validation_split=0.1)
+    return model
+
+
+def precision_recall(flags: np.ndarray, fraud: np.ndarray) -> tuple[float, float]:
+    true_positive = float(np.sum(flags & fraud))
+    precision = true_positive / max(1.0, float(np.sum(flags)))
+    recall = true_positive / max(1.0, float(np.sum(fraud)))
+    return precision, recall
+
+
+def run(
+    bootstrap: str | None = None,
+    rows: int = 60_000,
+    live_rows: int = 20_000,
+    epochs: int = 5,
+    model_path: str | None = None,
+    seed: int = 7,
+) -> int:
+    started_all = time.perf_counter()
     local = kafkaml.LocalKafka() if bootstrap is None else None
     address = bootstrap or local.bootstrap_servers  # type: ignore[union-attr]
-    topic = "creditcard"
+    suffix = "" if local is not None else f"-{uuid.uuid4().hex[:8]}"
+    source, preprocessed, live, scores = (f"{name}{suffix}" for name in ("creditcard-source", "creditcard", "transactions", "anomalies"))
     try:
         if local is not None:
-            # the in-memory cluster keeps only ~5 MiB per partition (~6,000 of these rows)
-            local.create_topic(topic, partitions=max(1, rows // 5_000))
-        table = credit_card_rows(rows)
+            for topic, size in ((source, rows), (preprocessed, rows), (live, live_rows), (scores, live_rows)):
+                local.create_topic(topic, partitions=max(1, -(-size // ROWS_PER_PARTITION)))
         where = "LocalKafka (in-process)" if local is not None else address
-        print(f"kafkaml {kafkaml.__version__} demo on {where}")
+        say(f"kafkaml {kafkaml.__version__}: the talk's pipeline on {where}")
 
-        started = time.perf_counter()
-        # Without keys, librdkafka's sticky partitioner sends bursts to one partition;
-        # spreading them evenly keeps every partition within LocalKafka's limit.
-        written = kafkaml.write_topic(address, topic, table, format="csv", config={"sticky.partitioning.linger.ms": 0})
-        wrote_s = time.perf_counter() - started
-        print(f"  wrote {written:,} rows as CSV in {wrote_s:.2f} s ({written / wrote_s:,.0f} msgs/s)")
+        # 1. integrate: the DELIMITED source stream
+        t0 = time.perf_counter()
+        history = datasets.credit_card_source(rows, seed=seed)
+        written = kafkaml.write_topic(address, source, history, format="csv", config={"sticky.partitioning.linger.ms": 0})
+        say(f"1. wrote {written:,} transactions (DELIMITED) to {source!r} in {time.perf_counter() - t0:.1f} s")
 
-        started = time.perf_counter()
-        replay = kafkaml.read_topic(address, topic, format="csv", schema=table.schema)
-        features = kafkaml.to_numpy(replay, columns=FEATURES)
-        read_s = time.perf_counter() - started
-        print(f"  read {replay.num_rows:,} rows into a {features.shape} {features.dtype} matrix "
-              f"in {read_s:.2f} s ({replay.num_rows / read_s:,.0f} msgs/s)")
+        # 2. preprocess (the talk's KSQL step, here in Arrow)
+        t0 = time.perf_counter()
+        kept = preprocess(address, source, preprocessed)
+        say(f"2. preprocessed {kept:,} rows into {preprocessed!r} (JSON, Id/Timestamp/User dropped, Class not null) "
+            f"in {time.perf_counter() - t0:.1f} s — no KSQL server needed")
 
-        expected = np.sort(table.column("Time").to_numpy())
-        got = np.sort(replay.column("Time").to_numpy())
-        if replay.num_rows != table.num_rows or not np.array_equal(expected, got):
-            print("  MISMATCH: the replay differs from what was written")
+        # 3. replay into numpy, train
+        t0 = time.perf_counter()
+        table = kafkaml.read_topic(address, preprocessed, schema=[*(f"{f} DOUBLE" for f in FEATURES), "Class INT"])
+        x = kafkaml.to_numpy(table, columns=FEATURES)
+        fraud = table.column("Class").to_numpy() == 1
+        say(f"3. replayed {len(x):,} rows into a {x.shape} float32 matrix in {time.perf_counter() - t0:.2f} s "
+            f"({int(fraud.sum())} frauds)")
+        rng = np.random.default_rng(seed)
+        test_rows = rng.random(len(x)) < 0.2
+        mean = x[~test_rows & ~fraud].mean(axis=0)
+        scale = x[~test_rows & ~fraud].std(axis=0) + 1e-6
+        standardised = (x - mean) / scale
+        workdir = Path(tempfile.mkdtemp(prefix="kafkaml-demo-"))
+        if model_path is None:
+            try:
+                import tensorflow  # noqa: F401
+            except ImportError:
+                say("   TensorFlow is not installed: install the training extra (pip install 'kafkaml[train]',\n"
+                    "   or scripts/setup --train), or pass --model PATH to deploy a trained model instead.")
+                return 2
+            t0 = time.perf_counter()
+            keras_model = train(standardised[~test_rows & ~fraud], epochs, seed)
+            say(f"   trained {epochs} epochs in {time.perf_counter() - t0:.1f} s")
+            model_file = workdir / "autoencoder.pb"
+            kafkaml.export.freeze_keras(keras_model, model_file)
+            model = kafkaml.Model.load(model_file)
+            sample = standardised[test_rows][:1000]
+            parity = float(np.max(np.abs(model.predict(sample) - keras_model(sample, training=False).numpy())))
+            say(f"4. froze the model to {model_file.name}, loaded it in kafkaml (tract): max |kafkaml - Keras| = {parity:.1e}")
+            scaling: tuple[np.ndarray, np.ndarray] | None = (mean, scale)
+        else:
+            model = kafkaml.Model.load(model_path)
+            scaling = None
+            standardised = x
+            say(f"4. loaded {model_path} in kafkaml (tract): {model!r}")
+
+        # threshold: the 99th percentile of the normal held-out rows' reconstruction errors
+        errors = model.reconstruction_error(standardised[test_rows])
+        threshold = float(np.quantile(errors[~fraud[test_rows]], 0.99))
+        precision, recall = precision_recall(errors > threshold, fraud[test_rows])
+        say(f"   threshold {threshold:.3f} (99th percentile of normal rows); held-out rows: "
+            f"precision {precision:.2f}, recall {recall:.2f}")
+
+        # 5. deploy: score a live stream of new transactions
+        stream = datasets.credit_card_transactions(live_rows, seed=seed + 1)
+        stream = stream.add_column(0, "Id", pa.array(np.arange(live_rows, dtype=np.int64)))
+        writer = threading.Thread(
+            target=datasets.write_events,
+            args=(address, live, stream),
+            kwargs={"rate": live_rows / 5.0, "chunk": 500, "config": {"sticky.partitioning.linger.ms": 0}},
+        )
+        scorer = kafkaml.StreamScorer(
+            address, live, scores, model, features=FEATURES, id_columns=["Id"], scaling=scaling,
+            threshold=threshold, group_id=f"demo-scorer{suffix}",
+        )
+        t0 = time.perf_counter()
+        writer.start()
+        scorer.start()
+        writer.join()
+        stats = scorer.run(until="caught_up", timeout=120)
+        took = time.perf_counter() - t0
+        say(f"5. StreamScorer scored a live stream of {stats['consumed']:,} transactions (written over ~5 s) "
+            f"in {took:.1f} s; peak {stats['msgs_per_s']:,.0f} results/s in the last second")
+
+        results = kafkaml.read_topic(address, scores, schema="Id BIGINT, score DOUBLE, anomaly BOOLEAN")
+        by_id = results.sort_by("Id")
+        flags = by_id.column("anomaly").to_numpy(zero_copy_only=False)
+        truth = stream.column("Class").to_numpy()[by_id.column("Id").to_numpy()] == 1
+        precision, recall = precision_recall(flags, truth)
+        say(f"   {results.num_rows:,} results in {scores!r}: {int(flags.sum())} anomalies flagged, "
+            f"{int(truth.sum())} real frauds; precision {precision:.2f}, recall {recall:.2f}")
+        if results.num_rows != live_rows:
+            say(f"   MISMATCH: {live_rows:,} events in, {results.num_rows:,} results out")
             return 1
-        frauds = int(np.sum(replay.column("Class").to_numpy()))
-        print(f"  every row came back; {frauds} of them are fraud ({100 * frauds / rows:.2f} %)")
+        say(f"done in {time.perf_counter() - started_all:.0f} s")
         return 0
     finally:
         if local is not None:

@@ -87,6 +87,45 @@ class Model:
         """Per-row mean squared error between the input and the model's reconstruction."""
 
 @final
+class StreamScorer:
+    """The Rust stream scorer behind :class:`kafkaml.StreamScorer`; starts scoring when made."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        source_topic: str,
+        sink_topic: str,
+        model: Model,
+        *,
+        group_id: str,
+        feature_columns: list[str] | None = None,
+        feature_text_column: str | None = None,
+        separator: str = "#",
+        format: str = "json",
+        schema: Any = None,
+        id_columns: list[str] = ...,
+        scaling: tuple[list[float], list[float]] | None = None,
+        threshold: float | None = None,
+        sink_format: str = "json",
+        batch_size: int = 10_000,
+        max_wait_ms: int = 100,
+        on_error: str = "raise",
+        delimiter: str = ",",
+        config: dict[str, Any] | None = None,
+        sink_config: dict[str, Any] | None = None,
+        timeout_s: float = 20.0,
+    ) -> None: ...
+    def stats(self) -> dict[str, Any]:
+        """Progress counters as a dict."""
+    @property
+    def running(self) -> bool: ...
+    def errors(self) -> tuple[int, list[tuple[str, int, int, str]]]:
+        """(skipped count, [(topic, partition, offset, reason), ...] of the latest failures)."""
+    def stop(self, timeout_s: float) -> None:
+        """Finishes the batch in hand, commits, and ends the thread (abandoning the batch after
+        `timeout_s`); raises the error that ended the thread, if one did."""
+
+@final
 class ArrowConsumer:
     """The core consumer behind :class:`kafkaml.Consumer` (arguments already normalised)."""
 

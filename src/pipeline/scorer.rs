@@ -35,6 +35,17 @@ pub trait RowScorer: Send + Sync {
     fn score_rows(&self, rows: &[f32], n_rows: usize) -> Result<Vec<f32>, String>;
 }
 
+/// A loaded model scores a row by how badly it reconstructs it (the talk's anomaly score).
+impl RowScorer for crate::model::Model {
+    fn input_width(&self) -> usize {
+        crate::model::Model::input_width(self)
+    }
+    fn score_rows(&self, rows: &[f32], n_rows: usize) -> Result<Vec<f32>, String> {
+        self.reconstruction_error(rows, n_rows)
+            .map_err(|e| e.to_string())
+    }
+}
+
 pub struct ScorerOptions {
     /// The source: topic, format, schema, group (required), batch size, decode-error policy.
     pub consumer: ConsumerOptions,

@@ -20,7 +20,6 @@ pub struct PyModel {
 
 impl PyModel {
     /// The shared core model (for other bindings, e.g. a stream scorer).
-    #[allow(dead_code)]
     pub fn model(&self) -> Arc<Model> {
         self.inner.clone()
     }

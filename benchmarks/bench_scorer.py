@@ -1,0 +1,139 @@
+"""Stream deployment: kafkaml's StreamScorer side by side with the talk's Python loop.
+
+    python benchmarks/bench_scorer.py [--events 1000000]
+
+The same topic of credit-card events (an ``id`` and the 30 model inputs, JSON, 3 partitions)
+on a real broker is scored with the talk's autoencoder (30-14-7-7-30) into a results topic
+(``id``, ``score``, ``anomaly`` per event) by
+  (a) kafkaml ``StreamScorer``: consume, decode, predict (tract), encode and produce in a
+      Rust thread; offsets committed after the results are acknowledged;
+  (b) the Python loop: confluent-kafka ``consume(10_000)`` + ``json.loads`` + numpy + Keras
+      ``model(x, training=False)`` (the same weights, see bench_model.keras_twin) + per-row
+      error + ``produce(json.dumps(...))``, committing after each flushed batch.
+Each runs in a fresh process, from a new consumer group, until every event has its result.
+Prints events/s and the ratio; saves benchmarks/results/scorer.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import Timer, kafka_broker, machine, peak_rss_mb, run_worker, save  # noqa: E402
+
+TALK = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "talk"
+FEATURES = ["Time", *[f"V{i}" for i in range(1, 29)], "Amount"]
+THRESHOLD = 5.0
+PARTITIONS = 3
+
+
+def worker_kafkaml(bootstrap: str, source: str, sink: str, events: int) -> dict:
+    import kafkaml
+
+    model = kafkaml.Model.load(TALK / "autoencoder_fraud.pb")
+    scorer = kafkaml.StreamScorer(
+        bootstrap, source, sink, model, features=FEATURES, id_columns=["id"], threshold=THRESHOLD,
+        group_id=f"bench-kafkaml-{uuid.uuid4().hex[:8]}", schema=["id BIGINT", *(f"{f} DOUBLE" for f in FEATURES)],
+    )
+    with Timer() as t:
+        stats = scorer.run(until=events)
+    return {"events": stats["produced"], "seconds": t.seconds, "peak_rss_mb": peak_rss_mb()}
+
+
+def worker_python(bootstrap: str, source: str, sink: str, events: int) -> dict:
+    from bench_model import keras_twin
+    from confluent_kafka import Consumer, Producer
+
+    model = keras_twin(TALK / "autoencoder_fraud.pb")
+    model(np.zeros((1, 30), np.float32), training=False)  # build outside the timing
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": f"bench-python-{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": False, "auto.offset.reset": "earliest",
+    })
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "enable.idempotence": True})
+    done = 0
+    with Timer() as t:
+        consumer.subscribe([source])
+        while done < events:
+            messages = [m for m in consumer.consume(num_messages=10_000, timeout=1.0) if m.error() is None]
+            if not messages:
+                continue
+            rows = [json.loads(m.value()) for m in messages]
+            x = np.array([[row[f] for f in FEATURES] for row in rows], dtype=np.float32)
+            reconstruction = model(x, training=False).numpy()
+            scores = ((reconstruction - x) ** 2).mean(axis=1)
+            for message, row, score in zip(messages, rows, scores):
+                result = {"id": row["id"], "score": float(score), "anomaly": bool(score > THRESHOLD)}
+                while True:
+                    try:
+                        producer.produce(sink, json.dumps(result).encode(), key=message.key())
+                        break
+                    except BufferError:
+                        producer.poll(0.01)
+                producer.poll(0)
+            producer.flush()
+            consumer.commit(asynchronous=False)
+            done += len(messages)
+    consumer.close()
+    return {"events": done, "seconds": t.seconds, "peak_rss_mb": peak_rss_mb()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--worker", nargs=5, metavar=("KIND", "BOOTSTRAP", "SOURCE", "SINK", "EVENTS"))
+    args = parser.parse_args()
+    if args.worker:
+        kind, bootstrap, source, sink, events = args.worker
+        worker = worker_kafkaml if kind == "kafkaml" else worker_python
+        print(json.dumps(worker(bootstrap, source, sink, int(events))))
+        return
+
+    import pyarrow as pa
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    import kafkaml
+    from kafkaml import datasets
+
+    with kafka_broker() as bootstrap:
+        run_id = uuid.uuid4().hex[:8]
+        source = f"bench-scorer-events-{run_id}"
+        sinks = {kind: f"bench-scorer-results-{kind}-{run_id}" for kind in ("kafkaml", "python")}
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        topics = [NewTopic(source, PARTITIONS, 1)] + [NewTopic(s, PARTITIONS, 1) for s in sinks.values()]
+        for future in admin.create_topics(topics).values():
+            future.result(timeout=60)
+        table = datasets.credit_card_transactions(args.events, seed=11).drop_columns(["Class"])
+        table = table.add_column(0, "id", pa.array(np.arange(args.events, dtype=np.int64)))
+        with Timer() as t:
+            kafkaml.write_topic(bootstrap, source, table, key="id")
+        print(f"wrote {args.events:,} events in {t.seconds:.1f} s")
+
+        results = {}
+        for kind in ("kafkaml", "python"):
+            result = run_worker(Path(__file__), kind, bootstrap, source, sinks[kind], str(args.events))
+            written = kafkaml.read_topic(bootstrap, sinks[kind], schema="id BIGINT, score DOUBLE, anomaly BOOLEAN")
+            result["results_in_sink"] = written.num_rows
+            result["distinct_ids"] = len(set(written.column("id").to_pylist()))
+            result["events_per_s"] = result["events"] / result["seconds"]
+            results[kind] = result
+            print(f"{kind:8s} {result['events_per_s']:>10,.0f} events/s  {result['seconds']:7.2f} s  "
+                  f"peak RSS {result['peak_rss_mb']:,.0f} MB  results {result['results_in_sink']:,} "
+                  f"({result['distinct_ids']:,} distinct ids)")
+        ratio = results["kafkaml"]["events_per_s"] / results["python"]["events_per_s"]
+        print(f"StreamScorer / Python loop: {ratio:.1f}x events/s (target >= 10x)")
+        path = save("scorer", {"events": args.events, "machine": machine(), "results": results, "ratio": ratio})
+        print(f"saved {path}")
+
+
+if __name__ == "__main__":
+    main()
