@@ -3,6 +3,7 @@
 
 pub mod formats;
 pub mod kafka;
+pub mod ksql;
 pub mod matrix;
 
 #[cfg(feature = "python")]
