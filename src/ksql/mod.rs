@@ -574,8 +574,15 @@ impl KsqlClient {
     }
 
     /// `POST /inserts-stream`: inserts rows (JSON object texts) into a stream; returns the
-    /// acks in row order (the server may send them out of order).
-    pub fn insert(&self, target: &str, rows: &[String], interrupt: Interrupt<'_>) -> Result<Vec<InsertAck>, KsqlError> {
+    /// acks in row order (the server may send them out of order). With `fail_on_rejected`,
+    /// rows the server rejected make this an [`KsqlError::Insert`].
+    pub fn insert(
+        &self,
+        target: &str,
+        rows: &[String],
+        fail_on_rejected: bool,
+        interrupt: Interrupt<'_>,
+    ) -> Result<Vec<InsertAck>, KsqlError> {
         let path = "/inserts-stream";
         let mut body = serde_json::to_vec(&serde_json::json!({ "target": target })).expect("JSON serializes");
         for row in rows {
@@ -644,7 +651,7 @@ impl KsqlClient {
             )));
         }
         let failed: Vec<&InsertAck> = acks.iter().filter(|a| !a.ok).collect();
-        if let Some(first) = failed.first() {
+        if let Some(first) = failed.first().filter(|_| fail_on_rejected) {
             return Err(KsqlError::Insert {
                 endpoint: self.endpoint(path),
                 total: rows.len(),
@@ -833,6 +840,55 @@ impl QueryStream {
         }
     }
 
+    /// The next complete elements as JSON texts, undecoded (for ksql-python's text mode);
+    /// `None` at the end. Do not mix with [`QueryStream::next_batch`] on one stream.
+    pub fn next_texts(&mut self, idle_timeout: Option<Duration>, interrupt: Interrupt<'_>) -> Result<Option<Vec<String>>, KsqlError> {
+        let endpoint = self.client.endpoint(self.path());
+        let mut checked_at = Instant::now();
+        loop {
+            let mut texts = Vec::new();
+            while let Some(value) = self.splitter.next_value().map_err(|e| KsqlError::Protocol {
+                endpoint: endpoint.clone(),
+                message: e.to_string(),
+            })? {
+                if !self.header_seen {
+                    // Remember the query id, so that closing can stop the query.
+                    if let Ok(Element::Header { query_id, .. }) = classify(value) {
+                        self.query_id = query_id;
+                        self.header_seen = true;
+                    }
+                }
+                texts.push(String::from_utf8_lossy(value).into_owned());
+            }
+            if !texts.is_empty() {
+                self.last_row_at = Instant::now();
+                return Ok(Some(texts));
+            }
+            if self.ended || self.splitter.is_closed() {
+                if self.body_complete && self.splitter.has_partial_value() {
+                    return Err(KsqlError::Protocol {
+                        endpoint,
+                        message: "the response ended in the middle of a JSON value".into(),
+                    });
+                }
+                self.ended = true;
+                self.body = None;
+                return Ok(None);
+            }
+            if idle_timeout.is_some_and(|idle| self.last_row_at.elapsed() >= idle) {
+                self.close(interrupt);
+                return Ok(None);
+            }
+            if checked_at.elapsed() >= POLL {
+                checked_at = Instant::now();
+                if interrupt() {
+                    return Err(KsqlError::Interrupted);
+                }
+            }
+            self.read_some(POLL, interrupt)?;
+        }
+    }
+
     fn flush(&mut self) -> Result<Option<RecordBatch>, KsqlError> {
         if self.decoder.is_none() {
             self.infer_headerless_schema()?;
@@ -855,9 +911,16 @@ impl QueryStream {
             endpoint: endpoint.clone(),
             source,
         })?;
-        self.decoder = Some(
-            RowDecoder::new(Arc::new(schema)).map_err(|source| KsqlError::Format { endpoint, source })?,
-        );
+        let mut decoder =
+            RowDecoder::new(Arc::new(schema)).map_err(|source| KsqlError::Format { endpoint: endpoint.clone(), source })?;
+        // The waiting rows go first, before any row that arrives from now on.
+        for row in self.headerless_rows.drain(..) {
+            decoder.push(&row).map_err(|source| KsqlError::Format {
+                endpoint: endpoint.clone(),
+                source,
+            })?;
+        }
+        self.decoder = Some(decoder);
         Ok(())
     }
 

@@ -340,11 +340,13 @@ fn inserts_acks_out_of_order_are_put_in_row_order() {
     options.http2 = true;
     let client = KsqlClient::new(options).unwrap();
     let rows: Vec<String> = (0..5).map(|i| format!("{{\"ID\":{i}}}")).collect();
-    let acks = client.insert("READINGS", &rows, &mut never()).unwrap();
+    let acks = client.insert("READINGS", &rows, true, &mut never()).unwrap();
     assert_eq!(acks.iter().map(|a| a.seq).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
     assert!(acks.iter().all(|a| a.ok));
     let rows = vec!["{\"ID\":1}".to_string(), "{\"ID\":\"bad\"}".to_string()];
-    match client.insert("READINGS", &rows, &mut never()).unwrap_err() {
+    let acks = client.insert("READINGS", &rows, false, &mut never()).unwrap();
+    assert_eq!(acks.iter().map(|a| a.ok).collect::<Vec<_>>(), [true, false]);
+    match client.insert("READINGS", &rows, true, &mut never()).unwrap_err() {
         KsqlError::Insert { failed, first_seq, error_code, .. } => {
             assert_eq!((failed, first_seq, error_code), (1, 1, Some(40000)));
         }
