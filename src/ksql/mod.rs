@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -25,6 +25,9 @@ use crate::formats::FormatError;
 
 /// How often blocking calls wake to check for an interrupt.
 pub const POLL: Duration = Duration::from_millis(200);
+
+/// How many already-received bytes one read takes at most.
+const READ_AHEAD_BYTES: usize = 1 << 20;
 
 /// Everything that can go wrong talking to ksqlDB. Each variant names the endpoint.
 #[derive(Debug, thiserror::Error)]
@@ -209,28 +212,22 @@ impl KsqlClient {
                 options.url
             )));
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("kafkaml-ksql")
-            .enable_all()
-            .build()
-            .map_err(|e| KsqlError::Config(format!("cannot start the I/O runtime: {e}")))?;
-        let http = Self::build_http(&options, false)?;
+        let http = shared_http(&options, false)?;
         let http2 = if options.http2 {
-            Some(Self::build_http(&options, true)?)
+            Some(shared_http(&options, true)?)
         } else {
             None
         };
         Ok(KsqlClient {
             base,
             options: Arc::new(options),
-            runtime: Arc::new(runtime),
+            runtime: shared_runtime()?,
             http,
             http2,
         })
     }
 
-    fn build_http(options: &ClientOptions, prior_knowledge: bool) -> Result<reqwest::Client, KsqlError> {
+    pub(crate) fn build_http(options: &ClientOptions, prior_knowledge: bool) -> Result<reqwest::Client, KsqlError> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(options.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
@@ -666,6 +663,55 @@ impl KsqlClient {
     }
 }
 
+/// One I/O runtime for every client of the process: pooled connections live on the runtime
+/// that opened them, so clients that share connections must share it.
+fn shared_runtime() -> Result<Arc<tokio::runtime::Runtime>, KsqlError> {
+    static RUNTIME: std::sync::OnceLock<Arc<tokio::runtime::Runtime>> = std::sync::OnceLock::new();
+    if let Some(runtime) = RUNTIME.get() {
+        return Ok(runtime.clone());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("kafkaml-ksql")
+        .enable_all()
+        .build()
+        .map_err(|e| KsqlError::Config(format!("cannot start the I/O runtime: {e}")))?;
+    Ok(RUNTIME.get_or_init(|| Arc::new(runtime)).clone())
+}
+
+/// HTTP clients shared by configuration: building one loads the system's CA certificates
+/// (about 0.1 s), and sharing also shares the connection pool.
+fn shared_http(options: &ClientOptions, prior_knowledge: bool) -> Result<reqwest::Client, KsqlError> {
+    type Cache = std::sync::Mutex<std::collections::HashMap<Vec<u8>, reqwest::Client>>;
+    static CLIENTS: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let mut key = format!(
+        "{}|{}|{}|{}|",
+        options.verify,
+        prior_knowledge,
+        options.url.starts_with("http://"),
+        options.connect_timeout.as_nanos()
+    )
+    .into_bytes();
+    for pem in [
+        options.ca_pem.as_deref(),
+        options.client_cert_pem.as_ref().map(|c| c.0.as_slice()),
+        options.client_cert_pem.as_ref().map(|c| c.1.as_slice()),
+    ] {
+        key.extend_from_slice(format!("{}:", pem.map_or(0, |p| p.len() + 1)).as_bytes());
+        key.extend_from_slice(pem.unwrap_or_default());
+    }
+    let cache = CLIENTS.get_or_init(Default::default);
+    if let Some(client) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return Ok(client.clone());
+    }
+    let client = KsqlClient::build_http(options, prior_knowledge)?;
+    cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key, client.clone());
+    Ok(client)
+}
+
 fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
@@ -930,23 +976,53 @@ impl QueryStream {
             self.ended = true;
             return Ok(());
         };
-        let chunk = self
-            .client
-            .block_on(async { tokio::time::timeout(wait.min(POLL), body.next()).await }, interrupt)?;
-        match chunk {
-            Err(_) => Ok(()), // nothing yet
-            Ok(None) => {
+        // Take every chunk that is already there in one go: a runtime round trip per
+        // chunk would cost more than parsing it.
+        let (first, ready) = self.client.block_on(
+            async {
+                let first = tokio::time::timeout(wait.min(POLL), body.next()).await;
+                let mut ready = Vec::new();
+                if let Ok(Some(Ok(_))) = &first {
+                    let mut bytes = 0;
+                    while bytes < READ_AHEAD_BYTES {
+                        let Some(item) = body.next().now_or_never() else { break };
+                        let more = matches!(&item, Some(Ok(_)));
+                        if let Some(Ok(chunk)) = &item {
+                            bytes += chunk.len();
+                        }
+                        ready.push(item);
+                        if !more {
+                            break;
+                        }
+                    }
+                }
+                (first, ready)
+            },
+            interrupt,
+        )?;
+        let Ok(first) = first else {
+            return Ok(()); // nothing yet
+        };
+        for item in std::iter::once(first).chain(ready) {
+            self.accept(item)?;
+        }
+        Ok(())
+    }
+
+    fn accept(&mut self, item: Option<reqwest::Result<Bytes>>) -> Result<(), KsqlError> {
+        match item {
+            None => {
                 self.ended = true;
                 self.body = None;
                 self.body_complete = true;
                 Ok(())
             }
-            Ok(Some(Err(e))) => {
+            Some(Err(e)) => {
                 self.ended = true;
                 self.body = None;
                 Err(self.client.transport_error(self.path(), e))
             }
-            Ok(Some(Ok(bytes))) => {
+            Some(Ok(bytes)) => {
                 self.splitter.push(&bytes);
                 Ok(())
             }

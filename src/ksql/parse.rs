@@ -237,6 +237,9 @@ pub fn classify(value: &[u8]) -> Result<Element<'_>, String> {
             tombstone: false,
         });
     }
+    if let Some(row) = fast_row(text) {
+        return Ok(row);
+    }
     let object: ObjectElement<'_> =
         serde_json::from_str(text).map_err(|e| format!("invalid JSON element {}: {e}", preview(text)))?;
     if let Some(error) = object.error_message {
@@ -295,6 +298,53 @@ pub fn classify(value: &[u8]) -> Result<Element<'_>, String> {
         }));
     }
     Ok(Element::Other)
+}
+
+/// Rows exactly as ksqlDB and KSQL 5.x print them, recognised without a JSON parse (the
+/// values are validated when the batch is decoded); anything else takes the general path.
+fn fast_row(text: &str) -> Option<Element<'_>> {
+    const PREFIX: &str = "{\"row\":{\"columns\":[";
+    if !text.starts_with(PREFIX) {
+        return None;
+    }
+    let array_start = PREFIX.len() - 1;
+    let array_end = array_start + matching_close(&text.as_bytes()[array_start..])?;
+    let values = &text[array_start..=array_end];
+    let tombstone = match &text[array_end + 1..] {
+        "}}" | "},\"errorMessage\":null,\"finalMessage\":null}" => false,
+        ",\"tombstone\":true}}" => true,
+        _ => return None,
+    };
+    Some(Element::Row { values, tombstone })
+}
+
+/// The index of the bracket closing the one at `bytes[0]`, skipping strings.
+fn matching_close(bytes: &[u8]) -> Option<usize> {
+    let (mut depth, mut in_string, mut escaped) = (0u32, false, false);
+    for (i, &byte) in bytes.iter().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 fn preview(text: &str) -> String {
@@ -514,6 +564,30 @@ mod tests {
         assert!(err.contains("byte 0") && err.contains("'<'"), "{err}");
         let err = parse_chunks(&[b"{\"row\":{\"columns\":{\"a\":1}}}"]).unwrap_err();
         assert!(err.contains("not an array"), "{err}");
+    }
+
+    #[test]
+    fn fast_row_path_agrees_with_the_parser() {
+        for text in [
+            "{\"row\":{\"columns\":[1,\"]}\\\"\",[2]]}}",
+            "{\"row\":{\"columns\":[null],\"tombstone\":true}}",
+            "{\"row\":{\"columns\":[1]},\"errorMessage\":null,\"finalMessage\":null}",
+        ] {
+            let fast = fast_row(text).unwrap();
+            let object: ObjectElement<'_> = serde_json::from_str(text).unwrap();
+            let row = object.row.unwrap();
+            assert_eq!(
+                fast,
+                Element::Row { values: row.columns.get(), tombstone: row.tombstone.unwrap_or(false) }
+            );
+        }
+        // Other spellings fall back to the parser.
+        assert!(fast_row("{\"row\":{\"columns\":[1], \"tombstone\":false}}").is_none());
+        assert!(fast_row("{\"row\": {\"columns\":[1]}}").is_none());
+        assert_eq!(
+            classify(b"{\"row\":{\"columns\":[1], \"tombstone\":false}}").unwrap(),
+            Element::Row { values: "[1]", tombstone: false }
+        );
     }
 
     #[test]
