@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
-use futures_util::{FutureExt, Stream, StreamExt};
+use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -28,6 +28,9 @@ pub const POLL: Duration = Duration::from_millis(200);
 
 /// How many already-received bytes one read takes at most.
 const READ_AHEAD_BYTES: usize = 1 << 20;
+
+/// How many body chunks the reader task may receive ahead of the parser.
+const READ_AHEAD_CHUNKS: usize = 256;
 
 /// Everything that can go wrong talking to ksqlDB. Each variant names the endpoint.
 #[derive(Debug, thiserror::Error)]
@@ -553,7 +556,7 @@ impl KsqlClient {
             client: self.clone(),
             endpoint,
             sql: sql.to_string(),
-            body: Some(Box::pin(response.bytes_stream())),
+            body: Some(BodyReader::spawn(&self.runtime, response)),
             splitter: ValueSplitter::new(),
             query_id: None,
             decoder: None,
@@ -723,14 +726,41 @@ fn truncate(text: &str, max: usize) -> String {
     format!("{}…", &text[..end])
 }
 
-type BodyStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+/// Chunks of a response body, read ahead by a task on the runtime (so that receiving
+/// overlaps with parsing); dropping the receiver or aborting the task closes the body.
+struct BodyReader {
+    chunks: tokio::sync::mpsc::Receiver<reqwest::Result<Bytes>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BodyReader {
+    fn spawn(runtime: &tokio::runtime::Runtime, response: reqwest::Response) -> Self {
+        let (sender, chunks) = tokio::sync::mpsc::channel(READ_AHEAD_CHUNKS);
+        let task = runtime.spawn(async move {
+            let mut body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>> = Box::pin(response.bytes_stream());
+            while let Some(item) = body.next().await {
+                let failed = item.is_err();
+                if sender.send(item).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        BodyReader { chunks, task }
+    }
+}
+
+impl Drop for BodyReader {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
 
 /// Rows of one streaming query, read on demand into Arrow record batches.
 pub struct QueryStream {
     client: KsqlClient,
     endpoint: QueryEndpoint,
     sql: String,
-    body: Option<BodyStream>,
+    body: Option<BodyReader>,
     splitter: ValueSplitter,
     query_id: Option<String>,
     decoder: Option<RowDecoder>,
@@ -976,33 +1006,37 @@ impl QueryStream {
             self.ended = true;
             return Ok(());
         };
-        // Take every chunk that is already there in one go: a runtime round trip per
-        // chunk would cost more than parsing it.
-        let (first, ready) = self.client.block_on(
-            async {
-                let first = tokio::time::timeout(wait.min(POLL), body.next()).await;
-                let mut ready = Vec::new();
-                if let Ok(Some(Ok(_))) = &first {
-                    let mut bytes = 0;
-                    while bytes < READ_AHEAD_BYTES {
-                        let Some(item) = body.next().now_or_never() else { break };
-                        let more = matches!(&item, Some(Ok(_)));
-                        if let Some(Ok(chunk)) = &item {
-                            bytes += chunk.len();
-                        }
-                        ready.push(item);
-                        if !more {
-                            break;
-                        }
-                    }
-                }
-                (first, ready)
-            },
+        let first = self.client.block_on(
+            async { tokio::time::timeout(wait.min(POLL), body.chunks.recv()).await },
             interrupt,
         )?;
         let Ok(first) = first else {
             return Ok(()); // nothing yet
         };
+        // Take every chunk that is already there too (up to READ_AHEAD_BYTES).
+        let mut ready = Vec::new();
+        if let Some(Ok(chunk)) = &first {
+            let mut bytes = chunk.len();
+            while bytes < READ_AHEAD_BYTES {
+                match body.chunks.try_recv() {
+                    Ok(item) => {
+                        let more = item.is_ok();
+                        if let Ok(chunk) = &item {
+                            bytes += chunk.len();
+                        }
+                        ready.push(Some(item));
+                        if !more {
+                            break;
+                        }
+                    }
+                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                    Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                        ready.push(None);
+                        break;
+                    }
+                }
+            }
+        }
         for item in std::iter::once(first).chain(ready) {
             self.accept(item)?;
         }
@@ -1036,6 +1070,7 @@ impl QueryStream {
             endpoint: endpoint.clone(),
             message,
         };
+        let mut saw_row = false;
         while !self.limit_reached() && self.pending_error.is_none() && self.buffered_rows() < max_rows {
             let Some(value) = self.splitter.next_value().map_err(|e| protocol(e.to_string()))? else {
                 if self.body_complete && self.splitter.has_partial_value() {
@@ -1059,7 +1094,7 @@ impl QueryStream {
                 Element::Row { values, tombstone } => {
                     self.rows += 1;
                     self.tombstones += tombstone as u64;
-                    self.last_row_at = Instant::now();
+                    saw_row = true;
                     match self.decoder.as_mut() {
                         Some(decoder) => decoder.push(values).map_err(|source| KsqlError::Format {
                             endpoint: endpoint.clone(),
@@ -1084,6 +1119,9 @@ impl QueryStream {
                 }
                 Element::Other => {}
             }
+        }
+        if saw_row {
+            self.last_row_at = Instant::now();
         }
         if self.splitter.is_closed() {
             self.ended = true;

@@ -88,9 +88,11 @@ impl ValueSplitter {
     pub fn next_value(&mut self) -> Result<Option<&[u8]>, ParseError> {
         let bytes = &self.buffer;
         let mut i = self.scan;
+        // Locals, so the hot loop runs in registers; stored back before returning.
+        let (mut depth, mut in_string, mut escaped) = (self.depth, self.in_string, self.escaped);
         while i < bytes.len() {
-            let byte = bytes[i];
             if self.value_start.is_none() {
+                let byte = bytes[i];
                 match byte {
                     b' ' | b'\t' | b'\r' | b'\n' => {}
                     _ if self.closed => {
@@ -104,7 +106,7 @@ impl ValueSplitter {
                             self.wrapped = Some(false);
                         }
                         self.value_start = Some(i);
-                        self.depth = 1;
+                        depth = 1;
                     }
                     other => {
                         return Err(self.error(
@@ -116,25 +118,36 @@ impl ValueSplitter {
                 i += 1;
                 continue;
             }
-            if self.in_string {
-                if self.escaped {
-                    self.escaped = false;
-                } else if byte == b'\\' {
-                    self.escaped = true;
-                } else if byte == b'"' {
-                    self.in_string = false;
+            if in_string {
+                if escaped {
+                    escaped = false;
+                    i += 1;
+                    continue;
                 }
-                i += 1;
+                // Jump to the next quote or backslash.
+                match memchr::memchr2(b'"', b'\\', &bytes[i..]) {
+                    None => i = bytes.len(),
+                    Some(offset) => {
+                        i += offset;
+                        if bytes[i] == b'\\' {
+                            escaped = true;
+                        } else {
+                            in_string = false;
+                        }
+                        i += 1;
+                    }
+                }
                 continue;
             }
-            match byte {
-                b'"' => self.in_string = true,
-                b'{' | b'[' => self.depth += 1,
+            match bytes[i] {
+                b'"' => in_string = true,
+                b'{' | b'[' => depth += 1,
                 b'}' | b']' => {
-                    self.depth -= 1;
-                    if self.depth == 0 {
+                    depth -= 1;
+                    if depth == 0 {
                         let start = self.value_start.take().unwrap_or(i);
                         self.scan = i + 1;
+                        (self.depth, self.in_string, self.escaped) = (0, false, false);
                         return Ok(Some(&self.buffer[start..=i]));
                     }
                 }
@@ -143,6 +156,7 @@ impl ValueSplitter {
             i += 1;
         }
         self.scan = i;
+        (self.depth, self.in_string, self.escaped) = (depth, in_string, escaped);
         Ok(None)
     }
 }
@@ -321,18 +335,24 @@ fn fast_row(text: &str) -> Option<Element<'_>> {
 /// The index of the bracket closing the one at `bytes[0]`, skipping strings.
 fn matching_close(bytes: &[u8]) -> Option<usize> {
     let (mut depth, mut in_string, mut escaped) = (0u32, false, false);
-    for (i, &byte) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
         if in_string {
             if escaped {
                 escaped = false;
-            } else if byte == b'\\' {
+                i += 1;
+                continue;
+            }
+            i += memchr::memchr2(b'"', b'\\', &bytes[i..])?;
+            if bytes[i] == b'\\' {
                 escaped = true;
-            } else if byte == b'"' {
+            } else {
                 in_string = false;
             }
+            i += 1;
             continue;
         }
-        match byte {
+        match bytes[i] {
             b'"' => in_string = true,
             b'{' | b'[' => depth += 1,
             b'}' | b']' => {
@@ -343,6 +363,7 @@ fn matching_close(bytes: &[u8]) -> Option<usize> {
             }
             _ => {}
         }
+        i += 1;
     }
     None
 }
