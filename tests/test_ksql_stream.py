@@ -457,3 +457,42 @@ def test_tls_with_custom_ca_and_client_certificate(tmp_path: Path) -> None:
             Client(double.url, cert=(paths["client_cert"], paths["client_key"]), timeout=5).info()
     finally:
         double.close()
+
+
+def test_admin_endpoints(double: ksql_double.KsqlDouble) -> None:
+    double.script("/healthcheck", lambda r: Reply(body='{"isHealthy":true,"details":{"metastore":{"isHealthy":true},"kafka":{"isHealthy":true}}}'))
+    double.script("/clusterStatus", lambda r: Reply(body='{"clusterStatus":{"localhost:8088":{"hostAlive":true}}}'))
+    double.script("/status/stream/PAGEVIEWS/create", lambda r: Reply(body='{"status":"SUCCESS","message":"Stream created"}'))
+    double.script("/ksql/terminate", lambda r: Reply(body='{"@type":"generic_error","error_code":0,"message":"terminated"}'))
+    double.script("/close-query", lambda r: Reply(status=400, body='{"@type":"generic_error","error_code":40000,"message":"No query with id q9"}'))
+    client = Client(double.url)
+    assert client.healthcheck()["isHealthy"] is True
+    assert client.cluster_status()["clusterStatus"]["localhost:8088"]["hostAlive"] is True
+    assert client.status("stream/PAGEVIEWS/create")["status"] == "SUCCESS"
+    client.terminate(["PAGEVIEWS_TOPIC"])
+    assert double.requests[-1].body == {"deleteTopicList": ["PAGEVIEWS_TOPIC"]}
+    with pytest.raises(KsqlError) as raised:
+        client.close_query("q9")
+    assert raised.value.http_status == 400 and "No query with id q9" in str(raised.value)
+    assert double.requests[-1].body == {"queryId": "q9"}
+    # ksql-python's close_query answers False when the server refuses.
+    assert KSQLAPI(double.url, check_version=False, http2=False).close_query("q9") is False
+
+
+def test_create_table_statement(double: ksql_double.KsqlDouble) -> None:
+    """ksql-python's create_table: its CreateBuilder's text, with the key property."""
+    double.script("/ksql", lambda r: Reply(body='[{"@type":"currentStatus","commandStatus":{"status":"SUCCESS","message":"Table created"}}]'))
+    api = KSQLAPI(double.url, check_version=False)
+    assert api.create_table("users", ["id bigint", "name varchar"], "users_topic", "JSON", key="id") is True
+    assert double.requests[-1].body == {
+        "ksql": "CREATE table users (id bigint, name varchar) WITH (kafka_topic='users_topic', value_format='JSON', key='id');"
+    }
+    with pytest.raises(ValueError):
+        api.create_table("users", ["id bigint"], "users_topic", "JSON", key=None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        api.create_stream("users", ["id bigint"], "users_topic", "PROTOBUF")
+    # An old server's "200 with commandStatus ERROR" is an error too.
+    double.script("/ksql", lambda r: Reply(body='[{"@type":"currentStatus","statementText":"DROP TABLE x;","commandStatus":{"status":"ERROR","message":"boom"}}]'))
+    with pytest.raises(KsqlError) as raised:
+        api.ksql("DROP TABLE x;")
+    assert raised.value.message == "boom" and raised.value.http_status == 200
