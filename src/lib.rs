@@ -3,6 +3,7 @@
 
 pub mod formats;
 pub mod kafka;
+pub mod ksql;
 pub mod matrix;
 // Model inference (tract): TensorFlow frozen graphs and ONNX.
 pub mod model;

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import nbclient
+import nbformat
 import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
@@ -39,8 +41,6 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_notebook_runs_against_the_real_broker(
     notebook: Path, bootstrap: str, artifacts: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    nbformat = pytest.importorskip("nbformat")  # installed by the test extra
-    nbclient = pytest.importorskip("nbclient")
     monkeypatch.setenv("KAFKA_BOOTSTRAP", bootstrap)  # the kernel inherits this process's environment
     monkeypatch.setenv("KAFKAML_ARTIFACTS", str(artifacts))
     monkeypatch.setenv("EPOCHS", "3")

@@ -176,7 +176,7 @@ def test_a_broker_restart_mid_run_loses_nothing(own_broker, talk_model: kafkaml.
         address, "events", "scores", talk_model, features=FEATURES, id_columns=["id"],
         group_id="restart", batch_size=500, max_wait_ms=20,
         # small fetches slow the scorer down, so that the restart lands while it reads
-        config={"max.partition.fetch.bytes": "65536", "fetch.max.bytes": "65536"},
+        config={"max.partition.fetch.bytes": "65536"},
     ).start()
     deadline = time.monotonic() + 60
     while scorer.stats()["produced"] < 2000 and time.monotonic() < deadline:

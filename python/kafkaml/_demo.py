@@ -97,10 +97,13 @@ def run(
     local = kafkaml.LocalKafka() if bootstrap is None else None
     address = bootstrap or local.bootstrap_servers  # type: ignore[union-attr]
     suffix = "" if local is not None else f"-{uuid.uuid4().hex[:8]}"
-    source, preprocessed, live, scores = (f"{name}{suffix}" for name in ("creditcard-source", "creditcard", "transactions", "anomalies"))
+    source, preprocessed, live, scores, backlog_scores = (
+        f"{name}{suffix}" for name in ("creditcard-source", "creditcard", "transactions", "anomalies", "backlog-scores")
+    )
     try:
         if local is not None:
-            for topic, size in ((source, rows), (preprocessed, rows), (live, live_rows), (scores, live_rows)):
+            sizes = ((source, rows), (preprocessed, rows), (live, live_rows), (scores, live_rows), (backlog_scores, rows))
+            for topic, size in sizes:
                 local.create_topic(topic, partitions=max(1, -(-size // ROWS_PER_PARTITION)))
         where = "LocalKafka (in-process)" if local is not None else address
         say(f"kafkaml {kafkaml.__version__}: the talk's pipeline on {where}")
@@ -163,23 +166,25 @@ def run(
         # 5. deploy: score a live stream of new transactions
         stream = datasets.credit_card_transactions(live_rows, seed=seed + 1)
         stream = stream.add_column(0, "Id", pa.array(np.arange(live_rows, dtype=np.int64)))
-        writer = threading.Thread(
-            target=datasets.write_events,
-            args=(address, live, stream),
-            kwargs={"rate": live_rows / 5.0, "chunk": 500, "config": {"sticky.partitioning.linger.ms": 0}},
-        )
+        def feed(rows: pa.Table) -> None:
+            datasets.write_events(address, live, rows, rate=live_rows / 5.0, chunk=500,
+                                  config={"sticky.partitioning.linger.ms": 0})
+
+        first = min(500, live_rows)
+        t0 = time.perf_counter()
+        feed(stream.slice(0, first))  # the first events create the topic on a real broker
+        writer = threading.Thread(target=feed, args=(stream.slice(first),))
         scorer = kafkaml.StreamScorer(
             address, live, scores, model, features=FEATURES, id_columns=["Id"], scaling=scaling,
             threshold=threshold, group_id=f"demo-scorer{suffix}",
         )
-        t0 = time.perf_counter()
         writer.start()
         scorer.start()
         writer.join()
         stats = scorer.run(until="caught_up", timeout=120)
         took = time.perf_counter() - t0
-        say(f"5. StreamScorer scored a live stream of {stats['consumed']:,} transactions (written over ~5 s) "
-            f"in {took:.1f} s; peak {stats['msgs_per_s']:,.0f} results/s in the last second")
+        say(f"5. StreamScorer kept pace with a live stream of {stats['consumed']:,} transactions "
+            f"(written over ~5 s): all scored {took:.1f} s after the feed began")
 
         results = kafkaml.read_topic(address, scores, schema="Id BIGINT, score DOUBLE, anomaly BOOLEAN")
         by_id = results.sort_by("Id")
@@ -191,6 +196,17 @@ def run(
         if results.num_rows != live_rows:
             say(f"   MISMATCH: {live_rows:,} events in, {results.num_rows:,} results out")
             return 1
+
+        # 6. throughput: the whole preprocessed history as a backlog, as fast as it goes
+        backlog = kafkaml.StreamScorer(
+            address, preprocessed, backlog_scores, model, features=FEATURES, scaling=scaling,
+            threshold=threshold, group_id=f"demo-backlog{suffix}",
+        )
+        t0 = time.perf_counter()
+        stats = backlog.run(until=rows, timeout=120)
+        took = time.perf_counter() - t0
+        say(f"6. StreamScorer on a backlog of {stats['produced']:,} events: {stats['produced'] / took:,.0f} events/s "
+            f"end to end (consume, decode, score, produce, commit; includes joining the group)")
         say(f"done in {time.perf_counter() - started_all:.0f} s")
         return 0
     finally:

@@ -24,9 +24,20 @@ __all__ = [
     "ModelError",
     "SchemaError",
     "UnsupportedError",
+    "StreamScorer",
     "__version__",
     "parse_columns",
     "to_numpy",
+    # ksqlDB client
+    "KsqlAuthError",
+    "KsqlConnection",
+    "KsqlConnectionError",
+    "KsqlEndpointError",
+    "KsqlError",
+    "KsqlQueryStream",
+    "KsqlServerNotReadyError",
+    "KsqlStatementError",
+    "KsqlStreamError",
 ]
 
 class KafkaMLError(Exception):
@@ -90,8 +101,8 @@ class Model:
 class StreamScorer:
     """The Rust stream scorer behind :class:`kafkaml.StreamScorer`; starts scoring when made."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         bootstrap: str,
         source_topic: str,
         sink_topic: str,
@@ -114,7 +125,7 @@ class StreamScorer:
         config: dict[str, Any] | None = None,
         sink_config: dict[str, Any] | None = None,
         timeout_s: float = 20.0,
-    ) -> None: ...
+    ) -> StreamScorer: ...
     def stats(self) -> dict[str, Any]:
         """Progress counters as a dict."""
     @property
@@ -227,3 +238,99 @@ def to_numpy(
 
 def parse_columns(declarations: str | Sequence[str]) -> pa.Schema:
     """KSQL column declarations as a pyarrow.Schema."""
+
+# --- ksqlDB client (kafkaml.ksql) ---
+
+class KsqlError(KafkaMLError):
+    """ksqlDB refused or failed a request."""
+
+    error_code: int | None
+    http_status: int | None
+    message: str
+    msg: str
+    statement_text: str | None
+    raw: str | None
+
+class KsqlStatementError(KsqlError):
+    """The statement is invalid or failed (error code 40001)."""
+
+class KsqlEndpointError(KsqlError):
+    """The statement was sent to the wrong endpoint (error code 40002)."""
+
+class KsqlAuthError(KsqlError):
+    """Authentication or authorization failed."""
+
+class KsqlServerNotReadyError(KsqlError):
+    """The server is not ready (HTTP 503)."""
+
+class KsqlStreamError(KsqlError):
+    """The server reported an error in the middle of a result stream."""
+
+class KsqlConnectionError(KsqlError):
+    """The server could not be reached or did not answer in time."""
+
+@final
+class KsqlConnection:
+    """The native ksqlDB client behind :class:`kafkaml.ksql.Client`."""
+
+    def __new__(
+        cls,
+        url: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        bearer_token: str | None = None,
+        verify: bool = True,
+        ca_pem: bytes | None = None,
+        client_cert_pem: bytes | None = None,
+        client_key_pem: bytes | None = None,
+        connect_timeout: float = 10.0,
+        timeout: float = 60.0,
+        http2: bool = False,
+        retries: int = 3,
+    ) -> Self: ...
+    @property
+    def url(self) -> str: ...
+    def ksql(
+        self,
+        statements: str,
+        streams_properties: str = "{}",
+        session_variables: str = "{}",
+        command_sequence_number: int | None = None,
+    ) -> str: ...
+    def get(self, path: str) -> str: ...
+    def terminate(self, delete_topics: Sequence[str] = ...) -> str: ...
+    def close_query(self, query_id: str) -> None: ...
+    def insert(self, target: str, rows: Sequence[str], fail_on_rejected: bool = True) -> list[str]: ...
+    def query(
+        self,
+        sql: str,
+        properties: str = "{}",
+        session_variables: str = "{}",
+        endpoint: str = "query",
+        limit: int | None = None,
+        header_timeout: float = 60.0,
+        wait_for_header: bool = True,
+    ) -> KsqlQueryStream: ...
+
+@final
+class KsqlQueryStream:
+    """The rows of one streaming query, read on demand."""
+
+    def next_batch(
+        self, max_rows: int = 10_000, max_wait: float = 0.5, idle_timeout: float | None = None
+    ) -> pa.RecordBatch | None: ...
+    def next_texts(self, idle_timeout: float | None = None) -> list[str] | None: ...
+    def close(self) -> bool: ...
+    @property
+    def query_id(self) -> str | None: ...
+    @property
+    def schema(self) -> pa.Schema | None: ...
+    @property
+    def final_message(self) -> str | None: ...
+    @property
+    def finished(self) -> bool: ...
+    @property
+    def rows_read(self) -> int: ...
+    @property
+    def tombstones(self) -> int: ...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from types import TracebackType
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
 from kafkaml import _native
 from kafkaml._args import Bootstrap, bootstrap_servers, string_config
@@ -68,7 +68,7 @@ class StreamScorer:
         format: str = "json",
         schema: Any = None,
         id_columns: Sequence[str] = (),
-        scaling: tuple[Sequence[float], Sequence[float]] | None = None,
+        scaling: tuple[Iterable[float], Iterable[float]] | None = None,
         threshold: float | None = None,
         separator: str = "#",
         sink_format: Literal["json", "csv"] = "json",

@@ -139,6 +139,9 @@ pub struct ArrowConsumer {
     /// For `stop="end"` without a group: the offsets between the start and the end
     /// positions (messages, less any compacted away), for progress bars.
     snapshot_size: Option<i64>,
+    /// Partitions whose last event was end-of-partition, with no message since (single-topic
+    /// readers only: librdkafka's EOF event names the partition number, not the topic).
+    at_end: std::collections::HashSet<PartitionKey>,
 }
 
 #[derive(Default)]
@@ -206,6 +209,7 @@ impl ArrowConsumer {
             ordered_queue: Default::default(),
             ordered_current: None,
             snapshot_size: None,
+            at_end: Default::default(),
             options,
         };
         this.start()?;
@@ -603,25 +607,52 @@ impl ArrowConsumer {
     }
 
     /// Messages between this consumer's positions and the ends of the partitions it is
-    /// assigned now; `None` when the broker does not answer within `timeout`.
-    pub fn lag(&self, timeout: Duration) -> Option<i64> {
+    /// assigned now; `None` while unknown (not assigned yet, or no fetch answered yet).
+    ///
+    /// Uses the watermarks librdkafka caches from its fetch responses, as consumer-lag
+    /// metrics do: no request to the broker (a watermark query from a busy group member
+    /// timed out on the in-process cluster), and fresh for every partition being fetched.
+    pub fn lag(&self) -> Option<i64> {
         let positions = self.consumer.position().ok()?;
         if positions.count() == 0 {
             return None; // not assigned yet (a group still joining): unknown, not zero
         }
         let mut total = 0;
         for element in positions.elements() {
-            let (low, high) = self
-                .consumer
-                .fetch_watermarks(element.topic(), element.partition(), timeout)
-                .ok()?;
+            let (low, high) = self.cached_watermarks(element.topic(), element.partition())?;
+            let key = (element.topic().to_string(), element.partition());
             let position = match element.offset() {
                 Offset::Offset(o) => o,
-                _ => low, // nothing consumed yet here
+                // Nothing consumed here yet: at its end if the fetcher said so, else unknown
+                // (librdkafka caches the low watermark only with statistics on).
+                _ if self.at_end.contains(&key) => high,
+                _ if low >= 0 => low,
+                _ => return None,
             };
             total += (high - position).max(0);
         }
         Some(total)
+    }
+
+    /// The (low, high) watermarks of the last fetch response, if one arrived; low is
+    /// negative when unknown.
+    fn cached_watermarks(&self, topic: &str, partition: i32) -> Option<(i64, i64)> {
+        let topic = std::ffi::CString::new(topic).ok()?;
+        let (mut low, mut high) = (-1_i64, -1_i64);
+        // SAFETY: the client pointer lives as long as `self.consumer`; the call only reads
+        // librdkafka's partition state into the two locals.
+        let error = unsafe {
+            rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                self.consumer.client().native_ptr(),
+                topic.as_ptr(),
+                partition,
+                &mut low,
+                &mut high,
+            )
+        };
+        let known = error == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+            && high >= 0;
+        known.then_some((low, high))
     }
 
     /// One round of polling; `Ok(None)` when it ended without messages to hand out.
@@ -690,11 +721,15 @@ impl ArrowConsumer {
                     }
                     progress.next = offset + 1;
                     progress.at_eof = false;
+                    self.at_end.remove(&key);
                     first_at.get_or_insert_with(Instant::now);
                     messages.push(message);
                 }
                 Some(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => {
                     eof_partitions.push(partition);
+                    if let [topic] = self.options.topics.as_slice() {
+                        self.at_end.insert((topic.clone(), partition));
+                    }
                     if self.options.stop != StopAt::Never {
                         break;
                     }

@@ -48,7 +48,7 @@ pub(super) fn load(
         path: path.to_path_buf(),
         reason: format!("{e:#}"),
     };
-    let mut model = match format {
+    let model = match format {
         ModelFormat::TensorFlow => {
             let tf = tf_ops::tensorflow();
             let mut graph = tf.read_frozen_model(&mut &bytes[..]).map_err(malformed)?;

@@ -344,7 +344,7 @@ impl Worker {
                     .counters
                     .rate_bits
                     .store(rate.to_bits(), Ordering::Relaxed);
-                if let Some(lag) = self.consumer.lag(Duration::from_millis(500)) {
+                if let Some(lag) = self.consumer.lag() {
                     shared.counters.lag.store(lag, Ordering::Relaxed);
                     shared.counters.lag_checks.fetch_add(1, Ordering::Release);
                 }
@@ -710,6 +710,47 @@ mod tests {
             );
             assert_eq!(flag, expected > 100.5, "id {id}");
         }
+    }
+
+    #[test]
+    fn lag_is_measured_every_second_and_reaches_zero_once_caught_up() {
+        let cluster = LocalCluster::start(1).unwrap();
+        cluster.create_topic("events", 4).unwrap();
+        cluster.create_topic("scores", 1).unwrap();
+        produce_inputs(&cluster, "events", 2000);
+        let options = ScorerOptions {
+            consumer: consumer_options(
+                cluster.bootstrap_servers(),
+                "events",
+                Some("scorer"),
+                StopAt::Never,
+            ),
+            sink_topic: "scores".into(),
+            sink_format: ValueFormat::Json,
+            producer_config: Vec::new(),
+            features: FeatureSpec::Columns(vec!["a".into(), "b".into()]),
+            id_columns: vec!["id".into()],
+            scaling: None,
+            threshold: None,
+            on_bad_row: OnError::Skip,
+            timeout: Duration::from_secs(10),
+        };
+        let mut scorer = StreamScorer::start(options, Arc::new(SumOfSquares)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while scorer.stats().consumed < 2000 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let checks_when_done = scorer.stats().lag_checks;
+        while Instant::now() < deadline
+            && !(scorer.stats().lag_checks >= checks_when_done + 2 && scorer.stats().lag == Some(0))
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let stats = scorer.stats();
+        scorer.stop(Duration::from_secs(10)).unwrap();
+        assert_eq!(stats.consumed, 2000);
+        assert_eq!(stats.lag, Some(0), "{stats:?}");
+        assert!(stats.lag_checks >= checks_when_done + 2, "{stats:?}");
     }
 
     #[test]

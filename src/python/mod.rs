@@ -5,6 +5,7 @@
 mod arrow;
 mod consumer;
 mod errors;
+mod ksql;
 mod local;
 mod matrix;
 mod model;
@@ -34,5 +35,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(matrix::to_numpy, m)?)?;
     m.add_function(wrap_pyfunction!(parse_columns, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // ksqlDB REST client (kafkaml.ksql)
+    ksql::register(m)?;
     Ok(())
 }
