@@ -118,5 +118,5 @@ def registry() -> Iterator[SchemaRegistryDouble]:
 def talk_fixtures() -> Path:
     """The talk's data files (``../shared/fixtures/talk`` beside the checkout)."""
     if not TALK_FIXTURES.is_dir():
-        pytest.skip(f"the talk's fixtures are not at {TALK_FIXTURES} (CI checks ../shared out beside the repo)")
+        pytest.fail(f"the talk's fixtures are not at {TALK_FIXTURES} (CI checks ../shared out beside the repo)")
     return TALK_FIXTURES

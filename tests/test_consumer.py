@@ -221,7 +221,6 @@ def test_a_stop_time_in_the_future_ends_idle_and_empty_partitions_once_it_passes
 
 
 def test_progress_bar_counts_the_snapshot(bootstrap: str, new_topic, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("tqdm")  # installed by the test extra
     topic = new_topic(partitions=3)
     kafkaml.write_topic(bootstrap, topic, ids_table(300))
     table = kafkaml.read_topic(bootstrap, topic, progress=True)

@@ -388,8 +388,6 @@ def test_split_statements() -> None:
 
 def _certificates(tmp_path: Path) -> dict[str, Path]:
     """A CA, a server certificate for 127.0.0.1 and a client certificate, all PEM."""
-    crypto = pytest.importorskip("cryptography")  # in the test extra; skips only outside it
-    del crypto
     import ipaddress
 
     from cryptography import x509

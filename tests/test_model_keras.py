@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-tf = pytest.importorskip("tensorflow")
-keras = pytest.importorskip("keras")
-pytest.importorskip("tf2onnx")
+import keras  # noqa: E402  (tensorflow-cpu, keras and tf2onnx are in the test extra)
+import tensorflow as tf  # noqa: E402
 
 import kafkaml  # noqa: E402
 from kafkaml import export  # noqa: E402
