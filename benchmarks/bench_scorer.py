@@ -1,17 +1,18 @@
 """Stream deployment: kafkaml's StreamScorer side by side with the talk's Python loop.
 
-    python benchmarks/bench_scorer.py [--events 1000000]
+    python benchmarks/bench_scorer.py [--events 1000000] [--batch-size 10000]
 
 The same topic of credit-card events (an ``id`` and the 30 model inputs, JSON, 3 partitions)
 on a real broker is scored with the talk's autoencoder (30-14-7-7-30) into a results topic
 (``id``, ``score``, ``anomaly`` per event) by
   (a) kafkaml ``StreamScorer``: consume, decode, predict (tract), encode and produce in a
       Rust thread; offsets committed after the results are acknowledged;
-  (b) the Python loop: confluent-kafka ``consume(10_000)`` + ``json.loads`` + numpy + Keras
+  (b) the Python loop: confluent-kafka ``consume(batch_size)`` + ``json.loads`` + numpy + Keras
       ``model(x, training=False)`` (the same weights, see bench_model.keras_twin) + per-row
       error + ``produce(json.dumps(...))``, committing after each flushed batch.
 Each runs in a fresh process, from a new consumer group, until every event has its result.
-Prints events/s and the ratio; saves benchmarks/results/scorer.json.
+Prints events/s and the ratio; saves benchmarks/results/scorer.json (scorer_batchN.json for
+another --batch-size).
 """
 
 from __future__ import annotations
@@ -36,20 +37,21 @@ THRESHOLD = 5.0
 PARTITIONS = 3
 
 
-def worker_kafkaml(bootstrap: str, source: str, sink: str, events: int) -> dict:
+def worker_kafkaml(bootstrap: str, source: str, sink: str, events: int, batch_size: int) -> dict:
     import kafkaml
 
     model = kafkaml.Model.load(TALK / "autoencoder_fraud.pb")
     scorer = kafkaml.StreamScorer(
         bootstrap, source, sink, model, features=FEATURES, id_columns=["id"], threshold=THRESHOLD,
         group_id=f"bench-kafkaml-{uuid.uuid4().hex[:8]}", schema=["id BIGINT", *(f"{f} DOUBLE" for f in FEATURES)],
+        batch_size=batch_size,
     )
     with Timer() as t:
         stats = scorer.run(until=events)
     return {"events": stats["produced"], "seconds": t.seconds, "peak_rss_mb": peak_rss_mb()}
 
 
-def worker_python(bootstrap: str, source: str, sink: str, events: int) -> dict:
+def worker_python(bootstrap: str, source: str, sink: str, events: int, batch_size: int) -> dict:
     from bench_model import keras_twin
     from confluent_kafka import Consumer, Producer
 
@@ -64,7 +66,7 @@ def worker_python(bootstrap: str, source: str, sink: str, events: int) -> dict:
     with Timer() as t:
         consumer.subscribe([source])
         while done < events:
-            messages = [m for m in consumer.consume(num_messages=10_000, timeout=1.0) if m.error() is None]
+            messages = [m for m in consumer.consume(num_messages=batch_size, timeout=1.0) if m.error() is None]
             if not messages:
                 continue
             rows = [json.loads(m.value()) for m in messages]
@@ -90,12 +92,13 @@ def worker_python(bootstrap: str, source: str, sink: str, events: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--worker", nargs=5, metavar=("KIND", "BOOTSTRAP", "SOURCE", "SINK", "EVENTS"))
+    parser.add_argument("--batch-size", type=int, default=10_000, help="events per batch, both sides")
+    parser.add_argument("--worker", nargs=6, metavar=("KIND", "BOOTSTRAP", "SOURCE", "SINK", "EVENTS", "BATCH"))
     args = parser.parse_args()
     if args.worker:
-        kind, bootstrap, source, sink, events = args.worker
+        kind, bootstrap, source, sink, events, batch_size = args.worker
         worker = worker_kafkaml if kind == "kafkaml" else worker_python
-        print(json.dumps(worker(bootstrap, source, sink, int(events))))
+        print(json.dumps(worker(bootstrap, source, sink, int(events), int(batch_size))))
         return
 
     import pyarrow as pa
@@ -120,7 +123,7 @@ def main() -> None:
 
         results = {}
         for kind in ("kafkaml", "python"):
-            result = run_worker(Path(__file__), kind, bootstrap, source, sinks[kind], str(args.events))
+            result = run_worker(Path(__file__), kind, bootstrap, source, sinks[kind], str(args.events), str(args.batch_size))
             written = kafkaml.read_topic(bootstrap, sinks[kind], schema="id BIGINT, score DOUBLE, anomaly BOOLEAN")
             result["results_in_sink"] = written.num_rows
             result["distinct_ids"] = len(set(written.column("id").to_pylist()))
@@ -131,7 +134,8 @@ def main() -> None:
                   f"({result['distinct_ids']:,} distinct ids)")
         ratio = results["kafkaml"]["events_per_s"] / results["python"]["events_per_s"]
         print(f"StreamScorer / Python loop: {ratio:.1f}x events/s (target >= 10x)")
-        path = save("scorer", {"events": args.events, "machine": machine(), "results": results, "ratio": ratio})
+        name = "scorer" if args.batch_size == 10_000 else f"scorer_batch{args.batch_size}"
+        path = save(name, {"events": args.events, "batch_size": args.batch_size, "machine": machine(), "results": results, "ratio": ratio})
         print(f"saved {path}")
 
 

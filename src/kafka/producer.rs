@@ -16,6 +16,8 @@ use crate::formats::encode::{encode_bytes, Encoded, ValueEncoder, ValueFormat};
 use crate::formats::FormatError;
 
 const INTERRUPT_CHECK: Duration = Duration::from_millis(100);
+/// One wait for delivery reports while flushing.
+const DELIVERY_POLL: Duration = Duration::from_millis(1);
 
 /// Counts deliveries and keeps the first failure's reason.
 #[derive(Default)]
@@ -223,10 +225,19 @@ impl ArrowProducer {
     /// Waits until every queued message is delivered or failed; fails if any failed.
     pub fn flush(&mut self, interrupt: Interrupt<'_>) -> Result<u64, KafkaError> {
         let deadline = Instant::now() + self.options.timeout * 4;
+        // Not rust-rdkafka's flush: between its checks it polls for 100 ms, and its poll
+        // always lasts its whole timeout, so every flush took >= 100 ms (a stream scorer
+        // flushing each batch spent most of its time there). A zero flush sends what lingers;
+        // short polls then serve the delivery reports as they come.
+        let _ = self.producer.flush(Duration::ZERO);
+        let mut last_check = Instant::now();
         while self.producer.in_flight_count() > 0 {
-            let _ = self.producer.flush(INTERRUPT_CHECK);
-            if interrupt() {
-                return Err(KafkaError::Interrupted);
+            self.producer.poll(DELIVERY_POLL);
+            if last_check.elapsed() >= INTERRUPT_CHECK {
+                last_check = Instant::now();
+                if interrupt() {
+                    return Err(KafkaError::Interrupted);
+                }
             }
             if Instant::now() > deadline && self.producer.in_flight_count() > 0 {
                 return Err(KafkaError::Delivery {

@@ -601,6 +601,22 @@ mod tests {
         }
     }
 
+    /// Scores events' `a` and `b` into "scores", with `id` as the id column.
+    fn scorer_options(bootstrap: &str, on_bad_row: OnError) -> ScorerOptions {
+        ScorerOptions {
+            consumer: consumer_options(bootstrap, "events", Some("scorer"), StopAt::Never),
+            sink_topic: "scores".into(),
+            sink_format: ValueFormat::Json,
+            producer_config: Vec::new(),
+            features: FeatureSpec::Columns(vec!["a".into(), "b".into()]),
+            id_columns: vec!["id".into()],
+            scaling: None,
+            threshold: None,
+            on_bad_row,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
     fn produce_inputs(cluster: &LocalCluster, topic: &str, n: i64) {
         let mut producer = ArrowProducer::new(ProducerOptions {
             bootstrap: cluster.bootstrap_servers().into(),
@@ -639,17 +655,10 @@ mod tests {
         produce_inputs(&cluster, "events", 500);
         let bootstrap = cluster.bootstrap_servers().to_string();
         let options = ScorerOptions {
-            consumer: consumer_options(&bootstrap, "events", Some("scorer"), StopAt::Never),
-            sink_topic: "scores".into(),
-            sink_format: ValueFormat::Json,
-            producer_config: Vec::new(),
-            features: FeatureSpec::Columns(vec!["a".into(), "b".into()]),
-            id_columns: vec!["id".into()],
             // b is always 1: scaled to (1 - 1) / 1 = 0, so the score is a² / 4
             scaling: Some((vec![0.0, 1.0], vec![2.0, 1.0])),
             threshold: Some(100.5),
-            on_bad_row: OnError::Skip,
-            timeout: Duration::from_secs(10),
+            ..scorer_options(&bootstrap, OnError::Skip)
         };
         let mut scorer = StreamScorer::start(options, Arc::new(SumOfSquares)).unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -718,23 +727,7 @@ mod tests {
         cluster.create_topic("events", 4).unwrap();
         cluster.create_topic("scores", 1).unwrap();
         produce_inputs(&cluster, "events", 2000);
-        let options = ScorerOptions {
-            consumer: consumer_options(
-                cluster.bootstrap_servers(),
-                "events",
-                Some("scorer"),
-                StopAt::Never,
-            ),
-            sink_topic: "scores".into(),
-            sink_format: ValueFormat::Json,
-            producer_config: Vec::new(),
-            features: FeatureSpec::Columns(vec!["a".into(), "b".into()]),
-            id_columns: vec!["id".into()],
-            scaling: None,
-            threshold: None,
-            on_bad_row: OnError::Skip,
-            timeout: Duration::from_secs(10),
-        };
+        let options = scorer_options(cluster.bootstrap_servers(), OnError::Skip);
         let mut scorer = StreamScorer::start(options, Arc::new(SumOfSquares)).unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         while scorer.stats().consumed < 2000 && Instant::now() < deadline {
@@ -758,23 +751,7 @@ mod tests {
         let cluster = LocalCluster::start(1).unwrap();
         cluster.create_topic("events", 1).unwrap();
         produce_inputs(&cluster, "events", 20);
-        let options = ScorerOptions {
-            consumer: consumer_options(
-                cluster.bootstrap_servers(),
-                "events",
-                Some("scorer"),
-                StopAt::Never,
-            ),
-            sink_topic: "scores".into(),
-            sink_format: ValueFormat::Json,
-            producer_config: Vec::new(),
-            features: FeatureSpec::Columns(vec!["a".into(), "b".into()]),
-            id_columns: vec!["id".into()],
-            scaling: None,
-            threshold: None,
-            on_bad_row: OnError::Raise,
-            timeout: Duration::from_secs(10),
-        };
+        let options = scorer_options(cluster.bootstrap_servers(), OnError::Raise);
         let mut scorer = StreamScorer::start(options, Arc::new(SumOfSquares)).unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         while scorer.is_running() && Instant::now() < deadline {

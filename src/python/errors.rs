@@ -75,6 +75,25 @@ pub fn matrix_error(error: MatrixError) -> PyErr {
     }
 }
 
+/// A `DecodeError` naming the message at fault.
+pub fn decode_error(
+    py: Python<'_>,
+    message: String,
+    topic: String,
+    partition: i32,
+    offset: i64,
+    reason: String,
+) -> PyErr {
+    let err = DecodeError::new_err(message);
+    let value = err.value(py);
+    // Attributes make the coordinates usable without parsing the message.
+    let _ = value.setattr("topic", topic);
+    let _ = value.setattr("partition", partition);
+    let _ = value.setattr("offset", offset);
+    let _ = value.setattr("reason", reason);
+    err
+}
+
 pub fn kafka_error(py: Python<'_>, error: CoreKafkaError) -> PyErr {
     let message = error.to_string();
     match error {
@@ -83,16 +102,7 @@ pub fn kafka_error(py: Python<'_>, error: CoreKafkaError) -> PyErr {
             partition,
             offset,
             reason,
-        } => {
-            let err = DecodeError::new_err(message);
-            let value = err.value(py);
-            // Attributes make the coordinates usable without parsing the message.
-            let _ = value.setattr("topic", topic);
-            let _ = value.setattr("partition", partition);
-            let _ = value.setattr("offset", offset);
-            let _ = value.setattr("reason", reason);
-            err
-        }
+        } => decode_error(py, message, topic, partition, offset, reason),
         CoreKafkaError::Delivery { .. } => DeliveryError::new_err(message),
         CoreKafkaError::Config(_) => ConfigError::new_err(message),
         CoreKafkaError::Format(inner) => format_error(inner),

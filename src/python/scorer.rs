@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::consumer::{config_argument, delimiter_argument, on_error_argument, schema_argument};
-use super::errors::{kafka_error, ConfigError, DecodeError, ModelError, SchemaError};
+use super::errors::{decode_error, kafka_error, ConfigError, ModelError, SchemaError};
 use super::model::PyModel;
 use crate::formats::encode::ValueFormat;
 use crate::formats::Format;
@@ -174,15 +174,7 @@ fn pipeline_error(py: Python<'_>, error: PipelineError) -> PyErr {
             partition,
             offset,
             reason,
-        } => {
-            let err = DecodeError::new_err(message);
-            let value = err.value(py);
-            let _ = value.setattr("topic", topic);
-            let _ = value.setattr("partition", partition);
-            let _ = value.setattr("offset", offset);
-            let _ = value.setattr("reason", reason);
-            err
-        }
+        } => decode_error(py, message, topic, partition, offset, reason),
         PipelineError::Features(..) => SchemaError::new_err(message),
         PipelineError::Model { .. } => ModelError::new_err(message),
         PipelineError::Config(_) => ConfigError::new_err(message),
