@@ -1,4 +1,4 @@
-"""tf.data and the epoch reader behind both adapters: each row of a topic once per epoch."""
+"""tf.data, PyTorch and the epoch reader behind both: each row of a topic once per epoch."""
 
 from __future__ import annotations
 
@@ -83,3 +83,21 @@ def test_tf_dataset_trains_a_keras_model(bootstrap: str, numbered_topic: str) ->
 def test_reserved_consumer_options_are_refused(bootstrap: str) -> None:
     with pytest.raises(ValueError, match="stop"):
         TopicEpochs(bootstrap, "t", features=["a"], consumer_options={"stop": None})
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_torch_data_loader_yields_every_row_once_per_epoch(bootstrap: str, numbered_topic: str, workers: int) -> None:
+    import torch  # in the test extra; kafkaml itself never needs it
+    from torch.utils.data import DataLoader
+
+    from kafkaml.torch import IterableDataset
+
+    dataset = IterableDataset(bootstrap, numbered_topic, features=["id", "a"], label="label", batch_size=100)
+    loader = DataLoader(dataset, batch_size=None, num_workers=workers)
+    for _ in range(2):
+        seen: Counter[int] = Counter()
+        for x, y in loader:
+            assert x.dtype == torch.float32 and x.shape[1] == 2 and len(y) == len(x)
+            assert torch.equal(y, x[:, 0] % 2)
+            seen.update(int(v) for v in x[:, 0])
+        assert seen == Counter(range(ROWS))  # each row exactly once, with two workers too
