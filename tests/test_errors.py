@@ -183,6 +183,32 @@ def test_skip_returns_every_good_row_and_counts_the_bad(bootstrap: str, bad_topi
     assert sorted(kafkaml.read_topic(bootstrap, topic, format=case.format, on_error="skip", **options)["id"].to_pylist()) == good_ids
 
 
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_bad_messages_across_decode_chunks_keep_their_coordinates(
+    bootstrap: str, new_topic, confluent_producer, fmt: str
+) -> None:
+    # A batch of 6,000 messages is decoded in chunks of 1,024 on a second thread while it is
+    # polled: failures and metadata must still line up with the messages they belong to.
+    topic = new_topic(partitions=1)
+    bad_offsets = {5, 1_500, 3_071, 5_999}  # in the 1st, 2nd, 3rd and last chunk
+    encode = (lambda i: json.dumps({"id": i, "x": i / 4})) if fmt == "json" else (lambda i: f"{i},{i / 4}")
+    messages = ["{\"id\": " if i in bad_offsets else encode(i) for i in range(6_000)]
+    produce(confluent_producer, topic, messages, partitions=1)
+    options: dict[str, Any] = {"format": fmt, "schema": "id BIGINT, x DOUBLE", "stop": "end", "batch_size": 10_000}
+
+    with kafkaml.Consumer(bootstrap, topic, on_error="skip", include_metadata=True, **options) as consumer:
+        table = consumer.read_all()
+        assert {f.offset for f in consumer.errors.recent} == bad_offsets
+    assert table.num_rows == 6_000 - len(bad_offsets)
+    assert table.column("id").to_pylist() == table.column("_offset").to_pylist()
+    assert table.column("x").to_pylist() == [i / 4 for i in table.column("id").to_pylist()]
+
+    with kafkaml.Consumer(bootstrap, topic, on_error="raise", **options) as consumer:
+        with pytest.raises(kafkaml.DecodeError) as caught:
+            consumer.read_all()
+    assert (caught.value.partition, caught.value.offset) == (0, 5)
+
+
 def test_skipping_truncated_avro_does_not_invent_nulls(bootstrap: str, new_topic, confluent_producer) -> None:
     # apache-avro reads an end of input inside a trailing union or string as null: a datum
     # cut there used to decode "successfully", its lost fields replaced by nulls.

@@ -41,7 +41,9 @@ class Consumer:
     """Reads Kafka topics as ``pyarrow.RecordBatch`` es, decoded in Rust.
 
     Iterating yields record batches of up to ``batch_size`` rows (fewer when ``max_wait_ms``
-    passed since a batch's first message). No Python object is made per message.
+    passed since a batch's first message). No Python object is made per message: messages
+    are decoded in Rust with the GIL released, on a second thread while the rest of the
+    batch is polled.
 
     Args:
         bootstrap: ``"host:port"`` or a :class:`LocalKafka`.

@@ -17,8 +17,9 @@ _POLL_S = 0.05
 
 class StreamScorer:
     """Consumes ``source_topic``, scores every event with ``model``, and produces one result
-    per event to ``sink_topic`` — consume, decode, predict and produce all run in a Rust
-    thread, with no Python per event (the talk's "model inside the app" deployment).
+    per event to ``sink_topic`` — consume, decode, predict and produce all run in Rust
+    threads, with no Python per event (the talk's "model inside the app" deployment). A
+    batch's results are delivered while the next batch is read.
 
     Each result holds the ``id_columns`` of its event, ``score`` (the model's reconstruction
     error, float32) and, with a ``threshold``, ``anomaly`` (``score > threshold``); it is

@@ -346,16 +346,9 @@ where
             })
             .collect()
     });
-    let mut batches = Vec::with_capacity(results.len());
-    let mut failures = Vec::new();
+    let mut parts = Vec::with_capacity(results.len());
     for (i, result) in results.into_iter().enumerate() {
-        let decoded = result?;
-        failures.extend(decoded.failures.into_iter().map(|f| super::RowFailure {
-            index: f.index + i * chunk_len,
-            ..f
-        }));
-        batches.push(decoded.batch);
+        parts.push((i * chunk_len, result?));
     }
-    let batch = arrow::compute::concat_batches(schema, &batches)?;
-    Ok(super::Decoded { batch, failures })
+    super::Decoded::concat(schema, parts)
 }

@@ -340,6 +340,9 @@ mod tests {
             ),
             Some(r#"{"ID": null, "NAME": null, "OK": false}"#),
             Some(r#"{"SMALL": 3.0, "V": 1}"#),
+            Some(r#"{"ID": -0, "V": 12345678901234567890, "SMALL": -7}"#),
+            Some(r#"{"V": 1E5, "ID": 9007199254740993, "SMALL": 2e1}"#),
+            Some(r#"{"V": -0.0, "ID": -9223372036854775808}"#),
             Some("{}"),
             None,
         ];
@@ -377,6 +380,21 @@ mod tests {
             decoded.batch.column(0).as_primitive::<Int64Type>().values(),
             &[1, 9]
         );
+
+        // numbers the one-pass number reader must leave to the general path, which rejects them
+        let bad_numbers = [
+            r#"{"V": 1.5.5}"#,
+            r#"{"V": -inf}"#,
+            r#"{"V": -}"#,
+            r#"{"ID": 99999999999999999999}"#,
+            r#"{"ID": 1.5}"#,
+            r#"{"ID": 12e}"#,
+            r#"{"V": 2-1}"#,
+        ];
+        let values: Vec<Option<&str>> = bad_numbers.iter().map(|m| Some(*m)).collect();
+        let decoded = flat.decode(&payloads(&values)).unwrap();
+        let failed: Vec<usize> = decoded.failures.iter().map(|f| f.index).collect();
+        assert_eq!(failed, (0..bad_numbers.len()).collect::<Vec<_>>());
     }
 
     #[test]

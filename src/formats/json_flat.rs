@@ -101,8 +101,15 @@ impl FlatJsonDecoder {
                 if r.peek() != Some(b'"') {
                     return Err(format!("expected a key at byte {}", r.pos));
                 }
-                key.clear();
-                r.read_string(key)?;
+                // Keys without escapes are compared where they are, not copied.
+                let key: &[u8] = match r.plain_string() {
+                    Some(text) => text,
+                    None => {
+                        key.clear();
+                        r.read_string(key)?;
+                        key
+                    }
+                };
                 r.skip_ws();
                 if r.peek() != Some(b':') {
                     return Err(format!("expected ':' at byte {}", r.pos));
@@ -170,6 +177,9 @@ impl FlatJsonDecoder {
                 }
             }
             Some(b'-' | b'0'..=b'9') => {
+                if let Some(slot) = r.plain_number(flat) {
+                    return Ok(slot);
+                }
                 while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = r.peek() {
                     r.pos += 1;
                 }
@@ -197,7 +207,51 @@ struct Reader<'a> {
     pos: usize,
 }
 
-impl Reader<'_> {
+/// Bytes that can continue a JSON number.
+fn is_number_byte(b: u8) -> bool {
+    matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+}
+
+impl<'a> Reader<'a> {
+    /// A string without escapes (at its opening quote), where it is. `None`, with the
+    /// position unchanged, when it has escapes or no end: `read_string` handles those.
+    fn plain_string(&mut self) -> Option<&'a [u8]> {
+        let bytes: &'a [u8] = self.bytes;
+        let rest = &bytes[self.pos + 1..];
+        let end = rest.iter().position(|b| *b == b'"' || *b == b'\\')?;
+        if rest[end] != b'"' {
+            return None;
+        }
+        self.pos += end + 2;
+        Some(&rest[..end])
+    }
+
+    /// A number for a float or integer column parsed in one pass (the common case). `None`,
+    /// with the position unchanged, for anything else: an integer written as a float, a
+    /// malformed or out-of-range number, a digit after a minus sign missing; the caller's
+    /// general path parses those the same way and words the errors.
+    fn plain_number(&mut self, flat: FlatType) -> Option<Slot> {
+        let rest = &self.bytes[self.pos..];
+        if rest.first() == Some(&b'-') && !rest.get(1).is_some_and(u8::is_ascii_digit) {
+            return None; // "-inf" and the like: lexical would read it, JSON does not
+        }
+        let (slot, used) = match flat {
+            FlatType::Float32 | FlatType::Float64 => lexical_core::parse_partial::<f64>(rest)
+                .ok()
+                .map(|(v, used)| (Slot::Float(v), used))?,
+            FlatType::Int(_) => lexical_core::parse_partial::<i64>(rest)
+                .ok()
+                .map(|(v, used)| (Slot::Int(v), used))?,
+            _ => return None,
+        };
+        // The number must be all of the JSON number here (not "1.5" of "1.5.5").
+        if rest.get(used).is_some_and(|b| is_number_byte(*b)) {
+            return None;
+        }
+        self.pos += used;
+        Some(slot)
+    }
+
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.pos).copied()
     }

@@ -67,6 +67,28 @@ impl Decoded {
         }
         keep
     }
+
+    /// One `Decoded` from parts decoded separately, each given with the index of its first
+    /// message in the whole input (failure indices are shifted by it).
+    pub fn concat(
+        schema: &SchemaRef,
+        parts: Vec<(usize, Decoded)>,
+    ) -> Result<Decoded, FormatError> {
+        let mut batches = Vec::with_capacity(parts.len());
+        let mut failures = Vec::new();
+        for (first_index, decoded) in parts {
+            failures.extend(decoded.failures.into_iter().map(|f| RowFailure {
+                index: f.index + first_index,
+                ..f
+            }));
+            batches.push(decoded.batch);
+        }
+        let batch = match batches.len() {
+            1 => batches.pop().expect("one batch"),
+            _ => arrow::compute::concat_batches(schema, &batches)?,
+        };
+        Ok(Decoded { batch, failures })
+    }
 }
 
 /// Turns message payloads into Arrow record batches.

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod consumer;
+mod decode_ahead;
 pub mod local;
 pub mod producer;
 

@@ -1,9 +1,11 @@
-//! The stream scorer: one Rust thread that consumes a topic batch by batch, scores each
-//! row with a model, produces one result per row (id columns, score, anomaly flag), and
-//! commits the consumed offsets only once every result of the batch is acknowledged —
-//! at-least-once, and exactly once across a clean stop and restart.
+//! The stream scorer: Rust threads that consume a topic batch by batch, score each row with
+//! a model, produce one result per row (id columns, score, anomaly flag), and commit the
+//! consumed offsets only once every result of the batch is acknowledged — at-least-once,
+//! and exactly once across a clean stop and restart. The scorer thread polls (decoding on
+//! the consumer's decode thread) while a delivery thread scores and produces the batch before.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -17,7 +19,8 @@ use super::features::{extract, FeatureSpec};
 use super::PipelineError;
 use crate::formats::encode::ValueFormat;
 use crate::kafka::consumer::{
-    ArrowConsumer, ConsumerOptions, DecodeFailure, ErrorLog, OnError, StopAt,
+    ArrowConsumer, CommitMode, CommitPoint, ConsumerOptions, DecodeFailure, ErrorLog, OnError,
+    StopAt,
 };
 use crate::kafka::producer::{ArrowProducer, ProducerOptions};
 use crate::kafka::KafkaError;
@@ -178,13 +181,20 @@ impl StreamScorer {
             error: Mutex::new(None),
             failures: Mutex::new(ErrorLog::default()),
         });
+        let options = Arc::new(options);
         let worker = Worker {
-            options,
-            model,
+            options: Arc::clone(&options),
             consumer,
-            producer,
             shared: Arc::clone(&shared),
+            delivery: Some(Delivery {
+                options,
+                model,
+                producer,
+                shared: Arc::clone(&shared),
+            }),
             decode_failures_seen: 0,
+            acknowledged: CommitPoint::default(),
+            committed: CommitPoint::default(),
         };
         let thread = std::thread::Builder::new()
             .name("kafkaml-stream-scorer".into())
@@ -280,15 +290,35 @@ fn producer_config(options: &ScorerOptions) -> Vec<(String, String)> {
     config
 }
 
+/// The scorer thread: polls and decodes batches, hands them to the delivery thread, and
+/// commits the offsets of each batch once the delivery thread reports its results acknowledged.
 struct Worker {
-    options: ScorerOptions,
-    model: Arc<dyn RowScorer>,
+    options: Arc<ScorerOptions>,
     consumer: ArrowConsumer,
-    producer: ArrowProducer,
     shared: Arc<Shared>,
+    /// Moved to its own thread when scoring starts.
+    delivery: Option<Delivery>,
     /// How many of the consumer's skipped decode failures are already counted.
     decode_failures_seen: u64,
+    /// The offsets after the last batch whose results are all acknowledged: the most a
+    /// commit may store (what was handed out may still be on its way to the sink).
+    acknowledged: CommitPoint,
+    /// The offsets last committed.
+    committed: CommitPoint,
 }
+
+/// The delivery thread: scores each batch, produces its results and waits for their
+/// acknowledgement, while the scorer thread polls the next batch.
+struct Delivery {
+    options: Arc<ScorerOptions>,
+    model: Arc<dyn RowScorer>,
+    producer: ArrowProducer,
+    shared: Arc<Shared>,
+}
+
+/// Batches waiting for the delivery thread: one, so that polling runs at most a batch or two
+/// ahead of delivery (bounded memory).
+const BATCHES_AHEAD: usize = 1;
 
 impl Worker {
     fn run(mut self) {
@@ -308,11 +338,45 @@ impl Worker {
         self.shared.running.store(false, Ordering::Release);
     }
 
+    /// Polls batch after batch and hands each to the delivery thread, which scores it and
+    /// produces its results while the next batch is polled. Offsets are committed as the
+    /// delivery thread reports batches acknowledged; when polling ends, with or without an
+    /// error, the batches already handed over are delivered first.
     fn score_until_stopped(&mut self) -> Result<(), PipelineError> {
+        let delivery = self.delivery.take().expect("scoring starts once");
+        let (batches, to_deliver) = std::sync::mpsc::sync_channel(BATCHES_AHEAD);
+        let (reports, delivered) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            let thread = std::thread::Builder::new()
+                .name("kafkaml-scorer-delivery".into())
+                .spawn_scoped(scope, move || delivery.run(to_deliver, reports))
+                .map_err(|e| {
+                    PipelineError::Config(format!("cannot start the delivery thread: {e}"))
+                })?;
+            let polled = self.poll_batches(batches, &delivered);
+            let joined = thread
+                .join()
+                .map_err(|_| PipelineError::Config("the delivery thread panicked".into()));
+            // The delivery thread has ended: every report is in the channel.
+            let mut failure = polled.err().or(joined.err());
+            for report in delivered.try_iter() {
+                match report {
+                    Ok(point) => self.acknowledged = point,
+                    Err(error) => failure = failure.or(Some(error)),
+                }
+            }
+            failure.map_or(Ok(()), Err)
+        })
+    }
+
+    fn poll_batches(
+        &mut self,
+        batches: SyncSender<(RecordBatch, CommitPoint)>,
+        delivered: &Receiver<Result<CommitPoint, PipelineError>>,
+    ) -> Result<(), PipelineError> {
         let shared = Arc::clone(&self.shared);
         let mut last_stats = Instant::now();
         let mut produced_at_last_stats = 0;
-        let mut commit_pending = false;
         while !shared.stop.load(Ordering::Acquire) {
             let mut stop_requested =
                 || shared.stop.load(Ordering::Acquire) || shared.abort.load(Ordering::Acquire);
@@ -324,15 +388,23 @@ impl Worker {
             };
             self.sync_skipped_decodes();
             if let Some(batch) = batch {
-                self.score_batch(&batch)?;
-                // Results acknowledged: now the source offsets may be committed. A failed
-                // commit (broker restarting) is retried with the next batch; commits are
-                // cumulative, so nothing is lost meanwhile.
-                commit_pending = true;
+                let point = self.consumer.commit_point();
+                if batches.send((batch, point)).is_err() {
+                    break; // the delivery thread ended: its report says why
+                }
             }
-            if commit_pending {
-                commit_pending = self.consumer.commit().is_err();
-                if !commit_pending {
+            for report in delivered.try_iter() {
+                self.acknowledged = report?;
+            }
+            if self.acknowledged != self.committed {
+                // Asynchronous: a failed commit (broker restarting) is covered by the next
+                // one, and the final commit waits for its answer.
+                if self
+                    .consumer
+                    .commit_at(&self.acknowledged, CommitMode::Async)
+                    .is_ok()
+                {
+                    self.committed = self.acknowledged.clone();
                     shared.counters.commits.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -376,7 +448,57 @@ impl Worker {
         }
     }
 
-    fn score_batch(&mut self, batch: &RecordBatch) -> Result<(), PipelineError> {
+    /// Commits the offsets whose results are acknowledged, retrying through a broker restart
+    /// for up to the timeout.
+    fn commit_with_retries(&mut self) -> Result<(), PipelineError> {
+        let deadline = Instant::now() + self.options.timeout;
+        loop {
+            match self
+                .consumer
+                .commit_at(&self.acknowledged, CommitMode::Sync)
+            {
+                Ok(_) => {
+                    self.shared.counters.commits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(error)
+                    if Instant::now() >= deadline || self.shared.abort.load(Ordering::Acquire) =>
+                {
+                    return Err(error.into())
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    }
+}
+
+impl Delivery {
+    /// Delivers batches until the scorer thread hangs up, reporting each batch's commit point
+    /// once its results are acknowledged; the first error is reported and ends delivery.
+    fn run(
+        mut self,
+        batches: Receiver<(RecordBatch, CommitPoint)>,
+        reports: Sender<Result<CommitPoint, PipelineError>>,
+    ) {
+        for (batch, point) in batches {
+            let delivered = self.score_batch(&batch).and_then(|sent| {
+                let abort = &self.shared.abort;
+                self.producer.flush(&mut || abort.load(Ordering::Acquire))?;
+                self.shared
+                    .counters
+                    .produced
+                    .fetch_add(sent, Ordering::Relaxed);
+                Ok(point)
+            });
+            let failed = delivered.is_err();
+            if reports.send(delivered).is_err() || failed {
+                return;
+            }
+        }
+    }
+
+    /// Scores a batch and sends its results (without waiting for them); returns how many.
+    fn score_batch(&mut self, batch: &RecordBatch) -> Result<u64, PipelineError> {
         let topic = || self.options.consumer.topics.join(",");
         let width = self.model.input_width();
         let mut rows = extract(batch, &self.options.features, width)
@@ -397,7 +519,7 @@ impl Worker {
             .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
         counters.batches.fetch_add(1, Ordering::Relaxed);
         if rows.kept.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let scores = self
             .model
@@ -412,11 +534,7 @@ impl Worker {
         let mut aborted = || abort.load(Ordering::Acquire);
         self.producer
             .send_batch_with_keys(&results, keys.as_ref(), &mut aborted)?;
-        self.producer.flush(&mut aborted)?;
-        counters
-            .produced
-            .fetch_add(results.num_rows() as u64, Ordering::Relaxed);
-        Ok(())
+        Ok(results.num_rows() as u64)
     }
 
     /// Rows whose features cannot be read: the first ends the scorer (raise), or all are
@@ -518,25 +636,6 @@ impl Worker {
                 .expect("metadata columns are on"),
         )?;
         Ok((results, keys))
-    }
-
-    /// Commits what was handed out, retrying through a broker restart for up to the timeout.
-    fn commit_with_retries(&mut self) -> Result<(), PipelineError> {
-        let deadline = Instant::now() + self.options.timeout;
-        loop {
-            match self.consumer.commit() {
-                Ok(_) => {
-                    self.shared.counters.commits.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
-                }
-                Err(error)
-                    if Instant::now() >= deadline || self.shared.abort.load(Ordering::Acquire) =>
-                {
-                    return Err(error.into())
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(200)),
-            }
-        }
     }
 }
 
