@@ -7,8 +7,8 @@ broker, as JSON and as CSV, read into a float32 numpy matrix by
   (a) kafkaml: read_topic(...) + to_numpy(...), decoding in Rust;
   (b) confluent-kafka: consume() + json.loads / str.split + numpy, the talk's route;
   (c) librdkafka polling every message without decoding (examples/raw_consume.rs): the ceiling.
-Each reader runs in a fresh process so its peak memory is its own, --repeat times (3) in
-rounds; its fastest run counts. Writing is compared too:
+Each reader runs in a fresh process so its peak memory is its own; every reader and writer
+runs --repeat times (3) in rounds, and its fastest run counts. Writing is compared too:
 kafkaml.write_topic vs a confluent-kafka produce loop with json.dumps.
 Prints msgs/s and ratios; saves benchmarks/results/kafka_io.json.
 """
@@ -88,7 +88,10 @@ def raw_ceiling(bootstrap: str, topic: str) -> dict:
 
 # ---------------- producing ----------------
 
-def produce_all(bootstrap: str, messages: int) -> tuple[dict, dict[str, str]]:
+def produce_all(bootstrap: str, messages: int, repeat: int) -> tuple[dict, dict[str, str]]:
+    """Writes the rows as JSON and CSV with kafkaml and as JSON with a confluent-kafka loop,
+    each ``repeat`` times (in rounds, to fresh topics; the fastest counts). Returns the
+    write figures and the first round's topics, which the readers read."""
     import kafkaml
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
@@ -96,41 +99,46 @@ def produce_all(bootstrap: str, messages: int) -> tuple[dict, dict[str, str]]:
     from kafkaml.datasets import credit_card_transactions
 
     table = credit_card_transactions(messages, seed=7).cast(kafkaml.parse_columns(DECLARATIONS))
+    records = table.to_pylist()  # the Python way starts from Python rows
     suffix = f"{messages}-{np.random.default_rng().integers(1 << 30)}"
-    topics = {"json": f"bench-json-{suffix}", "csv": f"bench-csv-{suffix}", "json_confluent": f"bench-json-ck-{suffix}"}
+    rounds = [{"json": f"bench-json-{suffix}-{r}", "csv": f"bench-csv-{suffix}-{r}",
+               "json_confluent": f"bench-json-ck-{suffix}-{r}"} for r in range(repeat)]
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in topics.values()]).values():
+    new_topics = [NewTopic(t, PARTITIONS, 1) for topics in rounds for t in topics.values()]
+    for future in admin.create_topics(new_topics).values():
         future.result()
 
-    with Timer() as kafkaml_json:
-        kafkaml.write_topic(bootstrap, topics["json"], table, format="json")
-    with Timer() as kafkaml_csv:
-        kafkaml.write_topic(bootstrap, topics["csv"], table, format="csv")
-
-    records = table.to_pylist()  # the Python way starts from Python rows
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "queue.buffering.max.messages": 500_000})
-    with Timer() as confluent_json:
+    def confluent_write(topic: str) -> None:
+        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "queue.buffering.max.messages": 500_000})
         for record in records:
             while True:
                 try:
-                    producer.produce(topics["json_confluent"], json.dumps(record).encode())
+                    producer.produce(topic, json.dumps(record).encode())
                     break
                 except BufferError:
                     producer.poll(0.01)
             producer.poll(0)
         producer.flush()
-    results = {
-        "kafkaml_write_json_msgs_s": messages / kafkaml_json.seconds,
-        "kafkaml_write_csv_msgs_s": messages / kafkaml_csv.seconds,
-        "confluent_produce_json_msgs_s": messages / confluent_json.seconds,
-    }
-    return results, topics
+
+    seconds: dict[str, list[float]] = {"kafkaml_write_json": [], "kafkaml_write_csv": [], "confluent_produce_json": []}
+    for topics in rounds:
+        for name, write in (
+            ("kafkaml_write_json", lambda: kafkaml.write_topic(bootstrap, topics["json"], table, format="json")),
+            ("kafkaml_write_csv", lambda: kafkaml.write_topic(bootstrap, topics["csv"], table, format="csv")),
+            ("confluent_produce_json", lambda: confluent_write(topics["json_confluent"])),
+        ):
+            with Timer() as t:
+                write()
+            seconds[name].append(t.seconds)
+    results: dict = {f"{name}_msgs_s": messages / min(s) for name, s in seconds.items()}
+    results["all_seconds"] = seconds
+    return results, rounds[0]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=3, help="runs per reader; the fastest counts")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per reader and writer; the fastest counts")
     parser.add_argument("--worker", nargs=4, metavar=("KIND", "BOOTSTRAP", "TOPIC", "FORMAT"))
     args = parser.parse_args()
     if args.worker:
@@ -140,7 +148,7 @@ def main() -> None:
         return
 
     with kafka_broker() as bootstrap:
-        writing, topics = produce_all(bootstrap, args.messages)
+        writing, topics = produce_all(bootstrap, args.messages, args.repeat)
         me = Path(__file__)
         readers = {
             "kafkaml_json": lambda: run_worker(me, "kafkaml", bootstrap, topics["json"], "json"),

@@ -284,7 +284,7 @@ fn parse_line(
 /// is null: `present` false). False when the line needs `parse_line`: quotes, NaN or
 /// infinities, a malformed number, another number of fields.
 fn split_floats(line: &[u8], delimiter: u8, row: &mut [f64], present: &mut [bool]) -> bool {
-    if line.is_empty() {
+    if line.is_empty() || row.is_empty() {
         return false;
     }
     let mut rest = line;
