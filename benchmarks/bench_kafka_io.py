@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, Timer, kafka_broker, machine, peak_rss_mb, run_worker, save  # noqa: E402
+from common import ROOT, Timer, fastest, kafka_broker, machine, peak_rss_mb, run_worker, save  # noqa: E402
 
 FIELDS = ["Time", *[f"V{i}" for i in range(1, 29)], "Amount", "Class"]
 DECLARATIONS = ", ".join(f"{name} DOUBLE" for name in FIELDS)
@@ -164,11 +164,7 @@ def main() -> None:
         for _ in range(args.repeat):
             for name, read in readers.items():
                 runs[name].append(read())
-        reads = {name: dict(min(rs, key=lambda r: r["seconds"]), all_seconds=[r["seconds"] for r in rs])
-                 for name, rs in runs.items()}
-        for name, rs in runs.items():
-            if "peak_rss_mb" in rs[0]:  # memory: the worst run, not the fastest
-                reads[name]["peak_rss_mb"] = max(r["peak_rss_mb"] for r in rs)
+        reads = {name: fastest(rs) for name, rs in runs.items()}
     for name, r in reads.items():
         r["msgs_s"] = r["rows"] / r["seconds"]
         assert r["rows"] == args.messages, f"{name} read {r['rows']} of {args.messages}"

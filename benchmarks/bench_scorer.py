@@ -30,7 +30,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Timer, kafka_broker, machine, peak_rss_mb, run_worker, save  # noqa: E402
+from common import Timer, fastest, kafka_broker, machine, peak_rss_mb, run_worker, save  # noqa: E402
 
 TALK = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "talk"
 FEATURES = ["Time", *[f"V{i}" for i in range(1, 29)], "Amount"]
@@ -142,9 +142,7 @@ def main() -> None:
                 print(f"{kind:8s} {result['events_per_s']:>10,.0f} events/s  {result['seconds']:7.2f} s  "
                       f"peak RSS {result['peak_rss_mb']:,.0f} MB  results {result['results_in_sink']:,} "
                       f"({result['distinct_ids']:,} distinct ids)")
-        results = {kind: dict(min(rs, key=lambda r: r["seconds"]), all_seconds=[r["seconds"] for r in rs],
-                              peak_rss_mb=max(r["peak_rss_mb"] for r in rs))
-                   for kind, rs in runs.items()}
+        results = {kind: fastest(rs) for kind, rs in runs.items()}
         ratio = results["kafkaml"]["events_per_s"] / results["python"]["events_per_s"]
         print(f"StreamScorer / Python loop, best of {args.repeat} each: {ratio:.1f}x events/s (target >= 10x)")
         name = "scorer" if args.batch_size == 10_000 else f"scorer_batch{args.batch_size}"

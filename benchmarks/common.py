@@ -67,3 +67,12 @@ def machine() -> dict[str, Any]:
     import platform
 
     return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+
+
+def fastest(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fastest of several runs of one side (by ``seconds``), with every run's seconds in
+    ``all_seconds`` and, when runs measure memory, the worst ``peak_rss_mb`` of them."""
+    best = dict(min(runs, key=lambda r: r["seconds"]), all_seconds=[r["seconds"] for r in runs])
+    if "peak_rss_mb" in runs[0]:
+        best["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+    return best

@@ -180,7 +180,7 @@ impl FlatJsonDecoder {
                 if let Some(slot) = r.plain_number(flat) {
                     return Ok(slot);
                 }
-                while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = r.peek() {
+                while r.peek().is_some_and(is_number_byte) {
                     r.pos += 1;
                 }
                 let number = &r.bytes[start..r.pos];
@@ -374,7 +374,7 @@ impl<'a> Reader<'a> {
             Some(b'n') => self.expect_literal(b"null"),
             Some(b'-' | b'0'..=b'9') => {
                 let start = self.pos;
-                while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = self.peek() {
+                while self.peek().is_some_and(is_number_byte) {
                     self.pos += 1;
                 }
                 lexical_core::parse::<f64>(&self.bytes[start..self.pos])
