@@ -73,6 +73,16 @@ def test_key_column_becomes_the_message_key(bootstrap: str, new_topic) -> None:
     assert table.column("_key").to_pylist() == [str(i).encode() for i in table.column("id").to_pylist()]
 
 
+def test_large_tables_keep_each_key_with_its_row(bootstrap: str, new_topic) -> None:
+    # 20,000 rows are encoded in several slices (8,192 rows each): the keys, encoded for the
+    # whole table at once, must still go with their own rows in the later slices.
+    topic = new_topic(partitions=3)
+    assert kafkaml.write_topic(bootstrap, topic, readings(20_000), key="id", format="csv") == 20_000
+    table = kafkaml.read_topic(bootstrap, topic, format="csv", schema=readings(1).schema, include_metadata=True)
+    assert sorted(table.column("id").to_pylist()) == list(range(20_000))
+    assert table.column("_key").to_pylist() == [str(i).encode() for i in table.column("id").to_pylist()]
+
+
 def test_an_unknown_key_column_is_an_error(bootstrap: str, new_topic) -> None:
     topic = new_topic(partitions=1)
     with pytest.raises(kafkaml.SchemaError, match="nope"):

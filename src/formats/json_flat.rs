@@ -118,7 +118,7 @@ impl FlatJsonDecoder {
                 r.skip_ws();
                 match self.column_of(key, predicted) {
                     Some(column) => {
-                        slots[column] = self.read_value(r, column, scratch)?;
+                        self.read_value(r, column, scratch, &mut slots[column])?;
                         predicted = column + 1;
                     }
                     None => r.skip_value(0)?,
@@ -139,7 +139,28 @@ impl FlatJsonDecoder {
         Ok(())
     }
 
+    /// Reads the value at the reader into `slot`. In place rather than returned: a returned
+    /// slot was copied out right after its two parts were written, and that copy stalled
+    /// on every field waiting for the writes (a fifth of this decoder's time).
     fn read_value(
+        &self,
+        r: &mut Reader<'_>,
+        column: usize,
+        scratch: &mut Vec<u8>,
+        slot: &mut Slot,
+    ) -> Result<(), String> {
+        if let Some(b'-' | b'0'..=b'9') = r.peek() {
+            if r.plain_number(self.types[column], slot) {
+                return Ok(());
+            }
+        }
+        *slot = self.read_other_value(r, column, scratch)?;
+        Ok(())
+    }
+
+    /// A value that is not a plain number: strings, literals, and numbers the one-pass
+    /// parser leaves to the general one.
+    fn read_other_value(
         &self,
         r: &mut Reader<'_>,
         column: usize,
@@ -177,9 +198,6 @@ impl FlatJsonDecoder {
                 }
             }
             Some(b'-' | b'0'..=b'9') => {
-                if let Some(slot) = r.plain_number(flat) {
-                    return Ok(slot);
-                }
                 while r.peek().is_some_and(is_number_byte) {
                     r.pos += 1;
                 }
@@ -226,30 +244,36 @@ impl<'a> Reader<'a> {
         Some(&rest[..end])
     }
 
-    /// A number for a float or integer column parsed in one pass (the common case). `None`,
-    /// with the position unchanged, for anything else: an integer written as a float, a
-    /// malformed or out-of-range number, a digit after a minus sign missing; the caller's
-    /// general path parses those the same way and words the errors.
-    fn plain_number(&mut self, flat: FlatType) -> Option<Slot> {
+    /// A number for a float or integer column parsed in one pass (the common case) into
+    /// `slot`. False, with the position and slot unchanged, for anything else: an integer
+    /// written as a float, a malformed or out-of-range number, a digit after a minus sign
+    /// missing; the caller's general path parses those the same way and words the errors.
+    fn plain_number(&mut self, flat: FlatType, slot: &mut Slot) -> bool {
         let rest = &self.bytes[self.pos..];
         if rest.first() == Some(&b'-') && !rest.get(1).is_some_and(u8::is_ascii_digit) {
-            return None; // "-inf" and the like: lexical would read it, JSON does not
+            return false; // "-inf" and the like: lexical would read it, JSON does not
         }
-        let (slot, used) = match flat {
-            FlatType::Float32 | FlatType::Float64 => lexical_core::parse_partial::<f64>(rest)
-                .ok()
-                .map(|(v, used)| (Slot::Float(v), used))?,
-            FlatType::Int(_) => lexical_core::parse_partial::<i64>(rest)
-                .ok()
-                .map(|(v, used)| (Slot::Int(v), used))?,
-            _ => return None,
-        };
         // The number must be all of the JSON number here (not "1.5" of "1.5.5").
-        if rest.get(used).is_some_and(|b| is_number_byte(*b)) {
-            return None;
+        let whole = |used: usize| !rest.get(used).is_some_and(|b| is_number_byte(*b));
+        match flat {
+            FlatType::Float32 | FlatType::Float64 => match lexical_core::parse_partial(rest) {
+                Ok((value, used)) if whole(used) => {
+                    *slot = Slot::Float(value);
+                    self.pos += used;
+                    true
+                }
+                _ => false,
+            },
+            FlatType::Int(_) => match lexical_core::parse_partial(rest) {
+                Ok((value, used)) if whole(used) => {
+                    *slot = Slot::Int(value);
+                    self.pos += used;
+                    true
+                }
+                _ => false,
+            },
+            _ => false,
         }
-        self.pos += used;
-        Some(slot)
     }
 
     fn peek(&self) -> Option<u8> {

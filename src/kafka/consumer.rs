@@ -17,7 +17,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::config::{client_config, seconds, QuietContext};
-use super::decode_ahead::{decode_chunks, OwnedPayloads, CHUNK_MESSAGES};
+use super::decode_ahead::{decode_chunks, HeldPayloads, CHUNK_MESSAGES};
 use super::local::is_local_bootstrap;
 use super::{Interrupt, KafkaError};
 use crate::formats::avro::{AvroDecoder, WriterSchemas};
@@ -702,6 +702,8 @@ impl ArrowConsumer {
                 ordered_current,
                 subscribed,
             };
+            // The decode thread reads payloads of the messages in `gathered`: they are kept
+            // until it has been joined (and leaked if the poll loop panics; see `Held`).
             let gathered = gather.run(interrupt, return_when_idle, sender);
             let decoded = worker.map(|worker| {
                 worker.join().unwrap_or_else(|_| {
@@ -835,12 +837,13 @@ impl<'a> Gather<'a> {
         &mut self,
         interrupt: Interrupt<'_>,
         return_when_idle: bool,
-        decode_ahead: Option<Sender<OwnedPayloads>>,
+        decode_ahead: Option<Sender<HeldPayloads>>,
     ) -> Gathered<'a> {
         let batch_size = self.options.batch_size;
         let max_wait = self.options.max_wait;
-        let mut messages: Vec<BorrowedMessage<'a>> = Vec::with_capacity(batch_size.min(100_000));
-        let mut chunk = OwnedPayloads::with_capacity(CHUNK_MESSAGES, 0);
+        let mut held = Held(Vec::with_capacity(batch_size.min(100_000)));
+        let messages = &mut held.0;
+        let mut chunk = HeldPayloads::with_capacity(CHUNK_MESSAGES);
         let mut eof_partitions = Vec::new();
         let mut error = None;
         let mut first_at: Option<Instant> = None;
@@ -917,16 +920,16 @@ impl<'a> Gather<'a> {
                     }
                     first_at.get_or_insert(now);
                     if decode_ahead.is_some() {
-                        chunk.push(message.key(), message.payload());
+                        // Safety: the message goes into `held`, which keeps it until the
+                        // decode thread is joined (`poll_batch`), or forever on a panic.
+                        unsafe { chunk.push(message.key(), message.payload()) };
                     }
                     messages.push(message);
                     if let Some(sender) = &decode_ahead {
                         if chunk.len() == CHUNK_MESSAGES {
-                            // The next chunk is sized like this one: no growing as it fills.
-                            let bytes = chunk.bytes_len();
                             let full = std::mem::replace(
                                 &mut chunk,
-                                OwnedPayloads::with_capacity(CHUNK_MESSAGES, bytes),
+                                HeldPayloads::with_capacity(CHUNK_MESSAGES),
                             );
                             if sender.send(full).is_err() {
                                 break; // the decode thread failed; its error ends the round
@@ -973,9 +976,22 @@ impl<'a> Gather<'a> {
             }
         }
         Gathered {
-            messages,
+            messages: std::mem::take(&mut held.0),
             eof_partitions,
             error,
+        }
+    }
+}
+
+/// The messages of a round while it is polled. The decode thread reads their payloads in
+/// place, so if the poll loop panics they are leaked rather than freed under its feet (a
+/// panic unwinds the loop before the thread scope joins the decoder).
+struct Held<'a>(Vec<BorrowedMessage<'a>>);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            std::mem::forget(std::mem::take(&mut self.0));
         }
     }
 }
