@@ -177,8 +177,9 @@ impl ArrowConsumer {
             ("enable.auto.offset.store", "false".to_string()),
             ("enable.partition.eof", "true".to_string()),
             ("auto.offset.reset", reset.to_string()),
-            // Bounded prefetch: memory stays flat while following a topic.
-            ("queued.max.messages.kbytes", "65536".to_string()),
+            // Bounded prefetch: memory stays flat while following a topic. 32 MB is ~50 ms of
+            // reading here; 64 MB read no faster and added ~60 MB to a 1M-message read's peak.
+            ("queued.max.messages.kbytes", "32768".to_string()),
             // When that queue is full librdkafka stops fetching for this long (1 s by
             // default): a reader that drains it in bursts would stall for most of it.
             ("fetch.queue.backoff.ms", "10".to_string()),

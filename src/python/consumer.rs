@@ -224,6 +224,7 @@ impl PyConsumer {
             py.detach(move || {
                 consumer.close();
                 drop(consumer);
+                crate::kafka::release_freed_memory();
             });
         }
     }
