@@ -55,7 +55,9 @@ def timed_topic(bootstrap: str, new_topic, confluent_producer):
     """90 messages, id i stamped base + i seconds, spread over 3 partitions."""
     topic = new_topic(partitions=3)
     base_ms = (int(time.time()) - 3600) * 1000  # recent: well inside the broker's retention
-    produce(confluent_producer, topic, json_ids(90), timestamps_ms=[base_ms + i * 1000 for i in range(90)])
+    delivered = produce(confluent_producer, topic, json_ids(90), timestamps_ms=[base_ms + i * 1000 for i in range(90)])
+    # The reads below count on it: id i at offset i // 3 of partition i % 3, once.
+    assert [(d.partition, d.offset) for d in delivered] == [(i % 3, i // 3) for i in range(90)]
     return topic, base_ms
 
 

@@ -99,6 +99,9 @@ impl ArrowProducer {
                 (options.timeout.as_millis().max(1000) * 3).to_string(),
             ),
             ("linger.ms", "10".to_string()),
+            // Each row once and in order, even when librdkafka retries a batch (a plain
+            // producer may write a retried batch twice, or after later ones).
+            ("enable.idempotence", "true".to_string()),
             ("queue.buffering.max.messages", "500000".to_string()),
             (
                 "socket.timeout.ms",
