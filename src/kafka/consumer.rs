@@ -721,15 +721,12 @@ impl ArrowConsumer {
         let result = match (error, decoded_ahead) {
             (Some(error), _) => Err(error),
             _ if messages.is_empty() => Ok(None),
-            (None, Some(decoded)) => decoded
-                .map_err(KafkaError::from)
-                .and_then(|decoded| self.state.hand_out(&self.options, &messages, decoded))
-                .map(Some),
-            (None, None) => self
-                .state
-                .decode(&self.options, &messages)
-                .and_then(|decoded| self.state.hand_out(&self.options, &messages, decoded))
-                .map(Some),
+            (None, decoded_ahead) => match decoded_ahead {
+                Some(decoded) => decoded.map_err(KafkaError::from),
+                None => self.state.decode(&self.options, &messages),
+            }
+            .and_then(|decoded| self.state.hand_out(&self.options, &messages, decoded))
+            .map(Some),
         };
         if let Err(error) = result {
             // Nothing of this round was handed out: go back to its first messages, so none is
