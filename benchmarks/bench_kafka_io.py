@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, Timer, fastest, kafka_broker, machine, peak_rss_mb, run_worker, save  # noqa: E402
+from common import ROOT, Timer, fastest, kafka_broker, machine, peak_rss_mb, run_worker, save, settle  # noqa: E402
 
 FIELDS = ["Time", *[f"V{i}" for i in range(1, 29)], "Amount", "Class"]
 DECLARATIONS = ", ".join(f"{name} DOUBLE" for name in FIELDS)
@@ -36,6 +36,7 @@ PARTITIONS = 3
 def worker_kafkaml(bootstrap: str, topic: str, fmt: str) -> dict:
     import kafkaml
 
+    settle()
     with Timer() as t:
         table = kafkaml.read_topic(bootstrap, topic, format=fmt, schema=DECLARATIONS)
         matrix = kafkaml.to_numpy(table, columns=FIELDS, dtype="float32")
@@ -46,6 +47,7 @@ def worker_kafkaml(bootstrap: str, topic: str, fmt: str) -> dict:
 def worker_confluent(bootstrap: str, topic: str, fmt: str) -> dict:
     from confluent_kafka import Consumer, TopicPartition
 
+    settle()
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-confluent", "enable.auto.commit": False})
     parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     total = 0

@@ -47,6 +47,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def settle(seconds: float = 0.5) -> None:
+    """Waits out the threads that imports start: importing numpy starts OpenBLAS threads that
+    spin for ~0.1 s of CPU, which would otherwise be charged to whichever reader starts its
+    timer right after its imports. Every worker of a benchmark calls it alike."""
+    time.sleep(seconds)
+
+
 class Timer:
     def __enter__(self) -> "Timer":
         self.started = time.perf_counter()

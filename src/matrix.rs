@@ -1,8 +1,10 @@
 //! Arrow columns into one row-major (C-contiguous) float matrix, the shape models take.
 
+use std::ops::Range;
+
 use arrow_array::cast::AsArray;
 use arrow_array::types::*;
-use arrow_array::{Array, ArrowPrimitiveType, RecordBatch};
+use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, RecordBatch};
 use arrow_schema::{DataType, SchemaRef};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -86,6 +88,13 @@ pub fn select_columns(
     Ok(indices)
 }
 
+/// Rows written per pass over the columns: each column writes its strided values into a
+/// tile that stays in the cache (a whole batch per column evicted every row between columns).
+const TILE_ROWS: usize = 1024;
+/// Below this many cells one thread fills the matrix; above it, up to `MAX_THREADS` share it.
+const PARALLEL_CELLS: usize = 1 << 20;
+const MAX_THREADS: usize = 4;
+
 /// Writes `columns` of `batches` into `out`, row-major: `out.len()` must be rows × columns.
 /// Nulls become `fill`, or fail with the column and the row (counted across batches).
 pub fn fill_matrix<T: MatrixElement>(
@@ -95,8 +104,69 @@ pub fn fill_matrix<T: MatrixElement>(
     out: &mut [T],
 ) -> Result<(), MatrixError> {
     let width = columns.len();
-    let mut row_offset = 0;
+    let sources = numeric_sources(batches, columns, fill)?;
+    let mut tiles = Vec::new();
+    for (batch, source) in sources.iter().enumerate() {
+        let rows = batches[batch].num_rows();
+        tiles.extend((0..rows).step_by(TILE_ROWS).map(|first| Tile {
+            source,
+            first,
+            rows: TILE_ROWS.min(rows - first),
+        }));
+    }
+    let threads = if out.len() >= PARALLEL_CELLS {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
+    } else {
+        1
+    };
+    let fill = T::from_f64(fill.unwrap_or(0.0));
+    let tiles_per_thread = tiles.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let mut rest = out;
+        for group in tiles.chunks(tiles_per_thread) {
+            let rows: usize = group.iter().map(|tile| tile.rows).sum();
+            let (part, after) = std::mem::take(&mut rest).split_at_mut(rows * width);
+            rest = after;
+            scope.spawn(move || {
+                let mut part = part;
+                for tile in group {
+                    let (block, after) = std::mem::take(&mut part).split_at_mut(tile.rows * width);
+                    part = after;
+                    tile.write(block, width, fill);
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
+/// A run of rows of one batch, written by one pass over its columns.
+struct Tile<'a> {
+    source: &'a [ArrayRef],
+    first: usize,
+    rows: usize,
+}
+
+impl Tile<'_> {
+    fn write<T: MatrixElement>(&self, block: &mut [T], width: usize, fill: T) {
+        for (j, column) in self.source.iter().enumerate() {
+            let rows = self.first..self.first + self.rows;
+            write_column(column.as_ref(), rows, j, width, fill, block);
+        }
+    }
+}
+
+/// Each batch's selected columns, those that are not integers or floats cast to float64; in
+/// order, the first null when there is no fill (so the error is the same on every run) and
+/// the first batch whose schema differs.
+fn numeric_sources(
+    batches: &[RecordBatch],
+    columns: &[usize],
+    fill: Option<f64>,
+) -> Result<Vec<Vec<ArrayRef>>, MatrixError> {
     let first_schema = batches.first().map(|b| b.schema());
+    let mut row_offset = 0;
+    let mut sources = Vec::with_capacity(batches.len());
     for (index, batch) in batches.iter().enumerate() {
         if first_schema
             .as_ref()
@@ -104,92 +174,109 @@ pub fn fill_matrix<T: MatrixElement>(
         {
             return Err(MatrixError::SchemaMismatch { index });
         }
-        let rows = batch.num_rows();
-        let block = &mut out[row_offset * width..(row_offset + rows) * width];
-        for (j, &c) in columns.iter().enumerate() {
+        let mut source = Vec::with_capacity(columns.len());
+        for &c in columns {
             let column = batch.column(c);
-            let name = batch.schema().field(c).name().clone();
             if column.null_count() > 0 && fill.is_none() {
-                let row = (0..rows).find(|&r| column.is_null(r)).unwrap_or(0);
+                let row = (0..batch.num_rows())
+                    .find(|&r| column.is_null(r))
+                    .unwrap_or(0);
                 return Err(MatrixError::Null {
-                    name,
+                    name: batch.schema().field(c).name().clone(),
                     row: row_offset + row,
                 });
             }
-            write_column(column.as_ref(), j, width, fill.unwrap_or(0.0), block)?;
+            source.push(if is_written_directly(column.data_type()) {
+                column.clone()
+            } else {
+                // Booleans, decimals, float16, nulls: through Arrow's cast, as float64.
+                arrow_cast::cast(column, &DataType::Float64)
+                    .map_err(|e| MatrixError::Arrow(e.to_string()))?
+            });
         }
-        row_offset += rows;
+        sources.push(source);
+        row_offset += batch.num_rows();
     }
-    Ok(())
+    Ok(sources)
 }
 
+/// The types `write_column` writes; the other numeric types are cast to float64 first.
+fn is_written_directly(data_type: &DataType) -> bool {
+    use DataType::*;
+    matches!(
+        data_type,
+        Float32 | Float64 | Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64
+    )
+}
+
+/// Writes `rows` of an integer or float column into column `j` of `block`.
 fn write_column<T: MatrixElement>(
     column: &dyn Array,
+    rows: Range<usize>,
     j: usize,
     width: usize,
-    fill: f64,
+    fill: T,
     block: &mut [T],
-) -> Result<(), MatrixError> {
+) {
     fn strided<T: MatrixElement, P: ArrowPrimitiveType>(
         column: &dyn Array,
+        rows: Range<usize>,
         j: usize,
         width: usize,
         fill: T,
         block: &mut [T],
         convert: impl Fn(P::Native) -> T,
     ) {
-        let values = column.as_primitive::<P>();
+        let array = column.as_primitive::<P>();
+        let values = &array.values()[rows.clone()];
         let cells = block[j..].iter_mut().step_by(width);
-        if values.null_count() == 0 {
-            for (cell, v) in cells.zip(values.values().iter()) {
+        if array.null_count() == 0 {
+            for (cell, v) in cells.zip(values) {
                 *cell = convert(*v);
             }
         } else {
-            for (cell, v) in cells.zip(values.iter()) {
-                *cell = v.map(&convert).unwrap_or(fill);
+            for ((cell, v), row) in cells.zip(values).zip(rows) {
+                *cell = if array.is_valid(row) {
+                    convert(*v)
+                } else {
+                    fill
+                };
             }
         }
     }
-    let fill_t = T::from_f64(fill);
     match column.data_type() {
         DataType::Float32 => {
-            strided::<T, Float32Type>(column, j, width, fill_t, block, T::from_f32)
+            strided::<T, Float32Type>(column, rows, j, width, fill, block, T::from_f32)
         }
         DataType::Float64 => {
-            strided::<T, Float64Type>(column, j, width, fill_t, block, T::from_f64)
+            strided::<T, Float64Type>(column, rows, j, width, fill, block, T::from_f64)
         }
-        DataType::Int8 => {
-            strided::<T, Int8Type>(column, j, width, fill_t, block, |v| T::from_f32(v as f32))
-        }
-        DataType::Int16 => {
-            strided::<T, Int16Type>(column, j, width, fill_t, block, |v| T::from_f32(v as f32))
-        }
-        DataType::Int32 => {
-            strided::<T, Int32Type>(column, j, width, fill_t, block, |v| T::from_f64(v as f64))
-        }
-        DataType::Int64 => {
-            strided::<T, Int64Type>(column, j, width, fill_t, block, |v| T::from_f64(v as f64))
-        }
-        DataType::UInt8 => {
-            strided::<T, UInt8Type>(column, j, width, fill_t, block, |v| T::from_f32(v as f32))
-        }
-        DataType::UInt16 => {
-            strided::<T, UInt16Type>(column, j, width, fill_t, block, |v| T::from_f32(v as f32))
-        }
-        DataType::UInt32 => {
-            strided::<T, UInt32Type>(column, j, width, fill_t, block, |v| T::from_f64(v as f64))
-        }
-        DataType::UInt64 => {
-            strided::<T, UInt64Type>(column, j, width, fill_t, block, |v| T::from_f64(v as f64))
-        }
-        _ => {
-            // Booleans, decimals, float16, nulls: through Arrow's cast, then as float64.
-            let cast = arrow_cast::cast(column, &DataType::Float64)
-                .map_err(|e| MatrixError::Arrow(e.to_string()))?;
-            strided::<T, Float64Type>(cast.as_ref(), j, width, fill_t, block, T::from_f64)
-        }
+        DataType::Int8 => strided::<T, Int8Type>(column, rows, j, width, fill, block, |v| {
+            T::from_f32(v as f32)
+        }),
+        DataType::Int16 => strided::<T, Int16Type>(column, rows, j, width, fill, block, |v| {
+            T::from_f32(v as f32)
+        }),
+        DataType::Int32 => strided::<T, Int32Type>(column, rows, j, width, fill, block, |v| {
+            T::from_f64(v as f64)
+        }),
+        DataType::Int64 => strided::<T, Int64Type>(column, rows, j, width, fill, block, |v| {
+            T::from_f64(v as f64)
+        }),
+        DataType::UInt8 => strided::<T, UInt8Type>(column, rows, j, width, fill, block, |v| {
+            T::from_f32(v as f32)
+        }),
+        DataType::UInt16 => strided::<T, UInt16Type>(column, rows, j, width, fill, block, |v| {
+            T::from_f32(v as f32)
+        }),
+        DataType::UInt32 => strided::<T, UInt32Type>(column, rows, j, width, fill, block, |v| {
+            T::from_f64(v as f64)
+        }),
+        DataType::UInt64 => strided::<T, UInt64Type>(column, rows, j, width, fill, block, |v| {
+            T::from_f64(v as f64)
+        }),
+        other => unreachable!("numeric_sources casts {other} to float64 (is_written_directly)"),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -255,6 +342,41 @@ mod tests {
         );
         fill_matrix(&batches, &cols, Some(-1.0), &mut out).unwrap();
         assert_eq!(out, [1.0, 1.0, 2.0, 2.0, -1.0, 3.0]);
+    }
+
+    #[test]
+    fn large_matrices_are_filled_tile_by_tile_on_several_threads_in_row_order() {
+        // Enough cells for several threads; batch lengths that are not multiples of a tile.
+        let lengths = [1500, 400_000, 7];
+        let mut first_row = 0i64;
+        let mut batches = Vec::new();
+        for n in lengths {
+            let rows = first_row..first_row + n;
+            let a = rows.clone().map(|r| (r % 1000 != 999).then_some(r as f64));
+            batches.push(batch(a.collect(), rows.map(|r| Some(-r)).collect()));
+            first_row += n;
+        }
+        let cols = select_columns(
+            &batches[0].schema(),
+            Some(&["a".into(), "b".into(), "flag".into()]),
+        )
+        .unwrap();
+        let total = first_row as usize;
+        assert!(total * 3 >= PARALLEL_CELLS);
+        let mut out = vec![0f64; total * 3];
+        fill_matrix(&batches, &cols, Some(-0.5), &mut out).unwrap();
+        for (r, row) in out.chunks(3).enumerate() {
+            let a = if r % 1000 == 999 { -0.5 } else { r as f64 };
+            assert_eq!(row, [a, -(r as f64), 1.0], "row {r}");
+        }
+        let err = fill_matrix(&batches, &cols, None, &mut out).unwrap_err();
+        assert_eq!(
+            err,
+            MatrixError::Null {
+                name: "a".into(),
+                row: 999
+            }
+        );
     }
 
     #[test]

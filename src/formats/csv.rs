@@ -12,8 +12,8 @@ use arrow_schema::SchemaRef;
 
 use super::flat::{parse_text, FlatBatchBuilder, FlatType, Slot};
 use super::{
-    decode_isolating_failures, empty_batch, relabel, schema_utc_as_offset, BatchDecoder, Decoded,
-    FormatError, Payload, RowFailure,
+    decode_isolating_failures, empty_batch, prefetching, relabel, schema_utc_as_offset,
+    BatchDecoder, Decoded, FormatError, Payload, RowFailure,
 };
 
 pub struct CsvDecoder {
@@ -81,7 +81,7 @@ impl CsvDecoder {
         let mut present = vec![false; width];
         let (mut slots, mut scratch, mut field) = (vec![Slot::Null; width], Vec::new(), Vec::new());
         let mut failures = Vec::new();
-        for (index, payload) in payloads.iter().enumerate() {
+        for (index, payload) in prefetching(payloads) {
             let parsed = match payload.value {
                 None => {
                     present.fill(false);
@@ -133,7 +133,7 @@ impl CsvDecoder {
         let mut scratch = Vec::new();
         let mut field = Vec::new();
         let mut failures = Vec::new();
-        for (index, payload) in payloads.iter().enumerate() {
+        for (index, payload) in prefetching(payloads) {
             scratch.clear();
             let parsed = match payload.value {
                 None => {

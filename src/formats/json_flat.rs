@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use arrow_schema::SchemaRef;
 
 use super::flat::{flat_name, parse_text, FlatBatchBuilder, FlatType, Slot};
-use super::{Decoded, FormatError, Payload, RowFailure};
+use super::{prefetching, Decoded, FormatError, Payload, RowFailure};
 
 pub struct FlatJsonDecoder {
     schema: SchemaRef,
@@ -47,7 +47,7 @@ impl FlatJsonDecoder {
         let mut scratch = Vec::new();
         let mut key = Vec::new();
         let mut failures = Vec::new();
-        for (index, payload) in payloads.iter().enumerate() {
+        for (index, payload) in prefetching(payloads) {
             slots.fill(Slot::Null);
             scratch.clear();
             let parsed = match payload.value {

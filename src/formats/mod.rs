@@ -123,6 +123,42 @@ impl std::str::FromStr for Format {
     }
 }
 
+/// Messages the decoders prefetch ahead of the one they parse.
+const PREFETCH_AHEAD: usize = 4;
+
+/// Asks the CPU to start loading `bytes` into its cache. The flat decoders are bound by
+/// memory latency, not arithmetic: a third of the CSV float decoder's time was its first
+/// loads of each message, so they prefetch the message `PREFETCH_AHEAD` places ahead.
+#[inline]
+fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        const LINE: usize = 64;
+        let start = bytes.as_ptr() as usize & !(LINE - 1);
+        let end = bytes.as_ptr() as usize + bytes.len();
+        for line in (start..end).step_by(LINE) {
+            // Safety: SSE is part of x86_64; a prefetch is a hint that never faults, whatever
+            // the address.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(line as *const i8) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}
+
+/// The payloads with their indices, each value prefetched `PREFETCH_AHEAD` places before it
+/// is reached.
+pub(crate) fn prefetching<'p, 'a>(
+    payloads: &'p [Payload<'a>],
+) -> impl Iterator<Item = (usize, &'p Payload<'a>)> {
+    payloads.iter().enumerate().inspect(move |(index, _)| {
+        if let Some(ahead) = payloads.get(index + PREFETCH_AHEAD).and_then(|p| p.value) {
+            prefetch(ahead);
+        }
+    })
+}
+
 /// Decodes all payloads with `together`; only if that fails, decodes each on its own to
 /// find the bad ones, then the good ones together. Keeps the fast path free of per-message
 /// bookkeeping for decoders (arrow's) that fail a whole batch on one bad message.

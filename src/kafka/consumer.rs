@@ -32,6 +32,9 @@ const INTERRUPT_CHECK: Duration = Duration::from_millis(100);
 /// How many decode failures `.errors` keeps with their coordinates.
 const RECENT_FAILURES: usize = 20;
 
+/// The polling step while a consumer closes.
+const CLOSE_POLL: Duration = Duration::from_millis(1);
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum StartAt {
     Earliest,
@@ -796,12 +799,32 @@ impl ArrowConsumer {
         Ok(point.0.len())
     }
 
+    /// Leaves the group (if any) and closes the client's consumer side. Dropping does this
+    /// too; calling it first only makes it quick.
     pub fn close(&mut self) {
         self.finished = true;
+        if self.consumer.closed() {
+            return;
+        }
         if self.options.group_id.is_some() {
             self.consumer.unsubscribe();
         }
         let _ = self.consumer.unassign();
+        // rust-rdkafka's drop closes a consumer by polling in 100 ms steps until it is closed:
+        // every drop waited ~100 ms after the close had finished. Closed here in 1 ms steps.
+        if self.consumer.close_queue().is_ok() {
+            let deadline = Instant::now() + self.options.timeout;
+            while !self.consumer.closed() && Instant::now() < deadline {
+                // Messages still queued are dropped unread: nothing is handed out any more.
+                let _ = self.consumer.poll(CLOSE_POLL);
+            }
+        }
+    }
+}
+
+impl Drop for ArrowConsumer {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
