@@ -799,8 +799,7 @@ impl ArrowConsumer {
         Ok(point.0.len())
     }
 
-    /// Leaves the group (if any) and closes the client's consumer side. Dropping does this
-    /// too; calling it first only makes it quick.
+    /// Leaves the group (if any) and closes the client's consumer side; dropping calls it.
     pub fn close(&mut self) {
         self.finished = true;
         if self.consumer.closed() {
