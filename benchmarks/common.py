@@ -47,6 +47,31 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_seconds() -> float:
+    """CPU time (user + system, all threads) this process has used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def broker_cpu_seconds() -> float | None:
+    """CPU time the local Apache Kafka broker process has used so far (from /proc), or None
+    when there is not exactly one such process on this machine."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if b"kafka.Kafka" in (proc / "cmdline").read_bytes():
+                found.append(proc)
+        except OSError:
+            continue
+    if len(found) != 1:
+        return None
+    fields = (found[0] / "stat").read_text().rsplit(")", 1)[1].split()
+    # utime and stime are fields 14 and 15 of /proc/PID/stat, in clock ticks
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def settle(seconds: float = 0.5) -> None:
     """Waits out the threads that imports start: importing numpy starts OpenBLAS threads that
     spin for ~0.1 s of CPU, which would otherwise be charged to whichever reader starts its
@@ -78,8 +103,12 @@ def machine() -> dict[str, Any]:
 
 def fastest(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The fastest of several runs of one side (by ``seconds``), with every run's seconds in
-    ``all_seconds`` and, when runs measure memory, the worst ``peak_rss_mb`` of them."""
+    ``all_seconds`` (and ``all_cpu_seconds``, ``all_broker_cpu_seconds`` when measured) and,
+    when runs measure memory, the worst ``peak_rss_mb`` of them."""
     best = dict(min(runs, key=lambda r: r["seconds"]), all_seconds=[r["seconds"] for r in runs])
+    for key in ("cpu_seconds", "broker_cpu_seconds"):
+        if all(key in r for r in runs):
+            best[f"all_{key}"] = [r[key] for r in runs]
     if "peak_rss_mb" in runs[0]:
         best["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
     return best

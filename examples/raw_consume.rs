@@ -34,6 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ends.push(high);
     }
     let started = Instant::now();
+    let cpu_before = cpu_seconds();
     consumer.assign(&assignment)?;
     let (mut messages, mut bytes) = (0u64, 0u64);
     while remaining > 0 {
@@ -46,6 +47,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    println!("{{\"messages\": {messages}, \"bytes\": {bytes}, \"seconds\": {seconds}}}");
+    let cpu = cpu_seconds() - cpu_before;
+    println!(
+        "{{\"messages\": {messages}, \"bytes\": {bytes}, \"seconds\": {seconds}, \"cpu_seconds\": {cpu}}}"
+    );
     Ok(())
+}
+
+/// CPU time (user + system, all threads) this process has used so far.
+fn cpu_seconds() -> f64 {
+    // Safety: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }

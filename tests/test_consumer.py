@@ -178,6 +178,18 @@ def test_batches_respect_batch_size_and_count_messages(bootstrap: str, new_topic
     assert sorted(pa.Table.from_batches(batches).column("id").to_pylist()) == list(range(500))
 
 
+def test_read_topic_chunks_follow_batch_size(bootstrap: str, new_topic) -> None:
+    topic = new_topic(partitions=1)
+    kafkaml.write_topic(bootstrap, topic, ids_table(120))
+    small = kafkaml.read_topic(bootstrap, topic, batch_size=50)
+    assert [len(chunk) for chunk in small.column("id").chunks] == [50, 50, 20]
+    # Without batch_size, read_topic's own default (larger than Consumer's) applies.
+    assert kafkaml._consumer.READ_TOPIC_BATCH_SIZE > 10_000
+    whole = kafkaml.read_topic(bootstrap, topic)
+    assert whole.column("id").num_chunks == 1
+    assert whole.equals(small.combine_chunks())
+
+
 def test_several_topics_in_one_consumer(bootstrap: str, new_topic) -> None:
     first, second = new_topic(partitions=3), new_topic(partitions=2)
     kafkaml.write_topic(bootstrap, first, ids_table(40))

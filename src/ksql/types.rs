@@ -186,7 +186,7 @@ impl RowDecoder {
                 if let Some(part) = self.decoder.flush()? {
                     parts.push(part);
                 }
-                if read == 0 && offset < text.len() && self.decoder.len() == 0 && !self.decoder.has_partial_record() {
+                if read == 0 && offset < text.len() && self.decoder.is_empty() && !self.decoder.has_partial_record() {
                     // No progress and nothing buffered: only whitespace can remain.
                     break;
                 }
