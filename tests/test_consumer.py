@@ -180,13 +180,12 @@ def test_batches_respect_batch_size_and_count_messages(bootstrap: str, new_topic
 
 def test_read_topic_chunks_follow_batch_size(bootstrap: str, new_topic) -> None:
     topic = new_topic(partitions=1)
-    kafkaml.write_topic(bootstrap, topic, ids_table(120))
-    small = kafkaml.read_topic(bootstrap, topic, batch_size=50)
-    assert [len(chunk) for chunk in small.column("id").chunks] == [50, 50, 20]
-    # Without batch_size, read_topic's own default (larger than Consumer's) applies.
-    assert kafkaml._consumer.READ_TOPIC_BATCH_SIZE > 10_000
+    kafkaml.write_topic(bootstrap, topic, ids_table(12_000))
+    small = kafkaml.read_topic(bootstrap, topic, batch_size=5_000)
+    assert [len(chunk) for chunk in small.column("id").chunks] == [5_000, 5_000, 2_000]
+    # Without batch_size, read_topic's own default applies: more than a Consumer's 10,000.
     whole = kafkaml.read_topic(bootstrap, topic)
-    assert whole.column("id").num_chunks == 1
+    assert [len(chunk) for chunk in whole.column("id").chunks] == [12_000]
     assert whole.equals(small.combine_chunks())
 
 

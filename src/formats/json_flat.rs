@@ -230,6 +230,13 @@ fn is_number_byte(b: u8) -> bool {
     matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
 }
 
+/// The number at the start of `bytes` and the bytes it used, if it is all of the JSON number
+/// there (not "1.5" of "1.5.5").
+fn whole_number<T: lexical_core::FromLexical>(bytes: &[u8]) -> Option<(T, usize)> {
+    let (value, used) = lexical_core::parse_partial::<T>(bytes).ok()?;
+    (!bytes.get(used).is_some_and(|b| is_number_byte(*b))).then_some((value, used))
+}
+
 impl<'a> Reader<'a> {
     /// A string without escapes (at its opening quote), where it is. `None`, with the
     /// position unchanged, when it has escapes or no end: `read_string` handles those.
@@ -253,27 +260,25 @@ impl<'a> Reader<'a> {
         if rest.first() == Some(&b'-') && !rest.get(1).is_some_and(u8::is_ascii_digit) {
             return false; // "-inf" and the like: lexical would read it, JSON does not
         }
-        // The number must be all of the JSON number here (not "1.5" of "1.5.5").
-        let whole = |used: usize| !rest.get(used).is_some_and(|b| is_number_byte(*b));
-        match flat {
-            FlatType::Float32 | FlatType::Float64 => match lexical_core::parse_partial(rest) {
-                Ok((value, used)) if whole(used) => {
+        let used = match flat {
+            FlatType::Float32 | FlatType::Float64 => match whole_number::<f64>(rest) {
+                Some((value, used)) => {
                     *slot = Slot::Float(value);
-                    self.pos += used;
-                    true
+                    used
                 }
-                _ => false,
+                None => return false,
             },
-            FlatType::Int(_) => match lexical_core::parse_partial(rest) {
-                Ok((value, used)) if whole(used) => {
+            FlatType::Int(_) => match whole_number::<i64>(rest) {
+                Some((value, used)) => {
                     *slot = Slot::Int(value);
-                    self.pos += used;
-                    true
+                    used
                 }
-                _ => false,
+                None => return false,
             },
-            _ => false,
-        }
+            _ => return false,
+        };
+        self.pos += used;
+        true
     }
 
     fn peek(&self) -> Option<u8> {
