@@ -3,10 +3,12 @@
     python benchmarks/bench_kafka_io.py [--messages 1000000]
 
 The same topics of credit-card rows (Time, V1..V28, Amount, Class: 31 numbers) on a real
-broker, as JSON and as CSV, read into a float32 numpy matrix by
-  (a) kafkaml: read_topic(...) + to_numpy(...), decoding in Rust;
+broker, as JSON and as CSV,read into a float32 numpy matrix by
+  (a) kafkaml: read_matrix(...), decoding in Rust straight into the matrix; and, as the
+      table route, read_topic(...) + to_numpy(...);
   (b) confluent-kafka: consume() + json.loads / str.split + numpy, the talk's route;
-  (c) librdkafka polling every message without decoding (examples/raw_consume.rs): the ceiling.
+  (c) librdkafka polling every message without decoding (examples/raw_consume.rs): the ceiling,
+      with its batch API (its fastest way; the one-at-a-time poll is shown too).
 Each reader runs in a fresh process so its peak memory is its own; every reader and writer
 runs --repeat times (3) in rounds, and its fastest run counts. Writing is compared too:
 kafkaml.write_topic vs a confluent-kafka produce loop with json.dumps.
@@ -35,14 +37,17 @@ PARTITIONS = 3
 
 # ---------------- workers (each in a fresh process) ----------------
 
-def worker_kafkaml(bootstrap: str, topic: str, fmt: str) -> dict:
+def worker_kafkaml(bootstrap: str, topic: str, fmt: str, route: str) -> dict:
     import kafkaml
 
     settle()
     cpu_before = cpu_seconds()
     with Timer() as t:
-        table = kafkaml.read_topic(bootstrap, topic, format=fmt, schema=DECLARATIONS)
-        matrix = kafkaml.to_numpy(table, columns=FIELDS, dtype="float32")
+        if route == "matrix":
+            matrix = kafkaml.read_matrix(bootstrap, topic, format=fmt, schema=DECLARATIONS, columns=FIELDS)
+        else:
+            table = kafkaml.read_topic(bootstrap, topic, format=fmt, schema=DECLARATIONS)
+            matrix = kafkaml.to_numpy(table, columns=FIELDS, dtype="float32")
     return {"rows": matrix.shape[0], "seconds": t.seconds, "cpu_seconds": cpu_seconds() - cpu_before,
             "peak_rss_mb": peak_rss_mb(),
             "matrix_mb": matrix.nbytes / 2**20, "checksum": float(matrix[:, 0].astype(np.float64).sum())}
@@ -80,9 +85,12 @@ def worker_confluent(bootstrap: str, topic: str, fmt: str) -> dict:
             "checksum": float(matrix[:, 0].astype(np.float64).sum())}
 
 
-def raw_ceiling(bootstrap: str, topic: str) -> dict:
+def raw_ceiling(bootstrap: str, topic: str, per_message: bool = False) -> dict:
     env_target = {"CARGO_TARGET_DIR": str(Path.home() / ".cache" / "kafkaml" / "target")}
     import os
+
+    if per_message:
+        env_target["RAW_PER_MESSAGE"] = "1"
 
     done = subprocess.run(
         ["cargo", "run", "--quiet", "--release", "--no-default-features", "--example", "raw_consume", "--", bootstrap, topic],
@@ -151,7 +159,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         kind, bootstrap, topic, fmt = args.worker
-        result = worker_kafkaml(bootstrap, topic, fmt) if kind == "kafkaml" else worker_confluent(bootstrap, topic, fmt)
+        if kind.startswith("kafkaml"):
+            result = worker_kafkaml(bootstrap, topic, fmt, route="matrix" if kind == "kafkaml_matrix" else "table")
+        else:
+            result = worker_confluent(bootstrap, topic, fmt)
         print(json.dumps(result))
         return
 
@@ -159,12 +170,15 @@ def main() -> None:
         writing, topics = produce_all(bootstrap, args.messages, args.repeat)
         me = Path(__file__)
         readers = {
-            "kafkaml_json": lambda: run_worker(me, "kafkaml", bootstrap, topics["json"], "json"),
+            "kafkaml_json": lambda: run_worker(me, "kafkaml_matrix", bootstrap, topics["json"], "json"),
+            "kafkaml_json_table": lambda: run_worker(me, "kafkaml", bootstrap, topics["json"], "json"),
             "confluent_json": lambda: run_worker(me, "confluent", bootstrap, topics["json"], "json"),
-            "kafkaml_csv": lambda: run_worker(me, "kafkaml", bootstrap, topics["csv"], "csv"),
+            "kafkaml_csv": lambda: run_worker(me, "kafkaml_matrix", bootstrap, topics["csv"], "csv"),
+            "kafkaml_csv_table": lambda: run_worker(me, "kafkaml", bootstrap, topics["csv"], "csv"),
             "confluent_csv": lambda: run_worker(me, "confluent", bootstrap, topics["csv"], "csv"),
             "raw_json": lambda: raw_ceiling(bootstrap, topics["json"]),
             "raw_csv": lambda: raw_ceiling(bootstrap, topics["csv"]),
+            "raw_csv_one_by_one": lambda: raw_ceiling(bootstrap, topics["csv"], per_message=True),
         }
         # Every reader runs --repeat times, in rounds (so a slow spell of the shared machine
         # touches all of them alike); each keeps its fastest run and lists all.
@@ -184,14 +198,18 @@ def main() -> None:
         r["msgs_s"] = r["rows"] / r["seconds"]
         assert r["rows"] == args.messages, f"{name} read {r['rows']} of {args.messages}"
     for fmt in ("json", "csv"):
-        if abs(reads[f"kafkaml_{fmt}"]["checksum"] - reads[f"confluent_{fmt}"]["checksum"]) > 1e-3 * args.messages:
-            raise SystemExit(f"{fmt}: kafkaml and confluent-kafka read different data")
+        for ours in (f"kafkaml_{fmt}", f"kafkaml_{fmt}_table"):
+            if abs(reads[ours]["checksum"] - reads[f"confluent_{fmt}"]["checksum"]) > 1e-3 * args.messages:
+                raise SystemExit(f"{fmt}: {ours} and confluent-kafka read different data")
 
     ratios = {
         "json_kafkaml_vs_confluent": reads["kafkaml_json"]["msgs_s"] / reads["confluent_json"]["msgs_s"],
         "csv_kafkaml_vs_confluent": reads["kafkaml_csv"]["msgs_s"] / reads["confluent_csv"]["msgs_s"],
         "csv_kafkaml_vs_raw_ceiling": reads["kafkaml_csv"]["msgs_s"] / reads["raw_csv"]["msgs_s"],
         "json_kafkaml_vs_raw_ceiling": reads["kafkaml_json"]["msgs_s"] / reads["raw_json"]["msgs_s"],
+        "json_table_kafkaml_vs_confluent": reads["kafkaml_json_table"]["msgs_s"] / reads["confluent_json"]["msgs_s"],
+        "csv_table_kafkaml_vs_raw_ceiling": reads["kafkaml_csv_table"]["msgs_s"] / reads["raw_csv"]["msgs_s"],
+        "csv_kafkaml_vs_raw_one_by_one": reads["kafkaml_csv"]["msgs_s"] / reads["raw_csv_one_by_one"]["msgs_s"],
         "write_json_kafkaml_vs_confluent": writing["kafkaml_write_json_msgs_s"] / writing["confluent_produce_json_msgs_s"],
         # The ceiling's runs vary most (0.5-1.0 s): each round's kafkaml run against that round's.
         "csv_vs_raw_ceiling_by_round": [
@@ -201,9 +219,9 @@ def main() -> None:
     budget = 2 * reads["kafkaml_json"]["matrix_mb"] + 300
     print(f"\n{args.messages:,} credit-card messages, {PARTITIONS} partitions, real Kafka broker, "
           f"best of {args.repeat} runs per reader")
-    print(f"{'reader':<16}{'msgs/s':>14}{'seconds':>10}{'peak RSS MB':>14}{'reader CPU s':>14}{'broker CPU s':>14}")
+    print(f"{'reader':<20}{'msgs/s':>14}{'seconds':>10}{'peak RSS MB':>14}{'reader CPU s':>14}{'broker CPU s':>14}")
     for name, r in reads.items():
-        print(f"{name:<16}{r['msgs_s']:>14,.0f}{r['seconds']:>10.2f}{r.get('peak_rss_mb', float('nan')):>14.0f}"
+        print(f"{name:<20}{r['msgs_s']:>14,.0f}{r['seconds']:>10.2f}{r.get('peak_rss_mb', float('nan')):>14.0f}"
               f"{r['cpu_seconds']:>14.2f}{r.get('broker_cpu_seconds', float('nan')):>14.2f}")
     print(f"\nwrite: kafkaml json {writing['kafkaml_write_json_msgs_s']:,.0f} msgs/s, csv "
           f"{writing['kafkaml_write_csv_msgs_s']:,.0f} msgs/s; confluent-kafka + json.dumps "
@@ -213,9 +231,13 @@ def main() -> None:
     print(f"  CSV read, kafkaml / raw librdkafka ceiling:      {ratios['csv_kafkaml_vs_raw_ceiling']:.0%} (>= 50%); "
           f"round by round: {', '.join(f'{r:.0%}' for r in ratios['csv_vs_raw_ceiling_by_round'])}")
     print(f"  CSV read, kafkaml / confluent-kafka+split:       {ratios['csv_kafkaml_vs_confluent']:.1f}x")
+    print(f"  table route (read_topic + to_numpy): JSON {ratios['json_table_kafkaml_vs_confluent']:.1f}x confluent-kafka, "
+          f"CSV {ratios['csv_table_kafkaml_vs_raw_ceiling']:.0%} of the ceiling")
+    print(f"  CSV read, kafkaml / ceiling polling one message at a time: {ratios['csv_kafkaml_vs_raw_one_by_one']:.0%}")
     print(f"  JSON write, kafkaml / confluent-kafka+json.dumps: {ratios['write_json_kafkaml_vs_confluent']:.1f}x (>= 5x)")
     print(f"  peak memory, kafkaml JSON read: {reads['kafkaml_json']['peak_rss_mb']:.0f} MB "
-          f"(budget 2 x {reads['kafkaml_json']['matrix_mb']:.0f} MB matrix + 300 MB = {budget:.0f} MB)")
+          f"(table route {reads['kafkaml_json_table']['peak_rss_mb']:.0f} MB; "
+          f"budget 2 x {reads['kafkaml_json']['matrix_mb']:.0f} MB matrix + 300 MB = {budget:.0f} MB)")
     path = save("kafka_io", {"messages": args.messages, "partitions": PARTITIONS, "repeat": args.repeat, "machine": machine(),
                              "reads": reads, "writing": writing, "ratios": ratios, "memory_budget_mb": budget})
     print(f"\nsaved {path.relative_to(ROOT)}")

@@ -88,6 +88,91 @@ pub fn select_columns(
     Ok(indices)
 }
 
+/// Takes the rows of record batches as a read decodes them.
+pub trait RowSink: Send {
+    fn append(&mut self, batch: &RecordBatch) -> Result<(), MatrixError>;
+}
+
+/// A matrix that grows by the rows of each batch appended, so a read can fill it as it
+/// decodes: each batch's float64 columns are written while they are still in the cache and
+/// then dropped, instead of a whole table being kept for `fill_matrix` at the end.
+pub struct MatrixRows<T> {
+    /// The columns asked for by name (all when `None`), resolved by the first batch's schema.
+    names: Option<Vec<String>>,
+    columns: Option<Vec<usize>>,
+    fill: Option<f64>,
+    values: Vec<T>,
+    rows: usize,
+}
+
+impl<T: MatrixElement> MatrixRows<T> {
+    /// `expected_rows` reserves room up front (a snapshot's size); more rows still fit.
+    pub fn new(names: Option<Vec<String>>, fill: Option<f64>, expected_rows: usize) -> Self {
+        let width = names.as_ref().map_or(0, Vec::len);
+        MatrixRows {
+            names,
+            columns: None,
+            fill,
+            values: Vec::with_capacity(expected_rows * width),
+            rows: 0,
+        }
+    }
+
+    fn resolve_columns(&mut self, schema: &SchemaRef) -> Result<&[usize], MatrixError> {
+        if self.columns.is_none() {
+            let columns = select_columns(schema, self.names.as_deref())?;
+            if self.values.capacity() == 0 && self.names.is_none() {
+                // Only now is the width known: reserve for about a 64k-row start.
+                self.values.reserve(columns.len() << 16);
+            }
+            self.columns = Some(columns);
+        }
+        Ok(self.columns.as_deref().expect("resolved above"))
+    }
+
+    /// The matrix's values (row-major), its rows and its columns. `schema` resolves the
+    /// columns when no rows came (so an empty read still has its width, or a clear error).
+    pub fn finish(
+        mut self,
+        schema: Option<&SchemaRef>,
+    ) -> Result<(Vec<T>, usize, usize), MatrixError> {
+        if let Some(schema) = schema {
+            self.resolve_columns(schema)?;
+        }
+        let width = match &self.columns {
+            Some(columns) => columns.len(),
+            None => self.names.as_ref().map_or(0, Vec::len),
+        };
+        Ok((self.values, self.rows, width))
+    }
+}
+
+impl<T: MatrixElement> RowSink for MatrixRows<T> {
+    fn append(&mut self, batch: &RecordBatch) -> Result<(), MatrixError> {
+        let rows_before = self.rows;
+        let columns = self.resolve_columns(&batch.schema())?.to_vec();
+        let start = self.values.len();
+        self.values
+            .resize(start + batch.num_rows() * columns.len(), T::default());
+        fill_matrix(
+            std::slice::from_ref(batch),
+            &columns,
+            self.fill,
+            &mut self.values[start..],
+        )
+        .map_err(|error| match error {
+            // Rows count from the first row of the whole matrix.
+            MatrixError::Null { name, row } => MatrixError::Null {
+                name,
+                row: rows_before + row,
+            },
+            other => other,
+        })?;
+        self.rows += batch.num_rows();
+        Ok(())
+    }
+}
+
 /// Rows written per pass over the columns: each column writes its strided values into a
 /// tile that stays in the cache (a whole batch per column evicted every row between columns).
 const TILE_ROWS: usize = 1024;

@@ -82,3 +82,81 @@ def test_a_matrix_straight_from_kafka(bootstrap: str, new_topic) -> None:
     order = np.argsort(matrix[:, 0])
     expected = np.column_stack([table.column(n).to_numpy(zero_copy_only=False).astype(np.float64) for n in table.column_names])
     assert np.array_equal(matrix[order], expected)
+
+
+def credit_rows(rows: int) -> pa.Table:
+    rng = np.random.default_rng(11)
+    return pa.table({"id": pa.array(np.arange(rows), pa.int64()), "v1": rng.normal(size=rows), "v2": rng.normal(size=rows)})
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_read_matrix_is_read_topic_then_to_numpy(bootstrap: str, new_topic, fmt: str, dtype: str) -> None:
+    # 12,000 rows over 3 partitions: decoded in chunks on a second thread, in two batches of 5,000
+    # and one of 2,000 per partition order; columns asked in another order than the schema's.
+    table = credit_rows(12_000)
+    topic = new_topic(partitions=3)
+    kafkaml.write_topic(bootstrap, topic, table, format=fmt)
+    options = {"format": fmt, "schema": "id BIGINT, v1 DOUBLE, v2 DOUBLE", "batch_size": 5_000}
+    columns = ["v2", "id", "v1"]
+    matrix = kafkaml.read_matrix(bootstrap, topic, columns=columns, dtype=dtype, **options)
+    expected = kafkaml.to_numpy(kafkaml.read_topic(bootstrap, topic, **options), columns=columns, dtype=dtype)
+    assert matrix.dtype == np.dtype(dtype) and matrix.flags["C_CONTIGUOUS"]
+    assert matrix.shape == (12_000, 3)
+    assert np.array_equal(matrix, expected)
+    assert sorted(matrix[:, 1].astype(np.int64).tolist()) == list(range(12_000))
+
+
+def test_read_matrix_with_an_inferred_schema_and_small_batches(bootstrap: str, new_topic) -> None:
+    # json without a schema: the first batch is decoded on the polling thread to infer it.
+    table = credit_rows(300)
+    topic = new_topic(partitions=2)
+    kafkaml.write_topic(bootstrap, topic, table)
+    matrix = kafkaml.read_matrix(bootstrap, topic, batch_size=64, dtype="float64")
+    assert np.array_equal(matrix, kafkaml.to_numpy(kafkaml.read_topic(bootstrap, topic), dtype="float64"))
+    assert matrix.shape == (300, 3)
+
+
+def test_read_matrix_skips_or_raises_on_bad_messages(bootstrap: str, new_topic, confluent_producer) -> None:
+    from kafka_helpers import produce
+
+    topic = new_topic(partitions=1)
+    lines = [f"{i},{i / 2}" for i in range(3_000)]
+    lines[1_234] = "1234,not a number"
+    produce(confluent_producer, topic, lines, partitions=1)
+    options = {"format": "csv", "schema": "id BIGINT, x DOUBLE"}
+    skipped = kafkaml.read_matrix(bootstrap, topic, on_error="skip", dtype="float64", **options)
+    assert skipped.shape == (2_999, 2)
+    assert skipped[:, 0].tolist() == [i for i in range(3_000) if i != 1_234]
+    assert skipped[:, 1].tolist() == [i / 2 for i in range(3_000) if i != 1_234]
+    with pytest.raises(kafkaml.DecodeError) as caught:
+        kafkaml.read_matrix(bootstrap, topic, **options)
+    assert (caught.value.partition, caught.value.offset) == (0, 1_234)
+
+
+def test_read_matrix_nulls_columns_and_options(bootstrap: str, new_topic) -> None:
+    topic = new_topic(partitions=1)
+    table = pa.table({"a": pa.array(np.arange(4_000, dtype=np.float64)), "b": pa.array([None if i == 2_500 else i for i in range(4_000)], pa.int64()),
+                      "name": [f"n{i}" for i in range(4_000)]})
+    kafkaml.write_topic(bootstrap, topic, table)
+    schema = "a DOUBLE, b BIGINT, name STRING"
+    # the row of a null counts from the first row of the matrix, across batches
+    with pytest.raises(kafkaml.SchemaError, match=r'"b".*row 2500'):
+        kafkaml.read_matrix(bootstrap, topic, schema=schema, columns=["a", "b"], batch_size=1_000)
+    filled = kafkaml.read_matrix(bootstrap, topic, schema=schema, columns=["b"], fill=-1.0, batch_size=1_000)
+    assert filled[2_500, 0] == -1.0 and filled[2_499, 0] == 2_499.0
+    with pytest.raises(kafkaml.SchemaError, match="name"):
+        kafkaml.read_matrix(bootstrap, topic, schema=schema)
+    with pytest.raises(kafkaml.ConfigError):
+        kafkaml.read_matrix(bootstrap, topic, schema=schema, columns=["a"], include_metadata=True)
+    with pytest.raises(kafkaml.ConfigError):
+        kafkaml.read_matrix(bootstrap, topic, schema=schema, columns=["a"], dtype="int8")
+    # a group member's rows come in (partition, offset) order too
+    grouped = kafkaml.read_matrix(bootstrap, topic, schema=schema, columns=["a"], group_id=f"g-{topic}")
+    assert grouped[:, 0].tolist() == list(range(4_000))
+
+
+def test_read_matrix_of_an_empty_topic_has_its_width(bootstrap: str, new_topic) -> None:
+    topic = new_topic(partitions=2)
+    matrix = kafkaml.read_matrix(bootstrap, topic, format="csv", schema="a DOUBLE, b DOUBLE")
+    assert matrix.shape == (0, 2) and matrix.dtype == np.float32

@@ -4,7 +4,7 @@ The Rust core decodes messages straight into Arrow record batches (no Python obj
 message) and encodes Arrow rows into messages; this package is its Python face.
 """
 
-from kafkaml._consumer import Consumer, ConsumerErrors, DecodeFailure, read_topic
+from kafkaml._consumer import Consumer, ConsumerErrors, DecodeFailure, read_matrix, read_topic
 from kafkaml._errors import (
     ConfigError,
     DecodeError,
@@ -35,6 +35,7 @@ __all__ = [
     "StreamScorer",
     "Producer",
     "read_topic",
+    "read_matrix",
     "write_topic",
     "to_numpy",
     "parse_columns",

@@ -166,6 +166,10 @@ class ArrowConsumer:
     ) -> Self: ...
     def next_batch(self) -> pa.RecordBatch | None:
         """The next batch, or None once the stop is reached (GIL released while reading)."""
+    def read_matrix(
+        self, columns: Sequence[str] | None = None, dtype: str = "float32", fill: float | None = None
+    ) -> np.ndarray:
+        """Reads to the stop straight into a C-contiguous (rows, columns) matrix (GIL released)."""
     def commit(self) -> int:
         """Commits the offsets after every batch handed out; returns partitions committed."""
     def close(self) -> None:

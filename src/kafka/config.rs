@@ -45,7 +45,14 @@ impl ClientContext for QuietContext {
         }
     }
 
-    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, _fac: &str, _message: &str) {}
+    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        // A client error polled through the batch API comes as a log line, not an error event.
+        if facility == "ERROR" {
+            if let Ok(mut last) = self.last_error.lock() {
+                *last = Some(message.to_string());
+            }
+        }
+    }
 }
 
 impl ConsumerContext for QuietContext {}

@@ -13,12 +13,12 @@ use arrow_array::{
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 pub use rdkafka::consumer::CommitMode;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::config::{client_config, seconds, QuietContext};
 use super::decode_ahead::{decode_chunks, HeldPayloads, CHUNK_MESSAGES};
 use super::local::is_local_bootstrap;
+use super::polled::{BatchPoller, MessageSource, OneAtATime, PolledMessage};
 use super::{Interrupt, KafkaError};
 use crate::formats::avro::{AvroDecoder, WriterSchemas};
 use crate::formats::csv::CsvDecoder;
@@ -26,6 +26,7 @@ use crate::formats::json::{infer_schema, JsonDecoder};
 use crate::formats::raw::RawDecoder;
 use crate::formats::registry::{RegistryConfig, SchemaRegistry};
 use crate::formats::{BatchDecoder, Decoded, Format, FormatError, Payload};
+use crate::matrix::RowSink;
 
 /// How often a long wait checks for an interrupt (Ctrl-C).
 const INTERRUPT_CHECK: Duration = Duration::from_millis(100);
@@ -135,6 +136,9 @@ struct PartitionProgress {
 }
 
 pub struct ArrowConsumer {
+    /// Readers without a group poll through librdkafka's batch API (see `polled`). Declared
+    /// before `consumer`, so that its messages and queue are released first.
+    batch_poller: Option<BatchPoller>,
     consumer: BaseConsumer<QuietContext>,
     options: ConsumerOptions,
     progress: HashMap<PartitionKey, PartitionProgress>,
@@ -213,7 +217,12 @@ impl ArrowConsumer {
                 .create_with_context(QuietContext::default())
                 .map_err(|e| KafkaError::Config(e.to_string()))?;
         let decoder = make_decoder(&options, None)?;
+        let batch_poller = match options.group_id {
+            None => BatchPoller::new(&consumer),
+            Some(_) => None,
+        };
         let mut this = ArrowConsumer {
+            batch_poller,
             consumer,
             progress: HashMap::new(),
             state: DecodeState {
@@ -584,11 +593,42 @@ impl ArrowConsumer {
         &mut self,
         interrupt: Interrupt<'_>,
     ) -> Result<Option<RecordBatch>, KafkaError> {
+        self.next_batch_into(interrupt, None)
+    }
+
+    /// Like `next_batch`, but the decoded rows go to `rows` as they are decoded, and the
+    /// batch returned has none: `Ok(false)` once the stop is reached. Needs a consumer
+    /// without `include_metadata` (the metadata columns are not rows of the values).
+    /// After an error, `rows` may hold rows of the failed round (which is read again):
+    /// discard it.
+    pub fn next_rows(
+        &mut self,
+        interrupt: Interrupt<'_>,
+        rows: &mut dyn RowSink,
+    ) -> Result<bool, KafkaError> {
+        if self.options.include_metadata {
+            return Err(KafkaError::Config(
+                "rows read into a matrix cannot include the metadata columns".into(),
+            ));
+        }
+        Ok(self.next_batch_into(interrupt, Some(rows))?.is_some())
+    }
+
+    fn next_batch_into(
+        &mut self,
+        interrupt: Interrupt<'_>,
+        mut rows: Option<&mut dyn RowSink>,
+    ) -> Result<Option<RecordBatch>, KafkaError> {
         loop {
             if self.finished {
                 return Ok(None);
             }
-            let batch = self.poll_batch(interrupt, self.options.stop != StopAt::Never)?;
+            let stop_set = self.options.stop != StopAt::Never;
+            let round_rows: Option<&mut dyn RowSink> = match rows {
+                Some(ref mut rows) => Some(&mut **rows),
+                None => None,
+            };
+            let batch = self.poll_batch(interrupt, stop_set, round_rows)?;
             self.apply_time_stop();
             if self.options.ordered {
                 self.assign_next_ordered()?;
@@ -610,7 +650,7 @@ impl ArrowConsumer {
         if self.finished {
             return Ok(None);
         }
-        let batch = self.poll_batch(interrupt, true)?;
+        let batch = self.poll_batch(interrupt, true, None)?;
         self.apply_time_stop();
         if self.options.ordered {
             self.assign_next_ordered()?;
@@ -642,7 +682,12 @@ impl ArrowConsumer {
                 _ if low >= 0 => low,
                 _ => return None,
             };
-            total += (high - position).max(0);
+            // Messages the batch poller took but did not hand out yet are not read.
+            let pending = self
+                .batch_poller
+                .as_ref()
+                .map_or(0, |p| p.pending_in(element.topic(), element.partition()));
+            total += (high - position).max(0) + pending;
         }
         Some(total)
     }
@@ -670,11 +715,47 @@ impl ArrowConsumer {
 
     /// One round of polling; `Ok(None)` when it ended without messages to hand out.
     /// `return_when_idle`: end the round after a quiet moment instead of waiting on.
+    /// With `rows`, the decoded rows go there (see `next_rows`).
     fn poll_batch(
         &mut self,
         interrupt: Interrupt<'_>,
         return_when_idle: bool,
+        rows: Option<&mut dyn RowSink>,
     ) -> Result<Option<RecordBatch>, KafkaError> {
+        let outcome = match self.batch_poller.take() {
+            Some(mut poller) => {
+                let outcome = self
+                    .round(&mut poller, interrupt, return_when_idle, rows)
+                    .map_err(|(error, mut rewind)| {
+                        // The messages taken after the round's were not handed out either.
+                        for (key, offset) in poller.pending_first_offsets() {
+                            rewind.entry(key).or_insert(offset);
+                        }
+                        poller.discard_pending();
+                        (error, rewind)
+                    });
+                self.batch_poller = Some(poller);
+                outcome
+            }
+            None => self.round(&mut OneAtATime, interrupt, return_when_idle, rows),
+        };
+        outcome.map_err(|(error, rewind)| {
+            // Nothing of this round was handed out: go back to its first messages, so none is
+            // lost and a bad one is met again (as Kafka's Java consumer does).
+            self.rewind(rewind);
+            error
+        })
+    }
+
+    /// A round of polling from `source`. On failure, nothing was handed out: the error comes
+    /// with the first offset per partition of the round's messages, to go back to.
+    fn round<S: MessageSource<QuietContext>>(
+        &mut self,
+        source: &mut S,
+        interrupt: Interrupt<'_>,
+        return_when_idle: bool,
+        mut rows: Option<&mut dyn RowSink>,
+    ) -> Result<Option<RecordBatch>, (KafkaError, HashMap<PartitionKey, i64>)> {
         // Decode on a second thread while polling, once there is a decoder (json infers its
         // schema from the first batch) and batches are worth splitting.
         let decode_ahead =
@@ -689,62 +770,71 @@ impl ArrowConsumer {
             ref ordered_current,
             ..
         } = *self;
-        let (gathered, decoded_ahead) = std::thread::scope(|scope| {
-            let (sender, worker) = match state.decoder.as_deref_mut() {
-                Some(decoder) if decode_ahead => {
-                    let (sender, receiver) = std::sync::mpsc::channel();
-                    let worker = scope.spawn(move || decode_chunks(decoder, receiver));
-                    (Some(sender), Some(worker))
-                }
-                _ => (None, None),
-            };
-            let mut gather = Gather {
-                consumer,
-                options,
-                progress,
-                at_end,
-                ordered_current,
-                subscribed,
-            };
-            // The decode thread reads payloads of the messages in `gathered`: they are kept
-            // until it has been joined (and leaked if the poll loop panics; see `Held`).
-            let gathered = gather.run(interrupt, return_when_idle, sender);
-            let decoded = worker.map(|worker| {
-                worker.join().unwrap_or_else(|_| {
-                    Err(FormatError::Schema("the decode thread panicked".into()))
-                })
+        // In a block: the messages borrow the consumer until it ends.
+        let (batch, eof_partitions) = {
+            let (gathered, decoded_ahead) = std::thread::scope(|scope| {
+                let (sender, worker) = match state.decoder.as_deref_mut() {
+                    Some(decoder) if decode_ahead => {
+                        let (sender, receiver) = std::sync::mpsc::channel();
+                        let rows = rows.take();
+                        let worker = scope.spawn(move || decode_chunks(decoder, receiver, rows));
+                        (Some(sender), Some(worker))
+                    }
+                    _ => (None, None),
+                };
+                let mut gather = Gather {
+                    consumer,
+                    options,
+                    progress,
+                    at_end,
+                    ordered_current,
+                    subscribed,
+                };
+                // The decode thread reads payloads of the messages in `gathered`: they are kept
+                // until it has been joined (and leaked if the poll loop panics; see `Held`).
+                let gathered = gather.run(source, interrupt, return_when_idle, sender);
+                let decoded = worker.map(|worker| {
+                    worker.join().unwrap_or_else(|_| {
+                        Err(FormatError::Schema("the decode thread panicked".into()).into())
+                    })
+                });
+                (gathered, decoded)
             });
-            (gathered, decoded)
-        });
-        let Gathered {
-            messages,
-            eof_partitions,
-            error,
-        } = gathered;
-        let result = match (error, decoded_ahead) {
-            (Some(error), _) => Err(error),
-            _ if messages.is_empty() => Ok(None),
-            (None, decoded_ahead) => match decoded_ahead {
-                Some(decoded) => decoded.map_err(KafkaError::from),
-                None => self.state.decode(&self.options, &messages),
+            let Gathered {
+                messages,
+                eof_partitions,
+                error,
+            } = gathered;
+            let result = match (error, decoded_ahead) {
+                (Some(error), _) => Err(error),
+                _ if messages.is_empty() => Ok(None),
+                (None, decoded_ahead) => match decoded_ahead {
+                    Some(decoded) => decoded,
+                    None => self
+                        .state
+                        .decode(&self.options, &messages)
+                        .and_then(|decoded| match rows {
+                            Some(rows) => {
+                                rows.append(&decoded.batch)?;
+                                let batch = decoded.batch.slice(0, 0);
+                                Ok(Decoded { batch, ..decoded })
+                            }
+                            None => Ok(decoded),
+                        }),
+                }
+                .and_then(|decoded| self.state.hand_out(&self.options, &messages, decoded))
+                .map(Some),
+            };
+            match result {
+                Ok(batch) => (batch, eof_partitions),
+                Err(error) => return Err((error, first_offsets(&messages))),
             }
-            .and_then(|decoded| self.state.hand_out(&self.options, &messages, decoded))
-            .map(Some),
         };
-        if let Err(error) = result {
-            // Nothing of this round was handed out: go back to its first messages, so none is
-            // lost and a bad one is met again (as Kafka's Java consumer does).
-            let rewind = first_offsets(&messages);
-            drop(messages);
-            self.rewind(rewind);
-            return Err(error);
-        }
-        drop(messages);
         for partition in eof_partitions {
             self.on_partition_eof(partition);
         }
         self.check_finished();
-        result
+        Ok(batch)
     }
 
     fn rewind(&mut self, positions: HashMap<PartitionKey, i64>) {
@@ -802,6 +892,8 @@ impl ArrowConsumer {
     /// Leaves the group (if any) and closes the client's consumer side; dropping calls it.
     pub fn close(&mut self) {
         self.finished = true;
+        // Messages must go back to librdkafka before its consumer closes.
+        self.batch_poller = None;
         if self.consumer.closed() {
             return;
         }
@@ -832,8 +924,8 @@ impl Drop for ArrowConsumer {
 const MESSAGES_PER_CLOCK_READ: u32 = 64;
 
 /// The polling half of a round, over the parts of the consumer it needs.
-struct Gather<'a> {
-    consumer: &'a BaseConsumer<QuietContext>,
+struct Gather<'a, 'c> {
+    consumer: &'c BaseConsumer<QuietContext>,
     options: &'a ConsumerOptions,
     progress: &'a mut HashMap<PartitionKey, PartitionProgress>,
     at_end: &'a mut std::collections::HashSet<PartitionKey>,
@@ -843,22 +935,23 @@ struct Gather<'a> {
 }
 
 /// What a round of polling gathered, and the error that ended it early, if any.
-struct Gathered<'a> {
-    messages: Vec<BorrowedMessage<'a>>,
+struct Gathered<M> {
+    messages: Vec<M>,
     eof_partitions: Vec<i32>,
     error: Option<KafkaError>,
 }
 
-impl<'a> Gather<'a> {
+impl<'a, 'c> Gather<'a, 'c> {
     /// Polls until the batch is full, `max_wait` has passed since its first message, or the
     /// stop is reached. With `decode_ahead`, each full chunk of payloads goes to the decode
     /// thread as soon as it is gathered.
-    fn run(
+    fn run<S: MessageSource<QuietContext>>(
         &mut self,
+        source: &mut S,
         interrupt: Interrupt<'_>,
         return_when_idle: bool,
         decode_ahead: Option<Sender<HeldPayloads>>,
-    ) -> Gathered<'a> {
+    ) -> Gathered<S::Message<'c>> {
         let batch_size = self.options.batch_size;
         let max_wait = self.options.max_wait;
         let mut held = Held(Vec::with_capacity(batch_size.min(100_000)));
@@ -873,6 +966,7 @@ impl<'a> Gather<'a> {
         // The last message's partition: messages come in runs per partition, so the key is
         // rebuilt only when the partition changes.
         let mut key: PartitionKey = (String::new(), -1);
+        let mut key_topic_id = 0;
         let mut stopped_early = false;
         loop {
             if messages.len() >= batch_size {
@@ -885,7 +979,7 @@ impl<'a> Gather<'a> {
                 },
                 None => INTERRUPT_CHECK,
             };
-            let polled = self.consumer.poll(wait);
+            let polled = source.next(self.consumer, wait, batch_size - messages.len());
             since_clock_read += 1;
             if first_at.is_none()
                 || !matches!(polled, Some(Ok(_)))
@@ -898,8 +992,9 @@ impl<'a> Gather<'a> {
                 None => {}
                 Some(Ok(message)) => {
                     let partition = message.partition();
-                    if key.1 != partition || key.0 != message.topic() {
+                    if key.1 != partition || key_topic_id != message.topic_id() {
                         key = (message.topic().to_string(), partition);
+                        key_topic_id = message.topic_id();
                     }
                     let offset = message.offset();
                     let Some(progress) = self.progress.get_mut(&key) else {
@@ -919,11 +1014,7 @@ impl<'a> Gather<'a> {
                         continue;
                     }
                     if let StopAt::Time(stop_ms) = self.options.stop {
-                        if message
-                            .timestamp()
-                            .to_millis()
-                            .is_some_and(|ts| ts >= stop_ms)
-                        {
+                        if message.timestamp_ms().is_some_and(|ts| ts >= stop_ms) {
                             progress.done = true;
                             stopped_early = true;
                             continue;
@@ -1006,9 +1097,9 @@ impl<'a> Gather<'a> {
 /// The messages of a round while it is polled. The decode thread reads their payloads in
 /// place, so if the poll loop panics they are leaked rather than freed under its feet (a
 /// panic unwinds the loop before the thread scope joins the decoder).
-struct Held<'a>(Vec<BorrowedMessage<'a>>);
+struct Held<M>(Vec<M>);
 
-impl Drop for Held<'_> {
+impl<M> Drop for Held<M> {
     fn drop(&mut self) {
         if std::thread::panicking() {
             std::mem::forget(std::mem::take(&mut self.0));
@@ -1017,7 +1108,7 @@ impl Drop for Held<'_> {
 }
 
 /// The first offset of each partition among `messages`.
-fn first_offsets(messages: &[BorrowedMessage<'_>]) -> HashMap<PartitionKey, i64> {
+fn first_offsets(messages: &[impl PolledMessage]) -> HashMap<PartitionKey, i64> {
     let mut first: HashMap<PartitionKey, i64> = HashMap::new();
     for m in messages {
         let offset = first
@@ -1054,7 +1145,7 @@ impl DecodeState {
     fn decode(
         &mut self,
         options: &ConsumerOptions,
-        messages: &[BorrowedMessage<'_>],
+        messages: &[impl PolledMessage],
     ) -> Result<Decoded, KafkaError> {
         let payloads: Vec<Payload<'_>> = messages
             .iter()
@@ -1075,7 +1166,7 @@ impl DecodeState {
     fn hand_out(
         &mut self,
         options: &ConsumerOptions,
-        messages: &[BorrowedMessage<'_>],
+        messages: &[impl PolledMessage],
         decoded: Decoded,
     ) -> Result<RecordBatch, KafkaError> {
         if let Some(first) = decoded.failures.first() {
@@ -1102,9 +1193,9 @@ impl DecodeState {
         // Skipped messages count as consumed: a commit moves past them. Offsets rise within
         // each partition, so the last message of each run of one partition is the one to keep.
         for (i, m) in messages.iter().enumerate() {
-            let run_ends = messages
-                .get(i + 1)
-                .is_none_or(|next| next.partition() != m.partition() || next.topic() != m.topic());
+            let run_ends = messages.get(i + 1).is_none_or(|next| {
+                next.partition() != m.partition() || next.topic_id() != m.topic_id()
+            });
             if run_ends {
                 self.handed_out
                     .insert((m.topic().to_string(), m.partition()), m.offset() + 1);
@@ -1115,7 +1206,7 @@ impl DecodeState {
             return Ok(decoded.batch);
         }
         let keep = decoded.kept_mask(messages.len());
-        let kept: Vec<&BorrowedMessage<'_>> = messages
+        let kept: Vec<_> = messages
             .iter()
             .zip(&keep)
             .filter(|(_, k)| **k)
@@ -1135,7 +1226,7 @@ impl DecodeState {
         ));
         columns.push(Arc::new(
             kept.iter()
-                .map(|m| m.timestamp().to_millis())
+                .map(|m| m.timestamp_ms())
                 .collect::<TimestampMillisecondArray>()
                 .with_timezone("UTC"),
         ));
@@ -1229,4 +1320,110 @@ fn unique_suffix() -> String {
         now_ms(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+
+    use super::*;
+    use crate::kafka::local::LocalCluster;
+
+    /// Fails its first batch, then decodes as `inner` does: a round that fails once.
+    struct FailsOnce {
+        inner: Box<dyn BatchDecoder>,
+        failed: bool,
+    }
+
+    impl BatchDecoder for FailsOnce {
+        fn schema(&self) -> SchemaRef {
+            self.inner.schema()
+        }
+        fn decode(&mut self, payloads: &[Payload<'_>]) -> Result<Decoded, FormatError> {
+            if !std::mem::replace(&mut self.failed, true) {
+                return Err(FormatError::Schema("injected failure".into()));
+            }
+            self.inner.decode(payloads)
+        }
+    }
+
+    /// Writes `{"id": i}` for the ids of each partition's range.
+    fn produce_ids(bootstrap: &str, topic: &str, partitions: &[std::ops::Range<i64>]) {
+        use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+        let producer: BaseProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create()
+            .unwrap();
+        for (partition, ids) in partitions.iter().enumerate() {
+            for id in ids.clone() {
+                let value = format!("{{\"id\": {id}}}");
+                let record = BaseRecord::<(), _>::to(topic)
+                    .partition(partition as i32)
+                    .payload(&value);
+                producer.send(record).map_err(|(e, _)| e).unwrap();
+                producer.poll(Duration::ZERO);
+            }
+        }
+        producer.flush(Duration::from_secs(10)).unwrap();
+    }
+
+    #[test]
+    fn a_failed_round_is_read_again_exactly_once() {
+        // Without a group the consumer takes messages from librdkafka up to 256 at a time, and
+        // keeps those its round did not use. When a round fails, its messages (and any kept)
+        // must be read again, each exactly once, in every partition.
+        let cluster = LocalCluster::start(1).unwrap();
+        cluster.create_topic("ids", 3).unwrap();
+        produce_ids(
+            cluster.bootstrap_servers(),
+            "ids",
+            &[0..30, 30..1_500, 1_500..3_000],
+        );
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
+        let mut consumer = ArrowConsumer::new(ConsumerOptions {
+            bootstrap: cluster.bootstrap_servers().into(),
+            topics: vec!["ids".into()],
+            format: Format::Json,
+            schema: Some(schema.clone()),
+            avro_schema: None,
+            schema_registry: None,
+            group_id: None,
+            start: StartAt::Earliest,
+            stop: StopAt::End,
+            batch_size: 100,
+            max_wait: Duration::from_secs(5),
+            on_error: OnError::Raise,
+            include_metadata: false,
+            csv_delimiter: b',',
+            ordered: false,
+            config: Vec::new(),
+            timeout: Duration::from_secs(10),
+        })
+        .unwrap();
+        assert!(consumer.batch_poller.is_some());
+        consumer.state.decoder = Some(Box::new(FailsOnce {
+            inner: Box::new(JsonDecoder::new(schema)),
+
+            failed: false,
+        }));
+        let never = &mut || false;
+        let mut ids = Vec::new();
+        let mut failures = 0;
+        loop {
+            match consumer.next_batch(never) {
+                Ok(Some(batch)) => {
+                    let values = batch.column(0).as_primitive::<Int64Type>();
+                    ids.extend(values.values().iter().copied());
+                }
+                Ok(None) => break,
+                Err(KafkaError::Format(_)) => failures += 1,
+                Err(other) => panic!("{other}"),
+            }
+        }
+        assert_eq!(failures, 1);
+        ids.sort_unstable();
+        assert_eq!(ids, (0..3_000).collect::<Vec<i64>>());
+        assert_eq!(consumer.messages_read(), 3_000);
+    }
 }

@@ -6,7 +6,9 @@
 
 use std::sync::mpsc::Receiver;
 
-use crate::formats::{BatchDecoder, Decoded, FormatError, Payload};
+use super::KafkaError;
+use crate::formats::{BatchDecoder, Decoded, Payload};
+use crate::matrix::RowSink;
 
 /// Messages per chunk handed to the decode thread: large enough that handing over is cheap,
 /// small enough that the decoder starts soon after the poller.
@@ -81,10 +83,12 @@ impl HeldPayloads {
 /// [`Decoded`] whose failure indices count from the first message of the first chunk.
 /// Every chunk already waiting is decoded in one call, so the backlog left when polling
 /// ends is decoded with all cores (decoders split large inputs between threads).
+/// With `rows`, each decoded part goes there at once and the batch returned has no rows.
 pub fn decode_chunks(
     decoder: &mut dyn BatchDecoder,
     chunks: Receiver<HeldPayloads>,
-) -> Result<Decoded, FormatError> {
+    mut rows: Option<&mut dyn RowSink>,
+) -> Result<Decoded, KafkaError> {
     let mut parts = Vec::new();
     let mut decoded_messages = 0;
     while let Ok(first) = chunks.recv() {
@@ -94,10 +98,15 @@ pub fn decode_chunks(
         for chunk in &waiting {
             chunk.extend_payloads(&mut payloads);
         }
-        parts.push((decoded_messages, decoder.decode(&payloads)?));
+        let mut part = decoder.decode(&payloads)?;
+        if let Some(rows) = rows.as_deref_mut() {
+            rows.append(&part.batch)?;
+            part.batch = part.batch.slice(0, 0);
+        }
+        parts.push((decoded_messages, part));
         decoded_messages += payloads.len();
     }
-    Decoded::concat(&decoder.schema(), parts)
+    Ok(Decoded::concat(&decoder.schema(), parts)?)
 }
 
 #[cfg(test)]
@@ -138,7 +147,7 @@ mod tests {
             sender.send(held).unwrap();
         }
         drop(sender);
-        let decoded = decode_chunks(&mut decoder, receiver).unwrap();
+        let decoded = decode_chunks(&mut decoder, receiver, None).unwrap();
         let values: Vec<f64> = decoded
             .batch
             .column(0)

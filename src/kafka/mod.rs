@@ -6,6 +6,7 @@ pub mod config;
 pub mod consumer;
 mod decode_ahead;
 pub mod local;
+mod polled;
 pub mod producer;
 
 use crate::formats::FormatError;
@@ -42,6 +43,9 @@ pub enum KafkaError {
     Client(String),
     #[error(transparent)]
     Format(#[from] FormatError),
+    /// Rows read into a matrix that do not fit it (a null without a fill, say).
+    #[error(transparent)]
+    Matrix(#[from] crate::matrix::MatrixError),
     #[error("interrupted")]
     Interrupted,
 }

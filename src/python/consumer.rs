@@ -4,15 +4,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use numpy::ndarray::Array2;
+use numpy::IntoPyArray;
 use pyo3::exceptions::PyUserWarning;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::arrow::{batch_to_py, schema_from_py, schema_to_py};
-use super::errors::{format_error, kafka_error, ConfigError};
+use super::errors::{format_error, kafka_error, matrix_error, ConfigError};
 use crate::formats::registry::RegistryConfig;
 use crate::formats::{parse_column_declarations, Format};
 use crate::kafka::consumer::{ArrowConsumer, ConsumerOptions, OnError, StartAt, StopAt};
+use crate::kafka::KafkaError as CoreKafkaError;
+use crate::matrix::{MatrixElement, MatrixRows};
 
 /// Turns a `schema=` argument into an Arrow schema: a pyarrow schema, or KSQL declarations.
 pub fn schema_argument(
@@ -122,6 +126,34 @@ pub struct PyConsumer {
     inner: Option<ArrowConsumer>,
 }
 
+impl PyConsumer {
+    fn read_rows<T: MatrixElement + numpy::Element>(
+        &mut self,
+        py: Python<'_>,
+        columns: Option<Vec<String>>,
+        fill: Option<f64>,
+    ) -> PyResult<Py<PyAny>> {
+        let consumer = self.inner.as_mut().ok_or_else(closed)?;
+        let expected_rows = consumer.snapshot_size().unwrap_or(0).max(0) as usize;
+        let mut rows = MatrixRows::<T>::new(columns, fill, expected_rows);
+        let mut pending = None;
+        let result = py.detach(|| {
+            let mut interrupt = interrupt_check(&mut pending);
+            while consumer.next_rows(&mut interrupt, &mut rows)? {}
+            Ok::<(), CoreKafkaError>(())
+        });
+        if let Some(err) = pending {
+            return Err(err);
+        }
+        result.map_err(|e| kafka_error(py, e))?;
+        let schema = consumer.schema();
+        self.emit_warnings(py)?;
+        let (values, rows, width) = rows.finish(schema.as_ref()).map_err(matrix_error)?;
+        let matrix = Array2::from_shape_vec((rows, width), values).expect("rows x columns values");
+        Ok(matrix.into_pyarray(py).into_any().unbind())
+    }
+}
+
 #[pymethods]
 impl PyConsumer {
     #[new]
@@ -210,6 +242,24 @@ impl PyConsumer {
         let batch = result.map_err(|e| kafka_error(py, e))?;
         self.emit_warnings(py)?;
         batch.map(|b| batch_to_py(py, b)).transpose()
+    }
+
+    /// Reads to the stop straight into a C-contiguous (rows, columns) numpy matrix.
+    #[pyo3(signature = (columns=None, dtype="float32", fill=None))]
+    fn read_matrix(
+        &mut self,
+        py: Python<'_>,
+        columns: Option<Vec<String>>,
+        dtype: &str,
+        fill: Option<f64>,
+    ) -> PyResult<Py<PyAny>> {
+        match dtype {
+            "float32" | "f4" => self.read_rows::<f32>(py, columns, fill),
+            "float64" | "f8" => self.read_rows::<f64>(py, columns, fill),
+            other => Err(ConfigError::new_err(format!(
+                "dtype must be 'float32' or 'float64', got {other:?}"
+            ))),
+        }
     }
 
     /// Commits the offsets after every batch handed out; returns the partitions committed.

@@ -106,6 +106,7 @@ pub fn kafka_error(py: Python<'_>, error: CoreKafkaError) -> PyErr {
         CoreKafkaError::Delivery { .. } => DeliveryError::new_err(message),
         CoreKafkaError::Config(_) => ConfigError::new_err(message),
         CoreKafkaError::Format(inner) => format_error(inner),
+        CoreKafkaError::Matrix(inner) => matrix_error(inner),
         CoreKafkaError::Interrupted => {
             pyo3::exceptions::PyKeyboardInterrupt::new_err("interrupted")
         }
