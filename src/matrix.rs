@@ -101,19 +101,21 @@ pub struct MatrixRows<T> {
     names: Option<Vec<String>>,
     columns: Option<Vec<usize>>,
     fill: Option<f64>,
+    /// Rows to reserve room for once the width is known.
+    expected_rows: usize,
     values: Vec<T>,
     rows: usize,
 }
 
 impl<T: MatrixElement> MatrixRows<T> {
-    /// `expected_rows` reserves room up front (a snapshot's size); more rows still fit.
+    /// `expected_rows` is the room reserved (a snapshot's size, say); more rows still fit.
     pub fn new(names: Option<Vec<String>>, fill: Option<f64>, expected_rows: usize) -> Self {
-        let width = names.as_ref().map_or(0, Vec::len);
         MatrixRows {
             names,
             columns: None,
             fill,
-            values: Vec::with_capacity(expected_rows * width),
+            expected_rows,
+            values: Vec::new(),
             rows: 0,
         }
     }
@@ -121,10 +123,8 @@ impl<T: MatrixElement> MatrixRows<T> {
     fn resolve_columns(&mut self, schema: &SchemaRef) -> Result<&[usize], MatrixError> {
         if self.columns.is_none() {
             let columns = select_columns(schema, self.names.as_deref())?;
-            if self.values.capacity() == 0 && self.names.is_none() {
-                // Only now is the width known: reserve for about a 64k-row start.
-                self.values.reserve(columns.len() << 16);
-            }
+            // Reserved once, so the matrix is not copied as it grows.
+            self.values.reserve(self.expected_rows * columns.len());
             self.columns = Some(columns);
         }
         Ok(self.columns.as_deref().expect("resolved above"))
@@ -475,5 +475,49 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("zz") && err.contains("flag"), "{err}");
+    }
+
+    #[test]
+    fn rows_appended_batch_by_batch_make_one_matrix() {
+        let names = Some(vec!["b".to_string(), "a".to_string()]);
+        let mut rows = MatrixRows::<f32>::new(names.clone(), None, 1_000);
+        rows.append(&batch(vec![Some(1.5), Some(2.5)], vec![Some(10), Some(20)]))
+            .unwrap();
+        assert!(
+            rows.values.capacity() >= 2_000,
+            "room for the expected rows"
+        );
+        rows.append(&batch(vec![Some(3.5)], vec![Some(30)]))
+            .unwrap();
+        let schema = batch(vec![], vec![]).schema();
+        let (values, n, width) = rows.finish(Some(&schema)).unwrap();
+        assert_eq!((n, width), (3, 2));
+        assert_eq!(values, vec![10.0, 1.5, 20.0, 2.5, 30.0, 3.5]);
+
+        // A null names its row counted from the matrix's first row, not the batch's.
+        let mut rows = MatrixRows::<f64>::new(names.clone(), None, 0);
+        rows.append(&batch(vec![Some(1.0); 3], vec![Some(1); 3]))
+            .unwrap();
+        let error = rows
+            .append(&batch(vec![Some(1.0); 2], vec![Some(1), None]))
+            .unwrap_err();
+        assert_eq!(
+            error,
+            MatrixError::Null {
+                name: "b".into(),
+                row: 4
+            }
+        );
+
+        // No rows: the width still comes from the schema, and a bad column still fails.
+        let numbers = batch(vec![], vec![]).project(&[0, 1]).unwrap().schema();
+        let empty = MatrixRows::<f32>::new(None, None, 0);
+        let (values, n, width) = empty.finish(Some(&numbers)).unwrap();
+        assert_eq!((values.len(), n, width), (0, 0, 2));
+        let strings = MatrixRows::<f32>::new(Some(vec!["s".into()]), None, 0);
+        assert!(matches!(
+            strings.finish(Some(&schema)),
+            Err(MatrixError::NotNumeric { .. })
+        ));
     }
 }

@@ -2,9 +2,10 @@
 //! whose rebalances and commit replies rust-rdkafka handles), or many at a time through
 //! librdkafka's batch API (every reader that assigns its partitions itself).
 //!
-//! The batch API takes the queue's lock and reads the clock once per call instead of once or
-//! more per message, and allocates nothing per message: a raw 1M-message read polled with it
-//! used 0.63-0.71 CPU-s instead of 1.05-1.19 (`examples/raw_consume.rs`).
+//! The batch API takes the queue's lock and reads the clock once per call instead of three or
+//! four times per message, and allocates nothing per message: the benchmark's raw 1M-message
+//! read used 0.46 CPU-s with it instead of 0.73 (`examples/raw_consume.rs`), and kafkaml's
+//! poller 0.20 instead of 0.39.
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::CStr;
@@ -118,8 +119,8 @@ impl Drop for RawMessage {
     }
 }
 
-/// Most messages one batch call takes: enough that the per-call costs vanish, few enough
-/// that a round's last call rarely takes more than the round wants.
+/// Most messages one batch call takes: enough that the per-call costs vanish (a round's last
+/// call takes no more than the round has room for).
 const MESSAGES_PER_CALL: usize = 256;
 
 /// Polls a consumer's queue through the batch API. Messages taken but not yet handed out
