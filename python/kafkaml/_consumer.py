@@ -257,14 +257,7 @@ def read_topic(bootstrap: Bootstrap, topic: str | Sequence[str], *, progress: bo
     needs. ``progress=True`` shows a progress bar (tqdm, when installed; in Jupyter its
     notebook widget).
     """
-    if options.get("stop", "end") != "end":
-        raise _native.ConfigError("read_topic always stops at the end offsets; use Consumer for other stops")
-    options["stop"] = "end"
-    options.setdefault("batch_size", READ_TOPIC_BATCH_SIZE)
-    grouped = options.get("group_id") is not None
-    if not grouped:
-        # Partition after partition: rows in a deterministic order, no sorting needed.
-        options["ordered"] = True
+    if not _snapshot_options("read_topic", options):
         with Consumer(bootstrap, topic, **options) as consumer:
             return consumer.read_all(progress=progress)
     # A group member's partitions arrive interleaved: order them by their coordinates.
@@ -296,18 +289,27 @@ def read_matrix(
     wants, read faster and in about the matrix's memory. Takes every :class:`Consumer` option
     except ``stop`` and ``include_metadata``.
     """
-    if options.get("stop", "end") != "end":
-        raise _native.ConfigError("read_matrix always stops at the end offsets; use Consumer for other stops")
     if options.get("include_metadata"):
         raise _native.ConfigError("read_matrix reads the values' columns; use read_topic for the metadata")
-    if options.get("group_id") is not None:
+    if _snapshot_options("read_matrix", options):
         # A group member's partitions arrive interleaved: read_topic puts them in order.
         return to_numpy(read_topic(bootstrap, topic, **options), columns, dtype, fill)
-    options["stop"] = "end"
-    options["ordered"] = True  # partition after partition, as read_topic reads them
-    options.setdefault("batch_size", READ_TOPIC_BATCH_SIZE)
     with Consumer(bootstrap, topic, **options) as consumer:
         return consumer.read_matrix(columns, dtype, fill)
+
+
+def _snapshot_options(function: str, options: dict[str, Any]) -> bool:
+    """Checks and completes the Consumer options of a snapshot read (``stop="end"``, batches
+    of ``READ_TOPIC_BATCH_SIZE`` unless given); True when it reads as a group member, else
+    it reads partition after partition, so rows come in a deterministic order unsorted."""
+    if options.get("stop", "end") != "end":
+        raise _native.ConfigError(f"{function} always stops at the end offsets; use Consumer for other stops")
+    options["stop"] = "end"
+    options.setdefault("batch_size", READ_TOPIC_BATCH_SIZE)
+    grouped = options.get("group_id") is not None
+    if not grouped:
+        options["ordered"] = True
+    return grouped
 
 
 READ_TOPIC_BATCH_SIZE = 50_000

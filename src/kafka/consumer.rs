@@ -16,9 +16,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::config::{client_config, seconds, QuietContext};
-use super::decode_ahead::{decode_chunks, HeldPayloads, CHUNK_MESSAGES};
+use super::decode_ahead::{decode_chunks, move_rows, HeldPayloads, CHUNK_MESSAGES};
 use super::local::is_local_bootstrap;
-use super::polled::{BatchPoller, MessageSource, OneAtATime, PolledMessage};
+use super::polled::{first_offsets, BatchPoller, MessageSource, OneAtATime, PolledMessage};
 use super::{Interrupt, KafkaError};
 use crate::formats::avro::{AvroDecoder, WriterSchemas};
 use crate::formats::csv::CsvDecoder;
@@ -814,11 +814,7 @@ impl ArrowConsumer {
                         .state
                         .decode(&self.options, &messages)
                         .and_then(|decoded| match rows {
-                            Some(rows) => {
-                                rows.append(&decoded.batch)?;
-                                let batch = decoded.batch.slice(0, 0);
-                                Ok(Decoded { batch, ..decoded })
-                            }
+                            Some(rows) => move_rows(decoded, rows),
                             None => Ok(decoded),
                         }),
                 }
@@ -1105,18 +1101,6 @@ impl<M> Drop for Held<M> {
             std::mem::forget(std::mem::take(&mut self.0));
         }
     }
-}
-
-/// The first offset of each partition among `messages`.
-fn first_offsets(messages: &[impl PolledMessage]) -> HashMap<PartitionKey, i64> {
-    let mut first: HashMap<PartitionKey, i64> = HashMap::new();
-    for m in messages {
-        let offset = first
-            .entry((m.topic().to_string(), m.partition()))
-            .or_insert(m.offset());
-        *offset = (*offset).min(m.offset());
-    }
-    first
 }
 
 /// Is the reading of what is assigned now over? (In ordered mode: the current partition.)

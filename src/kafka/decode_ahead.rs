@@ -100,13 +100,19 @@ pub fn decode_chunks(
         }
         let mut part = decoder.decode(&payloads)?;
         if let Some(rows) = rows.as_deref_mut() {
-            rows.append(&part.batch)?;
-            part.batch = part.batch.slice(0, 0);
+            part = move_rows(part, rows)?;
         }
         parts.push((decoded_messages, part));
         decoded_messages += payloads.len();
     }
     Ok(Decoded::concat(&decoder.schema(), parts)?)
+}
+
+/// Appends the decoded rows to `rows` and leaves the batch without them (the failures stay).
+pub fn move_rows(decoded: Decoded, rows: &mut dyn RowSink) -> Result<Decoded, KafkaError> {
+    rows.append(&decoded.batch)?;
+    let batch = decoded.batch.slice(0, 0);
+    Ok(Decoded { batch, ..decoded })
 }
 
 #[cfg(test)]

@@ -54,6 +54,20 @@ impl PolledMessage for BorrowedMessage<'_> {
     }
 }
 
+/// The first offset of each partition among `messages`.
+pub fn first_offsets<'m, M: PolledMessage + 'm>(
+    messages: impl IntoIterator<Item = &'m M>,
+) -> HashMap<(String, i32), i64> {
+    let mut first: HashMap<(String, i32), i64> = HashMap::new();
+    for m in messages {
+        let offset = first
+            .entry((m.topic().to_string(), m.partition()))
+            .or_insert(m.offset());
+        *offset = (*offset).min(m.offset());
+    }
+    first
+}
+
 /// A message taken from librdkafka's batch API, destroyed when dropped. It must be dropped
 /// before its consumer (`BatchPoller` and the consumer's `close` see to it).
 pub struct RawMessage {
@@ -191,15 +205,7 @@ impl BatchPoller {
 
     /// The first offset per partition of the messages taken and not handed out.
     pub fn pending_first_offsets(&self) -> HashMap<(String, i32), i64> {
-        let mut first = HashMap::new();
-        for message in &self.pending {
-            if message.is_message() {
-                first
-                    .entry((message.topic().to_string(), message.partition()))
-                    .or_insert(message.offset());
-            }
-        }
-        first
+        first_offsets(self.pending.iter().filter(|m| m.is_message()))
     }
 
     /// How many messages of `(topic, partition)` wait to be handed out.

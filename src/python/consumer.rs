@@ -4,14 +4,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use numpy::ndarray::Array2;
-use numpy::IntoPyArray;
 use pyo3::exceptions::PyUserWarning;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::arrow::{batch_to_py, schema_from_py, schema_to_py};
 use super::errors::{format_error, kafka_error, matrix_error, ConfigError};
+use super::matrix::{element_type, matrix_to_py, ElementType};
 use crate::formats::registry::RegistryConfig;
 use crate::formats::{parse_column_declarations, Format};
 use crate::kafka::consumer::{ArrowConsumer, ConsumerOptions, OnError, StartAt, StopAt};
@@ -149,8 +148,7 @@ impl PyConsumer {
         let schema = consumer.schema();
         self.emit_warnings(py)?;
         let (values, rows, width) = rows.finish(schema.as_ref()).map_err(matrix_error)?;
-        let matrix = Array2::from_shape_vec((rows, width), values).expect("rows x columns values");
-        Ok(matrix.into_pyarray(py).into_any().unbind())
+        Ok(matrix_to_py(py, values, rows, width))
     }
 }
 
@@ -253,12 +251,9 @@ impl PyConsumer {
         dtype: &str,
         fill: Option<f64>,
     ) -> PyResult<Py<PyAny>> {
-        match dtype {
-            "float32" | "f4" => self.read_rows::<f32>(py, columns, fill),
-            "float64" | "f8" => self.read_rows::<f64>(py, columns, fill),
-            other => Err(ConfigError::new_err(format!(
-                "dtype must be 'float32' or 'float64', got {other:?}"
-            ))),
+        match element_type(dtype)? {
+            ElementType::Float32 => self.read_rows::<f32>(py, columns, fill),
+            ElementType::Float64 => self.read_rows::<f64>(py, columns, fill),
         }
     }
 

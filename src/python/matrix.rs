@@ -8,6 +8,33 @@ use super::arrow::batches_from_py;
 use super::errors::{matrix_error, ConfigError};
 use crate::matrix::{fill_matrix, select_columns, MatrixElement};
 
+/// The element types a matrix can be built with, from a `dtype=` argument.
+pub enum ElementType {
+    Float32,
+    Float64,
+}
+
+pub fn element_type(dtype: &str) -> PyResult<ElementType> {
+    match dtype {
+        "float32" | "f4" => Ok(ElementType::Float32),
+        "float64" | "f8" => Ok(ElementType::Float64),
+        other => Err(ConfigError::new_err(format!(
+            "dtype must be 'float32' or 'float64', got {other:?}"
+        ))),
+    }
+}
+
+/// Hands `values` (row-major, `rows` x `width`) to numpy without copying them.
+pub fn matrix_to_py<T: numpy::Element>(
+    py: Python<'_>,
+    values: Vec<T>,
+    rows: usize,
+    width: usize,
+) -> Py<PyAny> {
+    let array = Array2::from_shape_vec((rows, width), values).expect("rows x columns values");
+    array.into_pyarray(py).into_any().unbind()
+}
+
 fn build<T: MatrixElement + numpy::Element>(
     py: Python<'_>,
     batches: &[arrow_array::RecordBatch],
@@ -21,8 +48,7 @@ fn build<T: MatrixElement + numpy::Element>(
         fill_matrix(batches, columns, fill, &mut out).map(|()| out)
     });
     let matrix = matrix.map_err(matrix_error)?;
-    let array = Array2::from_shape_vec((rows, width), matrix).expect("rows x columns elements");
-    Ok(array.into_pyarray(py).into_any().unbind())
+    Ok(matrix_to_py(py, matrix, rows, width))
 }
 
 #[pyfunction]
@@ -36,11 +62,8 @@ pub fn to_numpy(
 ) -> PyResult<Py<PyAny>> {
     let (schema, batches) = batches_from_py(data)?;
     let indices = select_columns(&schema, columns.as_deref()).map_err(matrix_error)?;
-    match dtype {
-        "float32" | "f4" => build::<f32>(py, &batches, &indices, fill),
-        "float64" | "f8" => build::<f64>(py, &batches, &indices, fill),
-        other => Err(ConfigError::new_err(format!(
-            "dtype must be 'float32' or 'float64', got {other:?}"
-        ))),
+    match element_type(dtype)? {
+        ElementType::Float32 => build::<f32>(py, &batches, &indices, fill),
+        ElementType::Float64 => build::<f64>(py, &batches, &indices, fill),
     }
 }
