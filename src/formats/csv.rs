@@ -13,7 +13,7 @@ use arrow_schema::SchemaRef;
 use super::flat::{parse_text, FlatBatchBuilder, FlatType, Slot};
 use super::{
     decode_isolating_failures, empty_batch, prefetching, relabel, schema_utc_as_offset,
-    BatchDecoder, Decoded, FormatError, Payload, RowFailure,
+    BatchDecoder, Decoded, FormatError, Payload, RowFailure, SharedDecoder,
 };
 
 pub struct CsvDecoder {
@@ -49,7 +49,8 @@ impl CsvDecoder {
         }
     }
 
-    fn decode_flat(
+    /// Decodes flat lines on this thread.
+    fn decode_flat_here(
         &self,
         types: &[FlatType],
         payloads: &[Payload<'_>],
@@ -57,13 +58,11 @@ impl CsvDecoder {
         let all_floats = types
             .iter()
             .all(|t| matches!(t, FlatType::Float32 | FlatType::Float64));
-        super::flat::decode_in_parallel(&self.schema, payloads, |chunk| {
-            if all_floats {
-                self.decode_float_chunk(types, chunk)
-            } else {
-                self.decode_flat_chunk(types, chunk)
-            }
-        })
+        if all_floats {
+            self.decode_float_chunk(types, payloads)
+        } else {
+            self.decode_flat_chunk(types, payloads)
+        }
     }
 
     /// Rows of floats only (the talk's DOUBLE columns) skip the per-field slots and column
@@ -378,13 +377,31 @@ impl BatchDecoder for CsvDecoder {
 
     fn decode(&mut self, payloads: &[Payload<'_>]) -> Result<Decoded, FormatError> {
         if let Some(types) = &self.flat {
-            return self.decode_flat(types, payloads);
+            return super::flat::decode_in_parallel(&self.schema, payloads, |chunk| {
+                self.decode_flat_here(types, chunk)
+            });
         }
         let decoded = decode_isolating_failures(payloads, |some| self.decode_together(some))?;
         Ok(Decoded {
             batch: relabel(decoded.batch, &self.schema)?,
             failures: decoded.failures,
         })
+    }
+
+    fn as_shared(&self) -> Option<&dyn SharedDecoder> {
+        self.flat.is_some().then_some(self as &dyn SharedDecoder)
+    }
+}
+
+/// Flat lines only: the general path reuses one buffer for the joined lines.
+impl SharedDecoder for CsvDecoder {
+    fn decode_shared(&self, payloads: &[Payload<'_>]) -> Result<Decoded, FormatError> {
+        match &self.flat {
+            Some(types) => self.decode_flat_here(types, payloads),
+            None => Err(FormatError::Schema(
+                "internal: these csv columns cannot be decoded on several threads".into(),
+            )),
+        }
     }
 }
 

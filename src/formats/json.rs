@@ -12,7 +12,7 @@ use super::flat::FlatType;
 use super::json_flat::FlatJsonDecoder;
 use super::{
     decode_isolating_failures, empty_batch, relabel, schema_utc_as_offset, BatchDecoder, Decoded,
-    FormatError, Payload,
+    FormatError, Payload, SharedDecoder,
 };
 
 /// A tombstone (no value) decodes as a row whose columns are all null.
@@ -96,6 +96,10 @@ impl BatchDecoder for JsonDecoder {
             batch: relabel(decoded.batch, &self.schema)?,
             failures: decoded.failures,
         })
+    }
+
+    fn as_shared(&self) -> Option<&dyn SharedDecoder> {
+        self.flat.as_ref().map(|flat| flat as &dyn SharedDecoder)
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use arrow_schema::SchemaRef;
 
 use super::flat::{flat_name, parse_text, FlatBatchBuilder, FlatType, Slot};
-use super::{prefetching, Decoded, FormatError, Payload, RowFailure};
+use super::{prefetching, Decoded, FormatError, Payload, RowFailure, SharedDecoder};
 
 pub struct FlatJsonDecoder {
     schema: SchemaRef,
@@ -40,6 +40,7 @@ impl FlatJsonDecoder {
         super::flat::decode_in_parallel(&self.schema, payloads, |chunk| self.decode_chunk(chunk))
     }
 
+    /// Decodes on this thread.
     fn decode_chunk(&self, payloads: &[Payload<'_>]) -> Result<Decoded, FormatError> {
         let mut builder =
             FlatBatchBuilder::new(self.schema.clone(), self.types.clone(), payloads.len());
@@ -235,6 +236,12 @@ fn is_number_byte(b: u8) -> bool {
 fn whole_number<T: lexical_core::FromLexical>(bytes: &[u8]) -> Option<(T, usize)> {
     let (value, used) = lexical_core::parse_partial::<T>(bytes).ok()?;
     (!bytes.get(used).is_some_and(|b| is_number_byte(*b))).then_some((value, used))
+}
+
+impl SharedDecoder for FlatJsonDecoder {
+    fn decode_shared(&self, payloads: &[Payload<'_>]) -> Result<Decoded, FormatError> {
+        self.decode_chunk(payloads)
+    }
 }
 
 impl<'a> Reader<'a> {

@@ -97,6 +97,17 @@ pub trait BatchDecoder: Send + Sync {
     fn schema(&self) -> SchemaRef;
     /// Decodes `payloads`; messages that fail are left out of the batch and listed.
     fn decode(&mut self, payloads: &[Payload<'_>]) -> Result<Decoded, FormatError>;
+    /// The same decoding through a shared reference, for decoders that keep no state
+    /// between batches: several threads may then decode chunks of one read at once.
+    fn as_shared(&self) -> Option<&dyn SharedDecoder> {
+        None
+    }
+}
+
+/// A decoder several threads can use at once (see [`BatchDecoder::as_shared`]).
+pub trait SharedDecoder: Sync {
+    /// As [`BatchDecoder::decode`], on one thread: callers split work between threads.
+    fn decode_shared(&self, payloads: &[Payload<'_>]) -> Result<Decoded, FormatError>;
 }
 
 /// A message value format, as named in the Python API.
