@@ -22,7 +22,7 @@ pub struct CsvDecoder {
     parse_schema: SchemaRef,
     /// Set when every column is a number, boolean or string: then lines are parsed by hand,
     /// straight into column builders (several times faster than the general reader).
-    flat: Option<Vec<FlatType>>,
+    flat: Option<FlatCsvDecoder>,
     delimiter: u8,
     /// The line a tombstone decodes as: every field empty, so every column null.
     tombstone_line: Vec<u8>,
@@ -38,7 +38,11 @@ impl CsvDecoder {
             delimiter,
             schema.fields().len().saturating_sub(1),
         ));
-        let flat = FlatType::of_schema(&schema);
+        let flat = FlatType::of_schema(&schema).map(|types| FlatCsvDecoder {
+            schema: schema.clone(),
+            types,
+            delimiter,
+        });
         CsvDecoder {
             parse_schema: schema_utc_as_offset(&schema),
             schema,
@@ -49,19 +53,66 @@ impl CsvDecoder {
         }
     }
 
-    /// Decodes flat lines on this thread.
-    fn decode_flat_here(
-        &self,
-        types: &[FlatType],
-        payloads: &[Payload<'_>],
-    ) -> Result<Decoded, FormatError> {
-        let all_floats = types
+    fn decode_together(&mut self, payloads: &[&Payload<'_>]) -> Result<RecordBatch, String> {
+        let rows = payloads.len();
+        self.joined.clear();
+        for payload in payloads.iter().copied() {
+            let line = match payload.value {
+                Some(bytes) => trim_line_end(bytes),
+                None => &self.tombstone_line,
+            };
+            if line.is_empty() {
+                return Err("empty message".into());
+            }
+            self.joined.extend_from_slice(line);
+            self.joined.push(b'\n');
+        }
+        let mut decoder = ReaderBuilder::new(self.parse_schema.clone())
+            .with_header(false)
+            .with_delimiter(self.delimiter)
+            .with_batch_size(rows.max(1))
+            .build_decoder();
+        let mut input = &self.joined[..];
+        while !input.is_empty() {
+            let consumed = decoder.decode(input).map_err(|e| e.to_string())?;
+            if consumed == 0 {
+                return Err("more lines than messages: a message holds a line break".into());
+            }
+            input = &input[consumed..];
+        }
+        let batch = decoder
+            .flush()
+            .map_err(|e| e.to_string())?
+            .unwrap_or_else(|| empty_batch(&self.parse_schema));
+        if batch.num_rows() != rows {
+            return Err(format!(
+                "expected one line per message, found {} lines in {rows} messages",
+                batch.num_rows()
+            ));
+        }
+        Ok(batch)
+    }
+}
+
+/// Lines of a flat schema, parsed by hand. It keeps nothing between batches, so the threads
+/// of a read share it.
+struct FlatCsvDecoder {
+    schema: SchemaRef,
+    types: Vec<FlatType>,
+    delimiter: u8,
+}
+
+impl FlatCsvDecoder {
+    /// Decodes on this thread.
+    fn decode_here(&self, payloads: &[Payload<'_>]) -> Result<Decoded, FormatError> {
+        let all_floats = self
+            .types
             .iter()
             .all(|t| matches!(t, FlatType::Float32 | FlatType::Float64));
         if all_floats {
-            self.decode_float_chunk(types, payloads)
+            self.decode_float_chunk(payloads)
         } else {
-            self.decode_flat_chunk(types, payloads)
+            self.decode_flat_chunk(payloads)
         }
     }
 
@@ -69,11 +120,8 @@ impl CsvDecoder {
     /// builders: each line is split and parsed straight into one buffer per column, about
     /// twice as fast. A line with anything else (quotes, NaN, a bad number, another field
     /// count) goes through `parse_line`, which accepts the same lines and words the errors.
-    fn decode_float_chunk(
-        &self,
-        types: &[FlatType],
-        payloads: &[Payload<'_>],
-    ) -> Result<Decoded, FormatError> {
+    fn decode_float_chunk(&self, payloads: &[Payload<'_>]) -> Result<Decoded, FormatError> {
+        let types = &self.types;
         let width = types.len();
         let mut columns = FloatColumns::new(width, payloads.len());
         let mut row = vec![0.0; width];
@@ -121,13 +169,9 @@ impl CsvDecoder {
         })
     }
 
-    fn decode_flat_chunk(
-        &self,
-        types: &[FlatType],
-        payloads: &[Payload<'_>],
-    ) -> Result<Decoded, FormatError> {
-        let mut builder =
-            FlatBatchBuilder::new(self.schema.clone(), types.to_vec(), payloads.len());
+    fn decode_flat_chunk(&self, payloads: &[Payload<'_>]) -> Result<Decoded, FormatError> {
+        let types = &self.types;
+        let mut builder = FlatBatchBuilder::new(self.schema.clone(), types.clone(), payloads.len());
         let mut slots = vec![Slot::Null; types.len()];
         let mut scratch = Vec::new();
         let mut field = Vec::new();
@@ -160,45 +204,11 @@ impl CsvDecoder {
             failures,
         })
     }
+}
 
-    fn decode_together(&mut self, payloads: &[&Payload<'_>]) -> Result<RecordBatch, String> {
-        let rows = payloads.len();
-        self.joined.clear();
-        for payload in payloads.iter().copied() {
-            let line = match payload.value {
-                Some(bytes) => trim_line_end(bytes),
-                None => &self.tombstone_line,
-            };
-            if line.is_empty() {
-                return Err("empty message".into());
-            }
-            self.joined.extend_from_slice(line);
-            self.joined.push(b'\n');
-        }
-        let mut decoder = ReaderBuilder::new(self.parse_schema.clone())
-            .with_header(false)
-            .with_delimiter(self.delimiter)
-            .with_batch_size(rows.max(1))
-            .build_decoder();
-        let mut input = &self.joined[..];
-        while !input.is_empty() {
-            let consumed = decoder.decode(input).map_err(|e| e.to_string())?;
-            if consumed == 0 {
-                return Err("more lines than messages: a message holds a line break".into());
-            }
-            input = &input[consumed..];
-        }
-        let batch = decoder
-            .flush()
-            .map_err(|e| e.to_string())?
-            .unwrap_or_else(|| empty_batch(&self.parse_schema));
-        if batch.num_rows() != rows {
-            return Err(format!(
-                "expected one line per message, found {} lines in {rows} messages",
-                batch.num_rows()
-            ));
-        }
-        Ok(batch)
+impl SharedDecoder for FlatCsvDecoder {
+    fn decode_shared(&self, payloads: &[Payload<'_>]) -> Result<Decoded, FormatError> {
+        self.decode_here(payloads)
     }
 }
 
@@ -376,9 +386,9 @@ impl BatchDecoder for CsvDecoder {
     }
 
     fn decode(&mut self, payloads: &[Payload<'_>]) -> Result<Decoded, FormatError> {
-        if let Some(types) = &self.flat {
+        if let Some(flat) = &self.flat {
             return super::flat::decode_in_parallel(&self.schema, payloads, |chunk| {
-                self.decode_flat_here(types, chunk)
+                flat.decode_here(chunk)
             });
         }
         let decoded = decode_isolating_failures(payloads, |some| self.decode_together(some))?;
@@ -388,20 +398,9 @@ impl BatchDecoder for CsvDecoder {
         })
     }
 
+    /// Flat lines only: the general path reuses one buffer for the joined lines.
     fn as_shared(&self) -> Option<&dyn SharedDecoder> {
-        self.flat.is_some().then_some(self as &dyn SharedDecoder)
-    }
-}
-
-/// Flat lines only: the general path reuses one buffer for the joined lines.
-impl SharedDecoder for CsvDecoder {
-    fn decode_shared(&self, payloads: &[Payload<'_>]) -> Result<Decoded, FormatError> {
-        match &self.flat {
-            Some(types) => self.decode_flat_here(types, payloads),
-            None => Err(FormatError::Schema(
-                "internal: these csv columns cannot be decoded on several threads".into(),
-            )),
-        }
+        self.flat.as_ref().map(|flat| flat as &dyn SharedDecoder)
     }
 }
 
@@ -540,9 +539,9 @@ mod tests {
             crate::formats::parse_column_declarations(&["A DOUBLE", "B FLOAT", "C DOUBLE"])
                 .unwrap();
         let decoder = CsvDecoder::new(Arc::new(schema), b',');
-        let types = decoder.flat.clone().expect("floats are flat");
-        let fast = decoder.decode_float_chunk(&types, &payloads).unwrap();
-        let general = decoder.decode_flat_chunk(&types, &payloads).unwrap();
+        let flat = decoder.flat.as_ref().expect("floats are flat");
+        let fast = flat.decode_float_chunk(&payloads).unwrap();
+        let general = flat.decode_flat_chunk(&payloads).unwrap();
         assert_eq!(fast.failures, general.failures);
         assert_eq!(fast.batch, general.batch);
         assert!(fast.batch.num_rows() > 100 && fast.failures.len() > 100);

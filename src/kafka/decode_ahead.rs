@@ -321,7 +321,7 @@ mod tests {
             .collect();
         let mut rows = MatrixRows::<f64>::new(None, None, 0);
         let decoded = decode_on_threads(
-            &decoder,
+            decoder.as_shared().expect("flat csv is shared"),
             &schema,
             sent_in_chunks(&values, 100),
             Some(&mut rows),
@@ -351,7 +351,7 @@ mod tests {
             .collect();
         let mut rows = MatrixRows::<f32>::new(None, None, 0);
         let error = decode_on_threads(
-            &decoder,
+            decoder.as_shared().expect("flat csv is shared"),
             &schema,
             sent_in_chunks(&values, 100),
             Some(&mut rows),
@@ -376,7 +376,10 @@ mod tests {
                 payloads.iter().all(|p| p.value != Some(b"boom".as_slice())),
                 "boom"
             );
-            self.0.decode_shared(payloads)
+            self.0
+                .as_shared()
+                .expect("flat csv is shared")
+                .decode_shared(payloads)
         }
     }
 
