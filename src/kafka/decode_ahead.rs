@@ -105,8 +105,9 @@ pub fn decode_chunks(
     }
 }
 
-/// Every chunk already waiting is decoded in one call, so the backlog left when polling
-/// ends is decoded with all cores (decoders split large inputs between threads).
+/// Decodes on this thread. Every chunk already waiting is decoded in one call, so the
+/// backlog left when polling ends is decoded with all cores (decoders split large inputs
+/// between threads).
 fn decode_on_this_thread(
     decoder: &mut dyn BatchDecoder,
     chunks: Receiver<HeldPayloads>,
@@ -141,6 +142,7 @@ struct InOrder<'r> {
     failed: Option<KafkaError>,
 }
 
+/// Decodes on `threads` threads (this one among them), each taking the next chunks waiting.
 fn decode_on_threads(
     decoder: &dyn SharedDecoder,
     schema: &SchemaRef,
