@@ -129,6 +129,14 @@ impl ArrowProducer {
                     reason,
                 }
             })?;
+        // The idempotent producer asks for its producer id when the first metadata arrives,
+        // often on the bootstrap connection that librdkafka then replaces; the request fails
+        // and librdkafka retries it 500 ms later (3 of 50 one-row writes took ~0.5 s). Each
+        // metadata answer retries a failed request at once: after a second one, over the
+        // broker's own connection, 0 of 89 did (~1 ms more each).
+        let _ = producer
+            .client()
+            .fetch_metadata(Some(&options.topic), options.timeout);
         Ok(ArrowProducer {
             producer,
             options,
