@@ -101,7 +101,7 @@ pub fn decode_chunks(
     let schema = decoder.schema();
     match decoder.as_shared() {
         Some(shared) if threads > 1 => decode_on_threads(shared, &schema, chunks, rows, threads),
-        _ => decode_on_this_thread(decoder, chunks, rows),
+        _ => decode_on_this_thread(decoder, &schema, chunks, rows),
     }
 }
 
@@ -110,6 +110,7 @@ pub fn decode_chunks(
 /// between threads).
 fn decode_on_this_thread(
     decoder: &mut dyn BatchDecoder,
+    schema: &SchemaRef,
     chunks: Receiver<HeldPayloads>,
     mut rows: Option<&mut dyn RowSink>,
 ) -> Result<Decoded, KafkaError> {
@@ -126,7 +127,7 @@ fn decode_on_this_thread(
         parts.push((decoded_messages, part));
         decoded_messages += payloads.len();
     }
-    Ok(Decoded::concat(&decoder.schema(), parts)?)
+    Ok(Decoded::concat(schema, parts)?)
 }
 
 /// Chunks one thread takes at a time when several decode: few, so that the backlog left
@@ -257,8 +258,8 @@ mod tests {
 
     #[test]
     fn chunks_decode_in_order_with_failures_counted_from_the_first_message() {
-        let schema = Arc::new(crate::formats::parse_column_declarations(&["V DOUBLE"]).unwrap());
-        let mut decoder = CsvDecoder::new(schema, b',');
+        let schema = one_double_column();
+        let mut decoder = CsvDecoder::new(schema.clone(), b',');
         let (sender, receiver) = std::sync::mpsc::channel();
         let mut expected = Vec::new();
         // message 7 is malformed; message 4 has a key, which the csv decoder ignores
@@ -283,7 +284,8 @@ mod tests {
             sender.send(held).unwrap();
         }
         drop(sender);
-        let decoded = decode_chunks(&mut decoder, receiver, None).unwrap();
+        // On this thread: decode_chunks would take the threads' path for a flat csv decoder.
+        let decoded = decode_on_this_thread(&mut decoder, &schema, receiver, None).unwrap();
         let values: Vec<f64> = decoded
             .batch
             .column(0)
