@@ -1,5 +1,6 @@
 //! Arrow columns into one row-major (C-contiguous) float matrix, the shape models take.
 
+use std::any::{Any, TypeId};
 use std::ops::Range;
 
 use arrow_array::cast::AsArray;
@@ -22,6 +23,9 @@ pub enum MatrixError {
     SchemaMismatch { index: usize },
     #[error("{0}")]
     Arrow(String),
+    /// Rows handed over in a way this matrix does not take: a bug, not bad data.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// Element types a matrix can have.
@@ -91,6 +95,19 @@ pub fn select_columns(
 /// Takes the rows of record batches as a read decodes them.
 pub trait RowSink: Send {
     fn append(&mut self, batch: &RecordBatch) -> Result<(), MatrixError>;
+
+    /// The columns (indices into `schema`) of a float32 matrix, which takes rows decoded
+    /// straight to float32 (`append_float32_rows`); `None` when it takes only batches.
+    fn float32_columns(&mut self, _schema: &SchemaRef) -> Option<Vec<usize>> {
+        None
+    }
+
+    /// Appends row-major rows of the columns `float32_columns` gave.
+    fn append_float32_rows(&mut self, _values: &[f32]) -> Result<(), MatrixError> {
+        Err(MatrixError::Internal(
+            "this matrix takes record batches only".into(),
+        ))
+    }
 }
 
 /// A matrix that grows by the rows of each batch appended, so a read can fill it as it
@@ -148,6 +165,33 @@ impl<T: MatrixElement> MatrixRows<T> {
 }
 
 impl<T: MatrixElement> RowSink for MatrixRows<T> {
+    fn float32_columns(&mut self, schema: &SchemaRef) -> Option<Vec<usize>> {
+        if TypeId::of::<T>() != TypeId::of::<f32>() {
+            return None;
+        }
+        // An unknown column is left to `append`, which names it; no columns, too.
+        let columns = self.resolve_columns(schema).ok()?;
+        (!columns.is_empty()).then(|| columns.to_vec())
+    }
+
+    fn append_float32_rows(&mut self, rows: &[f32]) -> Result<(), MatrixError> {
+        let width = self.columns.as_ref().map_or(0, Vec::len);
+        let Some(values) = (&mut self.values as &mut dyn Any).downcast_mut::<Vec<f32>>() else {
+            return Err(MatrixError::Internal(
+                "float32 rows for a float64 matrix".into(),
+            ));
+        };
+        if width == 0 || rows.len() % width != 0 {
+            return Err(MatrixError::Internal(format!(
+                "{} values are not rows of {width} columns",
+                rows.len()
+            )));
+        }
+        values.extend_from_slice(rows);
+        self.rows += rows.len() / width;
+        Ok(())
+    }
+
     fn append(&mut self, batch: &RecordBatch) -> Result<(), MatrixError> {
         let rows_before = self.rows;
         let columns = self.resolve_columns(&batch.schema())?.to_vec();

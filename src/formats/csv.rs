@@ -11,6 +11,7 @@ use arrow_csv::reader::ReaderBuilder;
 use arrow_schema::SchemaRef;
 
 use super::flat::{parse_text, FlatBatchBuilder, FlatType, Slot};
+use super::float_fields::parse_float32_fields;
 use super::{
     decode_isolating_failures, empty_batch, prefetching, relabel, schema_utc_as_offset,
     BatchDecoder, Decoded, FormatError, Payload, RowFailure, SharedDecoder,
@@ -210,6 +211,47 @@ impl SharedDecoder for FlatCsvDecoder {
     fn decode_shared(&self, payloads: &[Payload<'_>]) -> Result<Decoded, FormatError> {
         self.decode_here(payloads)
     }
+
+    /// Lines of floats only: each line's numbers straight into its matrix row, by
+    /// `parse_float32_fields` (AVX2), or `split_floats` for the lines it leaves. Anything
+    /// else (a null, a tombstone, a line only `parse_line` reads, a bad one) is `None`: the
+    /// batch path decodes the payloads, and words the failures.
+    fn decode_float32_rows(&self, payloads: &[Payload<'_>], columns: &[usize]) -> Option<Vec<f32>> {
+        let width = self.types.len();
+        let all_floats = self
+            .types
+            .iter()
+            .all(|t| matches!(t, FlatType::Float32 | FlatType::Float64));
+        if !all_floats || columns.iter().any(|c| *c >= width) {
+            return None;
+        }
+        let every_column_in_order =
+            columns.len() == width && columns.iter().enumerate().all(|(i, c)| i == *c);
+        let mut matrix = Vec::with_capacity(payloads.len() * columns.len());
+        let mut row = vec![0.0f32; width];
+        let (mut row64, mut present) = (vec![0.0f64; width], vec![false; width]);
+        let mut scratch = Vec::new();
+        for (_, payload) in prefetching(payloads) {
+            let line = trim_line_end(payload.value?);
+            if !parse_float32_fields(line, self.delimiter, &mut row, &mut scratch) {
+                if !split_floats(line, self.delimiter, &mut row64, &mut present)
+                    || present.contains(&false)
+                {
+                    return None;
+                }
+                // A float32 column holds the float64 cast, as in `FloatColumns::finish`.
+                for (value, parsed) in row.iter_mut().zip(&row64) {
+                    *value = *parsed as f32;
+                }
+            }
+            if every_column_in_order {
+                matrix.extend_from_slice(&row);
+            } else {
+                matrix.extend(columns.iter().map(|&c| row[c]));
+            }
+        }
+        Some(matrix)
+    }
 }
 
 /// Splits one line into fields and parses each into its slot.
@@ -408,7 +450,9 @@ impl BatchDecoder for CsvDecoder {
 mod tests {
     use std::sync::Arc;
 
-    use arrow_array::{cast::AsArray, types::Float64Type, types::Int64Type, Array};
+    use arrow_array::{
+        cast::AsArray, types::Float32Type, types::Float64Type, types::Int64Type, Array,
+    };
 
     use super::*;
 
@@ -546,6 +590,61 @@ mod tests {
         assert_eq!(fast.batch, general.batch);
         assert!(fast.batch.num_rows() > 100 && fast.failures.len() > 100);
         assert!(fast.batch.column(1).null_count() > 0);
+    }
+
+    #[test]
+    fn float32_rows_are_the_batch_cast_to_float32_or_none() {
+        let schema =
+            crate::formats::parse_column_declarations(&["A DOUBLE", "B FLOAT", "C DOUBLE"])
+                .unwrap();
+        let decoder = CsvDecoder::new(Arc::new(schema), b',');
+        let flat = decoder.flat.as_ref().expect("floats are flat");
+        // Fields the AVX2 parser takes, and ones only the scalar parser reads.
+        let fields = [
+            "1.5",
+            "-0.1",
+            "16777217",
+            "123.456789012345678",
+            "-2e-3",
+            "7",
+            "0.5e1",
+        ];
+        let lines: Vec<String> = (0..2_000)
+            .map(|n| {
+                let field = |k: usize| fields[(n * 7 + k * 3 + n / 5) % fields.len()];
+                format!("{},{},{}", field(0), field(1), field(2))
+            })
+            .collect();
+        let values: Vec<Option<&str>> = lines.iter().map(|l| Some(l.as_str())).collect();
+        let all_good = payloads(&values);
+        let rows = flat
+            .decode_float32_rows(&all_good, &[2, 0, 1])
+            .expect("all floats");
+        let batch = flat.decode_shared(&all_good).unwrap().batch;
+        let a = batch.column(0).as_primitive::<Float64Type>();
+        let b = batch.column(1).as_primitive::<Float32Type>();
+        let c = batch.column(2).as_primitive::<Float64Type>();
+        let expected: Vec<f32> = (0..lines.len())
+            .flat_map(|r| [c.value(r) as f32, a.value(r) as f32, b.value(r)])
+            .collect();
+        assert_eq!(rows, expected);
+        // A null, a tombstone, a quoted number, a bad line: the batch path decodes them.
+        for odd in [Some("1,,2"), None, Some("1,\"2\",3"), Some("1,x,3")] {
+            let mut with_odd = values.clone();
+            with_odd[1_234] = odd;
+            let rows = flat.decode_float32_rows(&payloads(&with_odd), &[0, 1, 2]);
+            assert_eq!(rows, None, "{odd:?}");
+        }
+        // A schema with other than floats has no float32 rows.
+        let mixed = CsvDecoder::new(
+            Arc::new(crate::formats::parse_column_declarations(&["A DOUBLE", "N BIGINT"]).unwrap()),
+            b',',
+        );
+        let mixed = mixed.as_shared().expect("flat");
+        assert_eq!(
+            mixed.decode_float32_rows(&payloads(&[Some("1.5,2")]), &[0]),
+            None
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod csv;
 pub mod encode;
 mod encode_flat;
 pub mod flat;
+mod float_fields;
 pub mod json;
 mod json_flat;
 pub mod ksql_types;
@@ -108,6 +109,18 @@ pub trait BatchDecoder: Send + Sync {
 pub trait SharedDecoder: Sync {
     /// As [`BatchDecoder::decode`], on one thread: callers split work between threads.
     fn decode_shared(&self, payloads: &[Payload<'_>]) -> Result<Decoded, FormatError>;
+
+    /// For a float32 matrix: the payloads straight into row-major float32 rows of `columns`
+    /// (indices into the schema), each value what the batch would hold cast to float32.
+    /// `None` when these payloads need [`SharedDecoder::decode_shared`] (a null, a failure,
+    /// a decoder without such a path).
+    fn decode_float32_rows(
+        &self,
+        _payloads: &[Payload<'_>],
+        _columns: &[usize],
+    ) -> Option<Vec<f32>> {
+        None
+    }
 }
 
 /// A message value format, as named in the Python API.

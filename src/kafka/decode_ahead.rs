@@ -11,7 +11,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use arrow_schema::SchemaRef;
 
 use super::KafkaError;
-use crate::formats::{BatchDecoder, Decoded, FormatError, Payload, SharedDecoder};
+use crate::formats::{empty_batch, BatchDecoder, Decoded, FormatError, Payload, SharedDecoder};
 use crate::matrix::RowSink;
 
 /// Messages per chunk handed to the decode thread: large enough that handing over is cheap,
@@ -95,13 +95,71 @@ impl HeldPayloads {
 pub fn decode_chunks(
     decoder: &mut dyn BatchDecoder,
     chunks: Receiver<HeldPayloads>,
-    rows: Option<&mut dyn RowSink>,
+    mut rows: Option<&mut dyn RowSink>,
 ) -> Result<Decoded, KafkaError> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     let schema = decoder.schema();
+    // A float32 matrix takes rows that a shared decoder writes itself, where it can.
+    let float32_columns = match (decoder.as_shared(), rows.as_deref_mut()) {
+        (Some(_), Some(rows)) => rows.float32_columns(&schema),
+        _ => None,
+    };
+    let out = RowsOut { rows, schema };
+    let float32_columns = float32_columns.as_deref();
     match decoder.as_shared() {
-        Some(shared) if threads > 1 => decode_on_threads(shared, &schema, chunks, rows, threads),
-        _ => decode_on_this_thread(decoder, &schema, chunks, rows),
+        Some(shared) if threads > 1 => {
+            decode_on_threads(shared, chunks, out, float32_columns, threads)
+        }
+        _ => decode_on_this_thread(decoder, chunks, out, float32_columns),
+    }
+}
+
+/// Where a read's decoded parts go: into the matrix, when there is one.
+struct RowsOut<'r> {
+    rows: Option<&'r mut dyn RowSink>,
+    schema: SchemaRef,
+}
+
+/// A decoded run of messages.
+enum Part {
+    Decoded(Decoded),
+    /// Row-major float32 rows for the matrix (every message a row, no failures).
+    Float32Rows(Vec<f32>),
+}
+
+/// Decodes `payloads` as float32 rows of `float32_columns` when given and the decoder can,
+/// else as a batch.
+fn decode_part(
+    decoder: &dyn SharedDecoder,
+    payloads: &[Payload<'_>],
+    float32_columns: Option<&[usize]>,
+) -> Result<Part, KafkaError> {
+    let rows = float32_columns.and_then(|columns| decoder.decode_float32_rows(payloads, columns));
+    match rows {
+        Some(rows) => Ok(Part::Float32Rows(rows)),
+        None => Ok(Part::Decoded(decoder.decode_shared(payloads)?)),
+    }
+}
+
+impl RowsOut<'_> {
+    /// Appends the part's rows to the matrix (if any), and returns what stays: the
+    /// failures, and the batch when there is no matrix.
+    fn take(&mut self, part: Part) -> Result<Decoded, KafkaError> {
+        match (part, self.rows.as_deref_mut()) {
+            (Part::Decoded(decoded), Some(rows)) => move_rows(decoded, rows),
+            (Part::Decoded(decoded), None) => Ok(decoded),
+            (Part::Float32Rows(values), Some(rows)) => {
+                rows.append_float32_rows(&values)?;
+                Ok(Decoded {
+                    batch: empty_batch(&self.schema),
+                    failures: Vec::new(),
+                })
+            }
+            (Part::Float32Rows(_), None) => Err(FormatError::Schema(
+                "float32 rows decoded for a read without a matrix".into(),
+            )
+            .into()),
+        }
     }
 }
 
@@ -110,9 +168,9 @@ pub fn decode_chunks(
 /// between threads).
 fn decode_on_this_thread(
     decoder: &mut dyn BatchDecoder,
-    schema: &SchemaRef,
     chunks: Receiver<HeldPayloads>,
-    mut rows: Option<&mut dyn RowSink>,
+    mut out: RowsOut<'_>,
+    float32_columns: Option<&[usize]>,
 ) -> Result<Decoded, KafkaError> {
     let mut parts = Vec::new();
     let mut decoded_messages = 0;
@@ -120,14 +178,22 @@ fn decode_on_this_thread(
         let mut waiting = vec![first];
         waiting.extend(chunks.try_iter());
         let payloads = joined_payloads(&waiting);
-        let mut part = decoder.decode(&payloads)?;
-        if let Some(rows) = rows.as_deref_mut() {
-            part = move_rows(part, rows)?;
-        }
-        parts.push((decoded_messages, part));
+        // Only a float32 matrix's decoding goes through the shared decoder here: `decode`
+        // may split a large backlog between threads.
+        let as_rows = match decoder.as_shared() {
+            Some(shared) if float32_columns.is_some() => {
+                Some(decode_part(shared, &payloads, float32_columns)?)
+            }
+            _ => None,
+        };
+        let part = match as_rows {
+            Some(part) => part,
+            None => Part::Decoded(decoder.decode(&payloads)?),
+        };
+        parts.push((decoded_messages, out.take(part)?));
         decoded_messages += payloads.len();
     }
-    Ok(Decoded::concat(schema, parts)?)
+    Ok(Decoded::concat(&out.schema, parts)?)
 }
 
 /// Chunks one thread takes at a time when several decode: few, so that the backlog left
@@ -139,16 +205,16 @@ struct InOrder<'r> {
     /// The take whose part goes next.
     next_take: usize,
     parts: Vec<(usize, Decoded)>,
-    rows: Option<&'r mut dyn RowSink>,
+    out: RowsOut<'r>,
     failed: Option<KafkaError>,
 }
 
 /// Decodes on `threads` threads (this one among them), each taking the next chunks waiting.
 fn decode_on_threads(
     decoder: &dyn SharedDecoder,
-    schema: &SchemaRef,
     chunks: Receiver<HeldPayloads>,
-    rows: Option<&mut dyn RowSink>,
+    out: RowsOut<'_>,
+    float32_columns: Option<&[usize]>,
     threads: usize,
 ) -> Result<Decoded, KafkaError> {
     // The receiver, the number of the next take and the messages taken before it.
@@ -156,7 +222,7 @@ fn decode_on_threads(
     let in_order = Mutex::new(InOrder {
         next_take: 0,
         parts: Vec::new(),
-        rows,
+        out,
         failed: None,
     });
     let turn_taken = Condvar::new();
@@ -178,7 +244,7 @@ fn decode_on_threads(
         let decoded = if failed.load(Ordering::Relaxed) {
             Err(FormatError::Schema("not decoded: an earlier part failed".into()).into())
         } else {
-            without_panic(|| decoder.decode_shared(&payloads).map_err(KafkaError::from))
+            without_panic(|| decode_part(decoder, &payloads, float32_columns))
         };
         let mut state = lock(&in_order);
         while state.next_take != take {
@@ -187,10 +253,7 @@ fn decode_on_threads(
                 .unwrap_or_else(PoisonError::into_inner);
         }
         if state.failed.is_none() {
-            let moved = decoded.and_then(|part| match state.rows.as_deref_mut() {
-                Some(rows) => without_panic(|| move_rows(part, rows)),
-                None => Ok(part),
-            });
+            let moved = decoded.and_then(|part| without_panic(|| state.out.take(part)));
             match moved {
                 Ok(part) => state.parts.push((first_message, part)),
                 Err(error) => {
@@ -214,7 +277,7 @@ fn decode_on_threads(
         .unwrap_or_else(PoisonError::into_inner);
     match state.failed {
         Some(error) => Err(error),
-        None => Ok(Decoded::concat(schema, state.parts)?),
+        None => Ok(Decoded::concat(&state.out.schema, state.parts)?),
     }
 }
 
@@ -285,7 +348,8 @@ mod tests {
         }
         drop(sender);
         // On this thread: decode_chunks would take the threads' path for a flat csv decoder.
-        let decoded = decode_on_this_thread(&mut decoder, &schema, receiver, None).unwrap();
+        let decoded =
+            decode_on_this_thread(&mut decoder, receiver, no_matrix(&schema), None).unwrap();
         let values: Vec<f64> = decoded
             .batch
             .column(0)
@@ -311,6 +375,63 @@ mod tests {
         receiver
     }
 
+    fn no_matrix(schema: &SchemaRef) -> RowsOut<'static> {
+        RowsOut {
+            rows: None,
+            schema: schema.clone(),
+        }
+    }
+
+    fn into_matrix<'r>(rows: &'r mut dyn RowSink, schema: &SchemaRef) -> RowsOut<'r> {
+        RowsOut {
+            rows: Some(rows),
+            schema: schema.clone(),
+        }
+    }
+
+    #[test]
+    fn float32_rows_and_decoded_batches_join_the_matrix_in_order() {
+        let schema =
+            Arc::new(crate::formats::parse_column_declarations(&["V DOUBLE", "W DOUBLE"]).unwrap());
+        let decoder = CsvDecoder::new(schema.clone(), b',');
+        // A malformed line sends its chunk down the batch path; an exponent only its line
+        // to the scalar parser; the matrix takes W before V.
+        let bad = |n: usize| n % 997 == 5;
+        let values: Vec<String> = (0..20_000)
+            .map(|n| match n {
+                _ if bad(n) => "x,1".to_string(),
+                _ if n % 13 == 0 => format!("{n}e-3,-{n}"),
+                _ => format!("{n}.1,-{n}"),
+            })
+            .collect();
+        let mut rows = MatrixRows::<f32>::new(Some(vec!["W".into(), "V".into()]), None, 0);
+        let columns = rows.float32_columns(&schema);
+        assert_eq!(columns.as_deref(), Some([1, 0].as_slice()));
+        let decoded = decode_on_threads(
+            decoder.as_shared().expect("flat csv is shared"),
+            sent_in_chunks(&values, 100),
+            into_matrix(&mut rows, &schema),
+            columns.as_deref(),
+            3,
+        )
+        .unwrap();
+        let (matrix, count, width) = rows.finish(None).unwrap();
+        let expected: Vec<f32> = (0..20_000)
+            .filter(|n| !bad(*n))
+            .flat_map(|n| {
+                let v: f64 = match n % 13 {
+                    0 => format!("{n}e-3").parse().unwrap(),
+                    _ => format!("{n}.1").parse().unwrap(),
+                };
+                [-(n as f64) as f32, v as f32]
+            })
+            .collect();
+        assert_eq!((count, width), (expected.len() / 2, 2));
+        assert_eq!(matrix, expected);
+        let failed: Vec<usize> = decoded.failures.iter().map(|f| f.index).collect();
+        assert_eq!(failed, (0..20_000).filter(|n| bad(*n)).collect::<Vec<_>>());
+    }
+
     fn one_double_column() -> SchemaRef {
         Arc::new(crate::formats::parse_column_declarations(&["V DOUBLE"]).unwrap())
     }
@@ -324,11 +445,12 @@ mod tests {
             .map(|n| if bad(n) { "x".into() } else { n.to_string() })
             .collect();
         let mut rows = MatrixRows::<f64>::new(None, None, 0);
+        assert_eq!(rows.float32_columns(&schema), None);
         let decoded = decode_on_threads(
             decoder.as_shared().expect("flat csv is shared"),
-            &schema,
             sent_in_chunks(&values, 100),
-            Some(&mut rows),
+            into_matrix(&mut rows, &schema),
+            None,
             3,
         )
         .unwrap();
@@ -353,12 +475,15 @@ mod tests {
                 _ => format!("{n},1"),
             })
             .collect();
+        // Float32: the chunks without the null go into the matrix as float32 rows.
         let mut rows = MatrixRows::<f32>::new(None, None, 0);
+        let columns = rows.float32_columns(&schema);
+        assert_eq!(columns.as_deref(), Some([0, 1].as_slice()));
         let error = decode_on_threads(
             decoder.as_shared().expect("flat csv is shared"),
-            &schema,
             sent_in_chunks(&values, 100),
-            Some(&mut rows),
+            into_matrix(&mut rows, &schema),
+            columns.as_deref(),
             2,
         )
         .unwrap_err();
@@ -400,7 +525,13 @@ mod tests {
                 }
             })
             .collect();
-        let result = decode_on_threads(&decoder, &schema, sent_in_chunks(&values, 100), None, 2);
+        let result = decode_on_threads(
+            &decoder,
+            sent_in_chunks(&values, 100),
+            no_matrix(&schema),
+            None,
+            2,
+        );
         assert!(matches!(result, Err(e) if e.to_string().contains("panicked")));
     }
 

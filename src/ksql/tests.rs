@@ -19,9 +19,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::*;
 
+/// A request the test double answered: path, body, auth, HTTP version.
+type RecordedRequest = (String, String, Option<String>, String);
+
 #[derive(Default)]
 struct Recorded {
-    requests: Mutex<Vec<(String, String, Option<String>, String)>>, // path, body, auth, http version
+    requests: Mutex<Vec<RecordedRequest>>,
     closed_queries: Mutex<Vec<String>>,
     not_ready_answers: AtomicUsize,
 }

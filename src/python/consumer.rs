@@ -17,6 +17,9 @@ use crate::kafka::consumer::{ArrowConsumer, ConsumerOptions, OnError, StartAt, S
 use crate::kafka::KafkaError as CoreKafkaError;
 use crate::matrix::{MatrixElement, MatrixRows};
 
+/// A skipped message as Python sees it: (topic, partition, offset, reason).
+type FailureAt = (String, i32, i64, String);
+
 /// Turns a `schema=` argument into an Arrow schema: a pyarrow schema, or KSQL declarations.
 pub fn schema_argument(
     schema: Option<&Bound<'_, PyAny>>,
@@ -281,7 +284,7 @@ impl PyConsumer {
     }
 
     /// (skipped count, [(topic, partition, offset, reason), ...] of the latest failures).
-    fn errors(&self) -> PyResult<(u64, Vec<(String, i32, i64, String)>)> {
+    fn errors(&self) -> PyResult<(u64, Vec<FailureAt>)> {
         let consumer = self.inner.as_ref().ok_or_else(closed)?;
         let log = consumer.errors();
         let recent = log

@@ -71,7 +71,9 @@ pub fn matrix_error(error: MatrixError) -> PyErr {
         | MatrixError::NotNumeric { .. }
         | MatrixError::SchemaMismatch { .. } => SchemaError::new_err(error.to_string()),
         MatrixError::Null { .. } => SchemaError::new_err(error.to_string()),
-        MatrixError::Arrow(_) => KafkaMLError::new_err(error.to_string()),
+        MatrixError::Arrow(_) | MatrixError::Internal(_) => {
+            KafkaMLError::new_err(error.to_string())
+        }
     }
 }
 
