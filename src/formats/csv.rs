@@ -106,15 +106,17 @@ struct FlatCsvDecoder {
 impl FlatCsvDecoder {
     /// Decodes on this thread.
     fn decode_here(&self, payloads: &[Payload<'_>]) -> Result<Decoded, FormatError> {
-        let all_floats = self
-            .types
-            .iter()
-            .all(|t| matches!(t, FlatType::Float32 | FlatType::Float64));
-        if all_floats {
+        if self.all_floats() {
             self.decode_float_chunk(payloads)
         } else {
             self.decode_flat_chunk(payloads)
         }
+    }
+
+    fn all_floats(&self) -> bool {
+        self.types
+            .iter()
+            .all(|t| matches!(t, FlatType::Float32 | FlatType::Float64))
     }
 
     /// Rows of floats only (the talk's DOUBLE columns) skip the per-field slots and column
@@ -218,11 +220,7 @@ impl SharedDecoder for FlatCsvDecoder {
     /// batch path decodes the payloads, and words the failures.
     fn decode_float32_rows(&self, payloads: &[Payload<'_>], columns: &[usize]) -> Option<Vec<f32>> {
         let width = self.types.len();
-        let all_floats = self
-            .types
-            .iter()
-            .all(|t| matches!(t, FlatType::Float32 | FlatType::Float64));
-        if !all_floats || columns.iter().any(|c| *c >= width) {
+        if !self.all_floats() || columns.iter().any(|c| *c >= width) {
             return None;
         }
         let every_column_in_order =

@@ -8,7 +8,8 @@
 //! two float32s, and those lines (a few in a billion) go back to the scalar path with every
 //! line this parser does not take: exponents, `+`, `.5`, quotes, empty fields, more than 19
 //! significant digits, anything else.
-//! Per number on this machine: 9.5 ns, against 22 ns for lexical's float64 and the cast.
+//! Into a float32 matrix on one thread (`examples/decode_bench.rs`): 10.7 ns a number, against
+//! 35.2 ns through lexical and float64 columns.
 
 /// Parses `line`, exactly `out.len()` fields of the form `-?[0-9]+(\.[0-9]+)?` split by
 /// `delimiter`, into `out`. False, with `out` in no particular state, when the line needs
@@ -21,18 +22,28 @@ pub fn parse_float32_fields(
     scratch: &mut Vec<u8>,
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && usable_delimiter(delimiter) {
+    if fast_path_available() && usable_delimiter(delimiter) {
         scratch.clear();
         scratch.resize(PAD, 0);
         scratch.extend_from_slice(line);
         // A delimiter after the last field, so every field ends at one.
         scratch.push(delimiter);
         scratch.resize(PAD + line.len() + 1 + PAD, 0);
-        // Safety: AVX2 is present, and `scratch` is padded as `avx2::parse` requires.
+        // Safety: the instructions are present, and `scratch` is padded as `avx2::parse`
+        // requires.
         return unsafe { avx2::parse(scratch, line.len(), delimiter, out) };
     }
     let _ = (line, delimiter, out, scratch);
     false
+}
+
+/// The instructions `avx2::parse` uses (every AVX2 processor has the other two, but a virtual
+/// machine may hide them).
+#[cfg(target_arch = "x86_64")]
+fn fast_path_available() -> bool {
+    std::is_x86_feature_detected!("avx2")
+        && std::is_x86_feature_detected!("bmi1")
+        && std::is_x86_feature_detected!("popcnt")
 }
 
 /// A delimiter that cannot be part of a number (nor the zero padding).
@@ -71,8 +82,8 @@ mod avx2 {
     /// processor.
     ///
     /// # Safety
-    /// The processor has AVX2; `padded` is `PAD` bytes, the line (`len` bytes), the
-    /// delimiter, `PAD` bytes of zeros.
+    /// The processor has AVX2, BMI1 and POPCNT; `padded` is `PAD` bytes, the line (`len`
+    /// bytes), the delimiter, `PAD` bytes of zeros.
     #[target_feature(enable = "avx2,bmi1,popcnt")]
     pub unsafe fn parse(padded: &[u8], len: usize, delimiter: u8, out: &mut [f32]) -> bool {
         let width = out.len();
@@ -245,7 +256,7 @@ mod tests {
     fn fast_path_on() -> bool {
         let on = fast("1", 1).is_some();
         #[cfg(target_arch = "x86_64")]
-        assert_eq!(on, std::is_x86_feature_detected!("avx2"));
+        assert_eq!(on, fast_path_available());
         on
     }
 
@@ -343,7 +354,9 @@ mod tests {
 
     proptest! {
         #[test]
-        fn random_doubles_equal_the_scalar_path(values in prop::collection::vec(any::<f64>(), 1..40)) {
+        fn random_doubles_equal_the_scalar_path(
+            values in prop::collection::vec(any::<f64>(), 1..40),
+        ) {
             prop_assume!(fast_path_on());
             let fields: Vec<String> = values
                 .iter()
