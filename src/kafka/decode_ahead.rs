@@ -391,9 +391,6 @@ mod tests {
 
     #[test]
     fn float32_rows_and_decoded_batches_join_the_matrix_in_order() {
-        let schema =
-            Arc::new(crate::formats::parse_column_declarations(&["V DOUBLE", "W DOUBLE"]).unwrap());
-        let decoder = CsvDecoder::new(schema.clone(), b',');
         // A malformed line sends its chunk down the batch path; an exponent only its line
         // to the scalar parser; the matrix takes W before V.
         let bad = |n: usize| n % 997 == 5;
@@ -405,16 +402,7 @@ mod tests {
             })
             .collect();
         let mut rows = MatrixRows::<f32>::new(Some(vec!["W".into(), "V".into()]), None, 0);
-        let columns = rows.float32_columns(&schema);
-        assert_eq!(columns.as_deref(), Some([1, 0].as_slice()));
-        let decoded = decode_on_threads(
-            decoder.as_shared().expect("flat csv is shared"),
-            sent_in_chunks(&values, 100),
-            into_matrix(&mut rows, &schema),
-            columns.as_deref(),
-            3,
-        )
-        .unwrap();
+        let decoded = v_and_w_into_float32_matrix(&values, &mut rows, [1, 0], 3).unwrap();
         let (matrix, count, width) = rows.finish(None).unwrap();
         let expected: Vec<f32> = (0..20_000)
             .filter(|n| !bad(*n))
@@ -430,6 +418,28 @@ mod tests {
         assert_eq!(matrix, expected);
         let failed: Vec<usize> = decoded.failures.iter().map(|f| f.index).collect();
         assert_eq!(failed, (0..20_000).filter(|n| bad(*n)).collect::<Vec<_>>());
+    }
+
+    /// `values`, csv lines of columns V and W, decoded on `threads` threads into `rows`, a
+    /// float32 matrix that must first say it takes float32 rows of `expected_columns`.
+    fn v_and_w_into_float32_matrix(
+        values: &[String],
+        rows: &mut MatrixRows<f32>,
+        expected_columns: [usize; 2],
+        threads: usize,
+    ) -> Result<Decoded, KafkaError> {
+        let schema =
+            Arc::new(crate::formats::parse_column_declarations(&["V DOUBLE", "W DOUBLE"]).unwrap());
+        let decoder = CsvDecoder::new(schema.clone(), b',');
+        let columns = rows.float32_columns(&schema);
+        assert_eq!(columns.as_deref(), Some(expected_columns.as_slice()));
+        decode_on_threads(
+            decoder.as_shared().expect("flat csv is shared"),
+            sent_in_chunks(values, 100),
+            into_matrix(rows, &schema),
+            columns.as_deref(),
+            threads,
+        )
     }
 
     fn one_double_column() -> SchemaRef {
@@ -465,9 +475,6 @@ mod tests {
 
     #[test]
     fn a_null_stops_the_threads_with_its_row_in_the_whole_matrix() {
-        let schema =
-            Arc::new(crate::formats::parse_column_declarations(&["V DOUBLE", "W DOUBLE"]).unwrap());
-        let decoder = CsvDecoder::new(schema.clone(), b',');
         // Message 12,345 has no V: a null, which a matrix without `fill` refuses.
         let values: Vec<String> = (0..20_000)
             .map(|n| match n {
@@ -477,16 +484,7 @@ mod tests {
             .collect();
         // Float32: the chunks without the null go into the matrix as float32 rows.
         let mut rows = MatrixRows::<f32>::new(None, None, 0);
-        let columns = rows.float32_columns(&schema);
-        assert_eq!(columns.as_deref(), Some([0, 1].as_slice()));
-        let error = decode_on_threads(
-            decoder.as_shared().expect("flat csv is shared"),
-            sent_in_chunks(&values, 100),
-            into_matrix(&mut rows, &schema),
-            columns.as_deref(),
-            2,
-        )
-        .unwrap_err();
+        let error = v_and_w_into_float32_matrix(&values, &mut rows, [0, 1], 2).unwrap_err();
         assert!(
             matches!(
                 &error,
