@@ -43,12 +43,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if batch {
         // librdkafka's batch API: one lock and a few clock reads per batch, not per message.
         // Safety: the queue reference is released below; each message is destroyed after use.
-        let queue = unsafe { rdkafka::bindings::rd_kafka_queue_get_consumer(consumer.client().native_ptr()) };
-        let mut polled: Vec<*mut rdkafka::bindings::rd_kafka_message_t> = vec![std::ptr::null_mut(); BATCH];
+        let queue = unsafe {
+            rdkafka::bindings::rd_kafka_queue_get_consumer(consumer.client().native_ptr())
+        };
+        let mut polled: Vec<*mut rdkafka::bindings::rd_kafka_message_t> =
+            vec![std::ptr::null_mut(); BATCH];
         while remaining > 0 {
-            let mut count = unsafe { rdkafka::bindings::rd_kafka_consume_batch_queue(queue, 0, polled.as_mut_ptr(), BATCH) };
+            let mut count = unsafe {
+                rdkafka::bindings::rd_kafka_consume_batch_queue(
+                    queue,
+                    0,
+                    polled.as_mut_ptr(),
+                    BATCH,
+                )
+            };
             if count <= 0 {
-                count = unsafe { rdkafka::bindings::rd_kafka_consume_batch_queue(queue, 100, polled.as_mut_ptr(), 1) };
+                count = unsafe {
+                    rdkafka::bindings::rd_kafka_consume_batch_queue(
+                        queue,
+                        100,
+                        polled.as_mut_ptr(),
+                        1,
+                    )
+                };
             }
             for &message in &polled[..count.max(0) as usize] {
                 let m = unsafe { &*message };

@@ -88,7 +88,8 @@ pub enum KsqlError {
 }
 
 fn code_text(code: Option<i64>) -> String {
-    code.map(|c| format!(" (error code {c})")).unwrap_or_default()
+    code.map(|c| format!(" (error code {c})"))
+        .unwrap_or_default()
 }
 
 fn statement_suffix(statement: &Option<String>) -> String {
@@ -116,7 +117,10 @@ pub enum Auth {
     #[default]
     None,
     /// HTTP basic auth, e.g. a Confluent Cloud API key and secret.
-    Basic { username: String, password: String },
+    Basic {
+        username: String,
+        password: String,
+    },
     Bearer(String),
 }
 
@@ -230,7 +234,10 @@ impl KsqlClient {
         })
     }
 
-    pub(crate) fn build_http(options: &ClientOptions, prior_knowledge: bool) -> Result<reqwest::Client, KsqlError> {
+    pub(crate) fn build_http(
+        options: &ClientOptions,
+        prior_knowledge: bool,
+    ) -> Result<reqwest::Client, KsqlError> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(options.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
@@ -243,9 +250,9 @@ impl KsqlClient {
             builder // https: ALPN picks HTTP/2 where the server offers it.
         };
         if let Some(pem) = &options.ca_pem {
-            for cert in reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| KsqlError::Config(format!("the CA file is not PEM certificates: {e}")))?
-            {
+            for cert in reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
+                KsqlError::Config(format!("the CA file is not PEM certificates: {e}"))
+            })? {
                 builder = builder.add_root_certificate(cert);
             }
         }
@@ -272,10 +279,17 @@ impl KsqlClient {
 
     /// Runs a future to completion, waking every [`POLL`] to check `interrupt`. Futures that
     /// touch tokio's timer must be created inside it (`async { ... }` defers that).
-    fn block_on<F: Future>(&self, future: F, interrupt: Interrupt<'_>) -> Result<F::Output, KsqlError> {
+    fn block_on<F: Future>(
+        &self,
+        future: F,
+        interrupt: Interrupt<'_>,
+    ) -> Result<F::Output, KsqlError> {
         let mut future = Box::pin(future);
         loop {
-            match self.runtime.block_on(async { tokio::time::timeout(POLL, future.as_mut()).await }) {
+            match self
+                .runtime
+                .block_on(async { tokio::time::timeout(POLL, future.as_mut()).await })
+            {
                 Ok(output) => return Ok(output),
                 Err(_) if interrupt() => return Err(KsqlError::Interrupted),
                 Err(_) => {}
@@ -325,7 +339,10 @@ impl KsqlClient {
         loop {
             let request = self.request(method.clone(), path, body.clone(), accept, use_http2);
             let timeout = self.options.timeout;
-            let sent = self.block_on(async { tokio::time::timeout(timeout, request.send()).await }, interrupt)?;
+            let sent = self.block_on(
+                async { tokio::time::timeout(timeout, request.send()).await },
+                interrupt,
+            )?;
             let response = match sent {
                 Err(_) => {
                     return Err(KsqlError::Transport {
@@ -367,12 +384,23 @@ impl KsqlClient {
     }
 
     /// Reads a whole (non-streaming) body within the request timeout.
-    fn read_body(&self, path: &str, response: reqwest::Response, interrupt: Interrupt<'_>) -> Result<String, KsqlError> {
+    fn read_body(
+        &self,
+        path: &str,
+        response: reqwest::Response,
+        interrupt: Interrupt<'_>,
+    ) -> Result<String, KsqlError> {
         let timeout = self.options.timeout;
-        match self.block_on(async { tokio::time::timeout(timeout, response.text()).await }, interrupt)? {
+        match self.block_on(
+            async { tokio::time::timeout(timeout, response.text()).await },
+            interrupt,
+        )? {
             Err(_) => Err(KsqlError::Transport {
                 endpoint: self.endpoint(path),
-                message: format!("the response body did not arrive within {:.1} s", timeout.as_secs_f64()),
+                message: format!(
+                    "the response body did not arrive within {:.1} s",
+                    timeout.as_secs_f64()
+                ),
                 timed_out: true,
             }),
             Ok(Err(e)) => Err(self.transport_error(path, e)),
@@ -438,10 +466,16 @@ impl KsqlClient {
         let mut body = Map::new();
         body.insert("ksql".into(), Value::String(statements.to_string()));
         if !streams_properties.is_empty() {
-            body.insert("streamsProperties".into(), Value::Object(streams_properties.clone()));
+            body.insert(
+                "streamsProperties".into(),
+                Value::Object(streams_properties.clone()),
+            );
         }
         if !session_variables.is_empty() {
-            body.insert("sessionVariables".into(), Value::Object(session_variables.clone()));
+            body.insert(
+                "sessionVariables".into(),
+                Value::Object(session_variables.clone()),
+            );
         }
         if let Some(n) = command_sequence_number {
             body.insert("commandSequenceNumber".into(), Value::from(n));
@@ -452,7 +486,10 @@ impl KsqlClient {
         if let Ok(Value::Array(entities)) = serde_json::from_str::<Value>(&text) {
             for entity in &entities {
                 let failed = entity.get("@type").and_then(Value::as_str) == Some("currentStatus")
-                    && entity.pointer("/commandStatus/status").and_then(Value::as_str) == Some("ERROR");
+                    && entity
+                        .pointer("/commandStatus/status")
+                        .and_then(Value::as_str)
+                        == Some("ERROR");
                 if failed {
                     let message = entity
                         .pointer("/commandStatus/message")
@@ -464,7 +501,10 @@ impl KsqlClient {
                         status: 200,
                         error_code: None,
                         message,
-                        statement_text: entity.get("statementText").and_then(Value::as_str).map(str::to_string),
+                        statement_text: entity
+                            .get("statementText")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
                         raw: text,
                     });
                 }
@@ -472,7 +512,10 @@ impl KsqlClient {
         } else {
             return Err(KsqlError::Protocol {
                 endpoint: self.endpoint("/ksql"),
-                message: format!("expected a JSON array of entities, got {}", truncate(&text, 200)),
+                message: format!(
+                    "expected a JSON array of entities, got {}",
+                    truncate(&text, 200)
+                ),
             });
         }
         Ok(text)
@@ -484,15 +527,25 @@ impl KsqlClient {
     }
 
     /// `POST /ksql/terminate`: terminates the cluster, deleting the listed topics too.
-    pub fn terminate(&self, delete_topics: &[String], interrupt: Interrupt<'_>) -> Result<String, KsqlError> {
+    pub fn terminate(
+        &self,
+        delete_topics: &[String],
+        interrupt: Interrupt<'_>,
+    ) -> Result<String, KsqlError> {
         let body = serde_json::to_vec(&serde_json::json!({ "deleteTopicList": delete_topics }))
             .expect("JSON serializes");
-        self.call(reqwest::Method::POST, "/ksql/terminate", Some(body), interrupt)
+        self.call(
+            reqwest::Method::POST,
+            "/ksql/terminate",
+            Some(body),
+            interrupt,
+        )
     }
 
     /// `POST /close-query`: stops a push query on the server.
     pub fn close_query(&self, query_id: &str, interrupt: Interrupt<'_>) -> Result<(), KsqlError> {
-        let body = serde_json::to_vec(&serde_json::json!({ "queryId": query_id })).expect("JSON serializes");
+        let body = serde_json::to_vec(&serde_json::json!({ "queryId": query_id }))
+            .expect("JSON serializes");
         let use_http2 = self.http2.is_some();
         let response = self.send(
             reqwest::Method::POST,
@@ -523,7 +576,10 @@ impl KsqlClient {
         let (accept, use_http2) = match endpoint {
             QueryEndpoint::Query => {
                 body.insert("ksql".into(), Value::String(sql.to_string()));
-                body.insert("streamsProperties".into(), Value::Object(properties.clone()));
+                body.insert(
+                    "streamsProperties".into(),
+                    Value::Object(properties.clone()),
+                );
                 (KSQL_ACCEPT, false)
             }
             QueryEndpoint::QueryStream | QueryEndpoint::QueryStreamJson => {
@@ -538,11 +594,21 @@ impl KsqlClient {
             }
         };
         if !session_variables.is_empty() {
-            body.insert("sessionVariables".into(), Value::Object(session_variables.clone()));
+            body.insert(
+                "sessionVariables".into(),
+                Value::Object(session_variables.clone()),
+            );
         }
         let body = serde_json::to_vec(&Value::Object(body)).expect("a JSON map serializes");
         let path = endpoint.path();
-        let response = self.send(reqwest::Method::POST, path, Some(body), accept, use_http2, interrupt)?;
+        let response = self.send(
+            reqwest::Method::POST,
+            path,
+            Some(body),
+            accept,
+            use_http2,
+            interrupt,
+        )?;
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
             let text = self.read_body(path, response, interrupt)?;
@@ -584,13 +650,21 @@ impl KsqlClient {
         interrupt: Interrupt<'_>,
     ) -> Result<Vec<InsertAck>, KsqlError> {
         let path = "/inserts-stream";
-        let mut body = serde_json::to_vec(&serde_json::json!({ "target": target })).expect("JSON serializes");
+        let mut body =
+            serde_json::to_vec(&serde_json::json!({ "target": target })).expect("JSON serializes");
         for row in rows {
             body.push(b'\n');
             body.extend_from_slice(row.as_bytes());
         }
         body.push(b'\n');
-        let response = self.send(reqwest::Method::POST, path, Some(body), DELIMITED, true, interrupt)?;
+        let response = self.send(
+            reqwest::Method::POST,
+            path,
+            Some(body),
+            DELIMITED,
+            true,
+            interrupt,
+        )?;
         let status = response.status().as_u16();
         let text = self.read_body(path, response, interrupt)?;
         if !(200..300).contains(&status) {
@@ -616,7 +690,8 @@ impl KsqlClient {
         };
         while let Some(value) = splitter.next_value().map_err(|e| protocol(e.to_string()))? {
             let raw = String::from_utf8_lossy(value).into_owned();
-            let ack: Ack = serde_json::from_slice(value).map_err(|e| protocol(format!("bad ack {raw}: {e}")))?;
+            let ack: Ack = serde_json::from_slice(value)
+                .map_err(|e| protocol(format!("bad ack {raw}: {e}")))?;
             match ack.seq {
                 Some(seq) => acks.push(InsertAck {
                     seq,
@@ -684,7 +759,10 @@ fn shared_runtime() -> Result<Arc<tokio::runtime::Runtime>, KsqlError> {
 
 /// HTTP clients shared by configuration: building one loads the system's CA certificates
 /// (about 0.1 s), and sharing also shares the connection pool.
-fn shared_http(options: &ClientOptions, prior_knowledge: bool) -> Result<reqwest::Client, KsqlError> {
+fn shared_http(
+    options: &ClientOptions,
+    prior_knowledge: bool,
+) -> Result<reqwest::Client, KsqlError> {
     type Cache = std::sync::Mutex<std::collections::HashMap<Vec<u8>, reqwest::Client>>;
     static CLIENTS: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
     let mut key = format!(
@@ -737,7 +815,8 @@ impl BodyReader {
     fn spawn(runtime: &tokio::runtime::Runtime, response: reqwest::Response) -> Self {
         let (sender, chunks) = tokio::sync::mpsc::channel(READ_AHEAD_CHUNKS);
         let task = runtime.spawn(async move {
-            let mut body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>> = Box::pin(response.bytes_stream());
+            let mut body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>> =
+                Box::pin(response.bytes_stream());
             while let Some(item) = body.next().await {
                 let failed = item.is_err();
                 if sender.send(item).await.is_err() || failed {
@@ -836,10 +915,18 @@ impl QueryStream {
 
     /// Reads until the header (query id and schema) arrived, the first row arrived (KSQL 5.x
     /// sends no header), or the stream ended.
-    pub fn wait_for_header(&mut self, timeout: Duration, interrupt: Interrupt<'_>) -> Result<(), KsqlError> {
+    pub fn wait_for_header(
+        &mut self,
+        timeout: Duration,
+        interrupt: Interrupt<'_>,
+    ) -> Result<(), KsqlError> {
         let deadline = Instant::now() + timeout;
         let mut checked_at = Instant::now();
-        while !self.header_seen && self.headerless_rows.is_empty() && !self.ended && self.pending_error.is_none() {
+        while !self.header_seen
+            && self.headerless_rows.is_empty()
+            && !self.ended
+            && self.pending_error.is_none()
+        {
             let now = Instant::now();
             if now >= deadline {
                 return Err(KsqlError::Transport {
@@ -865,7 +952,11 @@ impl QueryStream {
 
     /// The next batch of rows, or `None` at the end. Errors the server sent mid-stream are
     /// raised after the rows before them were returned.
-    pub fn next_batch(&mut self, policy: BatchPolicy, interrupt: Interrupt<'_>) -> Result<Option<RecordBatch>, KsqlError> {
+    pub fn next_batch(
+        &mut self,
+        policy: BatchPolicy,
+        interrupt: Interrupt<'_>,
+    ) -> Result<Option<RecordBatch>, KsqlError> {
         let mut first_buffered_at: Option<Instant> = None;
         let mut checked_at = Instant::now();
         loop {
@@ -918,15 +1009,23 @@ impl QueryStream {
 
     /// The next complete elements as JSON texts, undecoded (for ksql-python's text mode);
     /// `None` at the end. Do not mix with [`QueryStream::next_batch`] on one stream.
-    pub fn next_texts(&mut self, idle_timeout: Option<Duration>, interrupt: Interrupt<'_>) -> Result<Option<Vec<String>>, KsqlError> {
+    pub fn next_texts(
+        &mut self,
+        idle_timeout: Option<Duration>,
+        interrupt: Interrupt<'_>,
+    ) -> Result<Option<Vec<String>>, KsqlError> {
         let endpoint = self.client.endpoint(self.path());
         let mut checked_at = Instant::now();
         loop {
             let mut texts = Vec::new();
-            while let Some(value) = self.splitter.next_value().map_err(|e| KsqlError::Protocol {
-                endpoint: endpoint.clone(),
-                message: e.to_string(),
-            })? {
+            while let Some(value) = self
+                .splitter
+                .next_value()
+                .map_err(|e| KsqlError::Protocol {
+                    endpoint: endpoint.clone(),
+                    message: e.to_string(),
+                })?
+            {
                 if !self.header_seen {
                     // Remember the query id, so that closing can stop the query.
                     if let Ok(Element::Header { query_id, .. }) = classify(value) {
@@ -970,25 +1069,38 @@ impl QueryStream {
             self.infer_headerless_schema()?;
         }
         let endpoint = self.client.endpoint(self.path());
-        let decoder = self.decoder.as_mut().expect("a schema exists once rows are buffered");
+        let decoder = self
+            .decoder
+            .as_mut()
+            .expect("a schema exists once rows are buffered");
         for row in self.headerless_rows.drain(..) {
             decoder.push(&row).map_err(|source| KsqlError::Format {
                 endpoint: endpoint.clone(),
                 source,
             })?;
         }
-        decoder.flush().map_err(|source| KsqlError::Format { endpoint, source })
+        decoder
+            .flush()
+            .map_err(|source| KsqlError::Format { endpoint, source })
     }
 
     fn infer_headerless_schema(&mut self) -> Result<(), KsqlError> {
-        let sample: Vec<&str> = self.headerless_rows.iter().take(100).map(String::as_str).collect();
+        let sample: Vec<&str> = self
+            .headerless_rows
+            .iter()
+            .take(100)
+            .map(String::as_str)
+            .collect();
         let endpoint = self.client.endpoint(self.path());
         let schema = infer_schema(&sample).map_err(|source| KsqlError::Format {
             endpoint: endpoint.clone(),
             source,
         })?;
         let mut decoder =
-            RowDecoder::new(Arc::new(schema)).map_err(|source| KsqlError::Format { endpoint: endpoint.clone(), source })?;
+            RowDecoder::new(Arc::new(schema)).map_err(|source| KsqlError::Format {
+                endpoint: endpoint.clone(),
+                source,
+            })?;
         // The waiting rows go first, before any row that arrives from now on.
         for row in self.headerless_rows.drain(..) {
             decoder.push(&row).map_err(|source| KsqlError::Format {
@@ -1071,10 +1183,19 @@ impl QueryStream {
             message,
         };
         let mut saw_row = false;
-        while !self.limit_reached() && self.pending_error.is_none() && self.buffered_rows() < max_rows {
-            let Some(value) = self.splitter.next_value().map_err(|e| protocol(e.to_string()))? else {
+        while !self.limit_reached()
+            && self.pending_error.is_none()
+            && self.buffered_rows() < max_rows
+        {
+            let Some(value) = self
+                .splitter
+                .next_value()
+                .map_err(|e| protocol(e.to_string()))?
+            else {
                 if self.body_complete && self.splitter.has_partial_value() {
-                    return Err(protocol("the response ended in the middle of a JSON value".into()));
+                    return Err(protocol(
+                        "the response ended in the middle of a JSON value".into(),
+                    ));
                 }
                 break;
             };
@@ -1084,9 +1205,11 @@ impl QueryStream {
                         endpoint: endpoint.clone(),
                         source,
                     })?;
-                    self.decoder = Some(RowDecoder::new(Arc::new(schema)).map_err(|source| KsqlError::Format {
-                        endpoint: endpoint.clone(),
-                        source,
+                    self.decoder = Some(RowDecoder::new(Arc::new(schema)).map_err(|source| {
+                        KsqlError::Format {
+                            endpoint: endpoint.clone(),
+                            source,
+                        }
                     })?);
                     self.query_id = query_id;
                     self.header_seen = true;
@@ -1096,10 +1219,12 @@ impl QueryStream {
                     self.tombstones += tombstone as u64;
                     saw_row = true;
                     match self.decoder.as_mut() {
-                        Some(decoder) => decoder.push(values).map_err(|source| KsqlError::Format {
-                            endpoint: endpoint.clone(),
-                            source,
-                        })?,
+                        Some(decoder) => {
+                            decoder.push(values).map_err(|source| KsqlError::Format {
+                                endpoint: endpoint.clone(),
+                                source,
+                            })?
+                        }
                         None => self.headerless_rows.push(values.to_string()),
                     }
                 }

@@ -96,7 +96,10 @@ impl ValueSplitter {
                 match byte {
                     b' ' | b'\t' | b'\r' | b'\n' => {}
                     _ if self.closed => {
-                        return Err(self.error(i, format!("unexpected {:?} after the closing ']'", byte as char)))
+                        return Err(self.error(
+                            i,
+                            format!("unexpected {:?} after the closing ']'", byte as char),
+                        ))
                     }
                     b',' if self.wrapped == Some(true) => {}
                     b']' if self.wrapped == Some(true) => self.closed = true,
@@ -167,7 +170,10 @@ pub enum Columns {
     /// `/query`: one string of column declarations, e.g. "`ID` BIGINT KEY, `NAME` STRING".
     Declarations(String),
     /// `/query-stream`: parallel lists of names and type strings.
-    NamesAndTypes { names: Vec<String>, types: Vec<String> },
+    NamesAndTypes {
+        names: Vec<String>,
+        types: Vec<String>,
+    },
 }
 
 /// An error the server reported inside an otherwise successful (HTTP 200) stream.
@@ -187,7 +193,10 @@ pub enum Element<'a> {
         columns: Columns,
     },
     /// A row's values: the raw JSON array text, decoded later in bulk.
-    Row { values: &'a str, tombstone: bool },
+    Row {
+        values: &'a str,
+        tombstone: bool,
+    },
     Final(String),
     Error(StreamError),
     /// Something this client does not need (e.g. a pull query's consistency token).
@@ -254,12 +263,15 @@ pub fn classify(value: &[u8]) -> Result<Element<'_>, String> {
     if let Some(row) = fast_row(text) {
         return Ok(row);
     }
-    let object: ObjectElement<'_> =
-        serde_json::from_str(text).map_err(|e| format!("invalid JSON element {}: {e}", preview(text)))?;
+    let object: ObjectElement<'_> = serde_json::from_str(text)
+        .map_err(|e| format!("invalid JSON element {}: {e}", preview(text)))?;
     if let Some(error) = object.error_message {
         let raw = error.get();
         let (error_code, message) = match serde_json::from_str::<ErrorObject>(raw) {
-            Ok(inner) => (inner.error_code, inner.message.unwrap_or_else(|| raw.to_string())),
+            Ok(inner) => (
+                inner.error_code,
+                inner.message.unwrap_or_else(|| raw.to_string()),
+            ),
             Err(_) => (
                 None,
                 serde_json::from_str::<String>(raw).unwrap_or_else(|_| raw.to_string()),
@@ -466,7 +478,9 @@ mod tests {
         vec![
             Seen::Header(
                 Some("transient_PAGEVIEWS_1".into()),
-                Columns::Declarations("`ID` BIGINT KEY, `NAME` STRING, `AMOUNT` DECIMAL(10, 2)".into()),
+                Columns::Declarations(
+                    "`ID` BIGINT KEY, `NAME` STRING, `AMOUNT` DECIMAL(10, 2)".into(),
+                ),
             ),
             Seen::Row("[1,\"a \\\"quoted\\\" ] } name\",12.50]".into(), false),
             Seen::Row("[2,\"Zürich \\\\ 東京\",null]".into(), true),
@@ -552,7 +566,11 @@ mod tests {
     #[test]
     fn whole_responses() {
         for (text, expected, closed) in cases() {
-            assert_eq!(parse_chunks(&[text.as_bytes()]).unwrap(), (expected, closed), "{text}");
+            assert_eq!(
+                parse_chunks(&[text.as_bytes()]).unwrap(),
+                (expected, closed),
+                "{text}"
+            );
         }
     }
 
@@ -599,7 +617,10 @@ mod tests {
             let row = object.row.unwrap();
             assert_eq!(
                 fast,
-                Element::Row { values: row.columns.get(), tombstone: row.tombstone.unwrap_or(false) }
+                Element::Row {
+                    values: row.columns.get(),
+                    tombstone: row.tombstone.unwrap_or(false)
+                }
             );
         }
         // Other spellings fall back to the parser.
@@ -607,14 +628,18 @@ mod tests {
         assert!(fast_row("{\"row\": {\"columns\":[1]}}").is_none());
         assert_eq!(
             classify(b"{\"row\":{\"columns\":[1], \"tombstone\":false}}").unwrap(),
-            Element::Row { values: "[1]", tombstone: false }
+            Element::Row {
+                values: "[1]",
+                tombstone: false
+            }
         );
     }
 
     #[test]
     fn error_message_as_plain_string() {
         let (seen, _) =
-            parse_chunks(&[b"{\"row\":null,\"errorMessage\":\"boom\",\"finalMessage\":null}\n"]).unwrap();
+            parse_chunks(&[b"{\"row\":null,\"errorMessage\":\"boom\",\"finalMessage\":null}\n"])
+                .unwrap();
         assert_eq!(seen, vec![Seen::Error(None, "boom".into())]);
     }
 

@@ -42,17 +42,20 @@ fn full(status: u16, text: &str) -> Response<Body> {
 /// A body sent as the given chunks with a pause before each, then (optionally) keep-alive
 /// newlines every 20 ms until the client goes away.
 fn chunked(chunks: Vec<Bytes>, keep_alive_forever: bool) -> Response<Body> {
-    let stream = futures_util::stream::unfold((chunks.into_iter(), keep_alive_forever), |(mut it, forever)| async move {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        match it.next() {
-            Some(chunk) => Some((Ok::<_, Infallible>(Frame::data(chunk)), (it, forever))),
-            None if forever => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                Some((Ok(Frame::data(Bytes::from_static(b"\n"))), (it, forever)))
+    let stream = futures_util::stream::unfold(
+        (chunks.into_iter(), keep_alive_forever),
+        |(mut it, forever)| async move {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            match it.next() {
+                Some(chunk) => Some((Ok::<_, Infallible>(Frame::data(chunk)), (it, forever))),
+                None if forever => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    Some((Ok(Frame::data(Bytes::from_static(b"\n"))), (it, forever)))
+                }
+                None => None,
             }
-            None => None,
-        }
-    });
+        },
+    );
     Response::builder()
         .status(200)
         .body(BodyExt::boxed(StreamBody::new(stream)))
@@ -60,7 +63,10 @@ fn chunked(chunks: Vec<Bytes>, keep_alive_forever: bool) -> Response<Body> {
 }
 
 fn split_every(text: &str, n: usize) -> Vec<Bytes> {
-    text.as_bytes().chunks(n).map(Bytes::copy_from_slice).collect()
+    text.as_bytes()
+        .chunks(n)
+        .map(Bytes::copy_from_slice)
+        .collect()
 }
 
 fn ksqldb_query_response(rows: usize) -> String {
@@ -68,7 +74,10 @@ fn ksqldb_query_response(rows: usize) -> String {
         "[{\"header\":{\"queryId\":\"transient_SENSORS_42\",\"schema\":\"`ID` BIGINT KEY, `NAME` STRING, `V` DOUBLE\"}},\n",
     );
     for i in 0..rows {
-        text.push_str(&format!("{{\"row\":{{\"columns\":[{i},\"sensor \\\"{i}\\\" é\",{}.5]}}}},\n", i));
+        text.push_str(&format!(
+            "{{\"row\":{{\"columns\":[{i},\"sensor \\\"{i}\\\" é\",{}.5]}}}},\n",
+            i
+        ));
         if i % 3 == 0 {
             text.push('\n'); // keep-alive
         }
@@ -77,7 +86,10 @@ fn ksqldb_query_response(rows: usize) -> String {
     text
 }
 
-async fn handle(request: Request<Incoming>, state: Arc<Recorded>) -> Result<Response<Body>, Infallible> {
+async fn handle(
+    request: Request<Incoming>,
+    state: Arc<Recorded>,
+) -> Result<Response<Body>, Infallible> {
     let path = request.uri().path().to_string();
     let version = format!("{:?}", request.version());
     let auth = request
@@ -91,7 +103,11 @@ async fn handle(request: Request<Incoming>, state: Arc<Recorded>) -> Result<Resp
         .lock()
         .unwrap()
         .push((path.clone(), body.clone(), auth.clone(), version));
-    if path != "/healthcheck" && auth.as_deref().is_some_and(|a| a != "Basic a2V5OnNlY3JldA==") {
+    if path != "/healthcheck"
+        && auth
+            .as_deref()
+            .is_some_and(|a| a != "Basic a2V5OnNlY3JldA==")
+    {
         return Ok(full(
             401,
             "{\"@type\":\"generic_error\",\"error_code\":40100,\"message\":\"Unauthorized\"}",
@@ -110,7 +126,11 @@ async fn handle(request: Request<Incoming>, state: Arc<Recorded>) -> Result<Resp
         }
         "/query" => {
             let sql: Value = serde_json::from_str(&body).unwrap();
-            let text = ksqldb_query_response(if sql["ksql"].as_str().unwrap().contains("BIG") { 50_000 } else { 10 });
+            let text = ksqldb_query_response(if sql["ksql"].as_str().unwrap().contains("BIG") {
+                50_000
+            } else {
+                10
+            });
             chunked(split_every(&text, 7.max(text.len() / 500)), false)
         }
         "/query-stream" => {
@@ -173,7 +193,9 @@ fn start_server(runtime: &tokio::runtime::Runtime, http2: bool) -> (SocketAddr, 
     let served = state.clone();
     runtime.spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let state = served.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |r| handle(r, state.clone()));
@@ -217,9 +239,17 @@ fn query_over_http1_in_odd_chunks_with_keep_alives() {
     let (address, state) = start_server(&runtime, false);
     let client = KsqlClient::new(ClientOptions::new(format!("http://{address}"))).unwrap();
     let mut stream = client
-        .query("SELECT * FROM SENSORS EMIT CHANGES LIMIT 10;", &Map::new(), &Map::new(), QueryEndpoint::Query, &mut never())
+        .query(
+            "SELECT * FROM SENSORS EMIT CHANGES LIMIT 10;",
+            &Map::new(),
+            &Map::new(),
+            QueryEndpoint::Query,
+            &mut never(),
+        )
         .unwrap();
-    stream.wait_for_header(Duration::from_secs(5), &mut never()).unwrap();
+    stream
+        .wait_for_header(Duration::from_secs(5), &mut never())
+        .unwrap();
     assert_eq!(stream.query_id(), Some("transient_SENSORS_42"));
     let schema = stream.schema().unwrap();
     assert_eq!(schema.field(1).name(), "NAME");
@@ -228,7 +258,13 @@ fn query_over_http1_in_odd_chunks_with_keep_alives() {
     while let Some(batch) = stream.next_batch(POLICY, &mut never()).unwrap() {
         assert!(batch.num_rows() <= 4);
         ids.extend_from_slice(batch.column(0).as_primitive::<Int64Type>().values());
-        names.extend(batch.column(1).as_string::<i32>().iter().map(|s| s.unwrap().to_string()));
+        names.extend(
+            batch
+                .column(1)
+                .as_string::<i32>()
+                .iter()
+                .map(|s| s.unwrap().to_string()),
+        );
     }
     assert_eq!(ids, (0..10).collect::<Vec<i64>>());
     assert_eq!(names[3], "sensor \"3\" é");
@@ -251,10 +287,18 @@ fn push_query_over_http2_prior_knowledge_limit_closes_it() {
     options.http2 = true;
     let client = KsqlClient::new(options).unwrap();
     let mut stream = client
-        .query("SELECT * FROM READINGS EMIT CHANGES;", &Map::new(), &Map::new(), QueryEndpoint::QueryStream, &mut never())
+        .query(
+            "SELECT * FROM READINGS EMIT CHANGES;",
+            &Map::new(),
+            &Map::new(),
+            QueryEndpoint::QueryStream,
+            &mut never(),
+        )
         .unwrap();
     stream.set_limit(Some(3));
-    stream.wait_for_header(Duration::from_secs(5), &mut never()).unwrap();
+    stream
+        .wait_for_header(Duration::from_secs(5), &mut never())
+        .unwrap();
     assert_eq!(stream.query_id(), Some("push-1"));
     let mut values = Vec::new();
     while let Some(batch) = stream.next_batch(POLICY, &mut never()).unwrap() {
@@ -276,7 +320,13 @@ fn push_query_idle_timeout_ends_and_closes_it() {
     options.http2 = true;
     let client = KsqlClient::new(options).unwrap();
     let mut stream = client
-        .query("SELECT * FROM READINGS EMIT CHANGES;", &Map::new(), &Map::new(), QueryEndpoint::QueryStream, &mut never())
+        .query(
+            "SELECT * FROM READINGS EMIT CHANGES;",
+            &Map::new(),
+            &Map::new(),
+            QueryEndpoint::QueryStream,
+            &mut never(),
+        )
         .unwrap();
     let started = Instant::now();
     let policy = BatchPolicy {
@@ -289,7 +339,11 @@ fn push_query_idle_timeout_ends_and_closes_it() {
     }
     // Keep-alives keep coming, but they are not rows: the idle timeout ends the query.
     assert_eq!(rows, 5);
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(*state.closed_queries.lock().unwrap(), ["push-1"]);
 }
 
@@ -301,7 +355,13 @@ fn interrupt_stops_a_push_query_promptly() {
     options.http2 = true;
     let client = KsqlClient::new(options).unwrap();
     let mut stream = client
-        .query("SELECT * FROM READINGS EMIT CHANGES;", &Map::new(), &Map::new(), QueryEndpoint::QueryStream, &mut never())
+        .query(
+            "SELECT * FROM READINGS EMIT CHANGES;",
+            &Map::new(),
+            &Map::new(),
+            QueryEndpoint::QueryStream,
+            &mut never(),
+        )
         .unwrap();
     let started = Instant::now();
     let mut interrupt = || started.elapsed() > Duration::from_millis(400);
@@ -324,14 +384,32 @@ fn error_mid_stream_comes_after_the_rows_before_it() {
     // HTTP/1.1 to /query-stream (the server allows it here).
     let client = KsqlClient::new(ClientOptions::new(format!("http://{address}"))).unwrap();
     let mut stream = client
-        .query("SELECT * FROM FAIL;", &Map::new(), &Map::new(), QueryEndpoint::QueryStream, &mut never())
+        .query(
+            "SELECT * FROM FAIL;",
+            &Map::new(),
+            &Map::new(),
+            QueryEndpoint::QueryStream,
+            &mut never(),
+        )
         .unwrap();
-    let batch = stream.next_batch(BatchPolicy { max_rows: 100, ..POLICY }, &mut never()).unwrap().unwrap();
+    let batch = stream
+        .next_batch(
+            BatchPolicy {
+                max_rows: 100,
+                ..POLICY
+            },
+            &mut never(),
+        )
+        .unwrap()
+        .unwrap();
     assert_eq!(batch.num_rows(), 5);
     let error = stream.next_batch(POLICY, &mut never()).unwrap_err();
     assert_eq!(error.error_code(), Some(50000));
     let text = error.to_string();
-    assert!(text.contains("/query-stream") && text.contains("deserialization failed"), "{text}");
+    assert!(
+        text.contains("/query-stream") && text.contains("deserialization failed"),
+        "{text}"
+    );
     assert!(stream.next_batch(POLICY, &mut never()).unwrap().is_none());
 }
 
@@ -343,14 +421,29 @@ fn inserts_acks_out_of_order_are_put_in_row_order() {
     options.http2 = true;
     let client = KsqlClient::new(options).unwrap();
     let rows: Vec<String> = (0..5).map(|i| format!("{{\"ID\":{i}}}")).collect();
-    let acks = client.insert("READINGS", &rows, true, &mut never()).unwrap();
-    assert_eq!(acks.iter().map(|a| a.seq).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+    let acks = client
+        .insert("READINGS", &rows, true, &mut never())
+        .unwrap();
+    assert_eq!(
+        acks.iter().map(|a| a.seq).collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4]
+    );
     assert!(acks.iter().all(|a| a.ok));
     let rows = vec!["{\"ID\":1}".to_string(), "{\"ID\":\"bad\"}".to_string()];
-    let acks = client.insert("READINGS", &rows, false, &mut never()).unwrap();
+    let acks = client
+        .insert("READINGS", &rows, false, &mut never())
+        .unwrap();
     assert_eq!(acks.iter().map(|a| a.ok).collect::<Vec<_>>(), [true, false]);
-    match client.insert("READINGS", &rows, true, &mut never()).unwrap_err() {
-        KsqlError::Insert { failed, first_seq, error_code, .. } => {
+    match client
+        .insert("READINGS", &rows, true, &mut never())
+        .unwrap_err()
+    {
+        KsqlError::Insert {
+            failed,
+            first_seq,
+            error_code,
+            ..
+        } => {
             assert_eq!((failed, first_seq, error_code), (1, 1, Some(40000)));
         }
         other => panic!("{other}"),
@@ -369,15 +462,34 @@ fn basic_auth_and_not_ready_retries() {
     options.retry_backoff = Duration::from_millis(10);
     let client = KsqlClient::new(options.clone()).unwrap();
     state.not_ready_answers.store(2, Ordering::SeqCst);
-    let text = client.ksql("show tables;", &Map::new(), &Map::new(), None, &mut never()).unwrap();
+    let text = client
+        .ksql("show tables;", &Map::new(), &Map::new(), None, &mut never())
+        .unwrap();
     assert!(text.contains("\"tables\""));
     assert_eq!(state.requests.lock().unwrap().len(), 3);
-    assert!(state.requests.lock().unwrap().iter().all(|r| r.2.as_deref() == Some("Basic a2V5OnNlY3JldA==")));
+    assert!(state
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|r| r.2.as_deref() == Some("Basic a2V5OnNlY3JldA==")));
 
     // More 503s than retries: the error says so.
     state.not_ready_answers.store(10, Ordering::SeqCst);
-    let error = client.ksql("show tables;", &Map::new(), &Map::new(), None, &mut never()).unwrap_err();
-    assert!(matches!(error, KsqlError::Server { status: 503, error_code: Some(50301), .. }), "{error}");
+    let error = client
+        .ksql("show tables;", &Map::new(), &Map::new(), None, &mut never())
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            KsqlError::Server {
+                status: 503,
+                error_code: Some(50301),
+                ..
+            }
+        ),
+        "{error}"
+    );
     state.not_ready_answers.store(0, Ordering::SeqCst);
 
     options.auth = Auth::Basic {
@@ -386,7 +498,17 @@ fn basic_auth_and_not_ready_retries() {
     };
     let client = KsqlClient::new(options).unwrap();
     let error = client.get("/info", &mut never()).unwrap_err();
-    assert!(matches!(error, KsqlError::Server { status: 401, error_code: Some(40100), .. }), "{error}");
+    assert!(
+        matches!(
+            error,
+            KsqlError::Server {
+                status: 401,
+                error_code: Some(40100),
+                ..
+            }
+        ),
+        "{error}"
+    );
 }
 
 #[test]
@@ -410,7 +532,13 @@ fn a_big_query_streams_in_bounded_batches() {
     let (address, _state) = start_server(&runtime, false);
     let client = KsqlClient::new(ClientOptions::new(format!("http://{address}"))).unwrap();
     let mut stream = client
-        .query("SELECT * FROM BIG;", &Map::new(), &Map::new(), QueryEndpoint::Query, &mut never())
+        .query(
+            "SELECT * FROM BIG;",
+            &Map::new(),
+            &Map::new(),
+            QueryEndpoint::Query,
+            &mut never(),
+        )
         .unwrap();
     let policy = BatchPolicy {
         max_rows: 10_000,

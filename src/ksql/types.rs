@@ -59,7 +59,11 @@ fn nested_binary_as_text(data_type: &DataType, top_level: bool) -> DataType {
         DataType::Struct(fields) => DataType::Struct(Fields::from(
             fields
                 .iter()
-                .map(|f| f.as_ref().clone().with_data_type(nested_binary_as_text(f.data_type(), false)))
+                .map(|f| {
+                    f.as_ref()
+                        .clone()
+                        .with_data_type(nested_binary_as_text(f.data_type(), false))
+                })
                 .collect::<Vec<_>>(),
         )),
         DataType::Map(entries, sorted) => DataType::Map(
@@ -104,7 +108,10 @@ pub struct RowDecoder {
 
 impl RowDecoder {
     pub fn new(schema: SchemaRef) -> Result<Self, FormatError> {
-        let as_objects = schema.fields().iter().any(|f| has_nested_struct(f.data_type()));
+        let as_objects = schema
+            .fields()
+            .iter()
+            .any(|f| has_nested_struct(f.data_type()));
         let mut binary_columns = Vec::new();
         // Positional names keep arbitrary (even duplicate) column names out of the decoder.
         let decode_fields: Vec<Field> = schema
@@ -158,7 +165,8 @@ impl RowDecoder {
                 if i > 0 {
                     self.pending.push(b',');
                 }
-                self.pending.extend_from_slice(format!("\"{i}\":").as_bytes());
+                self.pending
+                    .extend_from_slice(format!("\"{i}\":").as_bytes());
                 self.pending.extend_from_slice(element.as_bytes());
             }
             self.pending.extend_from_slice(b"}\n");
@@ -186,7 +194,11 @@ impl RowDecoder {
                 if let Some(part) = self.decoder.flush()? {
                     parts.push(part);
                 }
-                if read == 0 && offset < text.len() && self.decoder.is_empty() && !self.decoder.has_partial_record() {
+                if read == 0
+                    && offset < text.len()
+                    && self.decoder.is_empty()
+                    && !self.decoder.has_partial_record()
+                {
                     // No progress and nothing buffered: only whitespace can remain.
                     break;
                 }
@@ -212,14 +224,18 @@ fn base64_column(name: &str, column: &ArrayRef) -> Result<ArrayRef, FormatError>
     let text = column
         .as_any()
         .downcast_ref::<StringArray>()
-        .ok_or_else(|| FormatError::Schema(format!("BYTES column {name:?} did not decode as text")))?;
+        .ok_or_else(|| {
+            FormatError::Schema(format!("BYTES column {name:?} did not decode as text"))
+        })?;
     let engine = base64::engine::general_purpose::STANDARD;
     let mut values: Vec<Option<Vec<u8>>> = Vec::with_capacity(text.len());
     for value in text.iter() {
         values.push(match value {
             None => None,
             Some(encoded) => Some(engine.decode(encoded).map_err(|e| {
-                FormatError::Schema(format!("BYTES column {name:?}: {encoded:?} is not base64: {e}"))
+                FormatError::Schema(format!(
+                    "BYTES column {name:?}: {encoded:?} is not base64: {e}"
+                ))
             })?),
         });
     }
@@ -242,7 +258,11 @@ pub fn infer_schema(rows: &[&str]) -> Result<Schema, FormatError> {
     }
     let inferred = infer_json_schema_from_iterator(objects.into_iter())?;
     // Keep column order (the inference sorts nothing, but be explicit about positions).
-    let mut fields: Vec<Field> = inferred.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut fields: Vec<Field> = inferred
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     fields.sort_by_key(|f| f.name()[3..].parse::<usize>().unwrap_or(usize::MAX));
     Ok(Schema::new(fields))
 }
@@ -266,12 +286,32 @@ mod tests {
         let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(
             names,
-            ["ID", "lower name", "AMOUNT", "TAGS", "ATTRS", "ADDR", "RAW", "NESTED_RAW", "TS", "D", "T", "OK", "X"]
+            [
+                "ID",
+                "lower name",
+                "AMOUNT",
+                "TAGS",
+                "ATTRS",
+                "ADDR",
+                "RAW",
+                "NESTED_RAW",
+                "TS",
+                "D",
+                "T",
+                "OK",
+                "X"
+            ]
         );
         assert_eq!(schema.field(2).data_type(), &DataType::Decimal128(10, 2));
         assert_eq!(schema.field(6).data_type(), &DataType::Binary);
-        assert_eq!(schema.field(7).data_type(), &DataType::new_list(DataType::Utf8, true));
-        assert_eq!(schema.field(8).data_type(), &DataType::Timestamp(TimeUnit::Millisecond, None));
+        assert_eq!(
+            schema.field(7).data_type(),
+            &DataType::new_list(DataType::Utf8, true)
+        );
+        assert_eq!(
+            schema.field(8).data_type(),
+            &DataType::Timestamp(TimeUnit::Millisecond, None)
+        );
     }
 
     #[test]
@@ -308,17 +348,32 @@ mod tests {
         let batch = decoder.flush().unwrap().unwrap();
         assert_eq!(batch.schema(), schema);
         assert_eq!(batch.num_rows(), 2);
-        assert_eq!(batch.column(0).as_primitive::<Int64Type>().values(), &[1, 2]);
+        assert_eq!(
+            batch.column(0).as_primitive::<Int64Type>().values(),
+            &[1, 2]
+        );
         assert_eq!(batch.column(1).as_string::<i32>().value(0), "a");
         assert!(batch.column(1).is_null(1));
-        assert_eq!(batch.column(2).as_primitive::<Decimal128Type>().value(0), 1250);
+        assert_eq!(
+            batch.column(2).as_primitive::<Decimal128Type>().value(0),
+            1250
+        );
         assert_eq!(batch.column(3).as_binary::<i32>().value(0), b"hello");
         assert!(batch.column(3).is_null(1));
         assert_eq!(
-            batch.column(4).as_primitive::<arrow_array::types::TimestampMillisecondType>().value(0),
+            batch
+                .column(4)
+                .as_primitive::<arrow_array::types::TimestampMillisecondType>()
+                .value(0),
             1_619_375_500_123
         );
-        assert_eq!(batch.column(5).as_primitive::<arrow_array::types::Date32Type>().value(0), 18742);
+        assert_eq!(
+            batch
+                .column(5)
+                .as_primitive::<arrow_array::types::Date32Type>()
+                .value(0),
+            18742
+        );
         assert!(decoder.flush().unwrap().is_none());
     }
 
@@ -326,15 +381,21 @@ mod tests {
     fn nested_structs_are_rewritten_into_objects() {
         let schema = Arc::new(
             header_schema(&Columns::Declarations(
-                "`K` INTEGER, `S` STRUCT<`A` INTEGER, `B` ARRAY<STRING>>, `M` MAP<STRING, INTEGER>".into(),
+                "`K` INTEGER, `S` STRUCT<`A` INTEGER, `B` ARRAY<STRING>>, `M` MAP<STRING, INTEGER>"
+                    .into(),
             ))
             .unwrap(),
         );
         let mut decoder = RowDecoder::new(schema).unwrap();
-        decoder.push("[1, {\"A\":5,\"B\":[\"x\",\"y,z\"]}, {\"k\":1}]").unwrap();
+        decoder
+            .push("[1, {\"A\":5,\"B\":[\"x\",\"y,z\"]}, {\"k\":1}]")
+            .unwrap();
         decoder.push("[2,null,null]").unwrap();
         let batch = decoder.flush().unwrap().unwrap();
-        assert_eq!(batch.column(0).as_primitive::<Int32Type>().values(), &[1, 2]);
+        assert_eq!(
+            batch.column(0).as_primitive::<Int32Type>().values(),
+            &[1, 2]
+        );
         let s = batch.column(1).as_struct();
         assert_eq!(s.column(0).as_primitive::<Int32Type>().value(0), 5);
         assert!(s.is_null(1));
@@ -343,7 +404,9 @@ mod tests {
 
     #[test]
     fn bad_rows_say_why() {
-        let schema = Arc::new(header_schema(&Columns::Declarations("`A` INTEGER, `R` BYTES".into())).unwrap());
+        let schema = Arc::new(
+            header_schema(&Columns::Declarations("`A` INTEGER, `R` BYTES".into())).unwrap(),
+        );
         let mut decoder = RowDecoder::new(schema.clone()).unwrap();
         decoder.push("[1,\"not base64!\"]").unwrap();
         let err = decoder.flush().unwrap_err().to_string();

@@ -17,7 +17,9 @@ pub(super) fn specialise(
     batch: usize,
 ) -> TractResult<Arc<Plan>> {
     let mut model = model.clone();
-    let shape: Vec<usize> = std::iter::once(batch).chain(row_shape.iter().copied()).collect();
+    let shape: Vec<usize> = std::iter::once(batch)
+        .chain(row_shape.iter().copied())
+        .collect();
     model.set_input_fact(0, InferenceFact::dt_shape(dt, shape))?;
     Ok(Arc::new(model.into_optimized()?.into_runnable()?))
 }
@@ -25,7 +27,11 @@ pub(super) fn specialise(
 /// By extension first (`.onnx`, `.pb`), else by content: an ONNX `ModelProto` starts with
 /// its `ir_version` varint (field 1, tag byte 0x08), a `GraphDef` with a node (tag 0x0a).
 pub(super) fn detect_format(path: &Path, bytes: &[u8]) -> ModelFormat {
-    match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()) {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+    {
         Some(ext) if ext == "onnx" => ModelFormat::Onnx,
         Some(ext) if ext == "pb" || ext == "graphdef" => ModelFormat::TensorFlow,
         _ if bytes.first() == Some(&0x08) => ModelFormat::Onnx,
@@ -77,7 +83,9 @@ pub(super) fn load(
             model
         }
         ModelFormat::Onnx => {
-            let mut model = tf_ops::onnx().model_for_read(&mut &bytes[..]).map_err(malformed)?;
+            let mut model = tf_ops::onnx()
+                .model_for_read(&mut &bytes[..])
+                .map_err(malformed)?;
             if let Some(inputs) = &options.inputs {
                 check_names(path, &model, inputs)?;
                 model.set_input_names(inputs).map_err(graph_err)?;
@@ -88,7 +96,10 @@ pub(super) fn load(
             }
             for node in model.nodes() {
                 let name = node.op.name();
-                if let Some(op) = name.strip_prefix("Unimplemented(").and_then(|s| s.strip_suffix(')')) {
+                if let Some(op) = name
+                    .strip_prefix("Unimplemented(")
+                    .and_then(|s| s.strip_suffix(')'))
+                {
                     return Err(ModelError::UnsupportedOp {
                         path: path.to_path_buf(),
                         format: format.as_str(),
@@ -104,7 +115,10 @@ pub(super) fn load(
     let input_outlets = model.input_outlets().map_err(graph_err)?.to_vec();
     let output_outlets = model.output_outlets().map_err(graph_err)?.to_vec();
     let names = |outlets: &[OutletId], model: &InferenceModel| {
-        outlets.iter().map(|o| model.node(o.node).name.clone()).collect::<Vec<_>>()
+        outlets
+            .iter()
+            .map(|o| model.node(o.node).name.clone())
+            .collect::<Vec<_>>()
     };
     if input_outlets.len() != 1 {
         return Err(ModelError::Graph {
@@ -195,7 +209,10 @@ pub(super) fn load(
                 ),
             })?;
             let cache = std::collections::HashMap::from([(1, plan)]);
-            Plans::PerBatch { source: Box::new(model), cache: std::sync::Mutex::new(cache) }
+            Plans::PerBatch {
+                source: Box::new(model),
+                cache: std::sync::Mutex::new(cache),
+            }
         }
     };
     let typed = plans.any_plan().model().clone();
@@ -218,7 +235,10 @@ pub(super) fn load(
             ))
         })?);
     }
-    if !matches!(output_dt, DatumType::F32 | DatumType::F64 | DatumType::F16 | DatumType::I32 | DatumType::I64) {
+    if !matches!(
+        output_dt,
+        DatumType::F32 | DatumType::F64 | DatumType::F16 | DatumType::I32 | DatumType::I64
+    ) {
         return Err(ModelError::DType(format!(
             "{}: output {output_name:?} is {output_dt:?}; kafkaml returns float32",
             path.display()
@@ -232,12 +252,16 @@ pub(super) fn load(
         format,
         input: TensorInfo {
             name: input_name,
-            shape: std::iter::once(None).chain(row_shape.iter().map(|d| Some(*d))).collect(),
+            shape: std::iter::once(None)
+                .chain(row_shape.iter().map(|d| Some(*d)))
+                .collect(),
             dtype: dtype_name(input_dt),
         },
         output: TensorInfo {
             name: output_name,
-            shape: std::iter::once(None).chain(out_row.iter().map(|d| Some(*d))).collect(),
+            shape: std::iter::once(None)
+                .chain(out_row.iter().map(|d| Some(*d)))
+                .collect(),
             dtype: dtype_name(output_dt),
         },
         input_dt,
@@ -270,8 +294,10 @@ fn check_names(path: &Path, model: &InferenceModel, names: &[String]) -> Result<
 }
 
 fn show_shape(dims: &[Option<usize>]) -> String {
-    let parts: Vec<String> =
-        dims.iter().map(|d| d.map_or("?".to_string(), |d| d.to_string())).collect();
+    let parts: Vec<String> = dims
+        .iter()
+        .map(|d| d.map_or("?".to_string(), |d| d.to_string()))
+        .collect();
     format!("[{}]", parts.join(", "))
 }
 

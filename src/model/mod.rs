@@ -121,7 +121,11 @@ impl Plans {
             Plans::Symbolic(plan) => plan.clone(),
             Plans::PerBatch { cache, .. } => {
                 let cache = cache.lock().unwrap_or_else(|e| e.into_inner());
-                cache.values().next().expect("a PerBatch model is built with one plan").clone()
+                cache
+                    .values()
+                    .next()
+                    .expect("a PerBatch model is built with one plan")
+                    .clone()
             }
         }
     }
@@ -167,14 +171,16 @@ impl Model {
         let path_buf = path.to_path_buf();
         // tract and prost should return errors, but a malformed file must never crash the
         // caller: a panic while loading becomes a ModelError too.
-        catch_unwind(AssertUnwindSafe(|| load::load(&path_buf, format, &bytes, options)))
-            .unwrap_or_else(|panic| {
-                Err(ModelError::Malformed {
-                    path: path_buf.clone(),
-                    format: format.as_str(),
-                    reason: format!("the loader failed: {}", panic_message(&panic)),
-                })
+        catch_unwind(AssertUnwindSafe(|| {
+            load::load(&path_buf, format, &bytes, options)
+        }))
+        .unwrap_or_else(|panic| {
+            Err(ModelError::Malformed {
+                path: path_buf.clone(),
+                format: format.as_str(),
+                reason: format!("the loader failed: {}", panic_message(&panic)),
             })
+        })
     }
 
     /// Features per row: the product of the input's non-batch dimensions.
@@ -241,9 +247,9 @@ impl Model {
                 })
                 .collect();
             for handle in handles {
-                handle
-                    .join()
-                    .unwrap_or_else(|_| Err(ModelError::Run("an inference thread panicked".into())))?;
+                handle.join().unwrap_or_else(|_| {
+                    Err(ModelError::Run("an inference thread panicked".into()))
+                })?;
             }
             Ok::<(), ModelError>(())
         })?;
@@ -251,7 +257,11 @@ impl Model {
     }
 
     /// Per-row mean squared error between input and reconstruction (input_width == output_width).
-    pub fn reconstruction_error(&self, rows: &[f32], n_rows: usize) -> Result<Vec<f32>, ModelError> {
+    pub fn reconstruction_error(
+        &self,
+        rows: &[f32],
+        n_rows: usize,
+    ) -> Result<Vec<f32>, ModelError> {
         if self.input_width != self.output_width {
             return Err(ModelError::Shape(format!(
                 "reconstruction error needs output width == input width, the model maps {} features to {}",
@@ -267,7 +277,10 @@ impl Model {
         if iw == 0 || ow == 0 || n_rows <= CHUNK_ROWS {
             return self.run_chunk(rows, n_rows, out);
         }
-        for (rows, out) in rows.chunks(CHUNK_ROWS * iw).zip(out.chunks_mut(CHUNK_ROWS * ow)) {
+        for (rows, out) in rows
+            .chunks(CHUNK_ROWS * iw)
+            .zip(out.chunks_mut(CHUNK_ROWS * ow))
+        {
             self.run_chunk(rows, rows.len() / iw, out)?;
         }
         Ok(())
@@ -279,16 +292,28 @@ impl Model {
             Plans::PerBatch { source, cache } => (source, cache),
         };
         let (iw, ow) = (self.input_width, self.output_width);
-        for (rows, out) in rows.chunks(FIXED_MAX_BATCH * iw).zip(out.chunks_mut(FIXED_MAX_BATCH * ow)) {
+        for (rows, out) in rows
+            .chunks(FIXED_MAX_BATCH * iw)
+            .zip(out.chunks_mut(FIXED_MAX_BATCH * ow))
+        {
             let n = rows.len() / iw;
             let bucket = n.next_power_of_two();
-            let cached = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&bucket).cloned();
+            let cached = cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&bucket)
+                .cloned();
             let plan = match cached {
                 Some(plan) => plan,
                 None => {
                     let plan = load::specialise(source, self.input_dt, &self.row_shape, bucket)
-                        .map_err(|e| ModelError::Run(format!("preparing a plan for {bucket} rows: {e:#}")))?;
-                    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(bucket, plan.clone());
+                        .map_err(|e| {
+                            ModelError::Run(format!("preparing a plan for {bucket} rows: {e:#}"))
+                        })?;
+                    cache
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(bucket, plan.clone());
                     plan
                 }
             };
@@ -305,7 +330,13 @@ impl Model {
         Ok(())
     }
 
-    fn run_plan(&self, plan: &Plan, rows: &[f32], n_rows: usize, out: &mut [f32]) -> Result<(), ModelError> {
+    fn run_plan(
+        &self,
+        plan: &Plan,
+        rows: &[f32],
+        n_rows: usize,
+        out: &mut [f32],
+    ) -> Result<(), ModelError> {
         let mut shape = Vec::with_capacity(self.row_shape.len() + 1);
         shape.push(n_rows);
         shape.extend_from_slice(&self.row_shape);
@@ -323,7 +354,12 @@ impl Model {
         }
         .map_err(|e| ModelError::Shape(format!("{e:#}")))?;
         let result = catch_unwind(AssertUnwindSafe(|| plan.run(tvec![input.into_tvalue()])))
-            .unwrap_or_else(|panic| Err(TractError::msg(format!("tract panicked: {}", panic_message(&panic)))))
+            .unwrap_or_else(|panic| {
+                Err(TractError::msg(format!(
+                    "tract panicked: {}",
+                    panic_message(&panic)
+                )))
+            })
             .map_err(|e| ModelError::Run(format!("{e:#}")))?;
         let output = result
             .into_iter()
@@ -342,7 +378,10 @@ impl Model {
         match self.output_dt {
             DatumType::F32 => out.copy_from_slice(output.as_slice::<f32>().map_err(dtype_err)?),
             DatumType::F64 => {
-                for (o, v) in out.iter_mut().zip(output.as_slice::<f64>().map_err(dtype_err)?) {
+                for (o, v) in out
+                    .iter_mut()
+                    .zip(output.as_slice::<f64>().map_err(dtype_err)?)
+                {
                     *o = *v as f32;
                 }
             }
@@ -420,7 +459,8 @@ mod tests {
             eprintln!("skipping: ../shared/fixtures/talk not found beside the checkout");
             return;
         };
-        let model = Model::load(&dir.join("autoencoder_fraud.pb"), &LoadOptions::default()).unwrap();
+        let model =
+            Model::load(&dir.join("autoencoder_fraud.pb"), &LoadOptions::default()).unwrap();
         assert_eq!(model.input_width(), 30);
         assert_eq!(model.output_width(), 30);
         assert_eq!(model.input().name, "CreditCardInput");
@@ -428,11 +468,18 @@ mod tests {
         let (shape, x) = read_npy_f32(&dir.join("creditcard_small_x.npy"));
         let (_, expected) = read_npy_f32(&dir.join("autoencoder_fraud_tf_output.npy"));
         let got = model.predict_rows(&x, shape[0]).unwrap();
-        let worst = got.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let worst = got
+            .iter()
+            .zip(&expected)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
         assert!(worst < 1e-5, "max abs difference {worst}");
         // Batch size changes need no reload; a single row gives the same values.
         let one = model.predict_rows(&x[30..60], 1).unwrap();
-        assert!(one.iter().zip(&expected[30..60]).all(|(a, b)| (a - b).abs() < 1e-5));
+        assert!(one
+            .iter()
+            .zip(&expected[30..60])
+            .all(|(a, b)| (a - b).abs() < 1e-5));
         let errors = model.reconstruction_error(&x, shape[0]).unwrap();
         assert_eq!(errors.len(), shape[0]);
         let manual = mse_per_row(&x[..30], &expected[..30], 30)[0];
@@ -442,7 +489,8 @@ mod tests {
     #[test]
     fn large_batches_split_across_threads_agree() {
         let Some(dir) = fixtures() else { return };
-        let model = Model::load(&dir.join("autoencoder_fraud.pb"), &LoadOptions::default()).unwrap();
+        let model =
+            Model::load(&dir.join("autoencoder_fraud.pb"), &LoadOptions::default()).unwrap();
         let (shape, x) = read_npy_f32(&dir.join("creditcard_small_x.npy"));
         let reps = 10;
         let big: Vec<f32> = (0..reps).flat_map(|_| x.iter().copied()).collect();
@@ -457,7 +505,8 @@ mod tests {
     #[test]
     fn wrong_width_is_a_shape_error() {
         let Some(dir) = fixtures() else { return };
-        let model = Model::load(&dir.join("autoencoder_fraud.pb"), &LoadOptions::default()).unwrap();
+        let model =
+            Model::load(&dir.join("autoencoder_fraud.pb"), &LoadOptions::default()).unwrap();
         let err = model.predict_rows(&[0.0; 29], 1).unwrap_err();
         assert!(matches!(err, ModelError::Shape(_)), "{err}");
         assert!(model.predict_rows(&[], 0).unwrap().is_empty());
@@ -486,7 +535,9 @@ mod tests {
     #[test]
     fn model_is_shared_between_threads() {
         let Some(dir) = fixtures() else { return };
-        let model = Arc::new(Model::load(&dir.join("autoencoder_fraud.pb"), &LoadOptions::default()).unwrap());
+        let model = Arc::new(
+            Model::load(&dir.join("autoencoder_fraud.pb"), &LoadOptions::default()).unwrap(),
+        );
         let (shape, x) = read_npy_f32(&dir.join("creditcard_small_x.npy"));
         let expected: Vec<f32> = (0..shape[0])
             .flat_map(|row| model.predict_rows(&x[row * 30..row * 30 + 30], 1).unwrap())

@@ -26,7 +26,17 @@ use tract_tensorflow::tfpb::tensorflow::{
 use super::ModelError;
 
 /// Ops that never produce a model output even when nothing consumes them.
-const NOT_OUTPUTS: &[&str] = &["Const", "NoOp", "Placeholder", "PlaceholderWithDefault", "Assert", "SaveV2", "RestoreV2", "VarHandleOp", "VariableV2"];
+const NOT_OUTPUTS: &[&str] = &[
+    "Const",
+    "NoOp",
+    "Placeholder",
+    "PlaceholderWithDefault",
+    "Assert",
+    "SaveV2",
+    "RestoreV2",
+    "VarHandleOp",
+    "VariableV2",
+];
 
 /// The graph's inputs and outputs after normalisation (node names).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,8 +47,15 @@ pub struct Io {
 
 #[derive(Debug)]
 pub enum NormalizeError {
-    UnknownNode { name: String, candidates: String },
-    Unsupported { op: String, node: String, reason: String },
+    UnknownNode {
+        name: String,
+        candidates: String,
+    },
+    Unsupported {
+        op: String,
+        node: String,
+        reason: String,
+    },
     Invalid(String),
 }
 
@@ -83,7 +100,10 @@ pub fn normalize(
     let mut seen = HashSet::new();
     for node in &graph.node {
         if !seen.insert(node.name.as_str()) {
-            return Err(NormalizeError::Invalid(format!("two nodes are named {:?}", node.name)));
+            return Err(NormalizeError::Invalid(format!(
+                "two nodes are named {:?}",
+                node.name
+            )));
         }
     }
     bypass_identity_n(graph)?;
@@ -91,8 +111,12 @@ pub fn normalize(
         node.input.retain(|i| !i.starts_with('^'));
     }
     let candidates = || {
-        let placeholders: Vec<_> =
-            graph.node.iter().filter(|n| n.op == "Placeholder").map(|n| n.name.clone()).collect();
+        let placeholders: Vec<_> = graph
+            .node
+            .iter()
+            .filter(|n| n.op == "Placeholder")
+            .map(|n| n.name.clone())
+            .collect();
         format!("placeholders {:?}, sinks {:?}", placeholders, sinks(graph))
     };
     let check = |names: &[String]| -> Result<Vec<String>, NormalizeError> {
@@ -103,7 +127,10 @@ pub fn normalize(
                 if graph.node.iter().any(|node| node.name == name) {
                     Ok(name.to_string())
                 } else {
-                    Err(NormalizeError::UnknownNode { name: n.clone(), candidates: candidates() })
+                    Err(NormalizeError::UnknownNode {
+                        name: n.clone(),
+                        candidates: candidates(),
+                    })
                 }
             })
             .collect()
@@ -114,7 +141,9 @@ pub fn normalize(
         None => sinks(graph),
     };
     if outputs.is_empty() {
-        return Err(NormalizeError::Invalid("the graph has no output (no sink node)".into()));
+        return Err(NormalizeError::Invalid(
+            "the graph has no output (no sink node)".into(),
+        ));
     }
     if let Some(given) = &given_inputs {
         for node in &mut graph.node {
@@ -126,7 +155,12 @@ pub fn normalize(
     prune(graph, &outputs);
     let inputs = match given_inputs {
         Some(given) => given,
-        None => graph.node.iter().filter(|n| n.op == "Placeholder").map(|n| n.name.clone()).collect(),
+        None => graph
+            .node
+            .iter()
+            .filter(|n| n.op == "Placeholder")
+            .map(|n| n.name.clone())
+            .collect(),
     };
     for node in &mut graph.node {
         for attr in node.attr.values_mut() {
@@ -146,7 +180,12 @@ fn sinks(graph: &GraphDef) -> Vec<String> {
     let consumed: HashSet<&str> = graph
         .node
         .iter()
-        .flat_map(|n| n.input.iter().filter(|i| !i.starts_with('^')).map(|i| parse_ref(i).0))
+        .flat_map(|n| {
+            n.input
+                .iter()
+                .filter(|i| !i.starts_with('^'))
+                .map(|i| parse_ref(i).0)
+        })
         .collect();
     graph
         .node
@@ -167,12 +206,18 @@ fn cut_to_placeholder(node: &mut NodeDef) {
     node.op = "Placeholder".into();
     node.input.clear();
     node.attr.clear();
-    node.attr.insert("dtype".into(), AttrValue { value: Some(Value::Type(dtype)) });
+    node.attr.insert(
+        "dtype".into(),
+        AttrValue {
+            value: Some(Value::Type(dtype)),
+        },
+    );
 }
 
 /// Keeps only the nodes the outputs depend on (data edges; placeholders stop the walk).
 fn prune(graph: &mut GraphDef, outputs: &[String]) {
-    let by_name: HashMap<&str, &NodeDef> = graph.node.iter().map(|n| (n.name.as_str(), n)).collect();
+    let by_name: HashMap<&str, &NodeDef> =
+        graph.node.iter().map(|n| (n.name.as_str(), n)).collect();
     let mut keep: HashSet<String> = HashSet::new();
     let mut stack: Vec<&str> = outputs.iter().map(|s| s.as_str()).collect();
     while let Some(name) = stack.pop() {
@@ -192,7 +237,16 @@ fn bypass_identity_n(graph: &mut GraphDef) -> Result<(), NormalizeError> {
         .node
         .iter()
         .filter(|n| n.op == "IdentityN")
-        .map(|n| (n.name.clone(), n.input.iter().filter(|i| !i.starts_with('^')).cloned().collect()))
+        .map(|n| {
+            (
+                n.name.clone(),
+                n.input
+                    .iter()
+                    .filter(|i| !i.starts_with('^'))
+                    .cloned()
+                    .collect(),
+            )
+        })
         .collect();
     if forward.is_empty() {
         return Ok(());
@@ -205,9 +259,15 @@ fn bypass_identity_n(graph: &mut GraphDef) -> Result<(), NormalizeError> {
                     break;
                 }
                 let (src, slot) = parse_ref(input);
-                let Some(targets) = forward.get(src) else { break };
+                let Some(targets) = forward.get(src) else {
+                    break;
+                };
                 let target = targets.get(slot).ok_or_else(|| {
-                    NormalizeError::Invalid(format!("{:?} reads output {slot} of IdentityN {src:?}, which has {}", node.name, targets.len()))
+                    NormalizeError::Invalid(format!(
+                        "{:?} reads output {slot} of IdentityN {src:?}, which has {}",
+                        node.name,
+                        targets.len()
+                    ))
                 })?;
                 *input = target.clone();
             }
@@ -223,7 +283,9 @@ fn element_count(shape: Option<&TensorShapeProto>) -> Option<usize> {
     if shape.unknown_rank {
         return None;
     }
-    shape.dim.iter().try_fold(1usize, |acc, d| (d.size >= 0).then(|| acc * d.size as usize))
+    shape.dim.iter().try_fold(1usize, |acc, d| {
+        (d.size >= 0).then(|| acc * d.size as usize)
+    })
 }
 
 fn fill<T: Clone + Default>(values: &mut Vec<T>, count: usize) {
@@ -239,17 +301,23 @@ pub fn expand_compact_constant(t: &mut TensorProto) -> Result<(), String> {
     if !t.tensor_content.is_empty() {
         return Ok(());
     }
-    let Some(count) = element_count(t.tensor_shape.as_ref()) else { return Ok(()) };
+    let Some(count) = element_count(t.tensor_shape.as_ref()) else {
+        return Ok(());
+    };
     let dtype = DataType::from_i32(t.dtype).ok_or_else(|| format!("unknown dtype {}", t.dtype))?;
     let len = match dtype {
         DataType::DtFloat => (t.float_val.len(), fill(&mut t.float_val, count)).0,
         DataType::DtDouble => (t.double_val.len(), fill(&mut t.double_val, count)).0,
-        DataType::DtInt32 | DataType::DtInt16 | DataType::DtInt8 | DataType::DtUint8 | DataType::DtUint16 => {
-            (t.int_val.len(), fill(&mut t.int_val, count)).0
-        }
+        DataType::DtInt32
+        | DataType::DtInt16
+        | DataType::DtInt8
+        | DataType::DtUint8
+        | DataType::DtUint16 => (t.int_val.len(), fill(&mut t.int_val, count)).0,
         DataType::DtInt64 => (t.int64_val.len(), fill(&mut t.int64_val, count)).0,
         DataType::DtBool => (t.bool_val.len(), fill(&mut t.bool_val, count)).0,
-        DataType::DtHalf | DataType::DtBfloat16 => (t.half_val.len(), fill(&mut t.half_val, count)).0,
+        DataType::DtHalf | DataType::DtBfloat16 => {
+            (t.half_val.len(), fill(&mut t.half_val, count)).0
+        }
         DataType::DtUint32 => (t.uint32_val.len(), fill(&mut t.uint32_val, count)).0,
         DataType::DtUint64 => (t.uint64_val.len(), fill(&mut t.uint64_val, count)).0,
         DataType::DtString => (t.string_val.len(), fill(&mut t.string_val, count)).0,
@@ -290,9 +358,18 @@ fn type_attr(node: &NodeDef, name: &str) -> i32 {
 }
 
 fn new_node(name: String, op: &str, inputs: &[&str], dtype: i32) -> NodeDef {
-    let mut node = NodeDef { name, op: op.into(), ..Default::default() };
+    let mut node = NodeDef {
+        name,
+        op: op.into(),
+        ..Default::default()
+    };
     node.input = inputs.iter().map(|s| s.to_string()).collect();
-    node.attr.insert("T".into(), AttrValue { value: Some(Value::Type(dtype)) });
+    node.attr.insert(
+        "T".into(),
+        AttrValue {
+            value: Some(Value::Type(dtype)),
+        },
+    );
     node
 }
 
@@ -303,13 +380,33 @@ fn scalar_const(name: String, value: f32) -> NodeDef {
         float_val: vec![value],
         ..Default::default()
     };
-    let mut node = NodeDef { name, op: "Const".into(), ..Default::default() };
-    node.attr.insert("dtype".into(), AttrValue { value: Some(Value::Type(DataType::DtFloat as i32)) });
-    node.attr.insert("value".into(), AttrValue { value: Some(Value::Tensor(tensor)) });
+    let mut node = NodeDef {
+        name,
+        op: "Const".into(),
+        ..Default::default()
+    };
+    node.attr.insert(
+        "dtype".into(),
+        AttrValue {
+            value: Some(Value::Type(DataType::DtFloat as i32)),
+        },
+    );
+    node.attr.insert(
+        "value".into(),
+        AttrValue {
+            value: Some(Value::Tensor(tensor)),
+        },
+    );
     node
 }
 
-const IDENTITY_LIKE: &[&str] = &["StopGradient", "Snapshot", "PreventGradient", "EnsureShape", "CheckNumerics"];
+const IDENTITY_LIKE: &[&str] = &[
+    "StopGradient",
+    "Snapshot",
+    "PreventGradient",
+    "EnsureShape",
+    "CheckNumerics",
+];
 
 fn rewrite_ops(graph: &mut GraphDef) -> Result<(), NormalizeError> {
     // Which nodes have outputs beyond :0 read (batch-norm statistics must not be).
@@ -353,7 +450,9 @@ fn rewrite_ops(graph: &mut GraphDef) -> Result<(), NormalizeError> {
                     reason: reason.to_string(),
                 };
                 if bool_attr(&node, "is_training").unwrap_or(true) {
-                    return Err(unsupported("is_training=true (freeze the model for inference)"));
+                    return Err(unsupported(
+                        "is_training=true (freeze the model for inference)",
+                    ));
                 }
                 if let Some(format) = str_attr(&node, "data_format") {
                     if format.starts_with("NC") {
@@ -368,17 +467,36 @@ fn rewrite_ops(graph: &mut GraphDef) -> Result<(), NormalizeError> {
                 }
                 let epsilon = float_attr(&node, "epsilon").unwrap_or(1e-4);
                 let t = type_attr(&node, "T");
-                let [x, scale, offset, mean, var] =
-                    [0, 1, 2, 3, 4].map(|i| node.input[i].clone());
+                let [x, scale, offset, mean, var] = [0, 1, 2, 3, 4].map(|i| node.input[i].clone());
                 let part = |p: &str| format!("{name}/kafkaml_{p}");
                 out.push(scalar_const(part("epsilon"), epsilon));
-                out.push(new_node(part("var_eps"), "AddV2", &[&var, &part("epsilon")], t));
+                out.push(new_node(
+                    part("var_eps"),
+                    "AddV2",
+                    &[&var, &part("epsilon")],
+                    t,
+                ));
                 out.push(new_node(part("rsqrt"), "Rsqrt", &[&part("var_eps")], t));
                 out.push(new_node(part("scale"), "Mul", &[&scale, &part("rsqrt")], t));
                 out.push(new_node(part("x_scaled"), "Mul", &[&x, &part("scale")], t));
-                out.push(new_node(part("mean_scaled"), "Mul", &[&mean, &part("scale")], t));
-                out.push(new_node(part("shift"), "Sub", &[&offset, &part("mean_scaled")], t));
-                out.push(new_node(name.clone(), "AddV2", &[&part("x_scaled"), &part("shift")], t));
+                out.push(new_node(
+                    part("mean_scaled"),
+                    "Mul",
+                    &[&mean, &part("scale")],
+                    t,
+                ));
+                out.push(new_node(
+                    part("shift"),
+                    "Sub",
+                    &[&offset, &part("mean_scaled")],
+                    t,
+                ));
+                out.push(new_node(
+                    name.clone(),
+                    "AddV2",
+                    &[&part("x_scaled"), &part("shift")],
+                    t,
+                ));
             }
             _ => out.push(node),
         }
@@ -399,7 +517,10 @@ mod tests {
             tensor_shape: Some(TensorShapeProto {
                 dim: shape
                     .iter()
-                    .map(|&size| tfpb::tensorflow::tensor_shape_proto::Dim { size, name: String::new() })
+                    .map(|&size| tfpb::tensorflow::tensor_shape_proto::Dim {
+                        size,
+                        name: String::new(),
+                    })
                     .collect(),
                 unknown_rank: false,
             }),
@@ -417,11 +538,18 @@ mod tests {
         let shape = TensorShapeProto {
             dim: [-1, width]
                 .iter()
-                .map(|&size| tfpb::tensorflow::tensor_shape_proto::Dim { size, name: String::new() })
+                .map(|&size| tfpb::tensorflow::tensor_shape_proto::Dim {
+                    size,
+                    name: String::new(),
+                })
                 .collect(),
             unknown_rank: false,
         };
-        tfpb::node().name("x").op("Placeholder").attr("dtype", DataType::DtFloat).attr("shape", shape)
+        tfpb::node()
+            .name("x")
+            .op("Placeholder")
+            .attr("dtype", DataType::DtFloat)
+            .attr("shape", shape)
     }
 
     /// Writes the graph to a temporary .pb and loads it the way users do.
@@ -436,13 +564,18 @@ mod tests {
     }
 
     fn sample(n: usize, width: usize) -> Vec<f32> {
-        (0..n * width).map(|i| ((i as f32) * 0.37).sin() * 3.0).collect()
+        (0..n * width)
+            .map(|i| ((i as f32) * 0.37).sin() * 3.0)
+            .collect()
     }
 
     fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
         assert_eq!(got.len(), want.len(), "{what}");
         for (i, (g, w)) in got.iter().zip(want).enumerate() {
-            assert!((g - w).abs() <= tol * w.abs().max(1.0), "{what}[{i}]: got {g}, want {w}");
+            assert!(
+                (g - w).abs() <= tol * w.abs().max(1.0),
+                "{what}[{i}]: got {g}, want {w}"
+            );
         }
     }
 
@@ -451,7 +584,10 @@ mod tests {
         let mut t = TensorProto {
             dtype: DataType::DtFloat as i32,
             tensor_shape: Some(TensorShapeProto {
-                dim: vec![tfpb::tensorflow::tensor_shape_proto::Dim { size: 4, name: String::new() }],
+                dim: vec![tfpb::tensorflow::tensor_shape_proto::Dim {
+                    size: 4,
+                    name: String::new(),
+                }],
                 unknown_rank: false,
             }),
             ..Default::default()
@@ -486,7 +622,14 @@ mod tests {
                     .attr("transpose_a", false)
                     .attr("transpose_b", false),
             )
-            .node(tfpb::node().name("y").op("BiasAdd").input("mm").input("b").attr("T", DataType::DtFloat));
+            .node(
+                tfpb::node()
+                    .name("y")
+                    .op("BiasAdd")
+                    .input("mm")
+                    .input("b")
+                    .attr("T", DataType::DtFloat),
+            );
         let model = load(graph, "compact");
         let x = sample(5, 3);
         let w = [1.0, 2.0, 2.0, 2.0, 2.0, 2.0];
@@ -498,7 +641,11 @@ mod tests {
     }
 
     fn unary_graph(op: &str, attrs: Vec<(&str, AttrValue)>) -> GraphDef {
-        let mut node = tfpb::node().name("y").op(op).input("x").attr("T", DataType::DtFloat);
+        let mut node = tfpb::node()
+            .name("y")
+            .op(op)
+            .input("x")
+            .attr("T", DataType::DtFloat);
         for (k, v) in attrs {
             node = node.attr(k, v);
         }
@@ -519,12 +666,37 @@ mod tests {
 
     #[test]
     fn activation_ops_match_reference() {
-        check_unary("Elu", vec![], |x| if x > 0.0 { x } else { x.exp() - 1.0 }, 1e-6);
-        check_unary("Selu", vec![], |x| {
-            1.0507009873554805 * if x > 0.0 { x } else { 1.6732632423543772 * (x.exp() - 1.0) }
-        }, 1e-6);
-        check_unary("LeakyRelu", vec![("alpha", 0.3f32.into())], |x| if x > 0.0 { x } else { 0.3 * x }, 1e-6);
-        check_unary("Softplus", vec![], |x| x.max(0.0) + (-x.abs()).exp().ln_1p(), 1e-6);
+        check_unary(
+            "Elu",
+            vec![],
+            |x| if x > 0.0 { x } else { x.exp() - 1.0 },
+            1e-6,
+        );
+        check_unary(
+            "Selu",
+            vec![],
+            |x| {
+                1.0507009873554805
+                    * if x > 0.0 {
+                        x
+                    } else {
+                        1.6732632423543772 * (x.exp() - 1.0)
+                    }
+            },
+            1e-6,
+        );
+        check_unary(
+            "LeakyRelu",
+            vec![("alpha", 0.3f32.into())],
+            |x| if x > 0.0 { x } else { 0.3 * x },
+            1e-6,
+        );
+        check_unary(
+            "Softplus",
+            vec![],
+            |x| x.max(0.0) + (-x.abs()).exp().ln_1p(),
+            1e-6,
+        );
         check_unary("Softsign", vec![], |x| x / (1.0 + x.abs()), 1e-6);
         check_unary("Square", vec![], |x| x * x, 1e-6);
         check_unary("Exp", vec![], f64::exp, 1e-5);
@@ -574,8 +746,19 @@ mod tests {
         let graph = tfpb::graph()
             .node(placeholder(4))
             .node(const_node("c", &[4], &[1.0, -2.0, 0.5, 3.0]))
-            .node(const_node("w", &[4, 4], &(0..16).map(|i| i as f32 * 0.1).collect::<Vec<_>>()))
-            .node(tfpb::node().name("d").op("SquaredDifference").input("x").input("c").attr("T", DataType::DtFloat))
+            .node(const_node(
+                "w",
+                &[4, 4],
+                &(0..16).map(|i| i as f32 * 0.1).collect::<Vec<_>>(),
+            ))
+            .node(
+                tfpb::node()
+                    .name("d")
+                    .op("SquaredDifference")
+                    .input("x")
+                    .input("c")
+                    .attr("T", DataType::DtFloat),
+            )
             .node(
                 tfpb::node()
                     .name("y")
@@ -597,7 +780,12 @@ mod tests {
                 (0..4).map(move |j| (0..4).map(|k| d[k] * (4 * j + k) as f32 * 0.1).sum::<f32>())
             })
             .collect();
-        assert_close(&model.predict_rows(&x, 3).unwrap(), &want, 1e-5, "SquaredDifference+BatchMatMulV2");
+        assert_close(
+            &model.predict_rows(&x, 3).unwrap(),
+            &want,
+            1e-5,
+            "SquaredDifference+BatchMatMulV2",
+        );
     }
 
     #[test]
@@ -607,18 +795,27 @@ mod tests {
             let mut input = "x".to_string();
             if rank4 {
                 graph = graph
-                    .node(tfpb::node().name("shape").op("Const").attr("dtype", DataType::DtInt32).attr(
-                        "value",
-                        TensorProto {
-                            dtype: DataType::DtInt32 as i32,
-                            tensor_shape: Some(TensorShapeProto {
-                                dim: vec![tfpb::tensorflow::tensor_shape_proto::Dim { size: 4, name: String::new() }],
-                                unknown_rank: false,
-                            }),
-                            int_val: vec![-1, 1, 1, 3],
-                            ..Default::default()
-                        },
-                    ))
+                    .node(
+                        tfpb::node()
+                            .name("shape")
+                            .op("Const")
+                            .attr("dtype", DataType::DtInt32)
+                            .attr(
+                                "value",
+                                TensorProto {
+                                    dtype: DataType::DtInt32 as i32,
+                                    tensor_shape: Some(TensorShapeProto {
+                                        dim: vec![tfpb::tensorflow::tensor_shape_proto::Dim {
+                                            size: 4,
+                                            name: String::new(),
+                                        }],
+                                        unknown_rank: false,
+                                    }),
+                                    int_val: vec![-1, 1, 1, 3],
+                                    ..Default::default()
+                                },
+                            ),
+                    )
                     .node(
                         tfpb::node()
                             .name("r")
@@ -652,12 +849,24 @@ mod tests {
                 );
             let model = load(graph, if rank4 { "bn4" } else { "bn2" });
             let x = sample(4, 3);
-            let (g, b, m, v) = ([1.0, 2.0, 0.5], [0.0, 1.0, -1.0], [0.5, -0.5, 2.0], [1.0, 4.0, 0.25]);
+            let (g, b, m, v) = (
+                [1.0, 2.0, 0.5],
+                [0.0, 1.0, -1.0],
+                [0.5, -0.5, 2.0],
+                [1.0, 4.0, 0.25],
+            );
             let want: Vec<f32> = x
                 .chunks(3)
-                .flat_map(|r| (0..3).map(move |c| (r[c] - m[c]) * g[c] / (v[c] + 0.001f32).sqrt() + b[c]))
+                .flat_map(|r| {
+                    (0..3).map(move |c| (r[c] - m[c]) * g[c] / (v[c] + 0.001f32).sqrt() + b[c])
+                })
                 .collect();
-            assert_close(&model.predict_rows(&x, 4).unwrap(), &want, 1e-5, "FusedBatchNormV3");
+            assert_close(
+                &model.predict_rows(&x, 4).unwrap(),
+                &want,
+                1e-5,
+                "FusedBatchNormV3",
+            );
         }
     }
 
@@ -666,28 +875,66 @@ mod tests {
         let graph = tfpb::graph()
             .node(placeholder(2))
             .node(tfpb::node().name("noop").op("NoOp"))
-            .node(tfpb::node().name("s").op("Sigmoid").input("x").attr("T", DataType::DtFloat))
-            .node(tfpb::node().name("m").op("Mul").input("x").input("s").input("^noop").attr("T", DataType::DtFloat))
-            .node(tfpb::node().name("idn").op("IdentityN").input("m").input("x"))
-            .node(tfpb::node().name("y").op("StopGradient").input("idn:0").attr("T", DataType::DtFloat));
+            .node(
+                tfpb::node()
+                    .name("s")
+                    .op("Sigmoid")
+                    .input("x")
+                    .attr("T", DataType::DtFloat),
+            )
+            .node(
+                tfpb::node()
+                    .name("m")
+                    .op("Mul")
+                    .input("x")
+                    .input("s")
+                    .input("^noop")
+                    .attr("T", DataType::DtFloat),
+            )
+            .node(
+                tfpb::node()
+                    .name("idn")
+                    .op("IdentityN")
+                    .input("m")
+                    .input("x"),
+            )
+            .node(
+                tfpb::node()
+                    .name("y")
+                    .op("StopGradient")
+                    .input("idn:0")
+                    .attr("T", DataType::DtFloat),
+            );
         let model = load(graph, "idn");
         let x = sample(2, 2);
         let want: Vec<f32> = x.iter().map(|v| v / (1.0 + (-v).exp())).collect();
-        assert_close(&model.predict_rows(&x, 2).unwrap(), &want, 1e-6, "silu via IdentityN");
+        assert_close(
+            &model.predict_rows(&x, 2).unwrap(),
+            &want,
+            1e-6,
+            "silu via IdentityN",
+        );
     }
 
     #[test]
     fn expand_dims_negative_axis_counts_from_the_output_end() {
-        for (axis, shape) in [(-1, vec![None, Some(6), Some(1)]), (-2, vec![None, Some(1), Some(6)])] {
-            let axis_node = tfpb::node().name("axis").op("Const").attr("dtype", DataType::DtInt32).attr(
-                "value",
-                TensorProto {
-                    dtype: DataType::DtInt32 as i32,
-                    tensor_shape: Some(TensorShapeProto::default()),
-                    int_val: vec![axis],
-                    ..Default::default()
-                },
-            );
+        for (axis, shape) in [
+            (-1, vec![None, Some(6), Some(1)]),
+            (-2, vec![None, Some(1), Some(6)]),
+        ] {
+            let axis_node = tfpb::node()
+                .name("axis")
+                .op("Const")
+                .attr("dtype", DataType::DtInt32)
+                .attr(
+                    "value",
+                    TensorProto {
+                        dtype: DataType::DtInt32 as i32,
+                        tensor_shape: Some(TensorShapeProto::default()),
+                        int_val: vec![axis],
+                        ..Default::default()
+                    },
+                );
             let graph = tfpb::graph().node(placeholder(6)).node(axis_node).node(
                 tfpb::node()
                     .name("y")
@@ -714,7 +961,10 @@ mod tests {
         let err = Model::load(&path, &LoadOptions::default()).unwrap_err();
         std::fs::remove_dir_all(&dir).ok();
         let message = err.to_string();
-        assert!(message.contains("FancyNewOp") && message.contains("\"y\""), "{message}");
+        assert!(
+            message.contains("FancyNewOp") && message.contains("\"y\""),
+            "{message}"
+        );
     }
 
     #[test]
@@ -722,9 +972,21 @@ mod tests {
         let mut graph = tfpb::graph()
             .node(placeholder(2))
             .node(const_node("unused", &[1], &[1.0]))
-            .node(tfpb::node().name("y").op("Relu").input("x").attr("T", DataType::DtFloat));
+            .node(
+                tfpb::node()
+                    .name("y")
+                    .op("Relu")
+                    .input("x")
+                    .attr("T", DataType::DtFloat),
+            );
         let io = normalize(&mut graph.clone(), None, None).unwrap();
-        assert_eq!(io, Io { inputs: vec!["x".into()], outputs: vec!["y".into()] });
+        assert_eq!(
+            io,
+            Io {
+                inputs: vec!["x".into()],
+                outputs: vec!["y".into()]
+            }
+        );
         let err = normalize(&mut graph, None, Some(&["nope:0".to_string()])).unwrap_err();
         assert!(matches!(err, NormalizeError::UnknownNode { .. }));
     }

@@ -12,9 +12,12 @@ use tract_tensorflow::Tensorflow;
 /// tract-onnx's loader with kafkaml's additions (ops tf2onnx leaves in TensorFlow's names).
 pub fn onnx() -> tract_onnx::Onnx {
     let mut onnx = tract_onnx::onnx();
-    onnx.op_register.insert("Expm1", |_, _| Ok((expand(Composite::Expm1), vec![])));
-    onnx.op_register.insert("Erfc", |_, _| Ok((expand(Composite::Erfc), vec![])));
-    onnx.op_register.insert("Log1p", |_, _| Ok((expand(Composite::Log1p), vec![])));
+    onnx.op_register
+        .insert("Expm1", |_, _| Ok((expand(Composite::Expm1), vec![])));
+    onnx.op_register
+        .insert("Erfc", |_, _| Ok((expand(Composite::Erfc), vec![])));
+    onnx.op_register
+        .insert("Log1p", |_, _| Ok((expand(Composite::Log1p), vec![])));
     onnx
 }
 
@@ -39,12 +42,16 @@ pub fn tensorflow() -> Tensorflow {
     reg.insert("Inv", |_, _| Ok(ops::math::recip().into_hir()));
     reg.insert("Sign", |_, _| Ok(ops::math::sign().into_hir()));
     reg.insert("Floor", |_, _| Ok(ops::math::floor().into_hir()));
-    reg.insert("Round", |_, _| Ok(ops::math::round_half_to_even().into_hir()));
+    reg.insert("Round", |_, _| {
+        Ok(ops::math::round_half_to_even().into_hir())
+    });
     reg.insert("Sin", |_, _| Ok(ops::math::sin().into_hir()));
     reg.insert("Cos", |_, _| Ok(ops::math::cos().into_hir()));
     // tract-tensorflow's Softmax normalises axis 1 of a 2-D view; TensorFlow's is the last axis.
     reg.insert("Softmax", |_, _| Ok(expand(LayerSoftmax::new(-1, false))));
-    reg.insert("LogSoftmax", |_, _| Ok(expand(LayerLogSoftmax::new(-1, false))));
+    reg.insert("LogSoftmax", |_, _| {
+        Ok(expand(LayerLogSoftmax::new(-1, false)))
+    });
     // tract-tensorflow's ExpandDims maps a negative axis against the input's rank instead of
     // the output's (Keras' Conv1D uses axis -3).
     reg.insert("ExpandDims", |_, _| Ok(expand(ExpandDims)));
@@ -63,7 +70,9 @@ fn batch_mat_mul(_ctx: &ParsingContext, node: &NodeDef) -> TractResult<Box<dyn I
     let adj_x = node.get_attr_opt_bool("adj_x")?.unwrap_or(false);
     let adj_y = node.get_attr_opt_bool("adj_y")?.unwrap_or(false);
     Ok(expand(
-        ops::matmul::MatMulInference::default().with_a_trans(adj_x).with_b_trans(adj_y),
+        ops::matmul::MatMulInference::default()
+            .with_a_trans(adj_x)
+            .with_b_trans(adj_y),
     ))
 }
 
@@ -119,7 +128,12 @@ impl Expansion for ExpandDims {
         })
     }
 
-    fn wire(&self, name: &str, model: &mut TypedModel, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {
+    fn wire(
+        &self,
+        name: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
         let Some(axis) = model.outlet_fact(inputs[1])?.konst.clone() else {
             bail!("ExpandDims needs a constant axis")
         };
@@ -157,12 +171,20 @@ impl Expansion for Composite {
         unary_rules(s, inputs, outputs)
     }
 
-    fn wire(&self, name: &str, model: &mut TypedModel, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {
+    fn wire(
+        &self,
+        name: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
         use ops::math::*;
         let one = model.add_const(format!("{name}.one"), broadcast_scalar(1.0, model, inputs)?)?;
         match self {
             Composite::Softplus => {
-                let zero = model.add_const(format!("{name}.zero"), broadcast_scalar(0.0, model, inputs)?)?;
+                let zero = model.add_const(
+                    format!("{name}.zero"),
+                    broadcast_scalar(0.0, model, inputs)?,
+                )?;
                 let pos = model.wire_node(format!("{name}.pos"), max(), &[inputs[0], zero])?;
                 let abs_x = model.wire_node(format!("{name}.abs"), abs(), inputs)?;
                 let neg = model.wire_node(format!("{name}.neg"), neg(), &abs_x)?;

@@ -13,7 +13,10 @@ use pyo3::prelude::*;
 use super::arrow::{batch_to_py, schema_to_py};
 use super::consumer::interrupt_check;
 use super::errors::{format_error, ConfigError, KafkaMLError};
-use crate::ksql::{Auth, BatchPolicy, ClientOptions, KsqlClient, KsqlError as CoreKsqlError, QueryEndpoint, QueryStream};
+use crate::ksql::{
+    Auth, BatchPolicy, ClientOptions, KsqlClient, KsqlError as CoreKsqlError, QueryEndpoint,
+    QueryStream,
+};
 
 create_exception!(
     kafkaml._native,
@@ -21,12 +24,37 @@ create_exception!(
     KafkaMLError,
     "ksqlDB refused or failed a request; `.error_code`, `.http_status`, `.message`, `.statement_text` and `.raw` say which and why."
 );
-create_exception!(kafkaml._native, KsqlStatementError, KsqlError, "The statement is invalid or failed (ksqlDB error code 40001).");
+create_exception!(
+    kafkaml._native,
+    KsqlStatementError,
+    KsqlError,
+    "The statement is invalid or failed (ksqlDB error code 40001)."
+);
 create_exception!(kafkaml._native, KsqlEndpointError, KsqlError, "The statement was sent to the wrong endpoint (error code 40002), e.g. a SELECT through `ksql()`.");
-create_exception!(kafkaml._native, KsqlAuthError, KsqlError, "Authentication or authorization failed (HTTP 401/403, error codes 401xx/403xx).");
-create_exception!(kafkaml._native, KsqlServerNotReadyError, KsqlError, "The server is not ready (HTTP 503, error codes 503xx), even after retries.");
-create_exception!(kafkaml._native, KsqlStreamError, KsqlError, "The server reported an error in the middle of a query's result stream.");
-create_exception!(kafkaml._native, KsqlConnectionError, KsqlError, "The server could not be reached or did not answer in time.");
+create_exception!(
+    kafkaml._native,
+    KsqlAuthError,
+    KsqlError,
+    "Authentication or authorization failed (HTTP 401/403, error codes 401xx/403xx)."
+);
+create_exception!(
+    kafkaml._native,
+    KsqlServerNotReadyError,
+    KsqlError,
+    "The server is not ready (HTTP 503, error codes 503xx), even after retries."
+);
+create_exception!(
+    kafkaml._native,
+    KsqlStreamError,
+    KsqlError,
+    "The server reported an error in the middle of a query's result stream."
+);
+create_exception!(
+    kafkaml._native,
+    KsqlConnectionError,
+    KsqlError,
+    "The server could not be reached or did not answer in time."
+);
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -34,7 +62,10 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("KsqlStatementError", py.get_type::<KsqlStatementError>())?;
     m.add("KsqlEndpointError", py.get_type::<KsqlEndpointError>())?;
     m.add("KsqlAuthError", py.get_type::<KsqlAuthError>())?;
-    m.add("KsqlServerNotReadyError", py.get_type::<KsqlServerNotReadyError>())?;
+    m.add(
+        "KsqlServerNotReadyError",
+        py.get_type::<KsqlServerNotReadyError>(),
+    )?;
     m.add("KsqlStreamError", py.get_type::<KsqlStreamError>())?;
     m.add("KsqlConnectionError", py.get_type::<KsqlConnectionError>())?;
     m.add_class::<PyKsqlConnection>()?;
@@ -72,7 +103,14 @@ fn ksql_error(py: Python<'_>, error: CoreKsqlError, pending_interrupt: Option<Py
             } else {
                 KsqlError::new_err(text)
             };
-            (err, Some(status), error_code, message, statement_text, Some(raw))
+            (
+                err,
+                Some(status),
+                error_code,
+                message,
+                statement_text,
+                Some(raw),
+            )
         }
         CoreKsqlError::Stream {
             error_code,
@@ -80,12 +118,38 @@ fn ksql_error(py: Python<'_>, error: CoreKsqlError, pending_interrupt: Option<Py
             statement_text,
             raw,
             ..
-        } => (KsqlStreamError::new_err(text), Some(200), error_code, message, statement_text, Some(raw)),
+        } => (
+            KsqlStreamError::new_err(text),
+            Some(200),
+            error_code,
+            message,
+            statement_text,
+            Some(raw),
+        ),
         CoreKsqlError::Insert {
-            error_code, message, raw, ..
-        } => (KsqlError::new_err(text), Some(200), error_code, message, None, Some(raw)),
-        CoreKsqlError::Transport { message, .. } => (KsqlConnectionError::new_err(text), None, None, message, None, None),
-        CoreKsqlError::Protocol { message, .. } => (KsqlError::new_err(text), None, None, message, None, None),
+            error_code,
+            message,
+            raw,
+            ..
+        } => (
+            KsqlError::new_err(text),
+            Some(200),
+            error_code,
+            message,
+            None,
+            Some(raw),
+        ),
+        CoreKsqlError::Transport { message, .. } => (
+            KsqlConnectionError::new_err(text),
+            None,
+            None,
+            message,
+            None,
+            None,
+        ),
+        CoreKsqlError::Protocol { message, .. } => {
+            (KsqlError::new_err(text), None, None, message, None, None)
+        }
     };
     let value = err.value(py);
     // Attributes make the details usable without parsing the message.
@@ -101,13 +165,18 @@ fn ksql_error(py: Python<'_>, error: CoreKsqlError, pending_interrupt: Option<Py
 fn json_map(text: &str, what: &str) -> PyResult<serde_json::Map<String, serde_json::Value>> {
     match serde_json::from_str::<serde_json::Value>(text) {
         Ok(serde_json::Value::Object(map)) => Ok(map),
-        _ => Err(ConfigError::new_err(format!("{what} must be a JSON object, got {text:?}"))),
+        _ => Err(ConfigError::new_err(format!(
+            "{what} must be a JSON object, got {text:?}"
+        ))),
     }
 }
 
 fn seconds(value: f64, what: &str) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(value)
-        .map_err(|_| ConfigError::new_err(format!("{what} must be a non-negative number of seconds, got {value}")))
+    Duration::try_from_secs_f64(value).map_err(|_| {
+        ConfigError::new_err(format!(
+            "{what} must be a non-negative number of seconds, got {value}"
+        ))
+    })
 }
 
 #[pyclass(module = "kafkaml._native", name = "KsqlConnection")]
@@ -142,7 +211,9 @@ impl PyKsqlConnection {
                 username,
                 password: password.unwrap_or_default(),
             },
-            (None, Some(_), None) => return Err(ConfigError::new_err("a password needs a username")),
+            (None, Some(_), None) => {
+                return Err(ConfigError::new_err("a password needs a username"))
+            }
             (None, None, None) => Auth::None,
         };
         options.verify = verify;
@@ -150,13 +221,18 @@ impl PyKsqlConnection {
         options.client_cert_pem = match (client_cert_pem, client_key_pem) {
             (Some(cert), Some(key)) => Some((cert, key)),
             (None, None) => None,
-            _ => return Err(ConfigError::new_err("a client certificate needs its private key, and vice versa")),
+            _ => {
+                return Err(ConfigError::new_err(
+                    "a client certificate needs its private key, and vice versa",
+                ))
+            }
         };
         options.connect_timeout = seconds(connect_timeout, "connect_timeout")?;
         options.timeout = seconds(timeout, "timeout")?;
         options.http2 = http2;
         options.retries = retries;
-        let client = KsqlClient::new(options).map_err(|e| Python::attach(|py| ksql_error(py, e, None)))?;
+        let client =
+            KsqlClient::new(options).map_err(|e| Python::attach(|py| ksql_error(py, e, None)))?;
         Ok(PyKsqlConnection { client })
     }
 
@@ -201,25 +277,41 @@ impl PyKsqlConnection {
     #[pyo3(signature = (delete_topics=Vec::new()))]
     fn terminate(&self, py: Python<'_>, delete_topics: Vec<String>) -> PyResult<String> {
         let mut pending = None;
-        let result = py.detach(|| self.client.terminate(&delete_topics, &mut interrupt_check(&mut pending)));
+        let result = py.detach(|| {
+            self.client
+                .terminate(&delete_topics, &mut interrupt_check(&mut pending))
+        });
         result.map_err(|e| ksql_error(py, e, pending))
     }
 
     /// `POST /close-query`.
     fn close_query(&self, py: Python<'_>, query_id: &str) -> PyResult<()> {
         let mut pending = None;
-        let result = py.detach(|| self.client.close_query(query_id, &mut interrupt_check(&mut pending)));
+        let result = py.detach(|| {
+            self.client
+                .close_query(query_id, &mut interrupt_check(&mut pending))
+        });
         result.map_err(|e| ksql_error(py, e, pending))
     }
 
     /// `POST /inserts-stream`; rows are JSON object texts; returns the acks' JSON texts in
     /// row order.
     #[pyo3(signature = (target, rows, fail_on_rejected=true))]
-    fn insert(&self, py: Python<'_>, target: &str, rows: Vec<String>, fail_on_rejected: bool) -> PyResult<Vec<String>> {
+    fn insert(
+        &self,
+        py: Python<'_>,
+        target: &str,
+        rows: Vec<String>,
+        fail_on_rejected: bool,
+    ) -> PyResult<Vec<String>> {
         let mut pending = None;
         let result = py.detach(|| {
-            self.client
-                .insert(target, &rows, fail_on_rejected, &mut interrupt_check(&mut pending))
+            self.client.insert(
+                target,
+                &rows,
+                fail_on_rejected,
+                &mut interrupt_check(&mut pending),
+            )
         });
         result
             .map(|acks| acks.into_iter().map(|a| a.raw).collect())
@@ -256,7 +348,9 @@ impl PyKsqlConnection {
         let mut pending = None;
         let result = py.detach(|| -> Result<QueryStream, CoreKsqlError> {
             let mut interrupt = interrupt_check(&mut pending);
-            let mut stream = self.client.query(sql, &properties, &variables, endpoint, &mut interrupt)?;
+            let mut stream =
+                self.client
+                    .query(sql, &properties, &variables, endpoint, &mut interrupt)?;
             stream.set_limit(limit);
             if wait_for_header {
                 if let Err(error) = stream.wait_for_header(header_timeout, &mut interrupt) {
@@ -281,11 +375,17 @@ pub struct PyKsqlQueryStream {
 
 impl PyKsqlQueryStream {
     fn stream_mut(&mut self) -> Option<&mut QueryStream> {
-        self.inner.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).as_mut()
+        self.inner
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .as_mut()
     }
 
     fn with_stream<T>(&self, read: impl FnOnce(&QueryStream) -> T) -> Option<T> {
-        let guard = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let guard = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         guard.as_ref().map(read)
     }
 }
@@ -304,7 +404,9 @@ impl PyKsqlQueryStream {
         let policy = BatchPolicy {
             max_rows,
             max_wait: seconds(max_wait, "max_wait")?,
-            idle_timeout: idle_timeout.map(|t| seconds(t, "idle_timeout")).transpose()?,
+            idle_timeout: idle_timeout
+                .map(|t| seconds(t, "idle_timeout"))
+                .transpose()?,
         };
         let Some(stream) = self.stream_mut() else {
             return Ok(None);
@@ -320,13 +422,20 @@ impl PyKsqlQueryStream {
 
     /// The next complete response elements as JSON texts, or None at the end.
     #[pyo3(signature = (idle_timeout=None))]
-    fn next_texts(&mut self, py: Python<'_>, idle_timeout: Option<f64>) -> PyResult<Option<Vec<String>>> {
-        let idle_timeout = idle_timeout.map(|t| seconds(t, "idle_timeout")).transpose()?;
+    fn next_texts(
+        &mut self,
+        py: Python<'_>,
+        idle_timeout: Option<f64>,
+    ) -> PyResult<Option<Vec<String>>> {
+        let idle_timeout = idle_timeout
+            .map(|t| seconds(t, "idle_timeout"))
+            .transpose()?;
         let Some(stream) = self.stream_mut() else {
             return Ok(None);
         };
         let mut pending = None;
-        let result = py.detach(|| stream.next_texts(idle_timeout, &mut interrupt_check(&mut pending)));
+        let result =
+            py.detach(|| stream.next_texts(idle_timeout, &mut interrupt_check(&mut pending)));
         result.map_err(|e| ksql_error(py, e, pending))
     }
 
@@ -341,7 +450,8 @@ impl PyKsqlQueryStream {
 
     #[getter]
     fn query_id(&self) -> Option<String> {
-        self.with_stream(|s| s.query_id().map(str::to_string)).flatten()
+        self.with_stream(|s| s.query_id().map(str::to_string))
+            .flatten()
     }
 
     #[getter]
@@ -354,7 +464,8 @@ impl PyKsqlQueryStream {
 
     #[getter]
     fn final_message(&self) -> Option<String> {
-        self.with_stream(|s| s.final_message().map(str::to_string)).flatten()
+        self.with_stream(|s| s.final_message().map(str::to_string))
+            .flatten()
     }
 
     #[getter]

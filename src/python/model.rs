@@ -41,7 +41,9 @@ fn rows_of<'a>(model: &Model, x: &'a PyReadonlyArray2<'_, f32>) -> PyResult<(&'a
         ))));
     }
     let rows = x.as_slice().map_err(|_| {
-        model_error(ModelError::Shape("the input matrix must be C-contiguous".into()))
+        model_error(ModelError::Shape(
+            "the input matrix must be C-contiguous".into(),
+        ))
     })?;
     Ok((rows, shape[0]))
 }
@@ -57,9 +59,17 @@ impl PyModel {
         outputs: Option<Vec<String>>,
         input_shape: Option<Vec<usize>>,
     ) -> PyResult<Self> {
-        let options = LoadOptions { inputs, outputs, input_shape };
-        let model = py.detach(|| Model::load(&path, &options)).map_err(model_error)?;
-        Ok(PyModel { inner: Arc::new(model) })
+        let options = LoadOptions {
+            inputs,
+            outputs,
+            input_shape,
+        };
+        let model = py
+            .detach(|| Model::load(&path, &options))
+            .map_err(model_error)?;
+        Ok(PyModel {
+            inner: Arc::new(model),
+        })
     }
 
     #[getter]
@@ -96,17 +106,25 @@ impl PyModel {
     fn predict(&self, py: Python<'_>, x: PyReadonlyArray2<'_, f32>) -> PyResult<Py<PyAny>> {
         let model = &self.inner;
         let (rows, n) = rows_of(model, &x)?;
-        let out = py.detach(|| model.predict_rows(rows, n)).map_err(model_error)?;
+        let out = py
+            .detach(|| model.predict_rows(rows, n))
+            .map_err(model_error)?;
         let array = Array2::from_shape_vec((n, model.output_width()), out)
             .map_err(|e| model_error(ModelError::Shape(e.to_string())))?;
         Ok(array.into_pyarray(py).into_any().unbind())
     }
 
     /// Per-row mean squared error between the input and the model's reconstruction.
-    fn reconstruction_error(&self, py: Python<'_>, x: PyReadonlyArray2<'_, f32>) -> PyResult<Py<PyAny>> {
+    fn reconstruction_error(
+        &self,
+        py: Python<'_>,
+        x: PyReadonlyArray2<'_, f32>,
+    ) -> PyResult<Py<PyAny>> {
         let model = &self.inner;
         let (rows, n) = rows_of(model, &x)?;
-        let out = py.detach(|| model.reconstruction_error(rows, n)).map_err(model_error)?;
+        let out = py
+            .detach(|| model.reconstruction_error(rows, n))
+            .map_err(model_error)?;
         Ok(Array1::from_vec(out).into_pyarray(py).into_any().unbind())
     }
 }
