@@ -27,7 +27,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    ROOT, Timer, broker_cpu_seconds, cpu_seconds, fastest, kafka_broker, machine, peak_rss_mb, run_worker, save, settle,
+    ROOT,
+    Timer,
+    broker_cpu_seconds,
+    cpu_seconds,
+    fastest,
+    kafka_broker,
+    machine,
+    peak_rss_mb,
+    run_worker,
+    save,
+    settle,
 )
 
 FIELDS = ["Time", *[f"V{i}" for i in range(1, 29)], "Amount", "Class"]
@@ -36,6 +46,7 @@ PARTITIONS = 3
 
 
 # ---------------- workers (each in a fresh process) ----------------
+
 
 def worker_kafkaml(bootstrap: str, topic: str, fmt: str, route: str) -> dict:
     import kafkaml
@@ -48,9 +59,14 @@ def worker_kafkaml(bootstrap: str, topic: str, fmt: str, route: str) -> dict:
         else:
             table = kafkaml.read_topic(bootstrap, topic, format=fmt, schema=DECLARATIONS)
             matrix = kafkaml.to_numpy(table, columns=FIELDS, dtype="float32")
-    return {"rows": matrix.shape[0], "seconds": t.seconds, "cpu_seconds": cpu_seconds() - cpu_before,
-            "peak_rss_mb": peak_rss_mb(),
-            "matrix_mb": matrix.nbytes / 2**20, "checksum": float(matrix[:, 0].astype(np.float64).sum())}
+    return {
+        "rows": matrix.shape[0],
+        "seconds": t.seconds,
+        "cpu_seconds": cpu_seconds() - cpu_before,
+        "peak_rss_mb": peak_rss_mb(),
+        "matrix_mb": matrix.nbytes / 2**20,
+        "checksum": float(matrix[:, 0].astype(np.float64).sum()),
+    }
 
 
 def worker_confluent(bootstrap: str, topic: str, fmt: str) -> dict:
@@ -81,8 +97,13 @@ def worker_confluent(bootstrap: str, topic: str, fmt: str) -> dict:
         matrix = np.array(rows, dtype=np.float32)
     cpu = cpu_seconds() - cpu_before
     consumer.close()
-    return {"rows": matrix.shape[0], "seconds": t.seconds, "cpu_seconds": cpu, "peak_rss_mb": peak_rss_mb(),
-            "checksum": float(matrix[:, 0].astype(np.float64).sum())}
+    return {
+        "rows": matrix.shape[0],
+        "seconds": t.seconds,
+        "cpu_seconds": cpu,
+        "peak_rss_mb": peak_rss_mb(),
+        "checksum": float(matrix[:, 0].astype(np.float64).sum()),
+    }
 
 
 def raw_ceiling(bootstrap: str, topic: str, per_message: bool = False) -> dict:
@@ -93,8 +114,22 @@ def raw_ceiling(bootstrap: str, topic: str, per_message: bool = False) -> dict:
         env_target["RAW_PER_MESSAGE"] = "1"
 
     done = subprocess.run(
-        ["cargo", "run", "--quiet", "--release", "--no-default-features", "--example", "raw_consume", "--", bootstrap, topic],
-        cwd=ROOT, capture_output=True, text=True, env={**os.environ, **env_target},
+        [
+            "cargo",
+            "run",
+            "--quiet",
+            "--release",
+            "--no-default-features",
+            "--example",
+            "raw_consume",
+            "--",
+            bootstrap,
+            topic,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env_target},
     )
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-2000:])
@@ -104,6 +139,7 @@ def raw_ceiling(bootstrap: str, topic: str, per_message: bool = False) -> dict:
 
 # ---------------- producing ----------------
 
+
 def produce_all(bootstrap: str, messages: int, repeat: int) -> tuple[dict, dict[str, str]]:
     """Writes the rows as JSON and CSV with kafkaml and as JSON with a confluent-kafka loop,
     each ``repeat`` times (in rounds, to fresh topics; the fastest counts). Returns the
@@ -111,14 +147,19 @@ def produce_all(bootstrap: str, messages: int, repeat: int) -> tuple[dict, dict[
     import kafkaml
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
-
     from kafkaml.datasets import credit_card_transactions
 
     table = credit_card_transactions(messages, seed=7).cast(kafkaml.parse_columns(DECLARATIONS))
     records = table.to_pylist()  # the Python way starts from Python rows
     suffix = f"{messages}-{np.random.default_rng().integers(1 << 30)}"
-    rounds = [{"json": f"bench-json-{suffix}-{r}", "csv": f"bench-csv-{suffix}-{r}",
-               "json_confluent": f"bench-json-ck-{suffix}-{r}"} for r in range(repeat)]
+    rounds = [
+        {
+            "json": f"bench-json-{suffix}-{r}",
+            "csv": f"bench-csv-{suffix}-{r}",
+            "json_confluent": f"bench-json-ck-{suffix}-{r}",
+        }
+        for r in range(repeat)
+    ]
     admin = AdminClient({"bootstrap.servers": bootstrap})
     new_topics = [NewTopic(t, PARTITIONS, 1) for topics in rounds for t in topics.values()]
     for future in admin.create_topics(new_topics).values():
@@ -210,36 +251,62 @@ def main() -> None:
         "json_table_kafkaml_vs_confluent": reads["kafkaml_json_table"]["msgs_s"] / reads["confluent_json"]["msgs_s"],
         "csv_table_kafkaml_vs_raw_ceiling": reads["kafkaml_csv_table"]["msgs_s"] / reads["raw_csv"]["msgs_s"],
         "csv_kafkaml_vs_raw_one_by_one": reads["kafkaml_csv"]["msgs_s"] / reads["raw_csv_one_by_one"]["msgs_s"],
-        "write_json_kafkaml_vs_confluent": writing["kafkaml_write_json_msgs_s"] / writing["confluent_produce_json_msgs_s"],
+        "write_json_kafkaml_vs_confluent": writing["kafkaml_write_json_msgs_s"]
+        / writing["confluent_produce_json_msgs_s"],
         # The ceiling's runs vary most (0.5-1.0 s): each round's kafkaml run against that round's.
         "csv_vs_raw_ceiling_by_round": [
             raw / ours for ours, raw in zip(reads["kafkaml_csv"]["all_seconds"], reads["raw_csv"]["all_seconds"])
         ],
     }
     budget = 2 * reads["kafkaml_json"]["matrix_mb"] + 300
-    print(f"\n{args.messages:,} credit-card messages, {PARTITIONS} partitions, real Kafka broker, "
-          f"best of {args.repeat} runs per reader")
+    print(
+        f"\n{args.messages:,} credit-card messages, {PARTITIONS} partitions, real Kafka broker, "
+        f"best of {args.repeat} runs per reader"
+    )
     print(f"{'reader':<20}{'msgs/s':>14}{'seconds':>10}{'peak RSS MB':>14}{'reader CPU s':>14}{'broker CPU s':>14}")
     for name, r in reads.items():
-        print(f"{name:<20}{r['msgs_s']:>14,.0f}{r['seconds']:>10.2f}{r.get('peak_rss_mb', float('nan')):>14.0f}"
-              f"{r['cpu_seconds']:>14.2f}{r.get('broker_cpu_seconds', float('nan')):>14.2f}")
-    print(f"\nwrite: kafkaml json {writing['kafkaml_write_json_msgs_s']:,.0f} msgs/s, csv "
-          f"{writing['kafkaml_write_csv_msgs_s']:,.0f} msgs/s; confluent-kafka + json.dumps "
-          f"{writing['confluent_produce_json_msgs_s']:,.0f} msgs/s")
+        print(
+            f"{name:<20}{r['msgs_s']:>14,.0f}{r['seconds']:>10.2f}{r.get('peak_rss_mb', float('nan')):>14.0f}"
+            f"{r['cpu_seconds']:>14.2f}{r.get('broker_cpu_seconds', float('nan')):>14.2f}"
+        )
+    print(
+        f"\nwrite: kafkaml json {writing['kafkaml_write_json_msgs_s']:,.0f} msgs/s, csv "
+        f"{writing['kafkaml_write_csv_msgs_s']:,.0f} msgs/s; confluent-kafka + json.dumps "
+        f"{writing['confluent_produce_json_msgs_s']:,.0f} msgs/s"
+    )
     print("\nratios (target):")
     print(f"  JSON read, kafkaml / confluent-kafka+json.loads: {ratios['json_kafkaml_vs_confluent']:.1f}x (>= 10x)")
-    print(f"  CSV read, kafkaml / raw librdkafka ceiling:      {ratios['csv_kafkaml_vs_raw_ceiling']:.0%} (>= 50%); "
-          f"round by round: {', '.join(f'{r:.0%}' for r in ratios['csv_vs_raw_ceiling_by_round'])}")
+    print(
+        f"  CSV read, kafkaml / raw librdkafka ceiling:      {ratios['csv_kafkaml_vs_raw_ceiling']:.0%} (>= 50%); "
+        f"round by round: {', '.join(f'{r:.0%}' for r in ratios['csv_vs_raw_ceiling_by_round'])}"
+    )
     print(f"  CSV read, kafkaml / confluent-kafka+split:       {ratios['csv_kafkaml_vs_confluent']:.1f}x")
-    print(f"  table route (read_topic + to_numpy): JSON {ratios['json_table_kafkaml_vs_confluent']:.1f}x confluent-kafka, "
-          f"CSV {ratios['csv_table_kafkaml_vs_raw_ceiling']:.0%} of the ceiling")
+    print(
+        f"  table route (read_topic + to_numpy): JSON {ratios['json_table_kafkaml_vs_confluent']:.1f}x confluent-kafka, "
+        f"CSV {ratios['csv_table_kafkaml_vs_raw_ceiling']:.0%} of the ceiling"
+    )
     print(f"  CSV read, kafkaml / ceiling polling one message at a time: {ratios['csv_kafkaml_vs_raw_one_by_one']:.0%}")
-    print(f"  JSON write, kafkaml / confluent-kafka+json.dumps: {ratios['write_json_kafkaml_vs_confluent']:.1f}x (>= 5x)")
-    print(f"  peak memory, kafkaml JSON read: {reads['kafkaml_json']['peak_rss_mb']:.0f} MB "
-          f"(table route {reads['kafkaml_json_table']['peak_rss_mb']:.0f} MB; "
-          f"budget 2 x {reads['kafkaml_json']['matrix_mb']:.0f} MB matrix + 300 MB = {budget:.0f} MB)")
-    path = save("kafka_io", {"messages": args.messages, "partitions": PARTITIONS, "repeat": args.repeat, "machine": machine(),
-                             "reads": reads, "writing": writing, "ratios": ratios, "memory_budget_mb": budget})
+    print(
+        f"  JSON write, kafkaml / confluent-kafka+json.dumps: {ratios['write_json_kafkaml_vs_confluent']:.1f}x (>= 5x)"
+    )
+    print(
+        f"  peak memory, kafkaml JSON read: {reads['kafkaml_json']['peak_rss_mb']:.0f} MB "
+        f"(table route {reads['kafkaml_json_table']['peak_rss_mb']:.0f} MB; "
+        f"budget 2 x {reads['kafkaml_json']['matrix_mb']:.0f} MB matrix + 300 MB = {budget:.0f} MB)"
+    )
+    path = save(
+        "kafka_io",
+        {
+            "messages": args.messages,
+            "partitions": PARTITIONS,
+            "repeat": args.repeat,
+            "machine": machine(),
+            "reads": reads,
+            "writing": writing,
+            "ratios": ratios,
+            "memory_budget_mb": budget,
+        },
+    )
     print(f"\nsaved {path.relative_to(ROOT)}")
 
 

@@ -95,7 +95,9 @@ def main() -> None:
     if args.serve:
         serve(args.rows)
         return
-    server = subprocess.Popen([sys.executable, __file__, "--serve", "--rows", str(args.rows)], stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", "--rows", str(args.rows)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert server.stdout is not None
         url = f"http://127.0.0.1:{server.stdout.readline().strip()}"

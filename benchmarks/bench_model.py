@@ -24,8 +24,9 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -82,7 +83,9 @@ def main() -> None:
     print(f"same model: max |keras - tf| = {twin_error:.2e}, max |kafkaml - tf| = {kafkaml_error:.2e}")
 
     rows: dict[str, Any] = {}
-    print(f"{'batch':>8} | {'kafkaml':>12} | {'keras model(x)':>14} | {'keras predict':>13} | {'vs model(x)':>11} | {'vs predict':>10}")
+    print(
+        f"{'batch':>8} | {'kafkaml':>12} | {'keras model(x)':>14} | {'keras predict':>13} | {'vs model(x)':>11} | {'vs predict':>10}"
+    )
     for batch in BATCHES:
         x = np.ascontiguousarray(np.tile(x999, (-(-batch // len(x999)), 1))[:batch])
         reps = [max(1, int(r * args.reps_scale)) for r in REPS[batch]]
@@ -105,7 +108,9 @@ def main() -> None:
             f" | {t_call / t_kafkaml:>10.1f}x | {t_predict / t_kafkaml:>9.1f}x"
         )
     small = min(rows[str(b)]["speedup_vs_call"] for b in (1, 32))
-    big = rows["100000"]["kafkaml_rows_s"] / max(rows["100000"]["keras_call_rows_s"], rows["100000"]["keras_predict_rows_s"])
+    big = rows["100000"]["kafkaml_rows_s"] / max(
+        rows["100000"]["keras_call_rows_s"], rows["100000"]["keras_predict_rows_s"]
+    )
     print(f"latency at batch <= 32: kafkaml is {small:.1f}x faster than model(x) (target >= 20x)")
     print(f"throughput at 100k rows: kafkaml / best of Keras = {big:.2f}x (target >= 1x)")
     import tensorflow as tf

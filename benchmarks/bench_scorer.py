@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -43,8 +42,15 @@ def worker_kafkaml(bootstrap: str, source: str, sink: str, events: int, batch_si
 
     model = kafkaml.Model.load(TALK / "autoencoder_fraud.pb")
     scorer = kafkaml.StreamScorer(
-        bootstrap, source, sink, model, features=FEATURES, id_columns=["id"], threshold=THRESHOLD,
-        group_id=f"bench-kafkaml-{uuid.uuid4().hex[:8]}", schema=["id BIGINT", *(f"{f} DOUBLE" for f in FEATURES)],
+        bootstrap,
+        source,
+        sink,
+        model,
+        features=FEATURES,
+        id_columns=["id"],
+        threshold=THRESHOLD,
+        group_id=f"bench-kafkaml-{uuid.uuid4().hex[:8]}",
+        schema=["id BIGINT", *(f"{f} DOUBLE" for f in FEATURES)],
         batch_size=batch_size,
     )
     with Timer() as t:
@@ -58,10 +64,14 @@ def worker_python(bootstrap: str, source: str, sink: str, events: int, batch_siz
 
     model = keras_twin(TALK / "autoencoder_fraud.pb")
     model(np.zeros((1, 30), np.float32), training=False)  # build outside the timing
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": f"bench-python-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False, "auto.offset.reset": "earliest",
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-python-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "enable.idempotence": True})
     done = 0
     with Timer() as t:
@@ -103,18 +113,20 @@ def main() -> None:
         print(json.dumps(worker(bootstrap, source, sink, int(events), int(batch_size))))
         return
 
+    import kafkaml
     import pyarrow as pa
     from confluent_kafka.admin import AdminClient, NewTopic
-
-    import kafkaml
     from kafkaml import datasets
 
     with kafka_broker() as bootstrap:
         run_id = uuid.uuid4().hex[:8]
         source = f"bench-scorer-events-{run_id}"
         kinds = ("kafkaml", "python")
-        sinks = {(kind, round_): f"bench-scorer-results-{kind}-{round_}-{run_id}"
-                 for kind in kinds for round_ in range(args.repeat)}
+        sinks = {
+            (kind, round_): f"bench-scorer-results-{kind}-{round_}-{run_id}"
+            for kind in kinds
+            for round_ in range(args.repeat)
+        }
         admin = AdminClient({"bootstrap.servers": bootstrap})
         topics = [NewTopic(source, PARTITIONS, 1)] + [NewTopic(s, PARTITIONS, 1) for s in sinks.values()]
         for future in admin.create_topics(topics).values():
@@ -131,7 +143,9 @@ def main() -> None:
         for round_ in range(args.repeat):
             for kind in kinds:
                 sink = sinks[(kind, round_)]
-                result = run_worker(Path(__file__), kind, bootstrap, source, sink, str(args.events), str(args.batch_size))
+                result = run_worker(
+                    Path(__file__), kind, bootstrap, source, sink, str(args.events), str(args.batch_size)
+                )
                 written = kafkaml.read_topic(bootstrap, sink, schema="id BIGINT, score DOUBLE, anomaly BOOLEAN")
                 result["results_in_sink"] = written.num_rows
                 result["distinct_ids"] = len(set(written.column("id").to_pylist()))
@@ -139,15 +153,26 @@ def main() -> None:
                 if result["distinct_ids"] != args.events:
                     raise SystemExit(f"{kind} left results for {result['distinct_ids']:,} of {args.events:,} events")
                 runs[kind].append(result)
-                print(f"{kind:8s} {result['events_per_s']:>10,.0f} events/s  {result['seconds']:7.2f} s  "
-                      f"peak RSS {result['peak_rss_mb']:,.0f} MB  results {result['results_in_sink']:,} "
-                      f"({result['distinct_ids']:,} distinct ids)")
+                print(
+                    f"{kind:8s} {result['events_per_s']:>10,.0f} events/s  {result['seconds']:7.2f} s  "
+                    f"peak RSS {result['peak_rss_mb']:,.0f} MB  results {result['results_in_sink']:,} "
+                    f"({result['distinct_ids']:,} distinct ids)"
+                )
         results = {kind: fastest(rs) for kind, rs in runs.items()}
         ratio = results["kafkaml"]["events_per_s"] / results["python"]["events_per_s"]
         print(f"StreamScorer / Python loop, best of {args.repeat} each: {ratio:.1f}x events/s (target >= 10x)")
         name = "scorer" if args.batch_size == 10_000 else f"scorer_batch{args.batch_size}"
-        path = save(name, {"events": args.events, "batch_size": args.batch_size, "repeat": args.repeat,
-                           "machine": machine(), "results": results, "ratio": ratio})
+        path = save(
+            name,
+            {
+                "events": args.events,
+                "batch_size": args.batch_size,
+                "repeat": args.repeat,
+                "machine": machine(),
+                "results": results,
+                "ratio": ratio,
+            },
+        )
         print(f"saved {path}")
 
 

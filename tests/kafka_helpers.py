@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from confluent_kafka import Consumer as ConfluentConsumer
 from confluent_kafka import KafkaError as ConfluentKafkaError
@@ -47,7 +47,12 @@ def produce(
                 errors.append(f"message {index}: {error}")
                 return
             reports[index] = Delivered(
-                message.topic(), message.partition(), message.offset(), message.timestamp()[1], message.key(), message.value()
+                message.topic(),
+                message.partition(),
+                message.offset(),
+                message.timestamp()[1],
+                message.key(),
+                message.value(),
             )
 
         return on_delivery
@@ -85,7 +90,12 @@ def consume(bootstrap: str, topic: str, count: int, timeout: float = 30) -> list
                 raise AssertionError(f"consumer error: {message.error()}")
             got.append(
                 Delivered(
-                    message.topic(), message.partition(), message.offset(), message.timestamp()[1], message.key(), message.value()
+                    message.topic(),
+                    message.partition(),
+                    message.offset(),
+                    message.timestamp()[1],
+                    message.key(),
+                    message.value(),
                 )
             )
     finally:

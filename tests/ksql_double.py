@@ -20,10 +20,11 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
@@ -128,7 +129,9 @@ class KsqlDouble:
                         return Reply(status=interaction.status, body=interaction.response)
                 return Reply(
                     status=599,
-                    body=json.dumps({"message": f"no recorded exchange for {request.method} {request.path} {request.text}"}),
+                    body=json.dumps(
+                        {"message": f"no recorded exchange for {request.method} {request.path} {request.text}"}
+                    ),
                 )
         return handler(request)
 
@@ -151,7 +154,9 @@ def _handler_class(double_ref: list[KsqlDouble]) -> type[BaseHTTPRequestHandler]
                 body: Any = json.loads(text) if text else None
             except ValueError:
                 body = text
-            request = Request(self.command, urlsplit(self.path).path, {k.lower(): v for k, v in self.headers.items()}, body, text)
+            request = Request(
+                self.command, urlsplit(self.path).path, {k.lower(): v for k, v in self.headers.items()}, body, text
+            )
             reply = double_ref[0].answer(request)
             self.send_response(reply.status)
             self.send_header("Content-Type", reply.content_type)

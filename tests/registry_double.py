@@ -90,8 +90,13 @@ class SchemaRegistryDouble:
             if schema_id is None or schema_id not in versions:
                 return None
             text, schema_type = self.schemas[schema_id]
-            return {"subject": subject, "version": versions.index(schema_id) + 1, "id": schema_id,
-                    "schema": text, "schemaType": schema_type}
+            return {
+                "subject": subject,
+                "version": versions.index(schema_id) + 1,
+                "id": schema_id,
+                "schema": text,
+                "schemaType": schema_type,
+            }
 
 
 def _handler(registry: SchemaRegistryDouble) -> type[BaseHTTPRequestHandler]:

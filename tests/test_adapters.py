@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+import kafkaml
 import numpy as np
 import pyarrow as pa
 import pytest
-
-import kafkaml
 from kafkaml._replay import TopicEpochs
 
 ROWS = 1_003  # not a multiple of the batch size: the last batch is short
@@ -18,7 +17,9 @@ ROWS = 1_003  # not a multiple of the batch size: the last batch is short
 def numbered_topic(bootstrap: str, new_topic) -> str:
     topic = new_topic(partitions=3)
     ids = np.arange(ROWS, dtype=np.int64)
-    kafkaml.write_topic(bootstrap, topic, pa.table({"id": ids, "a": ids * 0.5, "b": -ids.astype(np.float64), "label": ids % 2}))
+    kafkaml.write_topic(
+        bootstrap, topic, pa.table({"id": ids, "a": ids * 0.5, "b": -ids.astype(np.float64), "label": ids % 2})
+    )
     return topic
 
 
@@ -27,8 +28,14 @@ def ids_of(batches) -> list[int]:
 
 
 def test_epoch_reader_batches_and_shards(bootstrap: str, numbered_topic: str) -> None:
-    epochs = TopicEpochs(bootstrap, numbered_topic, features=["id", "a"], label="label", batch_size=64,
-                         consumer_options={"batch_size": 100})
+    epochs = TopicEpochs(
+        bootstrap,
+        numbered_topic,
+        features=["id", "a"],
+        label="label",
+        batch_size=64,
+        consumer_options={"batch_size": 100},
+    )
     first = list(epochs.batches())
     assert [len(x) for x, _ in first] == [64] * (ROWS // 64) + [ROWS % 64]
     assert sorted(ids_of(x for x, _ in first)) == list(range(ROWS))
@@ -44,6 +51,7 @@ def test_epoch_reader_batches_and_shards(bootstrap: str, numbered_topic: str) ->
 
 def test_tf_dataset_yields_every_row_once_per_epoch(bootstrap: str, numbered_topic: str) -> None:
     import tensorflow as tf  # in the test extra; kafkaml itself never needs it
+
     dataset = kafkaml.tf.dataset(bootstrap, numbered_topic, features=["id", "a", "b"], label="label", batch_size=100)
     for _ in range(2):
         seen: Counter[int] = Counter()
@@ -59,6 +67,7 @@ def test_tf_dataset_yields_every_row_once_per_epoch(bootstrap: str, numbered_top
 @pytest.mark.filterwarnings("ignore:Your input ran out of data")
 def test_tf_dataset_trains_a_keras_model(bootstrap: str, numbered_topic: str) -> None:
     import tensorflow as tf
+
     dataset = kafkaml.tf.dataset(bootstrap, numbered_topic, features=["a", "b"], batch_size=128)
     autoencoder = tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(2)])
     autoencoder.compile(optimizer="adam", loss="mse")
@@ -88,9 +97,8 @@ def test_reserved_consumer_options_are_refused(bootstrap: str) -> None:
 @pytest.mark.parametrize("workers", [0, 2])
 def test_torch_data_loader_yields_every_row_once_per_epoch(bootstrap: str, numbered_topic: str, workers: int) -> None:
     import torch  # in the test extra; kafkaml itself never needs it
-    from torch.utils.data import DataLoader
-
     from kafkaml.torch import IterableDataset
+    from torch.utils.data import DataLoader
 
     dataset = IterableDataset(bootstrap, numbered_topic, features=["id", "a"], label="label", batch_size=100)
     loader = DataLoader(dataset, batch_size=None, num_workers=workers)

@@ -8,17 +8,18 @@ import json
 import time
 import uuid
 
+import kafkaml
 import pyarrow as pa
 import pytest
-
-import kafkaml
 from kafka_helpers import produce
 
 UTC = dt.timezone.utc
 
 
 def ids_table(rows: int, start: int = 0) -> pa.Table:
-    return pa.table({"id": pa.array(range(start, start + rows), pa.int64()), "x": [i * 0.25 for i in range(start, start + rows)]})
+    return pa.table(
+        {"id": pa.array(range(start, start + rows), pa.int64()), "x": [i * 0.25 for i in range(start, start + rows)]}
+    )
 
 
 def json_ids(rows: int, start: int = 0) -> list[str]:
@@ -157,7 +158,9 @@ def test_metadata_columns_are_where_the_broker_put_each_message(bootstrap: str, 
     assert table.column("_partition").to_pylist() == [d.partition for d in expected]
     assert table.column("_offset").to_pylist() == [d.offset for d in expected]
     assert table.column("_key").to_pylist() == [d.key for d in expected]
-    assert [int(t.timestamp() * 1000) for t in table.column("_timestamp").to_pylist()] == [d.timestamp_ms for d in expected]
+    assert [int(t.timestamp() * 1000) for t in table.column("_timestamp").to_pylist()] == [
+        d.timestamp_ms for d in expected
+    ]
     assert table.column("id").to_pylist() == [json.loads(d.value)["id"] for d in expected]
     assert {d.partition for d in delivered} == {0, 1, 2}
 
@@ -218,8 +221,13 @@ def test_a_stop_time_in_the_future_ends_idle_and_empty_partitions_once_it_passes
     topic = new_topic(partitions=3)
     now_ms = int(time.time() * 1000)
     # partition 0 gets two messages, partitions 1 and 2 stay empty
-    produce(confluent_producer, topic, [json.dumps({"id": i}) for i in range(2)], partitions=1,
-            timestamps_ms=[now_ms, now_ms + 1])
+    produce(
+        confluent_producer,
+        topic,
+        [json.dumps({"id": i}) for i in range(2)],
+        partitions=1,
+        timestamps_ms=[now_ms, now_ms + 1],
+    )
     result: dict[str, pa.Table] = {}
 
     def read() -> None:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import time
 
+import kafkaml
 import numpy as np
 import pyarrow as pa
 import pytest
-
-import kafkaml
 from kafkaml import datasets
 
 TALK_DECLARATIONS = (

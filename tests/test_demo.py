@@ -19,7 +19,10 @@ def run_demo(*arguments: str) -> str:
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run(
         [sys.executable, "-m", "kafkaml", "demo", "--rows", "12000", "--live-rows", "3000", *arguments],
-        capture_output=True, text=True, timeout=600, env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=environment,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout

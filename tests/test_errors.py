@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 import struct
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
+import kafkaml
 import pyarrow as pa
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
-
-import kafkaml
 from kafka_helpers import produce
 
 ROWS = 60
@@ -74,7 +74,7 @@ CASES = {
     ),
     "csv": Case(
         "csv",
-        lambda r, topic: f'{r["id"]},{r["name"] or ""},{r["x"]}',
+        lambda r, topic: f"{r['id']},{r['name'] or ''},{r['x']}",
         ["5,too few", "x,not a number,1.0", '9,"unterminated,1.0', "1,a,2.0,one too many"],
         lambda registry: {"schema": "id BIGINT, name STRING, x DOUBLE"},
     ),
@@ -180,7 +180,10 @@ def test_skip_returns_every_good_row_and_counts_the_bad(bootstrap: str, bad_topi
     assert all(f.topic == topic and f.reason for f in errors.recent)
 
     # read_topic takes the policy too, and a clean read has no errors
-    assert sorted(kafkaml.read_topic(bootstrap, topic, format=case.format, on_error="skip", **options)["id"].to_pylist()) == good_ids
+    assert (
+        sorted(kafkaml.read_topic(bootstrap, topic, format=case.format, on_error="skip", **options)["id"].to_pylist())
+        == good_ids
+    )
 
 
 @pytest.mark.parametrize("fmt", ["json", "csv"])
@@ -192,7 +195,7 @@ def test_bad_messages_across_decode_chunks_keep_their_coordinates(
     topic = new_topic(partitions=1)
     bad_offsets = {5, 1_500, 3_071, 5_999}  # in the 1st, 2nd, 3rd and last chunk
     encode = (lambda i: json.dumps({"id": i, "x": i / 4})) if fmt == "json" else (lambda i: f"{i},{i / 4}")
-    messages = ["{\"id\": " if i in bad_offsets else encode(i) for i in range(6_000)]
+    messages = ['{"id": ' if i in bad_offsets else encode(i) for i in range(6_000)]
     produce(confluent_producer, topic, messages, partitions=1)
     options: dict[str, Any] = {"format": fmt, "schema": "id BIGINT, x DOUBLE", "stop": "end", "batch_size": 10_000}
 
@@ -212,8 +215,11 @@ def test_bad_messages_across_decode_chunks_keep_their_coordinates(
 def test_skipping_truncated_avro_does_not_invent_nulls(bootstrap: str, new_topic, confluent_producer) -> None:
     # apache-avro reads an end of input inside a trailing union or string as null: a datum
     # cut there used to decode "successfully", its lost fields replaced by nulls.
-    schema = {"type": "record", "name": "Note", "fields": [
-        {"name": "id", "type": "long"}, {"name": "note", "type": ["null", "string"], "default": None}]}
+    schema = {
+        "type": "record",
+        "name": "Note",
+        "fields": [{"name": "id", "type": "long"}, {"name": "note", "type": ["null", "string"], "default": None}],
+    }
     topic = new_topic(partitions=1)
     whole = b"\x12" + b"\x02" + b"\x08" + b"nine"  # id 9, note "nine"
     produce(confluent_producer, topic, [whole, whole[:1], whole[:5]], partitions=1)

@@ -9,11 +9,10 @@ import subprocess
 import sys
 import textwrap
 import time
-from typing import Callable
-
-import pyarrow as pa
+from collections.abc import Callable
 
 import kafkaml
+import pyarrow as pa
 
 
 def test_sigint_stops_a_consumer_following_an_idle_topic(bootstrap: str, new_topic: Callable[..., str]) -> None:
@@ -62,9 +61,7 @@ def test_an_interrupted_batch_is_read_again_not_lost(bootstrap: str, new_topic: 
         print(json.dumps(next(batches).column("A").to_pylist()), flush=True)
         """
     )
-    child = subprocess.Popen(
-        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert child.stdin is not None and child.stdout is not None
     assert child.stdout.readline().strip() == "reading"
     time.sleep(2.0)  # the 10 messages are gathered; the batch waits for more

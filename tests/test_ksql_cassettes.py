@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, Iterator
-
-import pytest
+from collections.abc import Iterator
+from typing import Any
 
 import ksql_double
+import pytest
 from kafkaml import KafkaMLError
-from kafkaml.ksql import KSQLAPI, Client, KsqlError, KSQLError, KsqlStatementError, utils
+from kafkaml.ksql import KSQLAPI, Client, KSQLError, KsqlError, KsqlStatementError, utils
 
 if not ksql_double.CASSETTES.is_dir():  # CI checks ../shared out beside the repository
     pytest.fail(f"the recorded cassettes are not at {ksql_double.CASSETTES}", pytrace=False)
@@ -137,12 +137,15 @@ def test_create_stream_sends_ksql_pythons_statement(double: ksql_double.KsqlDoub
     double.replay("ksql_create_stream_by_builder_api.yml")
     api = KSQLAPI(double.url, check_version=False)
     utils.drop_stream(api, "test_table")
-    assert api.create_stream(
-        table_name="test_table",
-        columns_type=["viewtime bigint", "userid varchar", "pageid varchar"],
-        topic="exist_topic",
-        value_format="DELIMITED",
-    ) is True
+    assert (
+        api.create_stream(
+            table_name="test_table",
+            columns_type=["viewtime bigint", "userid varchar", "pageid varchar"],
+            topic="exist_topic",
+            value_format="DELIMITED",
+        )
+        is True
+    )
     assert double.unused() == []
     assert double.requests[-1].body == {
         "ksql": "CREATE stream test_table (viewtime bigint, userid varchar, pageid varchar) "
@@ -177,9 +180,24 @@ PAGEVIEWS = ["name string", "age bigint", "userid string", "pageid bigint"]
     ("cassette", "table", "conditions", "drop_first"),
     [
         ("ksql_create_stream_as_without_conditions.yml", "create_stream_as_without_conditions", [], False),
-        ("ksql_create_stream_as_with_conditions_without_startwith.yml", "create_stream_as_with_conditions_without_startwith", "userid = 'foo'", False),
-        ("ksql_create_stream_as_with_conditions_with_startwith.yml", "create_stream_as_with_conditions_with_startwith", "userid = 'foo_%'", True),
-        ("ksql_create_stream_as_with_conditions_with_startwith_with_and.yml", "create_stream_as_with_conditions_with_startwith_with_and", "userid = 'foo_%' and age > 10", False),
+        (
+            "ksql_create_stream_as_with_conditions_without_startwith.yml",
+            "create_stream_as_with_conditions_without_startwith",
+            "userid = 'foo'",
+            False,
+        ),
+        (
+            "ksql_create_stream_as_with_conditions_with_startwith.yml",
+            "create_stream_as_with_conditions_with_startwith",
+            "userid = 'foo_%'",
+            True,
+        ),
+        (
+            "ksql_create_stream_as_with_conditions_with_startwith_with_and.yml",
+            "create_stream_as_with_conditions_with_startwith_with_and",
+            "userid = 'foo_%' and age > 10",
+            False,
+        ),
     ],
 )
 def test_create_stream_as_sends_ksql_pythons_statements(
@@ -191,15 +209,18 @@ def test_create_stream_as_sends_ksql_pythons_statements(
         utils.drop_stream(api, "pageviews_original")
         utils.drop_stream(api, table)
     assert api.create_stream("pageviews_original", PAGEVIEWS, "exist_topic", "DELIMITED") is True
-    assert api.create_stream_as(
-        table_name=table,
-        select_columns=["rowtime as logtime", "*"],
-        src_table="pageviews_original",
-        kafka_topic=table,
-        value_format="DELIMITED",
-        conditions=conditions,
-        timestamp="logtime",
-    ) is True
+    assert (
+        api.create_stream_as(
+            table_name=table,
+            select_columns=["rowtime as logtime", "*"],
+            src_table="pageviews_original",
+            kafka_topic=table,
+            value_format="DELIMITED",
+            conditions=conditions,
+            timestamp="logtime",
+        )
+        is True
+    )
     # Every recorded request was matched, byte for byte of its statement.
     assert double.unused() == []
 

@@ -20,15 +20,13 @@ import json
 import ssl
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
+import ksql_double
 import pandas as pd
 import pyarrow as pa
 import pytest
-
-import ksql_double
-from ksql_double import Reply, Request, split_every
 from kafkaml.ksql import (
     KSQLAPI,
     AsyncClient,
@@ -39,10 +37,11 @@ from kafkaml.ksql import (
     KsqlError,
     KsqlServerNotReadyError,
     KsqlStreamError,
+    _magic,
     load_ipython_extension,
     split_statements,
 )
-from kafkaml.ksql import _magic
+from ksql_double import Reply, Request, split_every
 
 
 @pytest.fixture
@@ -71,7 +70,9 @@ def ksqldb_query_body(rows: list[list[object]], *, tombstone_at: int | None = No
         if i % 4 == 0:
             parts.append("\n")  # keep-alive
     if error:
-        parts.append('{"errorMessage":{"@type":"generic_error","error_code":50000,"message":"Error deserializing row"}}]\n')
+        parts.append(
+            '{"errorMessage":{"@type":"generic_error","error_code":50000,"message":"Error deserializing row"}}]\n'
+        )
     else:
         parts.append('{"finalMessage":"Limit Reached"}]\n')
     return "".join(parts)
@@ -206,7 +207,11 @@ def inserts_double(double: ksql_double.KsqlDouble) -> None:
         out = []
         for seq, line in reversed(list(enumerate(lines[1:]))):  # out of order on purpose
             if "bad" in line:
-                out.append(json.dumps({"status": "error", "seq": seq, "error_code": 40000, "message": "Failed to deserialise value"}))
+                out.append(
+                    json.dumps(
+                        {"status": "error", "seq": seq, "error_code": 40000, "message": "Failed to deserialise value"}
+                    )
+                )
             else:
                 out.append(json.dumps({"status": "ok", "seq": seq}))
         return Reply(chunks=split_every("\n".join(out) + "\n", 13), content_type="application/vnd.ksqlapi.delimited.v1")
@@ -231,7 +236,9 @@ def test_insert_acks_come_in_row_order(double: ksql_double.KsqlDouble) -> None:
 
 def test_session_properties_persist_set_statement_works(double: ksql_double.KsqlDouble) -> None:
     """ksql-python #54: SET through ksql() used to have no effect."""
-    double.script("/ksql", lambda r: Reply(body=json.dumps([{"@type": "tables", "statementText": r.body["ksql"], "tables": []}])))
+    double.script(
+        "/ksql", lambda r: Reply(body=json.dumps([{"@type": "tables", "statementText": r.body["ksql"], "tables": []}]))
+    )
     serve_query(double, ksqldb_query_body(ksqldb_rows(1)))
     api = KSQLAPI(double.url, check_version=False)
     entities = api.ksql("SET 'auto.offset.reset'='earliest';")
@@ -247,7 +254,11 @@ def test_session_properties_persist_set_statement_works(double: ksql_double.Ksql
     client.define("topic", "readings")
     client.ksql("SHOW TABLES; UNSET 'ksql.streams.cache.max.bytes.buffering'; SHOW STREAMS;")
     assert [r.body for r in double.requests[-2:]] == [
-        {"ksql": "SHOW TABLES;", "streamsProperties": {"ksql.streams.cache.max.bytes.buffering": 0}, "sessionVariables": {"topic": "readings"}},
+        {
+            "ksql": "SHOW TABLES;",
+            "streamsProperties": {"ksql.streams.cache.max.bytes.buffering": 0},
+            "sessionVariables": {"topic": "readings"},
+        },
         {"ksql": "SHOW STREAMS;", "sessionVariables": {"topic": "readings"}},
     ]
 
@@ -285,12 +296,23 @@ def test_ksqlapi_query_over_query_stream(double: ksql_double.KsqlDouble) -> None
     [
         (401, {"@type": "generic_error", "error_code": 40101, "message": "Unauthorized"}, KsqlAuthError),
         (403, {"@type": "generic_error", "error_code": 40301, "message": "Forbidden"}, KsqlAuthError),
-        (400, {"@type": "statement_error", "error_code": 40002, "message": "SELECT and PRINT queries must use the /query endpoint", "statementText": "SELECT 1;"}, KsqlEndpointError),
+        (
+            400,
+            {
+                "@type": "statement_error",
+                "error_code": 40002,
+                "message": "SELECT and PRINT queries must use the /query endpoint",
+                "statementText": "SELECT 1;",
+            },
+            KsqlEndpointError,
+        ),
         (503, {"@type": "generic_error", "error_code": 50301, "message": "Server not ready"}, KsqlServerNotReadyError),
         (500, "<html>oops</html>", KsqlError),
     ],
 )
-def test_error_answers_map_to_exception_classes(double: ksql_double.KsqlDouble, status: int, body: object, error_type: type) -> None:
+def test_error_answers_map_to_exception_classes(
+    double: ksql_double.KsqlDouble, status: int, body: object, error_type: type
+) -> None:
     text = body if isinstance(body, str) else json.dumps(body)
     double.script("/ksql", lambda r: Reply(status=status, body=text))
     with pytest.raises(error_type) as raised:
@@ -361,7 +383,14 @@ def test_async_client(double: ksql_double.KsqlDouble) -> None:
 
 
 def test_cell_magic(double: ksql_double.KsqlDouble) -> None:
-    double.script("/ksql", lambda r: Reply(body=json.dumps([{"@type": "streams", "statementText": "SHOW STREAMS;", "streams": [{"name": "S1", "type": "STREAM"}]}])))
+    double.script(
+        "/ksql",
+        lambda r: Reply(
+            body=json.dumps(
+                [{"@type": "streams", "statementText": "SHOW STREAMS;", "streams": [{"name": "S1", "type": "STREAM"}]}]
+            )
+        ),
+    )
     serve_query(double, ksqldb_query_body(ksqldb_rows(30)))
     registered = {}
 
@@ -397,7 +426,9 @@ def _certificates(tmp_path: Path) -> dict[str, Path]:
 
     now = datetime.datetime.now(datetime.timezone.utc)
 
-    def issue(name: str, issuer_key: object, issuer_name: x509.Name | None, ca: bool, usage: object = None, san: object = None) -> tuple[object, x509.Certificate]:
+    def issue(
+        name: str, issuer_key: object, issuer_name: x509.Name | None, ca: bool, usage: object = None, san: object = None
+    ) -> tuple[object, x509.Certificate]:
         key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         builder = (
@@ -418,15 +449,28 @@ def _certificates(tmp_path: Path) -> dict[str, Path]:
         return key, cert
 
     ca_key, ca_cert = issue("kafkaml test CA", None, None, True)
-    server_key, server_cert = issue("127.0.0.1", ca_key, ca_cert.subject, False, ExtendedKeyUsageOID.SERVER_AUTH, x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+    server_key, server_cert = issue(
+        "127.0.0.1",
+        ca_key,
+        ca_cert.subject,
+        False,
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+    )
     client_key, client_cert = issue("notebook", ca_key, ca_cert.subject, False, ExtendedKeyUsageOID.CLIENT_AUTH)
     paths = {}
-    for label, key, cert in [("ca", ca_key, ca_cert), ("server", server_key, server_cert), ("client", client_key, client_cert)]:
+    for label, key, cert in [
+        ("ca", ca_key, ca_cert),
+        ("server", server_key, server_cert),
+        ("client", client_key, client_cert),
+    ]:
         paths[f"{label}_cert"] = tmp_path / f"{label}.crt"
         paths[f"{label}_cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         paths[f"{label}_key"] = tmp_path / f"{label}.key"
         paths[f"{label}_key"].write_bytes(
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())  # type: ignore[attr-defined]
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )  # type: ignore[attr-defined]
         )
     return paths
 
@@ -458,11 +502,25 @@ def test_tls_with_custom_ca_and_client_certificate(tmp_path: Path) -> None:
 
 
 def test_admin_endpoints(double: ksql_double.KsqlDouble) -> None:
-    double.script("/healthcheck", lambda r: Reply(body='{"isHealthy":true,"details":{"metastore":{"isHealthy":true},"kafka":{"isHealthy":true}}}'))
+    double.script(
+        "/healthcheck",
+        lambda r: Reply(
+            body='{"isHealthy":true,"details":{"metastore":{"isHealthy":true},"kafka":{"isHealthy":true}}}'
+        ),
+    )
     double.script("/clusterStatus", lambda r: Reply(body='{"clusterStatus":{"localhost:8088":{"hostAlive":true}}}'))
-    double.script("/status/stream/PAGEVIEWS/create", lambda r: Reply(body='{"status":"SUCCESS","message":"Stream created"}'))
-    double.script("/ksql/terminate", lambda r: Reply(body='{"@type":"generic_error","error_code":0,"message":"terminated"}'))
-    double.script("/close-query", lambda r: Reply(status=400, body='{"@type":"generic_error","error_code":40000,"message":"No query with id q9"}'))
+    double.script(
+        "/status/stream/PAGEVIEWS/create", lambda r: Reply(body='{"status":"SUCCESS","message":"Stream created"}')
+    )
+    double.script(
+        "/ksql/terminate", lambda r: Reply(body='{"@type":"generic_error","error_code":0,"message":"terminated"}')
+    )
+    double.script(
+        "/close-query",
+        lambda r: Reply(
+            status=400, body='{"@type":"generic_error","error_code":40000,"message":"No query with id q9"}'
+        ),
+    )
     client = Client(double.url)
     assert client.healthcheck()["isHealthy"] is True
     assert client.cluster_status()["clusterStatus"]["localhost:8088"]["hostAlive"] is True
@@ -479,7 +537,12 @@ def test_admin_endpoints(double: ksql_double.KsqlDouble) -> None:
 
 def test_create_table_statement(double: ksql_double.KsqlDouble) -> None:
     """ksql-python's create_table: its CreateBuilder's text, with the key property."""
-    double.script("/ksql", lambda r: Reply(body='[{"@type":"currentStatus","commandStatus":{"status":"SUCCESS","message":"Table created"}}]'))
+    double.script(
+        "/ksql",
+        lambda r: Reply(
+            body='[{"@type":"currentStatus","commandStatus":{"status":"SUCCESS","message":"Table created"}}]'
+        ),
+    )
     api = KSQLAPI(double.url, check_version=False)
     assert api.create_table("users", ["id bigint", "name varchar"], "users_topic", "JSON", key="id") is True
     assert double.requests[-1].body == {
@@ -490,7 +553,12 @@ def test_create_table_statement(double: ksql_double.KsqlDouble) -> None:
     with pytest.raises(ValueError):
         api.create_stream("users", ["id bigint"], "users_topic", "PROTOBUF")
     # An old server's "200 with commandStatus ERROR" is an error too.
-    double.script("/ksql", lambda r: Reply(body='[{"@type":"currentStatus","statementText":"DROP TABLE x;","commandStatus":{"status":"ERROR","message":"boom"}}]'))
+    double.script(
+        "/ksql",
+        lambda r: Reply(
+            body='[{"@type":"currentStatus","statementText":"DROP TABLE x;","commandStatus":{"status":"ERROR","message":"boom"}}]'
+        ),
+    )
     with pytest.raises(KsqlError) as raised:
         api.ksql("DROP TABLE x;")
     assert raised.value.message == "boom" and raised.value.http_status == 200

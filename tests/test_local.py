@@ -5,11 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import kafkaml
 import pyarrow as pa
 import pytest
 from confluent_kafka import Producer as ConfluentProducer
-
-import kafkaml
 from kafka_helpers import consume, produce
 
 
@@ -35,7 +34,10 @@ def test_local_kafka_round_trip_and_peer_client() -> None:
         consumed = consume(kafka.bootstrap_servers, "readings", 230)
         assert {m.partition for m in consumed} == {0, 1, 2}
         assert sorted(json.loads(m.value)["id"] for m in consumed) == [*range(200), *range(1000, 1030)]
-        assert sorted(kafkaml.read_topic(kafka, "readings").column("id").to_pylist()) == [*range(200), *range(1000, 1030)]
+        assert sorted(kafkaml.read_topic(kafka, "readings").column("id").to_pylist()) == [
+            *range(200),
+            *range(1000, 1030),
+        ]
 
         # offsets by time are not something the mock cluster can do
         with pytest.raises(kafkaml.UnsupportedError, match="LocalKafka") as caught:
@@ -54,7 +56,9 @@ def test_local_kafka_consumer_group_resumes() -> None:
     with kafkaml.LocalKafka() as kafka:
         kafka.create_topic("events", partitions=3)
         kafkaml.write_topic(kafka, "events", pa.table({"id": pa.array(range(90), pa.int64())}))
-        with kafkaml.Consumer(kafka, "events", group_id="g", stop="end", batch_size=20, config=short_sessions) as consumer:
+        with kafkaml.Consumer(
+            kafka, "events", group_id="g", stop="end", batch_size=20, config=short_sessions
+        ) as consumer:
             first = next(iter(consumer))
             assert consumer.commit() >= 1
         with kafkaml.Consumer(kafka, "events", group_id="g", stop="end", config=short_sessions) as consumer:

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import kafkaml
 import numpy as np
 import pytest
-
-import kafkaml
 
 
 def test_model_error_is_a_kafkaml_error() -> None:
@@ -56,9 +55,9 @@ def test_unknown_op_names_op_and_node(tmp_path: Path, talk_fixtures: Path) -> No
 
 def test_unknown_input_and_output_names(talk_fixtures: Path) -> None:
     path = talk_fixtures / "autoencoder_fraud.pb"
-    with pytest.raises(kafkaml.ModelError, match="no node named \"nope\".*CreditCardInput"):
+    with pytest.raises(kafkaml.ModelError, match='no node named "nope".*CreditCardInput'):
         kafkaml.Model.load(path, inputs=["nope"])
-    with pytest.raises(kafkaml.ModelError, match="no node named \"nope:0\".*Decoder2/Relu"):
+    with pytest.raises(kafkaml.ModelError, match='no node named "nope:0".*Decoder2/Relu'):
         kafkaml.Model.load(path, outputs=["nope:0"])
 
 

@@ -6,17 +6,16 @@ TensorFlow and tf2onnx come with the ``test`` extra (``scripts/setup --test``)."
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-import keras  # noqa: E402  (tensorflow-cpu, keras and tf2onnx are in the test extra)
-import tensorflow as tf  # noqa: E402
-
 import kafkaml  # noqa: E402
+import keras  # noqa: E402  (tensorflow-cpu, keras and tf2onnx are in the test extra)
 from kafkaml import export  # noqa: E402
 
 L = keras.layers

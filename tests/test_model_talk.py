@@ -6,13 +6,12 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import kafkaml
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
-
-import kafkaml
 
 FEATURES = ["Time", *[f"V{i}" for i in range(1, 29)], "Amount"]
 

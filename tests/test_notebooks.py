@@ -28,7 +28,9 @@ def test_the_four_notebooks_are_there() -> None:
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_committed_notebook_has_no_error_outputs(notebook: Path) -> None:
     cells = json.loads(notebook.read_text())["cells"]
-    errors = [o for c in cells if c["cell_type"] == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    errors = [
+        o for c in cells if c["cell_type"] == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"
+    ]
     assert errors == []
 
 
@@ -47,5 +49,7 @@ def test_notebook_runs_against_the_real_broker(
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     document = nbformat.read(notebook, as_version=4)
-    client = nbclient.NotebookClient(document, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(notebook.parent)}})
+    client = nbclient.NotebookClient(
+        document, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(notebook.parent)}}
+    )
     client.execute()  # raises CellExecutionError naming the cell on any error

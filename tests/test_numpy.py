@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import decimal
 
+import kafkaml
 import numpy as np
 import pyarrow as pa
 import pytest
-
-import kafkaml
 
 
 def features(rows: int = 500) -> pa.Table:
@@ -80,13 +79,17 @@ def test_a_matrix_straight_from_kafka(bootstrap: str, new_topic) -> None:
     replay = kafkaml.read_topic(bootstrap, topic, format="csv", schema=table.schema)
     matrix = kafkaml.to_numpy(replay, dtype="float64")
     order = np.argsort(matrix[:, 0])
-    expected = np.column_stack([table.column(n).to_numpy(zero_copy_only=False).astype(np.float64) for n in table.column_names])
+    expected = np.column_stack(
+        [table.column(n).to_numpy(zero_copy_only=False).astype(np.float64) for n in table.column_names]
+    )
     assert np.array_equal(matrix[order], expected)
 
 
 def credit_rows(rows: int) -> pa.Table:
     rng = np.random.default_rng(11)
-    return pa.table({"id": pa.array(np.arange(rows), pa.int64()), "v1": rng.normal(size=rows), "v2": rng.normal(size=rows)})
+    return pa.table(
+        {"id": pa.array(np.arange(rows), pa.int64()), "v1": rng.normal(size=rows), "v2": rng.normal(size=rows)}
+    )
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])
@@ -136,8 +139,13 @@ def test_read_matrix_skips_or_raises_on_bad_messages(bootstrap: str, new_topic, 
 
 def test_read_matrix_nulls_columns_and_options(bootstrap: str, new_topic) -> None:
     topic = new_topic(partitions=1)
-    table = pa.table({"a": pa.array(np.arange(4_000, dtype=np.float64)), "b": pa.array([None if i == 2_500 else i for i in range(4_000)], pa.int64()),
-                      "name": [f"n{i}" for i in range(4_000)]})
+    table = pa.table(
+        {
+            "a": pa.array(np.arange(4_000, dtype=np.float64)),
+            "b": pa.array([None if i == 2_500 else i for i in range(4_000)], pa.int64()),
+            "name": [f"n{i}" for i in range(4_000)],
+        }
+    )
     kafkaml.write_topic(bootstrap, topic, table)
     schema = "a DOUBLE, b BIGINT, name STRING"
     # the row of a null counts from the first row of the matrix, across batches

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import kafkaml
 import pyarrow as pa
 import pytest
-
-import kafkaml
 
 TALK_DECLARATIONS = (
     ["Id bigint", "Timestamp varchar", "User varchar", "Time int"]

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
+import kafkaml
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-
-import kafkaml
 from kafka_helpers import consume
 
 

@@ -9,13 +9,11 @@ import decimal
 import io
 import json
 
+import kafkaml
 import pyarrow as pa
-import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
-
-import kafkaml
 from kafka_helpers import consume, produce
 
 ROWS = 300
@@ -31,7 +29,9 @@ def nested_table(rows: int = ROWS) -> pa.Table:
             "name": [None if i % 7 == 0 else f'name {i}, "quoted"' for i in ids],
             "score": [None if i % 5 == 0 else i / 8 - 3.3 for i in ids],
             "flag": [None if i % 11 == 0 else i % 2 == 0 for i in ids],
-            "tags": pa.array([None if i % 6 == 0 else [f"t{j}" for j in range(i % 4)] for i in ids], pa.list_(pa.string())),
+            "tags": pa.array(
+                [None if i % 6 == 0 else [f"t{j}" for j in range(i % 4)] for i in ids], pa.list_(pa.string())
+            ),
             "loc": pa.array(
                 [None if i % 4 == 0 else {"lat": i / 3, "lon": None if i % 9 == 0 else -i / 7} for i in ids],
                 pa.struct([("lat", pa.float64()), ("lon", pa.float64())]),
@@ -40,7 +40,9 @@ def nested_table(rows: int = ROWS) -> pa.Table:
     )
 
 
-NESTED_DECLARATIONS = "id BIGINT, name STRING, score DOUBLE, flag BOOLEAN, tags ARRAY<STRING>, loc STRUCT<lat DOUBLE, lon DOUBLE>"
+NESTED_DECLARATIONS = (
+    "id BIGINT, name STRING, score DOUBLE, flag BOOLEAN, tags ARRAY<STRING>, loc STRUCT<lat DOUBLE, lon DOUBLE>"
+)
 
 
 def flat_table(rows: int = ROWS) -> pa.Table:
@@ -121,7 +123,9 @@ def test_csv_written_by_confluent_reads_back_equal(bootstrap: str, new_topic, co
     assert any('"Smith, ""Anna""' in line for line in lines)  # the writer quoted what it had to
     produce(confluent_producer, topic, lines)
 
-    back = kafkaml.read_topic(bootstrap, topic, format="csv", schema="id BIGINT, name VARCHAR, score DOUBLE, flag BOOLEAN")
+    back = kafkaml.read_topic(
+        bootstrap, topic, format="csv", schema="id BIGINT, name VARCHAR, score DOUBLE, flag BOOLEAN"
+    )
     assert by_id(back).equals(table)
     delimited = kafkaml.read_topic(bootstrap, topic, format="delimited", schema=table.schema)
     assert by_id(delimited).equals(table)
@@ -167,7 +171,10 @@ AVRO_SCHEMA = {
                 {
                     "type": "record",
                     "name": "Location",
-                    "fields": [{"name": "lat", "type": "double"}, {"name": "lon", "type": ["null", "double"], "default": None}],
+                    "fields": [
+                        {"name": "lat", "type": "double"},
+                        {"name": "lon", "type": ["null", "double"], "default": None},
+                    ],
                 },
             ],
             "default": None,
@@ -223,7 +230,9 @@ def test_avro_written_by_kafkaml_reads_back_equal_in_both_clients(bootstrap: str
     topic = new_topic(partitions=3)
     rows = avro_rows()
     # the Arrow table of the rows, typed by the Avro schema (through a bare-datum topic)
-    kafkaml.write_topic(bootstrap, source, pa.Table.from_pylist(rows, schema=_arrow_schema()), format="avro", schema=AVRO_SCHEMA)
+    kafkaml.write_topic(
+        bootstrap, source, pa.Table.from_pylist(rows, schema=_arrow_schema()), format="avro", schema=AVRO_SCHEMA
+    )
     table = by_id(kafkaml.read_topic(bootstrap, source, format="avro", schema=AVRO_SCHEMA))
     assert plain(table.to_pylist()) == rows
 

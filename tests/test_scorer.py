@@ -12,14 +12,13 @@ import subprocess
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
+import kafkaml
 import numpy as np
 import pyarrow as pa
 import pytest
-
-import kafkaml
 
 FEATURES = ["Time", *[f"V{i}" for i in range(1, 29)], "Amount"]
 REPO = Path(__file__).resolve().parents[1]
@@ -62,8 +61,14 @@ def test_every_event_gets_exactly_one_result_equal_to_model_score(
     kafkaml.write_topic(bootstrap, source, events, key="id")
     threshold = float(np.median(expected_scores(talk_model, events)))
     scorer = kafkaml.StreamScorer(
-        bootstrap, source, sink, talk_model,
-        features=FEATURES, id_columns=["id"], threshold=threshold, group_id=f"g-{uuid.uuid4().hex}",
+        bootstrap,
+        source,
+        sink,
+        talk_model,
+        features=FEATURES,
+        id_columns=["id"],
+        threshold=threshold,
+        group_id=f"g-{uuid.uuid4().hex}",
         batch_size=128,
     )
     stats = scorer.run(until=events.num_rows, timeout=120)
@@ -110,8 +115,15 @@ def test_bad_events_are_skipped_and_counted_or_stop_the_scorer_naming_them(
     schema = kafkaml.parse_columns(["id BIGINT"] + [f"{f} DOUBLE" for f in FEATURES])
 
     skipping = kafkaml.StreamScorer(
-        bootstrap, source, new_topic(partitions=1), talk_model, features=FEATURES, id_columns=["id"],
-        group_id=f"g-{uuid.uuid4().hex}", on_error="skip", schema=schema,
+        bootstrap,
+        source,
+        new_topic(partitions=1),
+        talk_model,
+        features=FEATURES,
+        id_columns=["id"],
+        group_id=f"g-{uuid.uuid4().hex}",
+        on_error="skip",
+        schema=schema,
     )
     stats = skipping.run(until="caught_up", timeout=60)
     assert (stats["produced"], stats["skipped"]) == (15, 2)
@@ -120,8 +132,16 @@ def test_bad_events_are_skipped_and_counted_or_stop_the_scorer_naming_them(
     assert "V3" in failures[1].reason
 
     raising = kafkaml.StreamScorer(
-        bootstrap, source, new_topic(partitions=1), talk_model, features=FEATURES, id_columns=["id"],
-        group_id=f"g-{uuid.uuid4().hex}", on_error="raise", schema=schema, batch_size=5,
+        bootstrap,
+        source,
+        new_topic(partitions=1),
+        talk_model,
+        features=FEATURES,
+        id_columns=["id"],
+        group_id=f"g-{uuid.uuid4().hex}",
+        on_error="raise",
+        schema=schema,
+        batch_size=5,
     )
     with pytest.raises(kafkaml.DecodeError) as caught:
         raising.run(until="caught_up", timeout=60)
@@ -135,7 +155,11 @@ def test_wrong_features_fail_at_the_first_batch_with_the_column_named(
     source = new_topic(partitions=1)
     kafkaml.write_topic(bootstrap, source, events.slice(0, 5))
     scorer = kafkaml.StreamScorer(
-        bootstrap, source, new_topic(partitions=1), talk_model, features=[*FEATURES[:-1], "Amnt"],
+        bootstrap,
+        source,
+        new_topic(partitions=1),
+        talk_model,
+        features=[*FEATURES[:-1], "Amnt"],
         group_id=f"g-{uuid.uuid4().hex}",
     )
     with pytest.raises(kafkaml.SchemaError, match="Amnt"):
@@ -144,7 +168,9 @@ def test_wrong_features_fail_at_the_first_batch_with_the_column_named(
 
 def test_missing_source_topic_and_missing_group_are_errors(bootstrap: str, talk_model: kafkaml.Model) -> None:
     with pytest.raises(kafkaml.KafkaError, match="does not exist"):
-        kafkaml.StreamScorer(bootstrap, f"absent-{uuid.uuid4().hex}", "x", talk_model, features=FEATURES, group_id="g").start()
+        kafkaml.StreamScorer(
+            bootstrap, f"absent-{uuid.uuid4().hex}", "x", talk_model, features=FEATURES, group_id="g"
+        ).start()
     with pytest.raises(kafkaml.ConfigError, match="group_id"):
         kafkaml.StreamScorer(bootstrap, "x", "y", talk_model, features=FEATURES, group_id="")
 
@@ -156,7 +182,9 @@ def test_missing_source_topic_and_missing_group_are_errors(bootstrap: str, talk_
 def own_broker(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     """A second real broker on other ports, so restarting it disturbs no other test."""
     port = 19092 + os.getpid() % 1000 * 2
-    env = dict(os.environ, KAFKA_PORT=str(port), KAFKA_CONTROLLER_PORT=str(port + 1), KAFKA_DATA_DIR=str(tmp_path / "kafka"))
+    env = dict(
+        os.environ, KAFKA_PORT=str(port), KAFKA_CONTROLLER_PORT=str(port + 1), KAFKA_DATA_DIR=str(tmp_path / "kafka")
+    )
     server = str(REPO / "scripts" / "kafka-server")
     started = subprocess.run([server, "start"], env=env, capture_output=True, text=True, timeout=300)
     assert started.returncode == 0, started.stderr[-2000:]
@@ -173,15 +201,24 @@ def test_a_broker_restart_mid_run_loses_nothing(own_broker, talk_model: kafkaml.
     half = many.num_rows // 2
     kafkaml.write_topic(address, "events", many.slice(0, half))
     scorer = kafkaml.StreamScorer(
-        address, "events", "scores", talk_model, features=FEATURES, id_columns=["id"],
-        group_id="restart", batch_size=500, max_wait_ms=20,
+        address,
+        "events",
+        "scores",
+        talk_model,
+        features=FEATURES,
+        id_columns=["id"],
+        group_id="restart",
+        batch_size=500,
+        max_wait_ms=20,
         # small fetches slow the scorer down, so that the restart lands while it reads
         config={"max.partition.fetch.bytes": "65536"},
     ).start()
     deadline = time.monotonic() + 60
     while scorer.stats()["produced"] < 2000 and time.monotonic() < deadline:
         time.sleep(0.005)
-    restart = subprocess.run([str(REPO / "scripts" / "kafka-server"), "restart"], env=env, capture_output=True, text=True, timeout=300)
+    restart = subprocess.run(
+        [str(REPO / "scripts" / "kafka-server"), "restart"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert restart.returncode == 0, restart.stderr[-2000:]
     kafkaml.write_topic(address, "events", many.slice(half))  # and more events after the restart
     stats = scorer.run(until="caught_up", timeout=240)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.csv as pacsv
-
 import kafkaml
+import numpy as np
+import pyarrow.csv as pacsv
 
 # The talk's KSQL column declarations for creditcard_extended.csv, in its list form.
 TALK_DECLARATIONS = (

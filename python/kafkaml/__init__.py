@@ -4,6 +4,7 @@ The Rust core decodes messages straight into Arrow record batches (no Python obj
 message) and encodes Arrow rows into messages; this package is its Python face.
 """
 
+from kafkaml import datasets, export, tf  # export and tf import TensorFlow only when used
 from kafkaml._consumer import Consumer, ConsumerErrors, DecodeFailure, read_matrix, read_topic
 from kafkaml._errors import (
     ConfigError,
@@ -16,13 +17,12 @@ from kafkaml._errors import (
     UnsupportedError,
 )
 from kafkaml._local import LocalKafka
+from kafkaml._matrix import to_numpy
+from kafkaml._model import Model, TensorInfo
 from kafkaml._native import __version__
 from kafkaml._native import parse_columns as _parse_columns
 from kafkaml._producer import Producer, write_topic
-from kafkaml._matrix import to_numpy
-from kafkaml._model import Model, TensorInfo
 from kafkaml._scorer import StreamScorer
-from kafkaml import datasets, export, tf  # export and tf import TensorFlow only when used
 
 parse_columns = _parse_columns
 """Parses KSQL column declarations (``"ID BIGINT, V1 DOUBLE"`` or a list) into a ``pyarrow.Schema``."""

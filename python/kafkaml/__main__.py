@@ -29,7 +29,9 @@ def demo(args: argparse.Namespace) -> int:
     """The main job for a newcomer (grows with each part of the talk's pipeline)."""
     from kafkaml._demo import run
 
-    return run(bootstrap=args.bootstrap, rows=args.rows, live_rows=args.live_rows, epochs=args.epochs, model_path=args.model)
+    return run(
+        bootstrap=args.bootstrap, rows=args.rows, live_rows=args.live_rows, epochs=args.epochs, model_path=args.model
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from typing import Any, Mapping, Union
+from collections.abc import Mapping
+from typing import Any
 
-Bootstrap = Union[str, Any]
+Bootstrap = str | Any
 """A ``host:port[,host:port]`` string, or an object with ``.bootstrap_servers`` (LocalKafka)."""
 
 

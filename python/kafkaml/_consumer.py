@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Iterator, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 
 from kafkaml import _native
-from kafkaml._matrix import MatrixDtype, to_numpy
 from kafkaml._args import Bootstrap, avro_schema_text, bootstrap_servers, epoch_ms, string_config
+from kafkaml._matrix import MatrixDtype, to_numpy
 
 Start = Literal["earliest", "latest"] | Mapping[int, int] | _dt.datetime
 Stop = None | Literal["end"] | _dt.datetime

@@ -102,7 +102,13 @@ def run(
     )
     try:
         if local is not None:
-            sizes = ((source, rows), (preprocessed, rows), (live, live_rows), (scores, live_rows), (backlog_scores, rows))
+            sizes = (
+                (source, rows),
+                (preprocessed, rows),
+                (live, live_rows),
+                (scores, live_rows),
+                (backlog_scores, rows),
+            )
             for topic, size in sizes:
                 local.create_topic(topic, partitions=max(1, -(-size // ROWS_PER_PARTITION)))
         where = "LocalKafka (in-process)" if local is not None else address
@@ -111,22 +117,28 @@ def run(
         # 1. integrate: the DELIMITED source stream
         t0 = time.perf_counter()
         history = datasets.credit_card_source(rows, seed=seed)
-        written = kafkaml.write_topic(address, source, history, format="csv", config={"sticky.partitioning.linger.ms": 0})
+        written = kafkaml.write_topic(
+            address, source, history, format="csv", config={"sticky.partitioning.linger.ms": 0}
+        )
         say(f"1. wrote {written:,} transactions (DELIMITED) to {source!r} in {time.perf_counter() - t0:.1f} s")
 
         # 2. preprocess (the talk's KSQL step, here in Arrow)
         t0 = time.perf_counter()
         kept = preprocess(address, source, preprocessed)
-        say(f"2. preprocessed {kept:,} rows into {preprocessed!r} (JSON, Id/Timestamp/User dropped, Class not null) "
-            f"in {time.perf_counter() - t0:.1f} s — no KSQL server needed")
+        say(
+            f"2. preprocessed {kept:,} rows into {preprocessed!r} (JSON, Id/Timestamp/User dropped, Class not null) "
+            f"in {time.perf_counter() - t0:.1f} s — no KSQL server needed"
+        )
 
         # 3. replay into numpy, train
         t0 = time.perf_counter()
         table = kafkaml.read_topic(address, preprocessed, schema=[*(f"{f} DOUBLE" for f in FEATURES), "Class INT"])
         x = kafkaml.to_numpy(table, columns=FEATURES)
         fraud = table.column("Class").to_numpy() == 1
-        say(f"3. replayed {len(x):,} rows into a {x.shape} float32 matrix in {time.perf_counter() - t0:.2f} s "
-            f"({int(fraud.sum())} frauds)")
+        say(
+            f"3. replayed {len(x):,} rows into a {x.shape} float32 matrix in {time.perf_counter() - t0:.2f} s "
+            f"({int(fraud.sum())} frauds)"
+        )
         rng = np.random.default_rng(seed)
         test_rows = rng.random(len(x)) < 0.2
         mean = x[~test_rows & ~fraud].mean(axis=0)
@@ -137,8 +149,10 @@ def run(
             try:
                 import tensorflow  # noqa: F401
             except ImportError:
-                say("   TensorFlow is not installed: install the training extra (pip install 'kafkaml[train]',\n"
-                    "   or scripts/setup --train), or pass --model PATH to deploy a trained model instead.")
+                say(
+                    "   TensorFlow is not installed: install the training extra (pip install 'kafkaml[train]',\n"
+                    "   or scripts/setup --train), or pass --model PATH to deploy a trained model instead."
+                )
                 return 2
             t0 = time.perf_counter()
             keras_model = train(standardised[~test_rows & ~fraud], epochs, seed)
@@ -148,7 +162,9 @@ def run(
             model = kafkaml.Model.load(model_file)
             sample = standardised[test_rows][:1000]
             parity = float(np.max(np.abs(model.predict(sample) - keras_model(sample, training=False).numpy())))
-            say(f"4. froze the model to {model_file.name}, loaded it in kafkaml (tract): max |kafkaml - Keras| = {parity:.1e}")
+            say(
+                f"4. froze the model to {model_file.name}, loaded it in kafkaml (tract): max |kafkaml - Keras| = {parity:.1e}"
+            )
             scaling: tuple[np.ndarray, np.ndarray] | None = (mean, scale)
         else:
             model = kafkaml.Model.load(model_path)
@@ -160,53 +176,76 @@ def run(
         errors = model.reconstruction_error(standardised[test_rows])
         threshold = float(np.quantile(errors[~fraud[test_rows]], 0.99))
         precision, recall = precision_recall(errors > threshold, fraud[test_rows])
-        say(f"   threshold {threshold:.3f} (99th percentile of normal rows); held-out rows: "
-            f"precision {precision:.2f}, recall {recall:.2f}")
+        say(
+            f"   threshold {threshold:.3f} (99th percentile of normal rows); held-out rows: "
+            f"precision {precision:.2f}, recall {recall:.2f}"
+        )
 
         # 5. deploy: score a live stream of new transactions
         stream = datasets.credit_card_transactions(live_rows, seed=seed + 1)
         stream = stream.add_column(0, "Id", pa.array(np.arange(live_rows, dtype=np.int64)))
+
         def feed(rows: pa.Table) -> None:
-            datasets.write_events(address, live, rows, rate=live_rows / 5.0, chunk=500,
-                                  config={"sticky.partitioning.linger.ms": 0})
+            datasets.write_events(
+                address, live, rows, rate=live_rows / 5.0, chunk=500, config={"sticky.partitioning.linger.ms": 0}
+            )
 
         first = min(500, live_rows)
         t0 = time.perf_counter()
         feed(stream.slice(0, first))  # the first events create the topic on a real broker
         writer = threading.Thread(target=feed, args=(stream.slice(first),))
         scorer = kafkaml.StreamScorer(
-            address, live, scores, model, features=FEATURES, id_columns=["Id"], scaling=scaling,
-            threshold=threshold, group_id=f"demo-scorer{suffix}",
+            address,
+            live,
+            scores,
+            model,
+            features=FEATURES,
+            id_columns=["Id"],
+            scaling=scaling,
+            threshold=threshold,
+            group_id=f"demo-scorer{suffix}",
         )
         writer.start()
         scorer.start()
         writer.join()
         stats = scorer.run(until="caught_up", timeout=120)
         took = time.perf_counter() - t0
-        say(f"5. StreamScorer kept pace with a live stream of {stats['consumed']:,} transactions "
-            f"(written over ~5 s): all scored {took:.1f} s after the feed began")
+        say(
+            f"5. StreamScorer kept pace with a live stream of {stats['consumed']:,} transactions "
+            f"(written over ~5 s): all scored {took:.1f} s after the feed began"
+        )
 
         results = kafkaml.read_topic(address, scores, schema="Id BIGINT, score DOUBLE, anomaly BOOLEAN")
         by_id = results.sort_by("Id")
         flags = by_id.column("anomaly").to_numpy(zero_copy_only=False)
         truth = stream.column("Class").to_numpy()[by_id.column("Id").to_numpy()] == 1
         precision, recall = precision_recall(flags, truth)
-        say(f"   {results.num_rows:,} results in {scores!r}: {int(flags.sum())} anomalies flagged, "
-            f"{int(truth.sum())} real frauds; precision {precision:.2f}, recall {recall:.2f}")
+        say(
+            f"   {results.num_rows:,} results in {scores!r}: {int(flags.sum())} anomalies flagged, "
+            f"{int(truth.sum())} real frauds; precision {precision:.2f}, recall {recall:.2f}"
+        )
         if results.num_rows != live_rows:
             say(f"   MISMATCH: {live_rows:,} events in, {results.num_rows:,} results out")
             return 1
 
         # 6. throughput: the whole preprocessed history as a backlog, as fast as it goes
         backlog = kafkaml.StreamScorer(
-            address, preprocessed, backlog_scores, model, features=FEATURES, scaling=scaling,
-            threshold=threshold, group_id=f"demo-backlog{suffix}",
+            address,
+            preprocessed,
+            backlog_scores,
+            model,
+            features=FEATURES,
+            scaling=scaling,
+            threshold=threshold,
+            group_id=f"demo-backlog{suffix}",
         )
         t0 = time.perf_counter()
         stats = backlog.run(until=rows, timeout=120)
         took = time.perf_counter() - t0
-        say(f"6. StreamScorer on a backlog of {stats['produced']:,} events: {stats['produced'] / took:,.0f} events/s "
-            f"end to end (consume, decode, score, produce, commit; includes joining the group)")
+        say(
+            f"6. StreamScorer on a backlog of {stats['produced']:,} events: {stats['produced'] / took:,.0f} events/s "
+            f"end to end (consume, decode, score, produce, commit; includes joining the group)"
+        )
         say(f"done in {time.perf_counter() - started_all:.0f} s")
         return 0
     finally:

@@ -11,4 +11,13 @@ from kafkaml._native import (
     UnsupportedError,
 )
 
-__all__ = ["KafkaMLError", "KafkaError", "DecodeError", "SchemaError", "DeliveryError", "ConfigError", "UnsupportedError", "ModelError"]
+__all__ = [
+    "KafkaMLError",
+    "KafkaError",
+    "DecodeError",
+    "SchemaError",
+    "DeliveryError",
+    "ConfigError",
+    "UnsupportedError",
+    "ModelError",
+]

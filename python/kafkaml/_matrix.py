@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import numpy as np
 
 from kafkaml import _native
 
-
 MatrixDtype = Literal["float32", "float64"]
 """The element types :func:`to_numpy` builds."""
+
 
 def to_numpy(
     data: Any,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -165,9 +166,7 @@ class Model:
         """
         return self._native.reconstruction_error(self._matrix(x, columns))
 
-    def score(
-        self, x: Any, threshold: float, columns: Sequence[str] | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def score(self, x: Any, threshold: float, columns: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Anomaly scores and flags: ``(reconstruction_error(x), reconstruction_error(x) > threshold)``."""
         scores = self.reconstruction_error(x, columns)
         return scores, scores > np.float32(threshold)

@@ -3,12 +3,12 @@
 Users call the wrappers in :mod:`kafkaml`; these are the native classes behind them.
 """
 
-from typing import Any, Mapping, Sequence, final
-
-from typing_extensions import Self
+from collections.abc import Mapping, Sequence
+from typing import Any, final
 
 import numpy as np
 import pyarrow as pa
+from typing_extensions import Self
 
 __version__: str
 __all__ = [

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import pyarrow as pa
 

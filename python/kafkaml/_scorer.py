@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from kafkaml import _native
 from kafkaml._args import Bootstrap, bootstrap_servers, string_config

@@ -35,8 +35,22 @@ _COMPONENT_STD = np.linspace(1.9, 0.3, 28)
 # How fraud differs, per component (in units of the component's spread): in the real data
 # frauds sit far out on V14, V12, V10, V17, V3 (low) and V4, V11, V2 (high).
 _FRAUD_SHIFT = np.zeros(28)
-for _component, _shift in {1: -2.0, 2: 2.0, 3: -4.0, 4: 3.5, 5: -1.5, 7: -3.0, 9: -2.0, 10: -4.5,
-                           11: 3.0, 12: -5.0, 14: -6.0, 16: -3.5, 17: -5.0, 18: -2.0}.items():
+for _component, _shift in {
+    1: -2.0,
+    2: 2.0,
+    3: -4.0,
+    4: 3.5,
+    5: -1.5,
+    7: -3.0,
+    9: -2.0,
+    10: -4.5,
+    11: 3.0,
+    12: -5.0,
+    14: -6.0,
+    16: -3.5,
+    17: -5.0,
+    18: -2.0,
+}.items():
     _FRAUD_SHIFT[_component - 1] = _shift
 _SECONDS_PER_DAY = 86_400
 

@@ -5,7 +5,8 @@ TensorFlow is imported when :func:`dataset` is called, not with kafkaml.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from kafkaml._args import Bootstrap
 from kafkaml._matrix import MatrixDtype
@@ -25,7 +26,7 @@ def dataset(
     dtype: MatrixDtype = "float32",
     label_dtype: MatrixDtype = "float32",
     **consumer_options: Any,
-) -> "tensorflow.data.Dataset":
+) -> tensorflow.data.Dataset:
     """A ``tf.data.Dataset`` of the rows of ``topic``, in batches.
 
     Every pass over the dataset (every epoch of ``model.fit``) reads the topic from the start
@@ -46,8 +47,14 @@ def dataset(
     import tensorflow as tf
 
     epochs = TopicEpochs(
-        bootstrap, topic, features=features, label=label, batch_size=batch_size, dtype=dtype,
-        label_dtype=label_dtype, consumer_options=consumer_options,
+        bootstrap,
+        topic,
+        features=features,
+        label=label,
+        batch_size=batch_size,
+        dtype=dtype,
+        label_dtype=label_dtype,
+        consumer_options=consumer_options,
     )
     x_spec = tf.TensorSpec(shape=(None, len(epochs.features)), dtype=tf.as_dtype(dtype))
     if label is None:
@@ -59,8 +66,7 @@ def dataset(
         return tf.data.Dataset.from_generator(features_only, output_signature=x_spec)
 
     def with_labels() -> Any:
-        for x, y in epochs.batches():
-            yield x, y
+        yield from epochs.batches()
 
     y_spec = tf.TensorSpec(shape=(None,), dtype=tf.as_dtype(label_dtype))
     return tf.data.Dataset.from_generator(with_labels, output_signature=(x_spec, y_spec))

@@ -5,7 +5,8 @@ Importing this module imports PyTorch; ``import kafkaml`` alone does not.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import IterableDataset as _TorchIterableDataset
@@ -41,8 +42,14 @@ class IterableDataset(_TorchIterableDataset):  # type: ignore[type-arg, misc]
     ) -> None:
         super().__init__()
         self.epochs = TopicEpochs(
-            bootstrap, topic, features=features, label=label, batch_size=batch_size, dtype=dtype,
-            label_dtype=label_dtype, consumer_options=consumer_options,
+            bootstrap,
+            topic,
+            features=features,
+            label=label,
+            batch_size=batch_size,
+            dtype=dtype,
+            label_dtype=label_dtype,
+            consumer_options=consumer_options,
         )
 
     def __iter__(self) -> Iterator[Any]:

@@ -7,8 +7,9 @@ import functools
 import html
 import json
 import re
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
@@ -89,13 +90,17 @@ def _entity_html(entity: Any) -> str:
     kind = entity.get("@type", "")
     title = f"<p><b>{html.escape(str(kind))}</b> {_cell(entity.get('statementText'))}</p>"
     # Listings (streams, tables, queries, properties, topics, ...) are one list of records.
-    listings = [v for k, v in entity.items() if isinstance(v, list) and k != "warnings" and all(isinstance(x, dict) for x in v)]
+    listings = [
+        v for k, v in entity.items() if isinstance(v, list) and k != "warnings" and all(isinstance(x, dict) for x in v)
+    ]
     if len(listings) == 1:
         rows = listings[0]
         return title + (_table(rows) if rows else "<p><i>(none)</i></p>")
     if isinstance(entity.get("sourceDescription"), dict):
         description = entity["sourceDescription"]
-        fields = [{"name": f.get("name"), "type": (f.get("schema") or {}).get("type")} for f in description.get("fields", [])]
+        fields = [
+            {"name": f.get("name"), "type": (f.get("schema") or {}).get("type")} for f in description.get("fields", [])
+        ]
         return title + _table(fields)
     pairs = [{"field": k, "value": v} for k, v in entity.items() if k not in ("@type", "statementText")]
     return title + _table(pairs)
@@ -218,13 +223,23 @@ class Client:
         body = statement.rstrip().rstrip(";")
         if match := _SET.match(body):
             self.set(match.group(1), match.group(2).replace("''", "'"))
-            return {"@type": "property_set", "statementText": statement, "name": match.group(1), "value": match.group(2)}
+            return {
+                "@type": "property_set",
+                "statementText": statement,
+                "name": match.group(1),
+                "value": match.group(2),
+            }
         if match := _UNSET.match(body):
             self.unset(match.group(1))
             return {"@type": "property_unset", "statementText": statement, "name": match.group(1)}
         if match := _DEFINE.match(body):
             self.define(match.group(1), match.group(2).replace("''", "'"))
-            return {"@type": "variable_defined", "statementText": statement, "name": match.group(1), "value": match.group(2)}
+            return {
+                "@type": "variable_defined",
+                "statementText": statement,
+                "name": match.group(1),
+                "value": match.group(2),
+            }
         if match := _UNDEFINE.match(body):
             self.undefine(match.group(1))
             return {"@type": "variable_undefined", "statementText": statement, "name": match.group(1)}

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from kafkaml._native import KsqlError, KsqlQueryStream
 from kafkaml._native import parse_columns as _parse_columns
@@ -78,7 +79,9 @@ class KSQLAPI:
             http2=False,
         )
         self._http2_client: Client | None = None
-        self._client_options = dict(auth=auth, cert=cert, verify=kwargs.get("verify", True), timeout=timeout, retries=max_retries)
+        self._client_options = dict(
+            auth=auth, cert=cert, verify=kwargs.get("verify", True), timeout=timeout, retries=max_retries
+        )
         if check_version:
             self.get_ksql_version()
 
@@ -163,17 +166,29 @@ class KSQLAPI:
         texts = [json.dumps(row) for row in rows]
         return [json.loads(ack) for ack in client._connection.insert(stream_name, texts, fail_on_rejected=False)]
 
-    def create_stream(self, table_name: str, columns_type: Sequence[str], topic: str, value_format: str = "JSON") -> bool:
+    def create_stream(
+        self, table_name: str, columns_type: Sequence[str], topic: str, value_format: str = "JSON"
+    ) -> bool:
         """``CREATE stream <name> (<columns>) WITH (kafka_topic=..., value_format=...)``; True."""
         return self._create("stream", table_name, columns_type, topic, value_format)
 
-    def create_table(self, table_name: str, columns_type: Sequence[str], topic: str, value_format: str, key: str, **kwargs: Any) -> bool:
+    def create_table(
+        self, table_name: str, columns_type: Sequence[str], topic: str, value_format: str, key: str, **kwargs: Any
+    ) -> bool:
         """``CREATE table ... WITH (..., key='<key>')``; True. ``key`` is required."""
         if not key:
             raise ValueError("key is required for creating a table.")
         return self._create("table", table_name, columns_type, topic, value_format, key)
 
-    def _create(self, table_type: str, table_name: str, columns_type: Sequence[str], topic: str, value_format: str, key: str | None = None) -> bool:
+    def _create(
+        self,
+        table_type: str,
+        table_name: str,
+        columns_type: Sequence[str],
+        topic: str,
+        value_format: str,
+        key: str | None = None,
+    ) -> bool:
         self.ksql(build_create(table_type, table_name, columns_type, topic, value_format, key))
         return True
 
@@ -191,13 +206,23 @@ class KSQLAPI:
         """``CREATE stream <name> WITH (...) AS SELECT ... FROM <src> [where ...] [PARTITION BY ...]``;
         True. ``kwargs`` may set ``partitions``, ``replicas`` and ``timestamp``."""
         statement = build_create_as(
-            "stream", table_name, select_columns, src_table, kafka_topic, value_format, conditions, partition_by, **kwargs
+            "stream",
+            table_name,
+            select_columns,
+            src_table,
+            kafka_topic,
+            value_format,
+            conditions,
+            partition_by,
+            **kwargs,
         )
         self.ksql(statement)
         return True
 
 
-def build_create(table_type: str, table_name: str, columns_type: Sequence[str], topic: str, value_format: str, key: str | None = None) -> str:
+def build_create(
+    table_type: str, table_name: str, columns_type: Sequence[str], topic: str, value_format: str, key: str | None = None
+) -> str:
     """The statement ksql-python's ``create_stream``/``create_table`` send."""
     if value_format.lower() not in _VALUE_FORMATS:
         raise ValueError(f"value format {value_format!r} is not one of {_VALUE_FORMATS}")
@@ -226,7 +251,7 @@ def build_create_as(
         if name in kwargs
     )
     select = ", ".join(select_columns) if select_columns else "*"
-    where = "where {}".format(conditions).replace('"', "'") if len(conditions) > 0 else ""
+    where = f"where {conditions}".replace('"', "'") if len(conditions) > 0 else ""
     partition = f"PARTITION BY {partition_by}" if partition_by else ""
     statement = (
         f"CREATE {table_type} {table_name} WITH (kafka_topic='{kafka_topic or table_name}', "

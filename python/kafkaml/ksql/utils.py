@@ -13,9 +13,7 @@ def get_all_streams(api_client: Any, prefix: str | None = None) -> list[str]:
     ``prefix`` (compared in upper case, as ksqlDB stores names)."""
     streams = api_client.ksql("SHOW STREAMS;")[0]["streams"]
     return [
-        s["name"]
-        for s in streams
-        if s.get("type") == "STREAM" and (not prefix or s["name"].startswith(prefix.upper()))
+        s["name"] for s in streams if s.get("type") == "STREAM" and (not prefix or s["name"].startswith(prefix.upper()))
     ]
 
 
