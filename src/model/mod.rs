@@ -6,6 +6,7 @@
 //! graph. A loaded `Model` is `Send + Sync`: every call builds its own small execution state,
 //! so threads share one model without locks.
 
+mod foreign;
 mod load;
 mod normalize;
 mod tf_ops;
@@ -36,6 +37,15 @@ pub enum ModelError {
         path: PathBuf,
         format: &'static str,
         reason: String,
+    },
+    /// A Keras file, a SavedModel folder or another format kafkaml does not run.
+    #[error(
+        "{path} is {what}; kafkaml loads TensorFlow frozen graphs (.pb) and ONNX files: {advice}"
+    )]
+    NotLoadable {
+        path: PathBuf,
+        what: String,
+        advice: String,
     },
     #[error("{path}: op {op} (node {node:?}) is not supported by kafkaml's {format} loader")]
     UnsupportedOp {
@@ -161,12 +171,20 @@ fn assert_send_sync<T: Send + Sync>() {}
 const _: fn() = || assert_send_sync::<Model>();
 
 impl Model {
-    /// Loads a TensorFlow frozen GraphDef (`.pb`) or an ONNX file (`.onnx`).
+    /// Loads a TensorFlow frozen GraphDef (`.pb`) or an ONNX file (`.onnx`). Keras files and
+    /// SavedModel folders are refused with [`ModelError::NotLoadable`], which says how to
+    /// convert them.
     pub fn load(path: &Path, options: &LoadOptions) -> Result<Model, ModelError> {
+        if path.is_dir() {
+            return Err(foreign::directory(path));
+        }
         let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
             path: path.to_path_buf(),
             source,
         })?;
+        if let Some(error) = foreign::file(path, &bytes) {
+            return Err(error);
+        }
         let format = load::detect_format(path, &bytes);
         let path_buf = path.to_path_buf();
         // tract and prost should return errors, but a malformed file must never crash the
