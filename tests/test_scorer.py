@@ -76,6 +76,9 @@ def test_every_event_gets_exactly_one_result_equal_to_model_score(
     results = read_results(bootstrap, sink)
     assert sorted(Counter(results.column("id").to_pylist()).items()) == [(i, 1) for i in range(999)]
     assert_scores_match(results, talk_model, events, threshold)
+    # the threshold is the median: about half are flagged, and the count is the results'
+    assert 400 < stats["anomalies"] == results.column("anomaly").to_pylist().count(True) < 600
+    assert stats["error"] is None
 
 
 def test_clean_stop_and_restart_neither_loses_nor_repeats(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import TracebackType
 
+from kafkaml._display import html_rows, html_table
 from kafkaml._native import LocalCluster
 
 
@@ -31,6 +32,8 @@ class LocalKafka:
     def __init__(self, brokers: int = 1) -> None:
         self._cluster: LocalCluster | None = LocalCluster(brokers)
         self.brokers = brokers
+        # The mock cluster cannot list its topics; these are the ones create_topic made.
+        self._topics: dict[str, int] = {}
 
     @property
     def bootstrap_servers(self) -> str:
@@ -40,6 +43,7 @@ class LocalKafka:
     def create_topic(self, name: str, partitions: int = 1) -> None:
         """Creates topic ``name`` with ``partitions`` partitions (replication factor 1)."""
         self._running().create_topic(name, partitions)
+        self._topics[name] = partitions
 
     def broker_down(self, broker_id: int = 1) -> None:
         """Takes broker ``broker_id`` (1-based) offline, for fault tests."""
@@ -77,3 +81,17 @@ class LocalKafka:
     def __repr__(self) -> str:
         state = self.bootstrap_servers if self._cluster is not None else "stopped"
         return f"LocalKafka(brokers={self.brokers}, bootstrap_servers={state!r})"
+
+    def _repr_html_(self) -> str:
+        """Jupyter's display: state, address, brokers and the topics made by :meth:`create_topic`."""
+        running = self._cluster is not None
+        rows: list[tuple[str, object]] = [
+            ("state", "running (in memory)" if running else "stopped"),
+            ("bootstrap_servers", self.bootstrap_servers if running else None),
+            ("brokers", self.brokers),
+        ]
+        if self._topics:
+            rows.append(("topics created", html_rows(["topic", "partitions"], sorted(self._topics.items()))))
+        else:
+            rows.append(("topics created", "none yet (producing creates one-partition topics)"))
+        return html_table("LocalKafka", rows)

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from kafkaml import _native
+from kafkaml._display import Html, html_rows, html_table
 
 __all__ = ["Model", "TensorInfo"]
 
@@ -32,6 +33,14 @@ def _names(value: str | Sequence[str] | None) -> list[str] | None:
     if isinstance(value, (str, bytes, os.PathLike)):
         return [os.fsdecode(value)]
     return [str(v) for v in value]
+
+
+_BACKENDS = {"tensorflow": "TensorFlow frozen graph", "onnx": "ONNX"}
+
+
+def _shape(shape: tuple[int | None, ...]) -> str:
+    """``[batch, 30]``: the batch dimension named, the others as numbers."""
+    return "[" + ", ".join("batch" if d is None else str(d) for d in shape) + "]"
 
 
 def _is_arrow(x: Any) -> bool:
@@ -71,7 +80,10 @@ class Model:
         placeholders or graph inputs, and sinks). ``input_shape`` is the shape of one row
         without the batch dimension, needed only when the file does not declare it.
         Raises :class:`kafkaml.ModelError` for malformed files, unsupported ops (naming the op
-        and the node), unknown node names and shapes that do not fit.
+        and the node), unknown node names and shapes that do not fit — and for what Keras and
+        TensorFlow save by default (a ``.keras`` or ``.h5`` file, a SavedModel folder), saying
+        how to convert it: ``kafkaml.export.freeze_keras(model, "m.pb")`` or
+        ``kafkaml.export.to_onnx(model, "m.onnx")``.
         """
         native = _native.Model.load(
             os.fspath(path),
@@ -113,13 +125,26 @@ class Model:
 
     def __repr__(self) -> str:
         i, o = self.inputs[0], self.outputs[0]
-
-        def shape(s: tuple[int | None, ...]) -> str:
-            return "[" + ", ".join("batch" if d is None else str(d) for d in s) + "]"
-
         return (
             f"Model({os.path.basename(self.path)!r}, {self.format}, "
-            f"input {i.name!r} {i.dtype}{shape(i.shape)} -> output {o.name!r} {o.dtype}{shape(o.shape)})"
+            f"input {i.name!r} {i.dtype}{_shape(i.shape)} -> output {o.name!r} {o.dtype}{_shape(o.shape)})"
+        )
+
+    def _repr_html_(self) -> str:
+        """Jupyter's display: file, backend, and the inputs and outputs with shapes and dtypes."""
+
+        def tensors(infos: list[TensorInfo]) -> Html:
+            return html_rows(["name", "shape", "dtype"], [(t.name, _shape(t.shape), t.dtype) for t in infos])
+
+        return html_table(
+            f"kafkaml.Model {os.path.basename(self.path)}",
+            [
+                ("file", self.path),
+                ("backend", f"{_BACKENDS.get(self.format, self.format)}, run in Rust by tract"),
+                ("inputs", tensors(self.inputs)),
+                ("outputs", tensors(self.outputs)),
+                ("features per row", self.input_width),
+            ],
         )
 
     def _matrix(self, x: Any, columns: Sequence[str] | None) -> np.ndarray:

@@ -127,7 +127,8 @@ class StreamScorer:
         timeout_s: float = 20.0,
     ) -> StreamScorer: ...
     def stats(self) -> dict[str, Any]:
-        """Progress counters as a dict."""
+        """Progress counters as a dict, with ``error``: the message of the error that ended
+        the thread (kept after :meth:`stop` raised it), None while healthy."""
     @property
     def running(self) -> bool: ...
     def errors(self) -> tuple[int, list[tuple[str, int, int, str]]]:

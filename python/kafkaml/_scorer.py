@@ -10,8 +10,10 @@ from typing import Any, Literal
 from kafkaml import _native
 from kafkaml._args import Bootstrap, bootstrap_servers, string_config
 from kafkaml._consumer import ConsumerErrors, DecodeFailure
+from kafkaml._display import html_error, html_table
 
 Until = None | int | Literal["caught_up"]
+State = Literal["not started", "running", "stopped", "failed"]
 
 _POLL_S = 0.05
 
@@ -58,6 +60,14 @@ class StreamScorer:
 
     Use :meth:`start` / :meth:`stop` (or ``with``) to run it in the background, or
     :meth:`run` to run it in the foreground until a condition.
+
+    When it fails: an error in the background (a bad event under ``on_error="raise"``,
+    features the source lacks, the broker refusing the results, ...) ends the scorer. It
+    then shows it without raising: :attr:`state` is ``"failed"``, ``stats()["error"]`` holds
+    the message (``None`` while healthy) and its repr says ``failed: ...``. The next
+    :meth:`stop`, :meth:`run`, :meth:`start` or ``with`` raises the error as its typed
+    exception (:class:`DecodeError`, :class:`SchemaError`, :class:`KafkaError`, ...), once;
+    after that the scorer can be started again, resuming from the last committed offsets.
     """
 
     def __init__(
@@ -117,9 +127,17 @@ class StreamScorer:
         self._last_errors: ConsumerErrors = ConsumerErrors()
 
     def start(self) -> StreamScorer:
-        """Connects and starts scoring in a background thread; returns ``self``."""
-        if self._native is not None and self._native.running:
-            raise _native.ConfigError("the scorer is already running")
+        """Connects and starts scoring in a background thread; returns ``self``.
+
+        Raises the error of a previous run that failed in the background and was not raised
+        yet (see the class docstring); :class:`ConfigError` if the scorer is running.
+        """
+        if self._native is not None:
+            if self._native.running:
+                raise _native.ConfigError("the scorer is already running; stop() it first")
+            self.stop()  # it ended by itself: raises why, if nobody has seen it yet
+        self._last_stats = {}
+        self._last_errors = ConsumerErrors()
         self._native = _native.StreamScorer(**self._arguments)
         return self
 
@@ -128,7 +146,8 @@ class StreamScorer:
 
         If that takes longer than ``timeout`` seconds (the broker is down), the batch is
         abandoned instead: it is read and scored again on the next start. Raises the error
-        that stopped the scorer, if one did.
+        that stopped the scorer, if one did and it was not raised before; stopping a stopped
+        scorer does nothing.
         """
         native = self._native
         if native is None:
@@ -150,7 +169,8 @@ class StreamScorer:
             timeout: at most this many seconds.
 
         Ctrl-C stops the scorer cleanly and raises ``KeyboardInterrupt``. Errors that stop
-        the scorer are raised.
+        the scorer are raised, and so is the error of an earlier background run that failed
+        unseen (rather than starting over as if nothing happened).
         """
         if until is not None and until != "caught_up" and not isinstance(until, int):
             raise _native.ConfigError(f"until must be None, an int or 'caught_up', got {until!r}")
@@ -176,18 +196,28 @@ class StreamScorer:
         return self.stats()
 
     def stats(self) -> dict[str, Any]:
-        """Progress: ``consumed``, ``produced``, ``skipped`` events, ``batches``, ``commits``,
-        ``lag`` (events of the source not yet read; None until measured), ``lag_checks`` (how
-        often it was measured, about once a second), ``msgs_per_s``
-        (results per second over the last second), ``elapsed_s`` and ``running``."""
+        """Progress: ``consumed``, ``produced``, ``skipped`` events, ``anomalies`` (results
+        flagged, 0 without a threshold), ``batches``, ``commits``, ``lag`` (events of the
+        source not yet read; None until measured), ``lag_checks`` (how often it was measured,
+        about once a second), ``msgs_per_s`` (results per second over the last second),
+        ``elapsed_s``, ``running``, and ``error``: the message of the error that ended the
+        scorer, None while it is healthy. Never raises: the error itself is raised by the next
+        :meth:`stop`, :meth:`run` or :meth:`start`."""
         if self._native is None:
-            return dict(self._last_stats, running=False) if self._last_stats else {"running": False}
+            if not self._last_stats:
+                return {"running": False, "error": None}
+            return dict(self._last_stats, running=False)
         return dict(self._native.stats())
 
     @property
     def running(self) -> bool:
         """True while the scorer thread runs."""
         return self._native is not None and self._native.running
+
+    @property
+    def state(self) -> State:
+        """``"not started"``, ``"running"``, ``"stopped"`` or ``"failed"`` (see ``stats()["error"]``)."""
+        return self._state_of(self.stats())
 
     @property
     def errors(self) -> ConsumerErrors:
@@ -211,9 +241,41 @@ class StreamScorer:
 
     def __repr__(self) -> str:
         stats = self.stats()
-        state = "running" if stats.get("running") else "stopped"
+        state: str = self._state_of(stats)
+        if state == "failed":
+            state = f"failed: {stats['error']}"
         done = f", consumed={stats['consumed']}, produced={stats['produced']}" if "consumed" in stats else ""
         return f"StreamScorer({self.source_topic!r} -> {self.sink_topic!r}, group_id={self.group_id!r}, {state}{done})"
+
+    def _repr_html_(self) -> str:
+        """Jupyter's display: state and the counters at the moment it is shown."""
+        stats = self.stats()
+        state = self._state_of(stats)
+        rows: list[tuple[str, object]] = [
+            ("state", html_error(state) if state == "failed" else state),
+            ("group", self.group_id),
+        ]
+        if "consumed" in stats:
+            rows += [
+                ("read", stats["consumed"]),
+                ("written", stats["produced"]),
+                ("anomalies", stats["anomalies"] if self._arguments["threshold"] is not None else None),
+                ("skipped", stats["skipped"]),
+                ("rate", f"{stats['msgs_per_s']:,.0f} results/s"),
+                ("lag", stats["lag"]),
+                ("elapsed", f"{stats['elapsed_s']:,.1f} s"),
+            ]
+        if stats.get("error") is not None:
+            rows.append(("error", html_error(stats["error"])))
+        return html_table(f"StreamScorer {self.source_topic} \u2192 {self.sink_topic}", rows)
+
+    @staticmethod
+    def _state_of(stats: Mapping[str, Any]) -> State:
+        if stats.get("error") is not None:
+            return "failed"
+        if stats.get("running"):
+            return "running"
+        return "stopped" if "consumed" in stats else "not started"
 
 
 def _errors_of(native: _native.StreamScorer) -> ConsumerErrors:

@@ -31,4 +31,7 @@ pub enum PipelineError {
     },
     #[error("{0}")]
     Config(String),
+    /// A fault of kafkaml itself (a panicking thread), not of the data or the settings.
+    #[error("{0}")]
+    Internal(String),
 }

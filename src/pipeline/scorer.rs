@@ -4,6 +4,7 @@
 //! and exactly once across a clean stop and restart. The scorer thread polls (decoding on
 //! the consumer's decode thread) while a delivery thread scores and produces the batch before.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -74,6 +75,8 @@ pub struct ScorerOptions {
 struct Counters {
     consumed: AtomicU64,
     produced: AtomicU64,
+    /// Results flagged `anomaly` (acknowledged ones, as `produced`).
+    anomalies: AtomicU64,
     /// Decode failures and rejected rows, under the skip policy.
     skipped: AtomicU64,
     batches: AtomicU64,
@@ -91,6 +94,8 @@ struct Counters {
 pub struct ScorerStats {
     pub consumed: u64,
     pub produced: u64,
+    /// Results flagged as anomalies (0 without a threshold).
+    pub anomalies: u64,
     pub skipped: u64,
     pub batches: u64,
     pub commits: u64,
@@ -101,6 +106,9 @@ pub struct ScorerStats {
     pub rate: f64,
     pub elapsed: Duration,
     pub running: bool,
+    /// The message of the error that ended the scorer; `None` while it is healthy. It stays
+    /// after [`StreamScorer::take_error`], so a failed scorer keeps saying why.
+    pub error: Option<String>,
 }
 
 struct Shared {
@@ -111,7 +119,24 @@ struct Shared {
     abort: AtomicBool,
     running: AtomicBool,
     error: Mutex<Option<PipelineError>>,
+    /// The message of `error`, kept when the error itself is taken.
+    error_message: Mutex<Option<String>>,
     failures: Mutex<ErrorLog>,
+}
+
+impl Shared {
+    /// Records the error that ends the scorer and marks it stopped.
+    fn fail(&self, error: Option<PipelineError>) {
+        if let Some(error) = error {
+            if let Ok(mut message) = self.error_message.lock() {
+                *message = Some(error.to_string());
+            }
+            if let Ok(mut slot) = self.error.lock() {
+                *slot = Some(error);
+            }
+        }
+        self.running.store(false, Ordering::Release);
+    }
 }
 
 pub struct StreamScorer {
@@ -179,6 +204,7 @@ impl StreamScorer {
             abort: AtomicBool::new(false),
             running: AtomicBool::new(true),
             error: Mutex::new(None),
+            error_message: Mutex::new(None),
             failures: Mutex::new(ErrorLog::default()),
         });
         let options = Arc::new(options);
@@ -198,7 +224,16 @@ impl StreamScorer {
         };
         let thread = std::thread::Builder::new()
             .name("kafkaml-stream-scorer".into())
-            .spawn(move || worker.run())
+            .spawn(move || {
+                let shared = Arc::clone(&worker.shared);
+                // A panic must not leave the scorer looking healthy: it ends it with an error.
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| worker.run())) {
+                    shared.fail(Some(PipelineError::Internal(format!(
+                        "the scorer thread panicked: {}",
+                        panic_message(&panic)
+                    ))));
+                }
+            })
             .map_err(|e| PipelineError::Config(format!("cannot start the scorer thread: {e}")))?;
         Ok(StreamScorer {
             shared,
@@ -213,6 +248,7 @@ impl StreamScorer {
         ScorerStats {
             consumed: c.consumed.load(Ordering::Relaxed),
             produced: c.produced.load(Ordering::Relaxed),
+            anomalies: c.anomalies.load(Ordering::Relaxed),
             skipped: c.skipped.load(Ordering::Relaxed),
             batches: c.batches.load(Ordering::Relaxed),
             commits: c.commits.load(Ordering::Relaxed),
@@ -220,7 +256,14 @@ impl StreamScorer {
             lag_checks: c.lag_checks.load(Ordering::Acquire),
             rate: f64::from_bits(c.rate_bits.load(Ordering::Relaxed)),
             elapsed: self.started.elapsed(),
+            // Read after `running`: a scorer seen stopped has its error recorded.
             running: self.is_running(),
+            error: self
+                .shared
+                .error_message
+                .lock()
+                .ok()
+                .and_then(|m| m.clone()),
         }
     }
 
@@ -329,13 +372,7 @@ impl Worker {
             self.commit_with_retries()
         };
         self.consumer.close();
-        let error = result.err().or(final_commit.err());
-        if let Some(error) = error {
-            if let Ok(mut slot) = self.shared.error.lock() {
-                *slot = Some(error);
-            }
-        }
-        self.shared.running.store(false, Ordering::Release);
+        self.shared.fail(result.err().or(final_commit.err()));
     }
 
     /// Polls batch after batch and hands each to the delivery thread, which scores it and
@@ -481,13 +518,12 @@ impl Delivery {
         reports: Sender<Result<CommitPoint, PipelineError>>,
     ) {
         for (batch, point) in batches {
-            let delivered = self.score_batch(&batch).and_then(|sent| {
+            let delivered = self.score_batch(&batch).and_then(|(sent, anomalies)| {
                 let abort = &self.shared.abort;
                 self.producer.flush(&mut || abort.load(Ordering::Acquire))?;
-                self.shared
-                    .counters
-                    .produced
-                    .fetch_add(sent, Ordering::Relaxed);
+                let counters = &self.shared.counters;
+                counters.produced.fetch_add(sent, Ordering::Relaxed);
+                counters.anomalies.fetch_add(anomalies, Ordering::Relaxed);
                 Ok(point)
             });
             let failed = delivered.is_err();
@@ -497,8 +533,9 @@ impl Delivery {
         }
     }
 
-    /// Scores a batch and sends its results (without waiting for them); returns how many.
-    fn score_batch(&mut self, batch: &RecordBatch) -> Result<u64, PipelineError> {
+    /// Scores a batch and sends its results (without waiting for them); returns how many,
+    /// and how many of them are flagged as anomalies.
+    fn score_batch(&mut self, batch: &RecordBatch) -> Result<(u64, u64), PipelineError> {
         let topic = || self.options.consumer.topics.join(",");
         let width = self.model.input_width();
         let mut rows = extract(batch, &self.options.features, width)
@@ -519,7 +556,7 @@ impl Delivery {
             .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
         counters.batches.fetch_add(1, Ordering::Relaxed);
         if rows.kept.is_empty() {
-            return Ok(0);
+            return Ok((0, 0));
         }
         let scores = self
             .model
@@ -529,12 +566,16 @@ impl Delivery {
                 rows: rows.kept.len(),
                 reason,
             })?;
+        let anomalies = self
+            .options
+            .threshold
+            .map_or(0, |t| scores.iter().filter(|&&s| s > t).count() as u64);
         let (results, keys) = self.results(batch, &rows.kept, scores)?;
         let abort = &self.shared.abort;
         let mut aborted = || abort.load(Ordering::Acquire);
         self.producer
             .send_batch_with_keys(&results, keys.as_ref(), &mut aborted)?;
-        Ok(results.num_rows() as u64)
+        Ok((results.num_rows() as u64, anomalies))
     }
 
     /// Rows whose features cannot be read: the first ends the scorer (raise), or all are
@@ -639,6 +680,16 @@ impl Delivery {
     }
 }
 
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "no message".to_string()
+    }
+}
+
 fn push_recent(recent: &mut std::collections::VecDeque<DecodeFailure>, failure: DecodeFailure) {
     if recent.len() == RECENT_FAILURES {
         recent.pop_front();
@@ -653,8 +704,7 @@ mod tests {
     use arrow_array::{Float64Array, Int64Array};
 
     use super::*;
-    use crate::formats::Format;
-    use crate::kafka::consumer::StartAt;
+    use crate::kafka::consumer::ReadFormat;
     use crate::kafka::local::LocalCluster;
 
     /// Score = sum of squares: easy to check by hand.
@@ -680,23 +730,12 @@ mod tests {
         stop: StopAt,
     ) -> ConsumerOptions {
         ConsumerOptions {
-            bootstrap: bootstrap.into(),
-            topics: vec![topic.into()],
-            format: Format::Json,
-            schema: None,
-            avro_schema: None,
-            schema_registry: None,
             group_id: group.map(str::to_string),
-            start: StartAt::Earliest,
             stop,
             batch_size: 1000,
             max_wait: Duration::from_millis(50),
             on_error: OnError::Skip,
-            include_metadata: false,
-            csv_delimiter: b',',
-            ordered: false,
-            config: Vec::new(),
-            timeout: Duration::from_secs(10),
+            ..ConsumerOptions::new(bootstrap, [topic], ReadFormat::Json { schema: None })
         }
     }
 
@@ -771,6 +810,9 @@ mod tests {
             (500, 499, 1)
         );
         assert!(!stats.running);
+        assert_eq!(stats.error, None);
+        // a²/4 > 100.5 for a >= 21: ids 21..500 (7, the skipped one, is below)
+        assert_eq!(stats.anomalies, 479);
         let failures = scorer.failures();
         assert_eq!(failures.recent.len(), 1);
         assert!(
@@ -856,10 +898,15 @@ mod tests {
         while scorer.is_running() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
+        let expected = "cannot score the message at events[0]@7: feature column \"a\" is null";
+        // Seen in the stats before anyone takes the error, and still after.
+        assert_eq!(scorer.stats().error.as_deref(), Some(expected));
         let error = scorer.stop(Duration::from_secs(5)).unwrap_err().to_string();
-        assert_eq!(
-            error,
-            "cannot score the message at events[0]@7: feature column \"a\" is null"
+        assert_eq!(error, expected);
+        assert_eq!(scorer.stats().error.as_deref(), Some(expected));
+        assert!(
+            scorer.take_error().is_none(),
+            "the error is handed out once"
         );
         assert_eq!(
             scorer.stats().produced,
