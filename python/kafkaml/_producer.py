@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -58,9 +59,17 @@ class Producer:
             timeout_s=timeout,
         )
 
-    def send(self, data: Any, *, columns: Sequence[str] | None = None, schema: Any = None) -> int:
+    def send(
+        self,
+        data: Any,
+        *,
+        columns: Sequence[str] | None = None,
+        schema: Any = None,
+        preserve_index: bool | None = None,
+    ) -> int:
         """Queues every row of ``data`` (see :func:`write_topic`); returns the rows queued."""
-        return self._open().send(as_arrow(data, columns=columns, schema=schema))
+        table = as_arrow(data, columns=columns, schema=schema, preserve_index=preserve_index)
+        return self._open().send(table)
 
     def flush(self) -> int:
         """Waits until every queued message is delivered; raises :class:`DeliveryError` if
@@ -111,6 +120,7 @@ def write_topic(
     delimiter: str = ",",
     config: Mapping[str, Any] | None = None,
     timeout: float = 10.0,
+    preserve_index: bool | None = None,
 ) -> int:
     """Writes ``data`` to ``topic``, one message per row, and waits for delivery.
 
@@ -121,10 +131,21 @@ def write_topic(
     skipped as a header; without ``schema``, the first line is the header and types are
     inferred. For ``format="avro"``, ``schema`` is the Avro writer schema instead.
 
+    A pandas DataFrame's index is written as ``pyarrow.Table.from_pandas`` keeps it: as
+    columns after the others (a MultiIndex one per level, unnamed levels named
+    ``__index_level_0__``, ...). ``preserve_index=None`` drops only an unnamed RangeIndex (the
+    default 0, 1, 2, ...) and keeps every other index, ``True`` keeps any, ``False`` none.
+    Unlike pyarrow, a named RangeIndex (or a MultiIndex level of one) is a column too:
+    pyarrow keeps those in the schema's metadata, which no Kafka message carries. With
+    ``schema``, only the index levels it names are written (``True`` insists on all).
+    Zoned datetimes (``datetime64[ns, Europe/Berlin]``) are written as ISO-8601 text with
+    each instant's offset, naive ones without; read them back as timestamps by declaring
+    the columns ``pyarrow.timestamp(...)`` (or KSQL ``TIMESTAMP``) in the reader's schema.
+
     Returns the number of rows written. Raises :class:`DeliveryError` if any message failed.
     """
     arrow_schema = None if format == "avro" and avro_schema_text(schema) is not None else schema
-    table = as_arrow(data, columns=columns, schema=arrow_schema)
+    table = as_arrow(data, columns=columns, schema=arrow_schema, preserve_index=preserve_index)
     with Producer(
         bootstrap,
         topic,
@@ -140,19 +161,28 @@ def write_topic(
     return rows
 
 
-def as_arrow(data: Any, *, columns: Sequence[str] | None = None, schema: Any = None) -> Any:
+def as_arrow(
+    data: Any,
+    *,
+    columns: Sequence[str] | None = None,
+    schema: Any = None,
+    preserve_index: bool | None = None,
+) -> Any:
     """``data`` as something with ``__arrow_c_stream__`` or ``__arrow_c_array__``."""
     arrow_schema = _arrow_schema(schema)
     if isinstance(data, (str, os.PathLike)):
         return read_csv_file(os.fspath(data), arrow_schema)
+    # Before the Arrow stream check: a DataFrame has __arrow_c_stream__ too, which keeps a
+    # named RangeIndex only in metadata and gives no say over the index.
+    pandas = sys.modules.get("pandas")
+    if pandas is not None and isinstance(data, pandas.DataFrame):
+        return _pandas_table(data, arrow_schema, preserve_index, pandas)
     if hasattr(data, "__arrow_c_stream__") or hasattr(data, "__arrow_c_array__"):
         if arrow_schema is not None and isinstance(data, (pa.Table, pa.RecordBatch)):
             return data.cast(arrow_schema)
         return data
     if _is_numpy(data):
         return _numpy_table(data, columns, arrow_schema)
-    if type(data).__module__.startswith("pandas"):
-        return pa.Table.from_pandas(data, schema=arrow_schema, preserve_index=False)
     raise TypeError(
         "data must be a pyarrow Table/RecordBatch, an Arrow stream (pandas, polars), "
         f"a 2-D numpy array, or a CSV path; got {type(data).__name__}"
@@ -163,6 +193,24 @@ def _arrow_schema(schema: Any) -> pa.Schema | None:
     if schema is None or isinstance(schema, pa.Schema):
         return schema
     return _native.parse_columns(schema)
+
+
+def _pandas_table(frame: Any, schema: pa.Schema | None, preserve_index: bool | None, pandas: Any) -> pa.Table:
+    """``pyarrow.Table.from_pandas``, the index as :func:`write_topic` describes."""
+    index = frame.index
+    keep = preserve_index
+    if keep is None:
+        keep = not (isinstance(index, pandas.RangeIndex) and index.name is None)
+    if preserve_index and schema is not None:
+        # pyarrow would drop index levels the schema lacks without a word.
+        names = [name if name is not None else f"__index_level_{i}__" for i, name in enumerate(index.names)]
+        missing = [name for name in names if name not in schema.names]
+        if missing:
+            raise _native.SchemaError(
+                f"preserve_index=True, but the schema has no column for the index level(s) {missing}; "
+                "add them to the schema, or pass preserve_index=None to write only the schema's columns"
+            )
+    return pa.Table.from_pandas(frame, schema=schema, preserve_index=keep)
 
 
 def _is_numpy(data: Any) -> bool:

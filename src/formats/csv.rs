@@ -75,7 +75,9 @@ impl CsvDecoder {
             .build_decoder();
         let mut input = &self.joined[..];
         while !input.is_empty() {
-            let consumed = decoder.decode(input).map_err(|e| e.to_string())?;
+            let consumed = decoder
+                .decode(input)
+                .map_err(|e| name_the_column(&e.to_string(), &self.schema))?;
             if consumed == 0 {
                 return Err("more lines than messages: a message holds a line break".into());
             }
@@ -83,7 +85,7 @@ impl CsvDecoder {
         }
         let batch = decoder
             .flush()
-            .map_err(|e| e.to_string())?
+            .map_err(|e| name_the_column(&e.to_string(), &self.schema))?
             .unwrap_or_else(|| empty_batch(&self.parse_schema));
         if batch.num_rows() != rows {
             return Err(format!(
@@ -93,6 +95,34 @@ impl CsvDecoder {
         }
         Ok(batch)
     }
+}
+
+/// An arrow-csv error with the column it names by index (`column 1 at line 0`, the line
+/// counted in the joined batch: meaningless per message) named as the flat path names it,
+/// by position from 1 and by name: `field 2 ("when")`.
+fn name_the_column(reason: &str, schema: &SchemaRef) -> String {
+    let Some(at) = reason.find("column ") else {
+        return reason.to_string();
+    };
+    let rest = &reason[at + "column ".len()..];
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let Some(field) = rest[..digits]
+        .parse::<usize>()
+        .ok()
+        .and_then(|index| schema.fields().get(index).map(|f| (index, f)))
+    else {
+        return reason.to_string();
+    };
+    let mut after = &rest[digits..];
+    if let Some(line) = after.strip_prefix(" at line ") {
+        after = &line[line.bytes().take_while(u8::is_ascii_digit).count()..];
+    }
+    format!(
+        "{}field {} ({:?}){after}",
+        &reason[..at],
+        field.0 + 1,
+        field.1.name()
+    )
 }
 
 /// Lines of a flat schema, parsed by hand. It keeps nothing between batches, so the threads

@@ -155,7 +155,7 @@ impl ValueEncoder {
     }
 }
 
-/// Arrow prints zoned timestamps only for offset zones: "UTC" is printed as "+00:00".
+/// Arrow prints zoned timestamps only for zones it resolves: "utc" is printed as "+00:00".
 fn utc_zones_as_offsets(batch: &RecordBatch) -> Result<RecordBatch, FormatError> {
     let schema = batch.schema();
     Ok(relabel(batch.clone(), &schema_utc_as_offset(&schema))?)
@@ -395,6 +395,108 @@ mod tests {
                 .unwrap(),
             b"2023-11-14T22:13:20.123Z"
         );
+    }
+
+    /// pandas' zoned columns name their zone (`datetime64[ns, Europe/Berlin]`): the text
+    /// carries each instant's own offset (winter and summer time), and a naive column's text
+    /// none; both read back as the same values.
+    #[test]
+    fn named_zones_and_naive_timestamps_round_trip_as_iso_text() {
+        use arrow_array::{TimestampMicrosecondArray, TimestampNanosecondArray};
+        use arrow_schema::{Field, Schema, TimeUnit};
+        let berlin = DataType::Timestamp(TimeUnit::Microsecond, Some("Europe/Berlin".into()));
+        let naive = DataType::Timestamp(TimeUnit::Nanosecond, None);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("t", berlin, true),
+            Field::new("n", naive, true),
+        ]));
+        // 2024-03-31T00:30:00Z and 01:30:00.123456Z, either side of Berlin's clock change.
+        let zoned = TimestampMicrosecondArray::from(vec![
+            Some(1_711_845_000_000_000),
+            Some(1_711_848_600_123_456),
+            None,
+        ])
+        .with_timezone("Europe/Berlin");
+        let wall =
+            TimestampNanosecondArray::from(vec![Some(1_711_848_600_123_456_789), None, Some(0)]);
+        let original =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(zoned), Arc::new(wall)]).unwrap();
+
+        let json = ValueEncoder::Json.encode(&original).unwrap();
+        assert_eq!(
+            std::str::from_utf8(json.get(0).unwrap()).unwrap(),
+            r#"{"t":"2024-03-31T01:30:00+01:00","n":"2024-03-31T01:30:00.123456789"}"#
+        );
+        assert_eq!(
+            std::str::from_utf8(json.get(1).unwrap()).unwrap(),
+            r#"{"t":"2024-03-31T03:30:00.123456+02:00","n":null}"#
+        );
+        assert_eq!(
+            round_trip(&json, &mut JsonDecoder::new(schema.clone())),
+            original
+        );
+
+        let csv = ValueEncoder::Csv { delimiter: b',' }
+            .encode(&original)
+            .unwrap();
+        assert_eq!(
+            std::str::from_utf8(csv.get(1).unwrap()).unwrap(),
+            "2024-03-31T03:30:00.123456+02:00,"
+        );
+        assert_eq!(
+            std::str::from_utf8(csv.get(2).unwrap()).unwrap(),
+            ",1970-01-01T00:00:00"
+        );
+        assert_eq!(
+            round_trip(&csv, &mut CsvDecoder::new(schema.clone(), b',')),
+            original
+        );
+        assert_eq!(
+            encode_bytes(original.column(0).as_ref())
+                .unwrap()
+                .get(1)
+                .unwrap(),
+            b"2024-03-31T03:30:00.123456+02:00"
+        );
+    }
+
+    /// pandas 3 hands strings over as `large_string`, polars as `string_view`: the same
+    /// messages as from `string`.
+    #[test]
+    fn every_string_layout_is_written_alike() {
+        use arrow_schema::{Field, Schema};
+        let original = batch();
+        let bytes = |encoded: &Encoded| -> Vec<Vec<u8>> {
+            (0..encoded.len())
+                .map(|i| encoded.get(i).unwrap().to_vec())
+                .collect()
+        };
+        let csv = ValueEncoder::Csv { delimiter: b',' };
+        for layout in [DataType::LargeUtf8, DataType::Utf8View] {
+            let names = arrow_cast::cast(original.column(1), &layout).unwrap();
+            let mut fields: Vec<Field> = original
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
+            fields[1] = fields[1].clone().with_data_type(layout.clone());
+            let mut columns = original.columns().to_vec();
+            columns[1] = names;
+            let other = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+            assert!(
+                super::super::encode_flat::encode_json(&other).is_some(),
+                "{layout}"
+            );
+            assert_eq!(
+                bytes(&ValueEncoder::Json.encode(&other).unwrap()),
+                bytes(&ValueEncoder::Json.encode(&original).unwrap())
+            );
+            assert_eq!(
+                bytes(&csv.encode(&other).unwrap()),
+                bytes(&csv.encode(&original).unwrap())
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Hand-written JSON and CSV writers for flat batches (numbers, booleans, strings): numbers
 //! are formatted with lexical (shortest round-trip form) straight into the message buffer.
+//! Strings may be any of arrow's three layouts: pandas 3 hands its strings over as
+//! `large_string`, polars as `string_view`.
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::*;
@@ -15,6 +17,8 @@ enum Column<'a> {
     F64(&'a [f64], &'a dyn Array),
     Bool(&'a arrow_array::BooleanArray),
     Utf8(&'a arrow_array::StringArray),
+    LargeUtf8(&'a arrow_array::LargeStringArray),
+    Utf8View(&'a arrow_array::StringViewArray),
 }
 
 fn columns(batch: &RecordBatch) -> Option<Vec<Column<'_>>> {
@@ -82,6 +86,8 @@ fn columns(batch: &RecordBatch) -> Option<Vec<Column<'_>>> {
                 DataType::Float64 => Column::F64(c.as_primitive::<Float64Type>().values(), array),
                 DataType::Boolean => Column::Bool(c.as_boolean()),
                 DataType::Utf8 => Column::Utf8(c.as_string::<i32>()),
+                DataType::LargeUtf8 => Column::LargeUtf8(c.as_string::<i64>()),
+                DataType::Utf8View => Column::Utf8View(c.as_string_view()),
                 _ => return None,
             })
         })
@@ -96,6 +102,18 @@ impl Column<'_> {
             }
             Column::Bool(a) => a.is_null(row),
             Column::Utf8(a) => a.is_null(row),
+            Column::LargeUtf8(a) => a.is_null(row),
+            Column::Utf8View(a) => a.is_null(row),
+        }
+    }
+
+    /// The text of a non-null string; `None` for the other columns.
+    fn text(&self, row: usize) -> Option<&str> {
+        match self {
+            Column::Utf8(a) => Some(a.value(row)),
+            Column::LargeUtf8(a) => Some(a.value(row)),
+            Column::Utf8View(a) => Some(a.value(row)),
+            _ => None,
         }
     }
 
@@ -114,7 +132,7 @@ impl Column<'_> {
             }
             Column::F32(..) | Column::F64(..) => out.extend_from_slice(null_text),
             Column::Bool(a) => out.extend_from_slice(if a.value(row) { b"true" } else { b"false" }),
-            Column::Utf8(_) => return false,
+            Column::Utf8(_) | Column::LargeUtf8(_) | Column::Utf8View(_) => return false,
         }
         true
     }
@@ -149,8 +167,8 @@ pub fn encode_json(batch: &RecordBatch) -> Option<Encoded> {
             if column.is_null(row) {
                 buf.extend_from_slice(b"null");
             } else if !column.write_scalar(row, buf, b"null") {
-                if let Column::Utf8(strings) = column {
-                    write_json_string(strings.value(row), buf);
+                if let Some(text) = column.text(row) {
+                    write_json_string(text, buf);
                 }
             }
         }
@@ -178,8 +196,8 @@ pub fn encode_csv(batch: &RecordBatch, delimiter: u8) -> Option<Encoded> {
             if column.is_null(row) || column.write_scalar(row, buf, b"") {
                 continue;
             }
-            if let Column::Utf8(strings) = column {
-                let text = strings.value(row).as_bytes();
+            if let Some(text) = column.text(row) {
+                let text = text.as_bytes();
                 if text
                     .iter()
                     .any(|b| *b == delimiter || *b == b'"' || *b == b'\n' || *b == b'\r')

@@ -6,6 +6,7 @@
 
 pub mod avro;
 pub mod csv;
+pub mod dates;
 pub mod encode;
 mod encode_flat;
 pub mod flat;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, DataType, FieldRef, Schema, SchemaRef};
 
+pub use dates::parse_dates;
 pub use ksql_types::{parse_column_declarations, parse_ksql_type};
 
 /// Errors of the format layer that are not about one message (those are [`RowFailure`]s).
@@ -227,28 +229,16 @@ where
     (good, failures)
 }
 
-/// Time zone names that mean UTC. Arrow, built without the time zone database, resolves
-/// only offsets like `"+00:00"` when it parses or prints zoned timestamps, and fails on
-/// `"UTC"` — the zone pandas, pyarrow and kafkaml's own `_timestamp` column use.
+/// Names of UTC that no time zone database holds but pandas and pyarrow pass through.
+/// Arrow resolves offsets like `"+00:00"` and (with its `chrono-tz` feature) IANA names such
+/// as `"UTC"` or `"Europe/Berlin"`, case-sensitively: these are spelled `"+00:00"` for its
+/// readers and writers.
 fn is_utc_name(tz: &str) -> bool {
-    matches!(
-        tz,
-        "UTC"
-            | "utc"
-            | "Etc/UTC"
-            | "Z"
-            | "Zulu"
-            | "Etc/Zulu"
-            | "GMT"
-            | "Etc/GMT"
-            | "UCT"
-            | "Etc/UCT"
-            | "Universal"
-            | "Etc/Universal"
-    )
+    matches!(tz, "utc" | "Z" | "z")
 }
 
-/// `data_type` with every UTC-named time zone spelled `"+00:00"`, nested types included.
+/// `data_type` with the UTC names arrow cannot resolve spelled `"+00:00"`, nested types
+/// included.
 pub(crate) fn utc_as_offset(data_type: &DataType) -> DataType {
     let field = |f: &FieldRef| -> FieldRef {
         Arc::new(
@@ -270,7 +260,8 @@ pub(crate) fn utc_as_offset(data_type: &DataType) -> DataType {
     }
 }
 
-/// `schema` with UTC-named time zones spelled `"+00:00"` (the same `Arc` if there are none).
+/// `schema` with the UTC names arrow cannot resolve spelled `"+00:00"` (the same `Arc` if
+/// there are none).
 pub(crate) fn schema_utc_as_offset(schema: &SchemaRef) -> SchemaRef {
     let fields: Vec<FieldRef> = schema
         .fields()
