@@ -12,7 +12,8 @@ No ksqlDB server can run on the machines these tests run on, so this plays one:
   results, inserts acks, error answers. Streams are sent with chunked transfer encoding in
   the chunks the test chooses, so rows can be split anywhere.
 
-Every request is recorded (method, path, headers, parsed body) for the tests to inspect.
+Every request is recorded (method, path, headers, parsed body) for the tests to inspect, and
+``open_connections`` counts the TCP connections clients hold open to it right now.
 """
 
 from __future__ import annotations
@@ -90,6 +91,14 @@ class KsqlDouble:
     interactions: list[Interaction] = field(default_factory=list)
     scripts: dict[str, Callable[[Request], Reply]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    open_connections: int = 0
+
+    def wait_for_connections(self, count: int, timeout: float = 5.0) -> int:
+        """Waits until ``count`` connections are open (or the timeout); returns how many are."""
+        deadline = time.monotonic() + timeout
+        while self.open_connections != count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.open_connections
 
     @property
     def url(self) -> str:
@@ -146,6 +155,18 @@ def _handler_class(double_ref: list[KsqlDouble]) -> type[BaseHTTPRequestHandler]
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             pass
+
+        def setup(self) -> None:
+            super().setup()
+            with double_ref[0].lock:
+                double_ref[0].open_connections += 1
+
+        def finish(self) -> None:
+            try:
+                super().finish()
+            finally:
+                with double_ref[0].lock:
+                    double_ref[0].open_connections -= 1
 
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)

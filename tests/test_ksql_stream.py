@@ -276,9 +276,10 @@ def test_ksqlapi_query_text_and_objects(double: ksql_double.KsqlDouble) -> None:
     rows = ksqldb_rows(3)
     serve_query(double, ksqldb_query_body(rows), 3)
     api = KSQLAPI(double.url, check_version=False)
-    texts = list(api.query("SELECT * FROM READINGS"))
-    assert [json.loads(t) for t in texts][1] == {"row": {"columns": rows[0]}}
-    assert json.loads(texts[-1]) == {"finalMessage": "Limit Reached"}
+    lines = list(api.query("SELECT * FROM READINGS"))
+    assert "".join(lines) == ksqldb_query_body(rows)  # whole lines, the body unchanged
+    assert json.loads(lines[1].strip().rstrip(",")) == {"row": {"columns": rows[0]}}
+    assert lines[-1].strip() == '{"finalMessage":"Limit Reached"}]'
     objects = list(api.query("SELECT * FROM READINGS", return_objects=True))
     assert objects[2] == dict(zip(["ID", "name", "V1", "Amount", "TAGS", "TS"], rows[2]))
 

@@ -247,14 +247,19 @@ def parse_columns(declarations: str | Sequence[str]) -> pa.Schema:
 # --- ksqlDB client (kafkaml.ksql) ---
 
 class KsqlError(KafkaMLError):
-    """ksqlDB refused or failed a request."""
+    """ksqlDB refused or failed a request. ``kind`` names the failure's class (``"statement"``,
+    ``"not_found"``, ``"auth"``, ...); ``KsqlError(message, error_code)`` is ksql-python's
+    ``KSQLError`` constructor."""
 
     error_code: int | None
     http_status: int | None
+    kind: str | None
     message: str
     msg: str
     statement_text: str | None
     raw: str | None
+    stackTrace: Any
+    def __init__(self, message: object = "", error_code: int | None = None, stackTrace: Any = None) -> None: ...
 
 class KsqlStatementError(KsqlError):
     """The statement is invalid or failed (error code 40001)."""
@@ -316,6 +321,7 @@ class KsqlConnection:
         limit: int | None = None,
         header_timeout: float = 60.0,
         wait_for_header: bool = True,
+        raw_lines: bool = False,
     ) -> KsqlQueryStream: ...
 
 @final
@@ -326,6 +332,7 @@ class KsqlQueryStream:
         self, max_rows: int = 10_000, max_wait: float = 0.5, idle_timeout: float | None = None
     ) -> pa.RecordBatch | None: ...
     def next_texts(self, idle_timeout: float | None = None) -> list[str] | None: ...
+    def next_lines(self, idle_timeout: float | None = None) -> list[str] | None: ...
     def close(self) -> bool: ...
     @property
     def query_id(self) -> str | None: ...

@@ -19,7 +19,7 @@ use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use self::parse::{classify, Element, ValueSplitter};
+use self::parse::{classify, Element, LineSplitter, ValueSplitter};
 use self::types::{header_schema, infer_schema, RowDecoder};
 use crate::formats::FormatError;
 
@@ -107,6 +107,108 @@ impl KsqlError {
             | KsqlError::Stream { error_code, .. }
             | KsqlError::Insert { error_code, .. } => *error_code,
             _ => None,
+        }
+    }
+
+    /// What kind of failure this is, from the HTTP status and ksqlDB's error code (its
+    /// `Errors` class: the code is the HTTP status times 100, plus a detail).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            KsqlError::Server {
+                status, error_code, ..
+            } => ErrorKind::from_status_and_code(*status, *error_code),
+            KsqlError::Stream { .. } => ErrorKind::Stream,
+            KsqlError::Insert { .. } => ErrorKind::Rejected,
+            KsqlError::Transport {
+                timed_out: true, ..
+            } => ErrorKind::Timeout,
+            KsqlError::Transport { .. } => ErrorKind::Connection,
+            KsqlError::Protocol { .. } => ErrorKind::Protocol,
+            KsqlError::Config(_) => ErrorKind::Config,
+            KsqlError::Format { .. } => ErrorKind::Format,
+            KsqlError::Interrupted => ErrorKind::Interrupted,
+        }
+    }
+}
+
+/// The classes of ksqlDB failures callers handle differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The statement is invalid or failed (error code 40001): a user's mistake to fix.
+    Statement,
+    /// A statement sent to the wrong endpoint (40002), e.g. a SELECT through `/ksql`.
+    WrongEndpoint,
+    /// Any other rejected request (HTTP 400/4xx, codes 400xx, e.g. too many push queries).
+    BadRequest,
+    /// Authentication or authorization failed (HTTP 401/403, codes 401xx/403xx).
+    Auth,
+    /// No such resource (HTTP 404, codes 404xx), e.g. a path the server does not serve.
+    NotFound,
+    /// Too many requests (HTTP 429, codes 429xx): retry later.
+    RateLimited,
+    /// The server is not ready, catching up or shutting down (HTTP 503, codes 503xx).
+    NotReady,
+    /// The server failed (HTTP 5xx, codes 500xx), or answered an unexpected status.
+    Server,
+    /// An error reported inside a result stream that had started fine.
+    Stream,
+    /// Inserted rows the server rejected.
+    Rejected,
+    /// The server could not be reached, or the connection broke.
+    Connection,
+    /// The server did not answer in time.
+    Timeout,
+    /// The answer is not the ksqlDB protocol.
+    Protocol,
+    /// The client's configuration or arguments are invalid.
+    Config,
+    /// Result rows could not be decoded into the result's schema.
+    Format,
+    /// The caller asked to stop (Ctrl-C).
+    Interrupted,
+}
+
+impl ErrorKind {
+    /// Classifies an error answer. The error code is more specific than the status when
+    /// the server gave one; old servers answered some failures with 200 and no code.
+    pub fn from_status_and_code(status: u16, error_code: Option<i64>) -> ErrorKind {
+        // ksqlDB's codes are the HTTP status times 100 plus a detail (40001 is a 400).
+        let code_status = error_code
+            .filter(|c| (10_000..60_000).contains(c))
+            .map(|c| (c / 100) as u16);
+        match (error_code, code_status.unwrap_or(status)) {
+            (Some(40001), _) => ErrorKind::Statement,
+            (Some(40002), _) => ErrorKind::WrongEndpoint,
+            (_, 401 | 403) => ErrorKind::Auth,
+            (_, 404) => ErrorKind::NotFound,
+            (_, 429) => ErrorKind::RateLimited,
+            (_, 503) => ErrorKind::NotReady,
+            (_, 400..=499) => ErrorKind::BadRequest,
+            // 200 with a failed command status: the statement failed.
+            (_, 200..=299) => ErrorKind::Statement,
+            _ => ErrorKind::Server,
+        }
+    }
+
+    /// A short snake_case name, e.g. `"not_found"` (the Python exception's `kind`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Statement => "statement",
+            ErrorKind::WrongEndpoint => "wrong_endpoint",
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::Auth => "auth",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::NotReady => "not_ready",
+            ErrorKind::Server => "server",
+            ErrorKind::Stream => "stream",
+            ErrorKind::Rejected => "rejected",
+            ErrorKind::Connection => "connection",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::Config => "config",
+            ErrorKind::Format => "format",
+            ErrorKind::Interrupted => "interrupted",
         }
     }
 }
@@ -204,6 +306,8 @@ pub struct KsqlClient {
     http: reqwest::Client,
     /// HTTP/2 prior-knowledge client for the streaming endpoints (when asked for).
     http2: Option<reqwest::Client>,
+    /// Marks the shared HTTP clients as in use; the last clone to go releases them.
+    _pool_users: Arc<PoolUsers>,
 }
 
 const KSQL_CONTENT_TYPE: &str = "application/vnd.ksql.v1+json; charset=utf-8";
@@ -219,9 +323,13 @@ impl KsqlClient {
                 options.url
             )));
         }
-        let http = shared_http(&options, false)?;
+        let mut users = Vec::new();
+        let (http, user) = shared_http(&options, false)?;
+        users.push(user);
         let http2 = if options.http2 {
-            Some(shared_http(&options, true)?)
+            let (http2, user) = shared_http(&options, true)?;
+            users.push(user);
+            Some(http2)
         } else {
             None
         };
@@ -231,6 +339,7 @@ impl KsqlClient {
             runtime: shared_runtime()?,
             http,
             http2,
+            _pool_users: Arc::new(PoolUsers(users)),
         })
     }
 
@@ -624,6 +733,7 @@ impl KsqlClient {
             sql: sql.to_string(),
             body: Some(BodyReader::spawn(&self.runtime, response)),
             splitter: ValueSplitter::new(),
+            lines: None,
             query_id: None,
             decoder: None,
             headerless_rows: Vec::new(),
@@ -757,19 +867,21 @@ fn shared_runtime() -> Result<Arc<tokio::runtime::Runtime>, KsqlError> {
     Ok(RUNTIME.get_or_init(|| Arc::new(runtime)).clone())
 }
 
-/// HTTP clients shared by configuration: building one loads the system's CA certificates
-/// (about 0.1 s), and sharing also shares the connection pool.
+/// HTTP clients shared by server and configuration: building one loads the system's CA
+/// certificates (about 0.1 s), and sharing also shares the connection pool. An entry lives
+/// while a [`KsqlClient`] uses it; when the last one is dropped, the entry goes and with it
+/// the pool, which closes its idle connections (instead of keeping them for the idle timeout).
 fn shared_http(
     options: &ClientOptions,
     prior_knowledge: bool,
-) -> Result<reqwest::Client, KsqlError> {
-    type Cache = std::sync::Mutex<std::collections::HashMap<Vec<u8>, reqwest::Client>>;
-    static CLIENTS: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+) -> Result<(reqwest::Client, Arc<()>), KsqlError> {
+    // The URL is in the key so that closing the clients of one server frees its connections
+    // whatever clients of other servers still do.
     let mut key = format!(
         "{}|{}|{}|{}|",
+        options.url.trim_end_matches('/'),
         options.verify,
         prior_knowledge,
-        options.url.starts_with("http://"),
         options.connect_timeout.as_nanos()
     )
     .into_bytes();
@@ -781,16 +893,52 @@ fn shared_http(
         key.extend_from_slice(format!("{}:", pem.map_or(0, |p| p.len() + 1)).as_bytes());
         key.extend_from_slice(pem.unwrap_or_default());
     }
-    let cache = CLIENTS.get_or_init(Default::default);
-    if let Some(client) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-        return Ok(client.clone());
+    let mut cache = http_cache().lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(entry) = cache.get_mut(&key) {
+        let user = entry.users.upgrade().unwrap_or_else(|| {
+            let user = Arc::new(());
+            entry.users = Arc::downgrade(&user);
+            user
+        });
+        return Ok((entry.client.clone(), user));
     }
     let client = KsqlClient::build_http(options, prior_knowledge)?;
-    cache
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(key, client.clone());
-    Ok(client)
+    let user = Arc::new(());
+    cache.insert(
+        key,
+        SharedHttp {
+            client: client.clone(),
+            users: Arc::downgrade(&user),
+        },
+    );
+    Ok((client, user))
+}
+
+struct SharedHttp {
+    client: reqwest::Client,
+    /// Alive while some [`KsqlClient`] uses the entry.
+    users: std::sync::Weak<()>,
+}
+
+type HttpCache = std::sync::Mutex<std::collections::HashMap<Vec<u8>, SharedHttp>>;
+
+fn http_cache() -> &'static HttpCache {
+    static CLIENTS: std::sync::OnceLock<HttpCache> = std::sync::OnceLock::new();
+    CLIENTS.get_or_init(Default::default)
+}
+
+/// One [`KsqlClient`]'s (and its clones') claim on the shared HTTP clients it uses.
+struct PoolUsers(Vec<Arc<()>>);
+
+impl Drop for PoolUsers {
+    fn drop(&mut self) {
+        self.0.clear();
+        // Forget every entry nobody uses any more: the last handle on its pool goes with it.
+        http_cache()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, entry| entry.users.strong_count() > 0);
+    }
 }
 
 fn truncate(text: &str, max: usize) -> String {
@@ -841,6 +989,8 @@ pub struct QueryStream {
     sql: String,
     body: Option<BodyReader>,
     splitter: ValueSplitter,
+    /// Set in raw-lines mode ([`QueryStream::use_raw_lines`]): the body goes here instead.
+    lines: Option<LineSplitter>,
     query_id: Option<String>,
     decoder: Option<RowDecoder>,
     /// KSQL 5.x sends no header: rows wait here until their types are inferred.
@@ -1064,6 +1214,88 @@ impl QueryStream {
         }
     }
 
+    /// Switches to raw-lines mode: [`QueryStream::next_lines`] then hands out the response's
+    /// lines unchanged. Only before anything was read (see `KsqlClient::query`'s callers);
+    /// the other reading methods do not work in this mode.
+    pub fn use_raw_lines(&mut self) -> Result<(), KsqlError> {
+        if self.lines.is_some() {
+            return Ok(());
+        }
+        if self.header_seen || self.rows > 0 || self.splitter.has_partial_value() || self.ended {
+            return Err(KsqlError::Config(
+                "raw lines can only be read from a query stream nothing was read from".into(),
+            ));
+        }
+        self.lines = Some(LineSplitter::new());
+        Ok(())
+    }
+
+    /// The next whole lines of the response as received (framing and keep-alive newlines
+    /// included, see [`LineSplitter`]), or `None` at the end: joined, they are the body.
+    /// Server errors inside the stream are lines like any other here. Needs
+    /// [`QueryStream::use_raw_lines`] first.
+    pub fn next_lines(
+        &mut self,
+        idle_timeout: Option<Duration>,
+        interrupt: Interrupt<'_>,
+    ) -> Result<Option<Vec<String>>, KsqlError> {
+        if self.lines.is_none() {
+            return Err(KsqlError::Config(
+                "next_lines needs use_raw_lines() before the first read".into(),
+            ));
+        }
+        let mut checked_at = Instant::now();
+        loop {
+            let lines = self.lines.as_mut().expect("raw-lines mode");
+            let mut texts = Vec::new();
+            while let Some(line) = lines.next_line() {
+                texts.push(String::from_utf8_lossy(line).into_owned());
+            }
+            if self.body_complete && lines.has_rest() {
+                texts.push(String::from_utf8_lossy(&lines.take_rest()).into_owned());
+            }
+            if !texts.is_empty() {
+                if !self.header_seen {
+                    self.probe_query_id(&texts);
+                }
+                self.last_row_at = Instant::now();
+                return Ok(Some(texts));
+            }
+            if self.ended {
+                self.body = None;
+                return Ok(None);
+            }
+            if idle_timeout.is_some_and(|idle| self.last_row_at.elapsed() >= idle) {
+                self.close(interrupt);
+                return Ok(None);
+            }
+            if checked_at.elapsed() >= POLL {
+                checked_at = Instant::now();
+                if interrupt() {
+                    return Err(KsqlError::Interrupted);
+                }
+            }
+            self.read_some(POLL, interrupt)?;
+        }
+    }
+
+    /// Learns the query id from the first element, so that closing can stop the query (the
+    /// lines themselves are handed out unparsed).
+    fn probe_query_id(&mut self, lines: &[String]) {
+        let mut probe = ValueSplitter::new();
+        for line in lines {
+            probe.push(line.as_bytes());
+            if let Ok(Some(value)) = probe.next_value() {
+                if let Ok(Element::Header { query_id, .. }) = classify(value) {
+                    self.query_id = query_id;
+                }
+                // Only the first element can be the header; KSQL 5.x sends none.
+                self.header_seen = true;
+                return;
+            }
+        }
+    }
+
     fn flush(&mut self) -> Result<Option<RecordBatch>, KsqlError> {
         if self.decoder.is_none() {
             self.infer_headerless_schema()?;
@@ -1169,7 +1401,10 @@ impl QueryStream {
                 Err(self.client.transport_error(self.path(), e))
             }
             Some(Ok(bytes)) => {
-                self.splitter.push(&bytes);
+                match self.lines.as_mut() {
+                    Some(lines) => lines.push(&bytes),
+                    None => self.splitter.push(&bytes),
+                }
                 Ok(())
             }
         }

@@ -164,6 +164,74 @@ impl ValueSplitter {
     }
 }
 
+/// Splits a byte stream into whole lines, whichever way it is chunked, for callers that
+/// want the response text unchanged (ksql-python's line-by-line `query()`).
+///
+/// Each line comes with its `\n`. Blank lines (keep-alives) are not handed out on their own:
+/// they are kept and prepended to the next line with content, so no line handed out is
+/// blank, and concatenating all of them, plus [`LineSplitter::take_rest`] at the end, gives
+/// back the body byte for byte. JSON strings cannot hold a raw newline, so a line never ends
+/// inside a value's string, and a line is always whole UTF-8.
+#[derive(Debug, Default)]
+pub struct LineSplitter {
+    buffer: Vec<u8>,
+    /// Where the next line to hand out starts (its leading blank lines included).
+    start: usize,
+    /// Where the line being scanned starts.
+    line_start: usize,
+    /// The next byte to search for a newline.
+    scan: usize,
+}
+
+impl LineSplitter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends the next chunk of the response.
+    pub fn push(&mut self, chunk: &[u8]) {
+        // Drop what was handed out once that is worth a move.
+        if self.start > 0 && self.start * 2 >= self.buffer.len() {
+            self.buffer.drain(..self.start);
+            self.line_start -= self.start;
+            self.scan -= self.start;
+            self.start = 0;
+        }
+        self.buffer.extend_from_slice(chunk);
+    }
+
+    /// The next whole line with content (and the blank lines before it), or `None` when more
+    /// bytes are needed.
+    pub fn next_line(&mut self) -> Option<&[u8]> {
+        while let Some(offset) = memchr::memchr(b'\n', &self.buffer[self.scan..]) {
+            let newline = self.scan + offset;
+            let line = &self.buffer[self.line_start..newline];
+            self.scan = newline + 1;
+            self.line_start = newline + 1;
+            if line.iter().any(|b| !matches!(b, b' ' | b'\t' | b'\r')) {
+                let start = std::mem::replace(&mut self.start, newline + 1);
+                return Some(&self.buffer[start..=newline]);
+            }
+        }
+        self.scan = self.buffer.len();
+        None
+    }
+
+    /// True when bytes that were not handed out are buffered.
+    pub fn has_rest(&self) -> bool {
+        self.start < self.buffer.len()
+    }
+
+    /// What is left once the body ended: a last line without its `\n`, or trailing blank
+    /// lines; empty if nothing is.
+    pub fn take_rest(&mut self) -> Vec<u8> {
+        let rest = self.buffer.split_off(self.start);
+        self.buffer.clear();
+        (self.start, self.line_start, self.scan) = (0, 0, 0);
+        rest
+    }
+}
+
 /// How a result set describes its columns.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Columns {
@@ -654,6 +722,80 @@ mod tests {
         assert!(split_array("{}").is_err());
     }
 
+    /// Every line a splitter hands out for these chunks, then its rest.
+    fn lines_of(chunks: &[&[u8]]) -> (Vec<String>, String) {
+        let mut splitter = LineSplitter::new();
+        let mut lines = Vec::new();
+        for chunk in chunks {
+            splitter.push(chunk);
+            while let Some(line) = splitter.next_line() {
+                lines.push(String::from_utf8(line.to_vec()).expect("a line is whole UTF-8"));
+            }
+        }
+        let rest = String::from_utf8(splitter.take_rest()).expect("the rest is whole UTF-8");
+        (lines, rest)
+    }
+
+    #[test]
+    fn lines_keep_the_body_and_fold_keep_alives_into_the_next_line() {
+        let (lines, rest) = lines_of(&[KSQLDB_QUERY.as_bytes()]);
+        assert_eq!(lines.concat() + &rest, KSQLDB_QUERY);
+        assert_eq!(rest, "");
+        assert_eq!(lines.len(), 5, "{lines:?}");
+        assert!(lines[0].starts_with("[{\"header\":"));
+        // The two keep-alive newlines after the header ride with the first row.
+        assert!(lines[1].starts_with("\n\n{\"row\":{\"columns\":[1,"));
+        assert!(lines[2].starts_with("{\"row\":{\"columns\":[2,\"Zürich"));
+        assert_eq!(lines[4], "{\"finalMessage\":\"Limit Reached\"}]\n");
+        for line in &lines {
+            assert!(line.ends_with('\n'));
+            assert!(!line.trim().is_empty());
+        }
+        // KSQL 5.x starts with a keep-alive: it rides with the first row.
+        let (lines, _) = lines_of(&[KSQL5_QUERY.as_bytes()]);
+        assert!(lines[0].starts_with("\n{\"row\""));
+        assert_eq!(lines.len(), 4);
+    }
+
+    #[test]
+    fn lines_at_every_split_and_one_byte_at_a_time() {
+        for (text, _, _) in cases() {
+            let whole = lines_of(&[text.as_bytes()]);
+            let bytes = text.as_bytes();
+            for cut in 0..=bytes.len() {
+                assert_eq!(
+                    lines_of(&[&bytes[..cut], &bytes[cut..]]),
+                    whole,
+                    "cut at {cut}"
+                );
+            }
+            let chunks: Vec<&[u8]> = bytes.chunks(1).collect();
+            assert_eq!(lines_of(&chunks), whole);
+        }
+    }
+
+    #[test]
+    fn the_rest_is_an_unterminated_last_line_or_trailing_blanks() {
+        assert_eq!(
+            lines_of(&[b"[{\"a\":1},\n", b"{\"b\":2}]"]),
+            (vec!["[{\"a\":1},\n".to_string()], "{\"b\":2}]".to_string())
+        );
+        assert_eq!(
+            lines_of(&[b"{\"a\":1}\n\n \n"]),
+            (vec!["{\"a\":1}\n".to_string()], "\n \n".to_string())
+        );
+        let mut splitter = LineSplitter::new();
+        assert!(!splitter.has_rest());
+        splitter.push(b"{\"a\"");
+        assert!(splitter.next_line().is_none());
+        assert!(splitter.has_rest());
+        // A CRLF line counts as content, its \r kept.
+        assert_eq!(
+            lines_of(&[b"\r\n{}\r\n"]),
+            (vec!["\r\n{}\r\n".to_string()], String::new())
+        );
+    }
+
     /// Random rows, random keep-alives, tombstones; the whole response is cut at random
     /// places into random numbers of chunks.
     fn arb_value() -> impl Strategy<Value = serde_json::Value> {
@@ -741,6 +883,39 @@ mod tests {
             }
             prop_assert_eq!(seen, expected);
             prop_assert_eq!(closed, format == 0 || format == 3);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        /// Any text of lines (blank ones included), cut anywhere: the lines handed out are
+        /// the non-blank lines with the blank ones before them, and nothing is lost.
+        #[test]
+        fn lines_survive_any_chunking(
+            lines in prop::collection::vec("[ \t]{0,2}|[a-z\"\\\\é東{}\\[\\],:]{1,12}", 0..20),
+            final_newline in any::<bool>(),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..20),
+        ) {
+            let mut text = lines.join("\n");
+            if final_newline && !lines.is_empty() {
+                text.push('\n');
+            }
+            let bytes = text.as_bytes();
+            let mut positions: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len() + 1)).collect();
+            positions.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut last = 0;
+            for p in positions { chunks.push(&bytes[last..p]); last = p; }
+            chunks.push(&bytes[last..]);
+            let (got, rest) = lines_of(&chunks);
+            prop_assert_eq!(got.concat() + &rest, text.clone());
+            prop_assert_eq!(&got, &lines_of(&[bytes]).0);
+            for line in &got {
+                prop_assert!(line.ends_with('\n'));
+                prop_assert!(!line.trim().is_empty());
+            }
+            // The rest is blank lines, then at most an unterminated line.
+            prop_assert!(rest.rfind('\n').is_none_or(|i| rest[..i].trim().is_empty()));
         }
     }
 }

@@ -27,6 +27,8 @@ struct Recorded {
     requests: Mutex<Vec<RecordedRequest>>,
     closed_queries: Mutex<Vec<String>>,
     not_ready_answers: AtomicUsize,
+    /// TCP connections the double holds open right now.
+    open_connections: AtomicUsize,
 }
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -197,7 +199,9 @@ fn start_server(runtime: &tokio::runtime::Runtime, http2: bool) -> (SocketAddr, 
                 return;
             };
             let state = served.clone();
+            state.open_connections.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
+                let counter = state.clone();
                 let service = hyper::service::service_fn(move |r| handle(r, state.clone()));
                 let io = TokioIo::new(stream);
                 if http2 {
@@ -209,6 +213,7 @@ fn start_server(runtime: &tokio::runtime::Runtime, http2: bool) -> (SocketAddr, 
                         .serve_connection(io, service)
                         .await;
                 }
+                counter.open_connections.fetch_sub(1, Ordering::SeqCst);
             });
         }
     });
@@ -556,4 +561,199 @@ fn a_big_query_streams_in_bounded_batches() {
         total += batch.num_rows();
     }
     assert_eq!(total, 50_000);
+}
+
+/// Reads a whole stream in raw-lines mode.
+fn all_lines(stream: &mut QueryStream, idle_timeout: Option<Duration>) -> Vec<String> {
+    stream.use_raw_lines().unwrap();
+    let mut lines = Vec::new();
+    while let Some(more) = stream.next_lines(idle_timeout, &mut never()).unwrap() {
+        lines.extend(more);
+    }
+    lines
+}
+
+#[test]
+fn raw_lines_join_back_to_the_body_whatever_the_chunks() {
+    let runtime = server_runtime();
+    let (address, state) = start_server(&runtime, false);
+    let client = KsqlClient::new(ClientOptions::new(format!("http://{address}"))).unwrap();
+    let mut stream = client
+        .query(
+            "SELECT * FROM SENSORS;",
+            &Map::new(),
+            &Map::new(),
+            QueryEndpoint::Query,
+            &mut never(),
+        )
+        .unwrap();
+    let lines = all_lines(&mut stream, None);
+    // The double sends the body in 7-byte chunks: the lines are whole all the same.
+    assert_eq!(lines.concat(), ksqldb_query_response(10));
+    assert_eq!(lines.len(), 12, "header, 10 rows, final message");
+    assert!(lines[0].starts_with("[{\"header\""));
+    assert!(lines
+        .iter()
+        .all(|l| l.ends_with('\n') && !l.trim().is_empty()));
+    // Row 9 is followed by a keep-alive, which rides with the final message.
+    assert_eq!(lines[11], "\n{\"finalMessage\":\"Limit Reached\"}]\n");
+    assert_eq!(stream.query_id(), Some("transient_SENSORS_42"));
+    assert!(stream.is_finished());
+    assert!(!stream.close(&mut never()));
+    assert!(state.closed_queries.lock().unwrap().is_empty());
+}
+
+#[test]
+fn raw_lines_of_a_push_query_end_on_idle_and_close_it() {
+    let runtime = server_runtime();
+    let (address, state) = start_server(&runtime, true);
+    let mut options = ClientOptions::new(format!("http://{address}"));
+    options.http2 = true;
+    let client = KsqlClient::new(options).unwrap();
+    let mut stream = client
+        .query(
+            "SELECT * FROM READINGS EMIT CHANGES;",
+            &Map::new(),
+            &Map::new(),
+            QueryEndpoint::QueryStream,
+            &mut never(),
+        )
+        .unwrap();
+    let lines = all_lines(&mut stream, Some(Duration::from_millis(300)));
+    assert_eq!(lines.len(), 6, "{lines:?}");
+    assert!(lines[0].starts_with("{\"queryId\":\"push-1\""));
+    assert_eq!(lines[1], "[0,0.25]\n");
+    // The id came from the header line, so ending the stream closed the query.
+    assert_eq!(*state.closed_queries.lock().unwrap(), ["push-1"]);
+}
+
+#[test]
+fn raw_lines_mode_only_before_reading_and_errors_are_lines() {
+    let runtime = server_runtime();
+    let (address, _state) = start_server(&runtime, false);
+    let client = KsqlClient::new(ClientOptions::new(format!("http://{address}"))).unwrap();
+    let mut stream = client
+        .query(
+            "SELECT * FROM SENSORS;",
+            &Map::new(),
+            &Map::new(),
+            QueryEndpoint::Query,
+            &mut never(),
+        )
+        .unwrap();
+    let error = stream.next_lines(None, &mut never()).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config);
+    stream
+        .wait_for_header(Duration::from_secs(5), &mut never())
+        .unwrap();
+    assert_eq!(
+        stream.use_raw_lines().unwrap_err().kind(),
+        ErrorKind::Config
+    );
+    // In raw-lines mode a mid-stream error is handed out as the line it is.
+    let mut stream = client
+        .query(
+            "SELECT * FROM FAIL;",
+            &Map::new(),
+            &Map::new(),
+            QueryEndpoint::QueryStream,
+            &mut never(),
+        )
+        .unwrap();
+    let lines = all_lines(&mut stream, None);
+    assert_eq!(lines.len(), 7);
+    assert!(lines[6].contains("\"error_code\":50000"));
+}
+
+#[test]
+fn dropping_the_last_client_closes_its_connections() {
+    let runtime = server_runtime();
+    let (address, state) = start_server(&runtime, false);
+    let client = KsqlClient::new(ClientOptions::new(format!("http://{address}"))).unwrap();
+    let clone = client.clone();
+    let other = KsqlClient::new(ClientOptions::new(format!("http://{address}"))).unwrap();
+    client.get("/info", &mut never()).unwrap();
+    other.get("/info", &mut never()).unwrap();
+    let open = || state.open_connections.load(Ordering::SeqCst);
+    let wait_for = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while open() != n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        open()
+    };
+    // Pooled keep-alive connections (usually one), shared by both clients.
+    std::thread::sleep(Duration::from_millis(100));
+    let pooled = open();
+    assert!(pooled >= 1);
+    drop(client);
+    drop(other);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(open(), pooled, "a clone still uses the pool");
+    clone.get("/info", &mut never()).unwrap();
+    drop(clone);
+    assert_eq!(wait_for(0), 0, "the idle connection was closed");
+    // A new client to the same server builds a new pool and works.
+    let again = KsqlClient::new(ClientOptions::new(format!("http://{address}"))).unwrap();
+    again.get("/info", &mut never()).unwrap();
+    assert_eq!(wait_for(1), 1);
+}
+
+#[test]
+fn error_kinds_from_status_and_code() {
+    use ErrorKind::*;
+    let cases: [(u16, Option<i64>, ErrorKind); 16] = [
+        (400, Some(40001), Statement),
+        (400, Some(40002), WrongEndpoint),
+        (400, Some(40000), BadRequest),
+        (400, Some(40003), BadRequest),
+        (401, Some(40100), Auth),
+        (403, Some(40301), Auth),
+        (401, None, Auth),
+        (404, Some(40400), NotFound),
+        (429, Some(42900), RateLimited),
+        (503, Some(50301), NotReady),
+        (503, None, NotReady),
+        (500, Some(50000), Server),
+        (500, None, Server),
+        (599, None, Server),
+        // The code wins over the status: it is the more specific.
+        (400, Some(50302), NotReady),
+        // Old servers: 200 with a failed command status.
+        (200, None, Statement),
+    ];
+    for (status, code, kind) in cases {
+        assert_eq!(
+            ErrorKind::from_status_and_code(status, code),
+            kind,
+            "{status} {code:?}"
+        );
+    }
+    let server = |status, error_code| KsqlError::Server {
+        endpoint: "http://h/ksql".into(),
+        status,
+        error_code,
+        message: "m".into(),
+        statement_text: None,
+        raw: String::new(),
+    };
+    assert_eq!(server(400, Some(40001)).kind(), Statement);
+    assert_eq!(server(400, Some(40001)).kind().as_str(), "statement");
+    let transport = |timed_out| KsqlError::Transport {
+        endpoint: "e".into(),
+        message: "m".into(),
+        timed_out,
+    };
+    assert_eq!(transport(true).kind(), Timeout);
+    assert_eq!(transport(false).kind(), Connection);
+    assert_eq!(KsqlError::Interrupted.kind(), Interrupted);
+    assert_eq!(KsqlError::Config("x".into()).kind().as_str(), "config");
+    let stream = KsqlError::Stream {
+        endpoint: "e".into(),
+        error_code: Some(50000),
+        message: "m".into(),
+        statement_text: None,
+        raw: String::new(),
+    };
+    assert_eq!(stream.kind(), Stream);
 }

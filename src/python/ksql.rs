@@ -10,19 +10,19 @@ use std::time::Duration;
 use pyo3::create_exception;
 use pyo3::prelude::*;
 
+use super::args::interrupt_check;
 use super::arrow::{batch_to_py, schema_to_py};
-use super::consumer::interrupt_check;
 use super::errors::{format_error, ConfigError, KafkaMLError};
 use crate::ksql::{
-    Auth, BatchPolicy, ClientOptions, KsqlClient, KsqlError as CoreKsqlError, QueryEndpoint,
-    QueryStream,
+    Auth, BatchPolicy, ClientOptions, ErrorKind, KsqlClient, KsqlError as CoreKsqlError,
+    QueryEndpoint, QueryStream,
 };
 
 create_exception!(
     kafkaml._native,
     KsqlError,
     KafkaMLError,
-    "ksqlDB refused or failed a request; `.error_code`, `.http_status`, `.message`, `.statement_text` and `.raw` say which and why."
+    "ksqlDB refused or failed a request; `.error_code`, `.http_status`, `.kind`, `.message`, `.statement_text` and `.raw` say which and why.\n\n`KsqlError(message, error_code=None)` (ksql-python's `KSQLError` constructor) sets `.msg`/`.message` and `.error_code`."
 );
 create_exception!(
     kafkaml._native,
@@ -56,8 +56,32 @@ create_exception!(
     "The server could not be reached or did not answer in time."
 );
 
+/// ksql-python's `KSQLError(e, error_code=None, stackTrace=None)` constructor, so that code
+/// raising or building the error itself gets `.msg` and `.error_code`. A Python function:
+/// only those bind as methods. Errors raised here get the same attributes set afterwards.
+const KSQL_ERROR_INIT: &std::ffi::CStr = cr#"
+def __init__(self, message="", error_code=None, stackTrace=None):
+    """KsqlError(message, error_code=None): ksql-python's KSQLError constructor."""
+    BaseException.__init__(self, message)
+    self.message = self.msg = str(message)
+    self.error_code = error_code
+    self.stackTrace = stackTrace
+    self.http_status = None
+    self.kind = None
+    self.statement_text = None
+    self.raw = None
+"#;
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    let init = PyModule::from_code(
+        py,
+        KSQL_ERROR_INIT,
+        c"kafkaml/_native/ksql_error.py",
+        c"kafkaml._native_ksql_error",
+    )?
+    .getattr("__init__")?;
+    py.get_type::<KsqlError>().setattr("__init__", init)?;
     m.add("KsqlError", py.get_type::<KsqlError>())?;
     m.add("KsqlStatementError", py.get_type::<KsqlStatementError>())?;
     m.add("KsqlEndpointError", py.get_type::<KsqlEndpointError>())?;
@@ -73,15 +97,30 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
+/// The exception class for a kind of failure (the core classifies, see `ErrorKind`).
+fn exception_for(kind: ErrorKind, text: String) -> PyErr {
+    match kind {
+        ErrorKind::Statement => KsqlStatementError::new_err(text),
+        ErrorKind::WrongEndpoint => KsqlEndpointError::new_err(text),
+        ErrorKind::Auth => KsqlAuthError::new_err(text),
+        ErrorKind::NotReady => KsqlServerNotReadyError::new_err(text),
+        ErrorKind::Stream => KsqlStreamError::new_err(text),
+        ErrorKind::Connection | ErrorKind::Timeout => KsqlConnectionError::new_err(text),
+        ErrorKind::Config => ConfigError::new_err(text),
+        ErrorKind::Interrupted => pyo3::exceptions::PyKeyboardInterrupt::new_err(text),
+        _ => KsqlError::new_err(text),
+    }
+}
+
 /// Maps a core error to the exception family, with its details as attributes.
 fn ksql_error(py: Python<'_>, error: CoreKsqlError, pending_interrupt: Option<PyErr>) -> PyErr {
     let text = error.to_string();
-    let (err, status, code, message, statement, raw) = match error {
+    let kind = error.kind();
+    let (status, code, message, statement, raw) = match error {
         CoreKsqlError::Interrupted => {
-            return pending_interrupt
-                .unwrap_or_else(|| pyo3::exceptions::PyKeyboardInterrupt::new_err("interrupted"))
+            return pending_interrupt.unwrap_or_else(|| exception_for(kind, text));
         }
-        CoreKsqlError::Config(_) => return ConfigError::new_err(text),
+        CoreKsqlError::Config(_) => return exception_for(kind, text),
         CoreKsqlError::Format { source, .. } => return format_error(source),
         CoreKsqlError::Server {
             status,
@@ -90,71 +129,30 @@ fn ksql_error(py: Python<'_>, error: CoreKsqlError, pending_interrupt: Option<Py
             statement_text,
             raw,
             ..
-        } => {
-            let code = error_code.unwrap_or(0);
-            let err = if status == 401 || status == 403 || (40100..40400).contains(&code) {
-                KsqlAuthError::new_err(text)
-            } else if status == 503 || (50300..50400).contains(&code) {
-                KsqlServerNotReadyError::new_err(text)
-            } else if code == 40001 {
-                KsqlStatementError::new_err(text)
-            } else if code == 40002 {
-                KsqlEndpointError::new_err(text)
-            } else {
-                KsqlError::new_err(text)
-            };
-            (
-                err,
-                Some(status),
-                error_code,
-                message,
-                statement_text,
-                Some(raw),
-            )
-        }
+        } => (Some(status), error_code, message, statement_text, Some(raw)),
         CoreKsqlError::Stream {
             error_code,
             message,
             statement_text,
             raw,
             ..
-        } => (
-            KsqlStreamError::new_err(text),
-            Some(200),
-            error_code,
-            message,
-            statement_text,
-            Some(raw),
-        ),
+        } => (Some(200), error_code, message, statement_text, Some(raw)),
         CoreKsqlError::Insert {
             error_code,
             message,
             raw,
             ..
-        } => (
-            KsqlError::new_err(text),
-            Some(200),
-            error_code,
-            message,
-            None,
-            Some(raw),
-        ),
-        CoreKsqlError::Transport { message, .. } => (
-            KsqlConnectionError::new_err(text),
-            None,
-            None,
-            message,
-            None,
-            None,
-        ),
-        CoreKsqlError::Protocol { message, .. } => {
-            (KsqlError::new_err(text), None, None, message, None, None)
+        } => (Some(200), error_code, message, None, Some(raw)),
+        CoreKsqlError::Transport { message, .. } | CoreKsqlError::Protocol { message, .. } => {
+            (None, None, message, None, None)
         }
     };
+    let err = exception_for(kind, text);
     let value = err.value(py);
     // Attributes make the details usable without parsing the message.
     let _ = value.setattr("error_code", code);
     let _ = value.setattr("http_status", status);
+    let _ = value.setattr("kind", kind.as_str());
     let _ = value.setattr("message", message.clone());
     let _ = value.setattr("msg", message); // ksql-python's KSQLError name for it
     let _ = value.setattr("statement_text", statement);
@@ -319,7 +317,8 @@ impl PyKsqlConnection {
     }
 
     /// Starts a streaming query and waits for its header (`header_timeout` seconds).
-    #[pyo3(signature = (sql, properties="{}", session_variables="{}", endpoint="query", limit=None, header_timeout=60.0, wait_for_header=true))]
+    /// `raw_lines=True` reads the response as lines (`next_lines`), without waiting.
+    #[pyo3(signature = (sql, properties="{}", session_variables="{}", endpoint="query", limit=None, header_timeout=60.0, wait_for_header=true, raw_lines=false))]
     #[allow(clippy::too_many_arguments)]
     fn query(
         &self,
@@ -331,6 +330,7 @@ impl PyKsqlConnection {
         limit: Option<u64>,
         header_timeout: f64,
         wait_for_header: bool,
+        raw_lines: bool,
     ) -> PyResult<PyKsqlQueryStream> {
         let endpoint = match endpoint {
             "query" => QueryEndpoint::Query,
@@ -352,7 +352,9 @@ impl PyKsqlConnection {
                 self.client
                     .query(sql, &properties, &variables, endpoint, &mut interrupt)?;
             stream.set_limit(limit);
-            if wait_for_header {
+            if raw_lines {
+                stream.use_raw_lines()?;
+            } else if wait_for_header {
                 if let Err(error) = stream.wait_for_header(header_timeout, &mut interrupt) {
                     stream.close(&mut || false);
                     return Err(error);
@@ -363,6 +365,7 @@ impl PyKsqlConnection {
         let stream = result.map_err(|e| ksql_error(py, e, pending))?;
         Ok(PyKsqlQueryStream {
             inner: Mutex::new(Some(stream)),
+            done: Mutex::new(None),
         })
     }
 }
@@ -371,9 +374,58 @@ impl PyKsqlConnection {
 pub struct PyKsqlQueryStream {
     // The HTTP body stream is Send but not Sync; a pyclass must be both.
     inner: Mutex<Option<QueryStream>>,
+    /// What is still worth knowing once the stream ended or was closed: the stream itself
+    /// is dropped then, so that it stops holding the client's connection pool.
+    done: Mutex<Option<Ended>>,
+}
+
+/// A finished stream's facts.
+struct Ended {
+    query_id: Option<String>,
+    schema: Option<arrow_schema::SchemaRef>,
+    final_message: Option<String>,
+    rows_read: u64,
+    tombstones: u64,
 }
 
 impl PyKsqlQueryStream {
+    /// Drops the stream, keeping its facts (after the end, or a close).
+    fn retire(&mut self) {
+        let taken = self
+            .inner
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(stream) = taken {
+            *self
+                .done
+                .get_mut()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Ended {
+                query_id: stream.query_id().map(str::to_string),
+                schema: stream.schema(),
+                final_message: stream.final_message().map(str::to_string),
+                rows_read: stream.rows_read(),
+                tombstones: stream.tombstones(),
+            });
+        }
+    }
+
+    /// Reads a fact from the stream, or from what it left once retired.
+    fn fact<T>(
+        &self,
+        live: impl FnOnce(&QueryStream) -> T,
+        ended: impl FnOnce(&Ended) -> T,
+    ) -> Option<T> {
+        if let Some(value) = self.with_stream(live) {
+            return Some(value);
+        }
+        let done = self
+            .done
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        done.as_ref().map(ended)
+    }
+
     fn stream_mut(&mut self) -> Option<&mut QueryStream> {
         self.inner
             .get_mut()
@@ -415,7 +467,10 @@ impl PyKsqlQueryStream {
         let result = py.detach(|| stream.next_batch(policy, &mut interrupt_check(&mut pending)));
         match result {
             Ok(Some(batch)) => Ok(Some(batch_to_py(py, batch)?)),
-            Ok(None) => Ok(None),
+            Ok(None) => {
+                self.retire();
+                Ok(None)
+            }
             Err(e) => Err(ksql_error(py, e, pending)),
         }
     }
@@ -436,27 +491,58 @@ impl PyKsqlQueryStream {
         let mut pending = None;
         let result =
             py.detach(|| stream.next_texts(idle_timeout, &mut interrupt_check(&mut pending)));
-        result.map_err(|e| ksql_error(py, e, pending))
+        let texts = result.map_err(|e| ksql_error(py, e, pending))?;
+        if texts.is_none() {
+            self.retire();
+        }
+        Ok(texts)
+    }
+
+    /// The next whole lines of the response, exactly as received (with their newlines and
+    /// framing; blank keep-alive lines ride with the next line), or None at the end. Needs
+    /// `query(..., raw_lines=True)`.
+    #[pyo3(signature = (idle_timeout=None))]
+    fn next_lines(
+        &mut self,
+        py: Python<'_>,
+        idle_timeout: Option<f64>,
+    ) -> PyResult<Option<Vec<String>>> {
+        let idle_timeout = idle_timeout
+            .map(|t| seconds(t, "idle_timeout"))
+            .transpose()?;
+        let Some(stream) = self.stream_mut() else {
+            return Ok(None);
+        };
+        let mut pending = None;
+        let result =
+            py.detach(|| stream.next_lines(idle_timeout, &mut interrupt_check(&mut pending)));
+        let lines = result.map_err(|e| ksql_error(py, e, pending))?;
+        if lines.is_none() {
+            self.retire();
+        }
+        Ok(lines)
     }
 
     /// Stops reading and closes the query on the server if it may still run; returns
     /// whether the server confirmed a close.
     fn close(&mut self, py: Python<'_>) -> bool {
-        match self.stream_mut() {
+        let confirmed = match self.stream_mut() {
             Some(stream) if !stream.is_finished() => py.detach(|| stream.close(&mut || false)),
             _ => false,
-        }
+        };
+        self.retire();
+        confirmed
     }
 
     #[getter]
     fn query_id(&self) -> Option<String> {
-        self.with_stream(|s| s.query_id().map(str::to_string))
+        self.fact(|s| s.query_id().map(str::to_string), |e| e.query_id.clone())
             .flatten()
     }
 
     #[getter]
     fn schema(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        match self.with_stream(|s| s.schema()).flatten() {
+        match self.fact(|s| s.schema(), |e| e.schema.clone()).flatten() {
             Some(schema) => Ok(Some(schema_to_py(py, &schema)?)),
             None => Ok(None),
         }
@@ -464,8 +550,11 @@ impl PyKsqlQueryStream {
 
     #[getter]
     fn final_message(&self) -> Option<String> {
-        self.with_stream(|s| s.final_message().map(str::to_string))
-            .flatten()
+        self.fact(
+            |s| s.final_message().map(str::to_string),
+            |e| e.final_message.clone(),
+        )
+        .flatten()
     }
 
     #[getter]
@@ -475,11 +564,11 @@ impl PyKsqlQueryStream {
 
     #[getter]
     fn rows_read(&self) -> u64 {
-        self.with_stream(|s| s.rows_read()).unwrap_or(0)
+        self.fact(|s| s.rows_read(), |e| e.rows_read).unwrap_or(0)
     }
 
     #[getter]
     fn tombstones(&self) -> u64 {
-        self.with_stream(|s| s.tombstones()).unwrap_or(0)
+        self.fact(|s| s.tombstones(), |e| e.tombstones).unwrap_or(0)
     }
 }

@@ -4,7 +4,10 @@
   auth, bearer tokens, TLS client certificates, timeouts, "not ready" retries);
 - :class:`Query`: a query's rows as dicts, record batches, a Table or a DataFrame;
 - :class:`KSQLAPI`: a drop-in for ksql-python's client (``from kafkaml.ksql import KSQLAPI``);
-- :class:`KsqlError` and its subclasses (``KSQLError`` is ksql-python's name for it);
+- :mod:`kafkaml.ksql.utils`: ksql-python's helpers (streams, dropping them, parsing
+  ``KSQLAPI.query()``'s lines into row dicts);
+- :class:`KsqlError` and its subclasses (``KSQLError`` is ksql-python's name for it; ``.kind``
+  says which class of failure, as the Rust core classified it);
 - ``%load_ext kafkaml.ksql`` for the ``%%ksql`` cell magic.
 """
 

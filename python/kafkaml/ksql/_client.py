@@ -7,13 +7,15 @@ import functools
 import html
 import json
 import re
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pyarrow as pa
 
-from kafkaml._native import ConfigError, KsqlConnection, KsqlQueryStream
+from kafkaml._display import html_table
+from kafkaml._native import ConfigError, KsqlConnection, KsqlConnectionError, KsqlQueryStream
 
 T = TypeVar("T")
 
@@ -141,6 +143,8 @@ class Client:
     Session state persists across calls, as in the ksql CLI: :meth:`set` (or a ``SET``
     statement) adds a streams property to every later request, :meth:`define` (or
     ``DEFINE``) a session variable.
+
+    ``with Client(url) as client:`` closes it on leaving (see :meth:`close`).
     """
 
     def __init__(
@@ -168,7 +172,7 @@ class Client:
             else:
                 cert_pem, key_pem = _split_pem(_read_pem(cert), str(cert))
         self.timeout = timeout
-        self._connection = KsqlConnection(
+        self._native: KsqlConnection | None = KsqlConnection(
             url,
             username=username,
             password=password,
@@ -182,13 +186,73 @@ class Client:
             http2=http2,
             retries=retries,
         )
+        self._url = self._native.url
         self._properties: dict[str, Any] = {}
         self._variables: dict[str, Any] = {}
+        self._server_version: str | None = None
+        # Queries this client started that may still run, closed with it.
+        self._queries: weakref.WeakSet[Query] = weakref.WeakSet()
+
+    @property
+    def _connection(self) -> KsqlConnection:
+        if self._native is None:
+            raise KsqlConnectionError(f"this Client of {self._url} is closed")
+        return self._native
 
     @property
     def url(self) -> str:
         """The server's base URL."""
-        return self._connection.url
+        return self._url
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._native is None
+
+    @property
+    def server_version(self) -> str | None:
+        """The server's version once :meth:`info` asked for it (None before)."""
+        return self._server_version
+
+    def close(self) -> None:
+        """Closes the queries this client started that still run (on the server too) and
+        releases its HTTP connections; later calls raise :class:`KsqlConnectionError`."""
+        for query in list(self._queries):
+            query.close()
+        self._queries.clear()
+        # The last user of a connection pool dropping it closes the pool's connections.
+        self._native = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        parts = [repr(self.url)]
+        if self._server_version:
+            parts.append(f"server {self._server_version}")
+        if self._properties:
+            parts.append(f"properties={self._properties!r}")
+        if self._variables:
+            parts.append(f"variables={self._variables!r}")
+        if self.closed:
+            parts.append("closed")
+        return f"Client({', '.join(parts)})"
+
+    def _display_rows(self) -> list[tuple[str, object]]:
+        return [
+            ("url", self.url),
+            ("server version", self._server_version or "unknown (call info())"),
+            ("state", "closed" if self.closed else "open"),
+            ("properties", self._properties or "(none)"),
+            ("variables", self._variables or "(none)"),
+            ("running queries", sum(1 for q in self._queries if not q._stream.finished)),
+        ]
+
+    def _repr_html_(self) -> str:
+        return html_table("ksqlDB Client", self._display_rows())
 
     @property
     def properties(self) -> dict[str, Any]:
@@ -306,7 +370,9 @@ class Client:
             limit=limit,
             header_timeout=self.timeout,
         )
-        return Query(stream, idle_timeout=idle_timeout)
+        query = Query(stream, idle_timeout=idle_timeout, sql=sql)
+        self._queries.add(query)
+        return query
 
     def insert(self, stream: str, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Inserts rows (dicts of column values) into a stream through ``/inserts-stream``.
@@ -320,6 +386,9 @@ class Client:
     def info(self) -> dict[str, Any]:
         """``GET /info``: the server's version, Kafka cluster id and service id."""
         result: dict[str, Any] = json.loads(self._connection.get("/info"))
+        version = (result.get("KsqlServerInfo") or {}).get("version")
+        if isinstance(version, str):
+            self._server_version = version
         return result
 
     def healthcheck(self) -> dict[str, Any]:
@@ -361,9 +430,46 @@ class Query:
     query on the server.
     """
 
-    def __init__(self, stream: KsqlQueryStream, *, idle_timeout: float | None = None) -> None:
+    def __init__(self, stream: KsqlQueryStream, *, idle_timeout: float | None = None, sql: str | None = None) -> None:
         self._stream = stream
         self._idle_timeout = idle_timeout
+        self._sql = sql
+        self._closed_early = False
+
+    @property
+    def sql(self) -> str | None:
+        """The query's statement."""
+        return self._sql
+
+    @property
+    def state(self) -> str:
+        """``"running"`` while more rows may come, ``"finished"`` once the results ended
+        (a limit, an idle timeout, the server's end), ``"closed"`` if closed before that."""
+        if self._closed_early:
+            return "closed"
+        return "finished" if self._stream.finished else "running"
+
+    def _columns(self) -> list[tuple[str, str]]:
+        schema = self.schema
+        return [] if schema is None else [(field.name, str(field.type)) for field in schema]
+
+    def __repr__(self) -> str:
+        columns = ", ".join(name for name, _ in self._columns()) or "?"
+        sql = self._sql if self._sql is None or len(self._sql) <= 80 else self._sql[:77] + "..."
+        rows = self.rows_read
+        return f"<Query {sql!r} {self.state}, {rows:,} row{'' if rows == 1 else 's'} read, columns: {columns}>"
+
+    def _repr_html_(self) -> str:
+        rows: list[tuple[str, object]] = [
+            ("sql", self._sql),
+            ("state", self.state),
+            ("query id", self.query_id),
+            ("rows read", self.rows_read),
+            ("columns", ", ".join(f"{n} {t}" for n, t in self._columns()) or "(not known yet)"),
+        ]
+        if self.final_message:
+            rows.append(("final message", self.final_message))
+        return html_table("ksqlDB Query", rows)
 
     @property
     def query_id(self) -> str | None:
@@ -416,6 +522,8 @@ class Query:
 
     def close(self) -> None:
         """Stops reading and closes the query on the server, if it may still run."""
+        if not self._stream.finished:
+            self._closed_early = True
         self._stream.close()
 
     def __enter__(self) -> Query:
@@ -444,6 +552,22 @@ class AsyncClient:
     async def _run(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, functools.partial(function, *args, **kwargs))
+
+    def __repr__(self) -> str:
+        return "Async" + repr(self.sync)
+
+    def _repr_html_(self) -> str:
+        return html_table("ksqlDB AsyncClient", self.sync._display_rows())
+
+    async def close(self) -> None:
+        """See :meth:`Client.close`."""
+        await self._run(self.sync.close)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
     def set(self, name: str, value: Any) -> None:
         """See :meth:`Client.set`."""

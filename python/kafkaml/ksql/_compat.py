@@ -6,8 +6,9 @@ does what it documented:
 
 - ``ksql("SET 'auto.offset.reset'='earliest';")`` takes effect: the property is kept and
   sent with later requests (its issue #54);
-- query results are parsed from complete JSON elements, wherever HTTP chunks split them
-  (#57, #105, #106, #108);
+- ``query()`` yields the response's lines whole, wherever HTTP chunks split them (#57,
+  #105, #106, #108), so ksql-python's ``utils`` helpers (here in :mod:`kafkaml.ksql.utils`)
+  work on them;
 - ``return_objects=True`` names every column, lowercase, with digits, or ``DECIMAL(p, s)``
   (#123);
 - ``INSERT ... VALUES`` answers ``[]`` without an error (#80);
@@ -18,14 +19,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from kafkaml._display import html_table
 from kafkaml._native import KsqlError, KsqlQueryStream
-from kafkaml._native import parse_columns as _parse_columns
-from kafkaml.ksql._client import Client
+from kafkaml.ksql._client import Client, Entities
+from kafkaml.ksql.utils import _rows_from_elements
 
-#: ksql-python's name for the exception.
+#: ksql-python's name for the exception: ``KSQLError(message, error_code)`` works as there,
+#: and every error the client raises is one (with ``.msg`` and ``.error_code``).
 KSQLError = KsqlError
 
 _VALUE_FORMATS = ("delimited", "json", "avro")
@@ -85,6 +88,25 @@ class KSQLAPI:
         if check_version:
             self.get_ksql_version()
 
+    def close(self) -> None:
+        """Closes the queries still open and releases the connections (a kafkaml extension;
+        ``with KSQLAPI(url) as api:`` does it on leaving)."""
+        self.client.close()
+        if self._http2_client is not None:
+            self._http2_client.close()
+
+    def __enter__(self) -> KSQLAPI:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"KSQLAPI({self.url!r})" + ("" if not self.client.closed else " (closed)")
+
+    def _repr_html_(self) -> str:
+        return html_table("KSQLAPI (ksqlDB)", self.client._display_rows())
+
     def get_url(self) -> str:
         """The server URL this client talks to."""
         return self.url
@@ -105,10 +127,10 @@ class KSQLAPI:
         properties: list[dict[str, Any]] = self.ksql("show properties;")[0]["properties"]
         return properties
 
-    def ksql(self, ksql_string: str, stream_properties: Mapping[str, Any] | None = None) -> list[Any]:
-        """Runs statements; returns the server's entity list. Raises :class:`KSQLError`
-        (``.error_code``, ``.msg``) when the server refuses."""
-        return list(self.client.ksql(_validate_sql_string(ksql_string.strip()), stream_properties))
+    def ksql(self, ksql_string: str, stream_properties: Mapping[str, Any] | None = None) -> Entities:
+        """Runs statements; returns the server's entity list (a list, shown as tables in
+        Jupyter). Raises :class:`KSQLError` (``.error_code``, ``.msg``) when the server refuses."""
+        return self.client.ksql(_validate_sql_string(ksql_string.strip()), stream_properties)
 
     def _streaming_client(self, use_http2: bool | None) -> Client:
         if not use_http2:
@@ -128,17 +150,28 @@ class KSQLAPI:
         idle_timeout: float | None = None,
         use_http2: bool | None = None,
         return_objects: bool | None = None,
+        parse: bool | None = None,
     ) -> Iterator[Any]:
-        """Streams a query's results (a generator).
+        """Streams a query's results (a generator: the query starts at the first ``next``).
 
-        Yields each response element as JSON text (the header, each row, the final message;
-        always whole, never a fragment), or with ``return_objects=True`` one dict per row
-        (column name -> value). ``use_http2=True`` uses ``/query-stream`` over HTTP/2.
-        ``idle_timeout`` ends the query when no data came for that many seconds.
-        ``encoding`` and ``chunk_size`` are accepted for compatibility (responses are UTF-8).
+        Yields the server's response line by line, each line whole and unchanged (its
+        newline and the response's framing included; keep-alive newlines come with the
+        line after them), so ``"".join(lines)`` is the response body and ksql-python's
+        helpers (:mod:`kafkaml.ksql.utils`) parse them. The lines are ksqlDB's
+        ``[{"header":...},`` ... ``{"finalMessage":...}]`` on ``/query``, KSQL 5.x's
+        ``{"row":...}`` objects, or with ``use_http2=True`` (``/query-stream``) a header
+        object and one JSON array per row. An error the server sends mid-stream is a line
+        too. With ``return_objects=True`` (or ``parse=True``, ksql-python-ng's name) it
+        yields one dict per row (column name -> value) instead, and an error the server
+        sends mid-stream raises :class:`KSQLError`.
+
+        ``idle_timeout`` ends the query when no data came for that many seconds; leaving
+        the loop early closes the query on the server. ``encoding`` and ``chunk_size`` are
+        accepted for compatibility (responses are UTF-8, read as they arrive).
         """
         client = self._streaming_client(use_http2)
         sql = _validate_sql_string(query_string.strip())
+        objects = bool(return_objects or parse)
         stream = client._connection.query(
             sql,
             json.dumps(client._merged(stream_properties)),
@@ -146,9 +179,30 @@ class KSQLAPI:
             endpoint="query-stream" if use_http2 else "query",
             header_timeout=self._timeout,
             wait_for_header=False,
+            raw_lines=not objects,
         )
-        texts = _texts(stream, idle_timeout)
-        return _objects(texts) if return_objects else texts
+        if objects:
+            texts = _read(stream.next_texts, stream, idle_timeout)
+            try:
+                yield from _rows_from_elements((json.loads(text) for text in texts), sql)
+            finally:
+                texts.close()  # rows end at the final message: close now, not when collected
+        else:
+            yield from _read(stream.next_lines, stream, idle_timeout)
+
+    def stream(
+        self,
+        query_string: str,
+        encoding: str = "utf-8",
+        stream_properties: Mapping[str, Any] | None = None,
+        use_http2: bool | None = None,
+        parse: bool = False,
+    ) -> Iterator[Any]:
+        """ksql-python-ng's name for :meth:`query`: the response's lines, or one dict per
+        row with ``parse=True``."""
+        yield from self.query(
+            query_string, encoding=encoding, stream_properties=stream_properties, use_http2=use_http2, parse=parse
+        )
 
     def close_query(self, query_id: str) -> bool:
         """Closes a push query; True when the server confirmed, False when it refused."""
@@ -260,36 +314,15 @@ def build_create_as(
     return re.sub(r"\s+", " ", statement).strip()
 
 
-def _texts(stream: KsqlQueryStream, idle_timeout: float | None) -> Iterator[str]:
+def _read(
+    next_part: Callable[[float | None], list[str] | None], stream: KsqlQueryStream, idle_timeout: float | None
+) -> Iterator[str]:
     try:
         while True:
-            texts = stream.next_texts(idle_timeout)
-            if texts is None:
+            part = next_part(idle_timeout)
+            if part is None:
                 return
-            yield from texts
+            yield from part
     finally:
         # Leaving the generator early (break, Ctrl-C, garbage collection) stops the query.
         stream.close()
-
-
-def _objects(texts: Iterator[str]) -> Iterator[dict[str, Any]]:
-    names: list[str] = []
-    for text in texts:
-        element = json.loads(text)
-        if isinstance(element, list):
-            yield dict(zip(names, element))
-            continue
-        if element.get("errorMessage") or element.get("@type", "").endswith("error"):
-            error = element.get("errorMessage") or element
-            message = error.get("message", text) if isinstance(error, dict) else str(error)
-            raised = KSQLError(message)
-            raised.error_code = error.get("error_code") if isinstance(error, dict) else None
-            raised.msg = message
-            raised.raw = text
-            raise raised
-        if "header" in element:
-            names = list(_parse_columns(element["header"]["schema"]).names)
-        elif "columnNames" in element:
-            names = list(element["columnNames"])
-        elif isinstance(element.get("row"), dict):
-            yield dict(zip(names, element["row"]["columns"]))
