@@ -187,9 +187,14 @@ def test_read_topic_chunks_follow_batch_size(bootstrap: str, new_topic) -> None:
     small = kafkaml.read_topic(bootstrap, topic, batch_size=5_000)
     assert [len(chunk) for chunk in small.column("id").chunks] == [5_000, 5_000, 2_000]
     # Without batch_size, read_topic's own default applies: more than a Consumer's 10,000.
-    whole = kafkaml.read_topic(bootstrap, topic)
+    whole = kafkaml.read_topic(bootstrap, topic, schema=small.schema)
     assert [len(chunk) for chunk in whole.column("id").chunks] == [12_000]
     assert whole.equals(small.combine_chunks())
+    # A schema still to be inferred comes from a first batch of at most 10,000 messages;
+    # the rest follow in batches of the usual size.
+    inferred = kafkaml.read_topic(bootstrap, topic)
+    assert [len(chunk) for chunk in inferred.column("id").chunks] == [10_000, 2_000]
+    assert inferred.equals(whole)
 
 
 def test_several_topics_in_one_consumer(bootstrap: str, new_topic) -> None:

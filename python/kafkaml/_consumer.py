@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as _dt
+import difflib
+import inspect
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -12,8 +15,10 @@ import numpy as np
 import pyarrow as pa
 
 from kafkaml import _native
-from kafkaml._args import Bootstrap, avro_schema_text, bootstrap_servers, epoch_ms, string_config
+from kafkaml._args import Bootstrap, bootstrap_servers
+from kafkaml._display import html_table
 from kafkaml._matrix import MatrixDtype, to_numpy
+from kafkaml._progress import progress_bar
 
 Start = Literal["earliest", "latest"] | Mapping[int, int] | _dt.datetime
 Stop = None | Literal["end"] | _dt.datetime
@@ -102,30 +107,16 @@ class Consumer:
     ) -> None:
         self.topics = [topics] if isinstance(topics, str) else list(topics)
         self.format = format
-        avro_schema = avro_schema_text(schema) if format == "avro" else None
-        start_kind, start_offsets, start_time_ms = _start_arguments(start)
-        stop_kind, stop_time_ms = _stop_arguments(stop)
+        self._stop = stop
+        self._declared = schema is not None
+        self._final_errors = ConsumerErrors()
+        self._final_messages_read = 0
+        # Every option goes to the core as given: it checks and converts them in one place.
+        options = {name: value for name, value in locals().items() if name not in _NOT_OPTIONS}
+        if format in ("json", "csv", "delimited") and isinstance(schema, (str, list, tuple)):
+            _native.parse_columns(schema)  # a typo in a declaration fails before any connection
         self._native: _native.ArrowConsumer | None = _native.ArrowConsumer(
-            bootstrap_servers(bootstrap),
-            self.topics,
-            format,
-            schema=None if avro_schema is not None else schema,
-            avro_schema=avro_schema,
-            schema_registry=schema_registry,
-            group_id=group_id,
-            start_kind=start_kind,
-            start_offsets=start_offsets,
-            start_time_ms=start_time_ms,
-            stop_kind=stop_kind,
-            stop_time_ms=stop_time_ms,
-            batch_size=batch_size,
-            max_wait_ms=max_wait_ms,
-            on_error=on_error,
-            include_metadata=include_metadata,
-            delimiter=delimiter,
-            ordered=ordered,
-            config=string_config(config),
-            timeout_s=timeout,
+            bootstrap_servers(bootstrap, config), self.topics, **options
         )
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
@@ -138,19 +129,29 @@ class Consumer:
         return batch
 
     def read_all(self, *, progress: bool = False) -> pa.Table:
-        """Reads until the stop (needs ``stop`` set) and returns one table.
+        """Reads until the stop and returns one table.
 
-        ``progress=True`` shows a progress bar (tqdm, when installed; its notebook widget in
-        Jupyter), sized to the snapshot for ``stop="end"`` without a group.
+        Needs a ``stop`` (``"end"`` or a datetime): without one the consumer follows its
+        topics forever, so this raises :class:`ConfigError` instead of never returning.
+        ``progress=True`` shows a progress bar (tqdm's notebook widget in Jupyter, a text bar
+        elsewhere), sized to the snapshot for ``stop="end"`` without a group.
         """
+        self._needs_stop("read_all")
         batches = list(self) if not progress else self._with_progress_bar()
         schema = self.schema
         if schema is None:  # json with nothing to infer from
             return pa.table({})
-        return pa.Table.from_batches(batches, schema=schema)
+        table = pa.Table.from_batches(batches, schema=schema)
+        self._warn_about_absent_columns(table)
+        return table
 
     def read_matrix(
-        self, columns: Sequence[str] | None = None, dtype: MatrixDtype = "float32", fill: float | None = None
+        self,
+        columns: Sequence[str] | None = None,
+        dtype: MatrixDtype = "float32",
+        fill: float | None = None,
+        *,
+        progress: bool = False,
     ) -> np.ndarray:
         """Reads until the stop (needs ``stop`` set) straight into one 2-D C-contiguous matrix.
 
@@ -158,20 +159,52 @@ class Consumer:
         table: each batch's rows are written as soon as they are decoded and the batch is
         dropped, so it is faster and needs about the matrix's memory instead of the table's
         on top. Not with ``include_metadata`` (the matrix holds the values' columns).
+        ``progress=True`` shows a progress bar, updated after each batch.
         Raises :class:`SchemaError` for a column that is missing or not numeric, or a null
         without ``fill`` (naming the column and the row).
         """
+        self._needs_stop("read_matrix")
         names = list(columns) if columns is not None else None
-        return self._open().read_matrix(names, np.dtype(dtype).name, fill)
+        native = self._open()
+        if not progress:
+            return native.read_matrix(names, np.dtype(dtype).name, fill)
+        with self._progress_bar() as bar:
+            return native.read_matrix(names, np.dtype(dtype).name, fill, lambda read: bar.update(read - bar.n))
+
+    def _needs_stop(self, method: str) -> None:
+        if self._stop is None:
+            raise _native.ConfigError(
+                f"{method}() reads until the consumer's stop, and this consumer has none "
+                "(stop=None follows the topics forever): create it with stop=\"end\" to read to the "
+                "end offsets taken at start, or with a datetime; or iterate over it batch by batch"
+            )
+
+    def _progress_bar(self) -> Any:
+        native = self._open()
+        return progress_bar(total=native.snapshot_size, desc=", ".join(self.topics), unit="msg")
+
+    def _warn_about_absent_columns(self, table: pa.Table) -> None:
+        """JSON columns declared but null in every row usually mean a misspelt key."""
+        if self.format != "json" or not self._declared or table.num_rows == 0:
+            return
+        absent = [
+            name
+            for name, column in zip(table.column_names, table.columns)
+            if not name.startswith("_") and column.null_count == table.num_rows
+        ]
+        if absent:
+            warnings.warn(
+                f"declared column(s) {', '.join(map(repr, absent))} never appeared in the "
+                f"{table.num_rows} message(s) read (null in every row): check their spelling and "
+                "case against the messages' keys",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def _with_progress_bar(self) -> list[pa.RecordBatch]:
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:  # no bar without tqdm; the read is the same
-            return list(self)
         native = self._open()
         batches = []
-        with tqdm(total=native.snapshot_size, unit="msg", unit_scale=True, desc=", ".join(self.topics)) as bar:
+        with self._progress_bar() as bar:
             for batch in self:
                 batches.append(batch)
                 bar.update(native.messages_read - bar.n)
@@ -184,14 +217,19 @@ class Consumer:
 
     @property
     def errors(self) -> ConsumerErrors:
-        """Messages skipped under ``on_error="skip"``: the count and the latest few."""
-        skipped, recent = self._open().errors()
+        """Messages skipped under ``on_error="skip"``: the count and the latest few (still
+        there after :meth:`close`, for a look after a ``with`` block)."""
+        if self._native is None:
+            return self._final_errors
+        skipped, recent = self._native.errors()
         return ConsumerErrors(skipped, [DecodeFailure(*r) for r in recent])
 
     @property
     def messages_read(self) -> int:
-        """Messages consumed so far, skipped ones included."""
-        return self._open().messages_read
+        """Messages consumed so far, skipped ones included (also after :meth:`close`)."""
+        if self._native is None:
+            return self._final_messages_read
+        return self._native.messages_read
 
     def commit(self) -> int:
         """Commits the offsets after every batch handed out so far (synchronously).
@@ -203,6 +241,8 @@ class Consumer:
     def close(self) -> None:
         """Leaves the group and releases the connection (no commit; call :meth:`commit`)."""
         if self._native is not None:
+            self._final_errors = self.errors
+            self._final_messages_read = self._native.messages_read
             self._native.close()
             self._native = None
 
@@ -222,31 +262,43 @@ class Consumer:
     ) -> None:
         self.close()
 
+    @property
+    def lag(self) -> int | None:
+        """Messages between this consumer's positions and the ends of its partitions (from
+        the last fetch responses; None while unknown, e.g. before a group assigned any)."""
+        return self._open().lag
+
     def __repr__(self) -> str:
-        state = "closed" if self._native is None else f"read={self._native.messages_read}"
-        return f"Consumer(topics={self.topics!r}, format={self.format!r}, {state})"
+        if self._native is None:
+            return f"Consumer(topics={self.topics!r}, format={self.format!r}, closed)"
+        state = "finished" if self._native.finished else "open"
+        return (
+            f"Consumer(topics={self.topics!r}, format={self.format!r}, {state}, "
+            f"read={self._native.messages_read}, lag={self._native.lag})"
+        )
+
+    def _repr_html_(self) -> str:
+        rows: list[tuple[str, object]] = [("topics", ", ".join(self.topics)), ("format", self.format)]
+        if self._native is None:
+            rows.append(("state", "closed"))
+        else:
+            native = self._native
+            skipped, _ = native.errors()
+            rows += [
+                ("state", "finished" if native.finished else "open"),
+                ("messages read", f"{native.messages_read:,}"),
+                ("lag", "unknown" if native.lag is None else f"{native.lag:,}"),
+                ("snapshot", "-" if native.snapshot_size is None else f"{native.snapshot_size:,} messages"),
+                ("skipped (on_error='skip')", skipped),
+            ]
+            schema = native.schema()
+            if schema is not None:
+                rows.append(("columns", ", ".join(f"{f.name}: {f.type}" for f in schema)))
+        return html_table("kafkaml.Consumer", rows)
 
 
-def _start_arguments(start: Start) -> tuple[str, dict[int, int] | None, int | None]:
-    if isinstance(start, str):
-        if start not in ("earliest", "latest"):
-            raise _native.ConfigError(f"start must be 'earliest', 'latest', a dict or a datetime, got {start!r}")
-        return start, None, None
-    if isinstance(start, Mapping):
-        return "offsets", {int(p): int(o) for p, o in start.items()}, None
-    if isinstance(start, (_dt.datetime, _dt.date)):
-        return "time", None, epoch_ms(start)
-    raise _native.ConfigError(f"start must be 'earliest', 'latest', a dict or a datetime, got {start!r}")
-
-
-def _stop_arguments(stop: Stop) -> tuple[str, int | None]:
-    if stop is None:
-        return "never", None
-    if stop == "end":
-        return "end", None
-    if isinstance(stop, (_dt.datetime, _dt.date)):
-        return "time", epoch_ms(stop)
-    raise _native.ConfigError(f"stop must be None, 'end' or a datetime, got {stop!r}")
+_NOT_OPTIONS = frozenset({"self", "bootstrap", "topics", "__class__"})
+"""``Consumer.__init__``'s arguments that are not options passed through to the core."""
 
 
 def read_topic(bootstrap: Bootstrap, topic: str | Sequence[str], *, progress: bool = False, **options: Any) -> pa.Table:
@@ -258,6 +310,7 @@ def read_topic(bootstrap: Bootstrap, topic: str | Sequence[str], *, progress: bo
     needs. ``progress=True`` shows a progress bar (tqdm, when installed; in Jupyter its
     notebook widget).
     """
+    _check_options("read_topic", options, extra=("progress",))
     if not _snapshot_options("read_topic", options):
         with Consumer(bootstrap, topic, **options) as consumer:
             return consumer.read_all(progress=progress)
@@ -281,6 +334,7 @@ def read_matrix(
     columns: Sequence[str] | None = None,
     dtype: MatrixDtype = "float32",
     fill: float | None = None,
+    progress: bool = False,
     **options: Any,
 ) -> np.ndarray:
     """Reads a snapshot of ``topic`` straight into a 2-D C-contiguous numpy matrix.
@@ -288,15 +342,30 @@ def read_matrix(
     ``to_numpy(read_topic(bootstrap, topic, **options), columns, dtype, fill)`` in one step,
     rows in the same order, without building the table: the feature matrix a training script
     wants, read faster and in about the matrix's memory. Takes every :class:`Consumer` option
-    except ``stop`` and ``include_metadata``.
+    except ``stop`` and ``include_metadata``; ``progress=True`` shows a progress bar.
     """
+    _check_options("read_matrix", options, extra=("columns", "dtype", "fill", "progress"))
     if options.get("include_metadata"):
         raise _native.ConfigError("read_matrix reads the values' columns; use read_topic for the metadata")
     if _snapshot_options("read_matrix", options):
         # A group member's partitions arrive interleaved: read_topic puts them in order.
-        return to_numpy(read_topic(bootstrap, topic, **options), columns, dtype, fill)
+        return to_numpy(read_topic(bootstrap, topic, progress=progress, **options), columns, dtype, fill)
     with Consumer(bootstrap, topic, **options) as consumer:
-        return consumer.read_matrix(columns, dtype, fill)
+        return consumer.read_matrix(columns, dtype, fill, progress=progress)
+
+
+def _check_options(function: str, options: Mapping[str, Any], extra: Sequence[str] = ()) -> None:
+    """Raises TypeError for a keyword no Consumer takes, with the closest one it does."""
+    known = _consumer_options() | set(extra)
+    for name in options:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; it takes {', '.join(sorted(known))}"
+            raise TypeError(f"{function}() got an unexpected keyword argument {name!r}{hint}")
+
+
+def _consumer_options() -> set[str]:
+    return set(inspect.signature(Consumer.__init__).parameters) - _NOT_OPTIONS
 
 
 def _snapshot_options(function: str, options: dict[str, Any]) -> bool:

@@ -3,7 +3,8 @@
 Users call the wrappers in :mod:`kafkaml`; these are the native classes behind them.
 """
 
-from collections.abc import Mapping, Sequence
+import datetime as _dt
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, final
 
 import numpy as np
@@ -139,23 +140,20 @@ class StreamScorer:
 
 @final
 class ArrowConsumer:
-    """The core consumer behind :class:`kafkaml.Consumer` (arguments already normalised)."""
+    """The core consumer behind :class:`kafkaml.Consumer`: every option is checked and
+    converted here, once (see ``Consumer`` for what each means)."""
 
     def __new__(
         cls,
         bootstrap: str,
         topics: Sequence[str],
-        format: str,
         *,
-        schema: pa.Schema | str | Sequence[str] | None = None,
-        avro_schema: str | None = None,
+        format: str = "json",
+        schema: pa.Schema | str | Sequence[str] | Mapping[str, Any] | None = None,
         schema_registry: str | Mapping[str, str] | None = None,
         group_id: str | None = None,
-        start_kind: str = "earliest",
-        start_offsets: Mapping[int, int] | None = None,
-        start_time_ms: int | None = None,
-        stop_kind: str = "never",
-        stop_time_ms: int | None = None,
+        start: str | Mapping[int, int] | _dt.date | None = "earliest",
+        stop: str | _dt.date | None = None,
         batch_size: int = 10_000,
         max_wait_ms: int = 500,
         on_error: str = "raise",
@@ -163,14 +161,19 @@ class ArrowConsumer:
         delimiter: str = ",",
         ordered: bool = False,
         config: Mapping[str, Any] | None = None,
-        timeout_s: float = 10.0,
+        timeout: float = 10.0,
     ) -> Self: ...
     def next_batch(self) -> pa.RecordBatch | None:
         """The next batch, or None once the stop is reached (GIL released while reading)."""
     def read_matrix(
-        self, columns: Sequence[str] | None = None, dtype: str = "float32", fill: float | None = None
+        self,
+        columns: Sequence[str] | None = None,
+        dtype: str = "float32",
+        fill: float | None = None,
+        progress: Callable[[int], object] | None = None,
     ) -> np.ndarray:
-        """Reads to the stop straight into a C-contiguous (rows, columns) matrix (GIL released)."""
+        """Reads to the stop straight into a C-contiguous (rows, columns) matrix (GIL released);
+        ``progress(messages_read)`` is called after each round of messages."""
     def commit(self) -> int:
         """Commits the offsets after every batch handed out; returns partitions committed."""
     def close(self) -> None:
@@ -185,6 +188,9 @@ class ArrowConsumer:
     @property
     def messages_read(self) -> int:
         """Messages consumed so far, skipped ones included."""
+    @property
+    def lag(self) -> int | None:
+        """Messages between the positions and the partitions' ends, None while unknown."""
     @property
     def finished(self) -> bool:
         """True once the stop was reached (or the consumer closed)."""

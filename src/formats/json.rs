@@ -28,8 +28,22 @@ pub struct JsonDecoder {
 
 impl JsonDecoder {
     pub fn new(schema: SchemaRef) -> Self {
-        let flat =
-            FlatType::of_schema(&schema).map(|types| FlatJsonDecoder::new(schema.clone(), types));
+        Self::with_flat(schema, |flat| flat)
+    }
+
+    /// A decoder that notes the names of keys the schema lacks (see
+    /// `BatchDecoder::unknown_fields`), for a schema inferred from the first messages. Only
+    /// the flat reader notes them: a nested schema's keys are not tracked.
+    pub fn noting_unknown_fields(schema: SchemaRef) -> Self {
+        Self::with_flat(schema, FlatJsonDecoder::noting_unknown_fields)
+    }
+
+    fn with_flat(
+        schema: SchemaRef,
+        adapt: impl FnOnce(FlatJsonDecoder) -> FlatJsonDecoder,
+    ) -> Self {
+        let flat = FlatType::of_schema(&schema)
+            .map(|types| adapt(FlatJsonDecoder::new(schema.clone(), types)));
         JsonDecoder {
             parse_schema: schema_utc_as_offset(&schema),
             schema,
@@ -100,6 +114,13 @@ impl BatchDecoder for JsonDecoder {
 
     fn as_shared(&self) -> Option<&dyn SharedDecoder> {
         self.flat.as_ref().map(|flat| flat as &dyn SharedDecoder)
+    }
+
+    fn unknown_fields(&self) -> Vec<String> {
+        self.flat
+            .as_ref()
+            .map(FlatJsonDecoder::unknown_fields)
+            .unwrap_or_default()
     }
 }
 

@@ -3,6 +3,7 @@
 //! keys that are not columns are skipped; anything else falls back to arrow-json.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use arrow_schema::SchemaRef;
 
@@ -14,7 +15,13 @@ pub struct FlatJsonDecoder {
     types: Vec<FlatType>,
     names: Vec<Vec<u8>>,
     by_name: HashMap<Vec<u8>, usize>,
+    /// With `noting_unknown_fields`: the keys met that are not columns.
+    unknown: Option<Mutex<Vec<String>>>,
 }
+
+/// How many unknown keys a decoder notes (a message with hundreds of extra keys must not
+/// make a list of hundreds).
+const UNKNOWN_KEYS_NOTED: usize = 16;
 
 impl FlatJsonDecoder {
     pub fn new(schema: SchemaRef, types: Vec<FlatType>) -> Self {
@@ -33,6 +40,22 @@ impl FlatJsonDecoder {
             types,
             names,
             by_name,
+            unknown: None,
+        }
+    }
+
+    /// Also notes the keys that are not columns (see `unknown_fields`). Off by default: a
+    /// declared schema often picks a few columns out of many keys on purpose.
+    pub fn noting_unknown_fields(mut self) -> Self {
+        self.unknown = Some(Mutex::new(Vec::new()));
+        self
+    }
+
+    /// The keys met that are not columns, the first `UNKNOWN_KEYS_NOTED`, when noted.
+    pub fn unknown_fields(&self) -> Vec<String> {
+        match &self.unknown {
+            Some(noted) => noted.lock().map(|n| n.clone()).unwrap_or_default(),
+            None => Vec::new(),
         }
     }
 
@@ -48,6 +71,8 @@ impl FlatJsonDecoder {
         let mut scratch = Vec::new();
         let mut key = Vec::new();
         let mut failures = Vec::new();
+        // Unknown keys are gathered per chunk and noted once at its end (one lock a chunk).
+        let mut unknown: Option<Vec<Vec<u8>>> = self.unknown.as_ref().map(|_| Vec::new());
         for (index, payload) in prefetching(payloads) {
             slots.fill(Slot::Null);
             scratch.clear();
@@ -55,7 +80,13 @@ impl FlatJsonDecoder {
                 None => Ok(()), // a tombstone is a row of nulls
                 Some(bytes) => {
                     let mut reader = Reader { bytes, pos: 0 };
-                    self.read_object(&mut reader, &mut slots, &mut scratch, &mut key)
+                    self.read_object(
+                        &mut reader,
+                        &mut slots,
+                        &mut scratch,
+                        &mut key,
+                        &mut unknown,
+                    )
                 }
             };
             let appended = parsed
@@ -63,6 +94,16 @@ impl FlatJsonDecoder {
                 .and_then(|()| builder.append_row(&slots, &scratch));
             if let Err(reason) = appended {
                 failures.push(RowFailure { index, reason });
+            }
+        }
+        if let (Some(found), Some(noted)) = (unknown, &self.unknown) {
+            if let Ok(mut noted) = noted.lock() {
+                for name in found {
+                    let name = String::from_utf8_lossy(&name).into_owned();
+                    if noted.len() < UNKNOWN_KEYS_NOTED && !noted.contains(&name) {
+                        noted.push(name);
+                    }
+                }
             }
         }
         Ok(Decoded {
@@ -85,6 +126,7 @@ impl FlatJsonDecoder {
         slots: &mut [Slot],
         scratch: &mut Vec<u8>,
         key: &mut Vec<u8>,
+        unknown: &mut Option<Vec<Vec<u8>>>,
     ) -> Result<(), String> {
         r.skip_ws();
         match r.peek() {
@@ -122,7 +164,16 @@ impl FlatJsonDecoder {
                         self.read_value(r, column, scratch, &mut slots[column])?;
                         predicted = column + 1;
                     }
-                    None => r.skip_value(0)?,
+                    None => {
+                        if let Some(unknown) = unknown {
+                            if unknown.len() < UNKNOWN_KEYS_NOTED
+                                && !unknown.iter().any(|k| k == key)
+                            {
+                                unknown.push(key.to_vec());
+                            }
+                        }
+                        r.skip_value(0)?
+                    }
                 }
                 r.skip_ws();
                 match r.next() {

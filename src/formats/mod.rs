@@ -105,6 +105,11 @@ pub trait BatchDecoder: Send + Sync {
     fn as_shared(&self) -> Option<&dyn SharedDecoder> {
         None
     }
+    /// Names of fields the messages held that the schema lacks (and so were left out), for
+    /// decoders asked to track them; the first few, in the order they were met.
+    fn unknown_fields(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A decoder several threads can use at once (see [`BatchDecoder::as_shared`]).

@@ -20,8 +20,13 @@ pub enum KafkaError {
         timeout_s: f64,
         reason: String,
     },
-    #[error("topic {topic:?} does not exist on {bootstrap}")]
-    UnknownTopic { topic: String, bootstrap: String },
+    /// `hint` says what to do: the closest existing name, or which topics there are.
+    #[error("topic {topic:?} does not exist on {bootstrap}{hint}")]
+    UnknownTopic {
+        topic: String,
+        bootstrap: String,
+        hint: String,
+    },
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("cannot decode message at {topic}[{partition}]@{offset}: {reason}")]

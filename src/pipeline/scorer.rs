@@ -704,8 +704,7 @@ mod tests {
     use arrow_array::{Float64Array, Int64Array};
 
     use super::*;
-    use crate::formats::Format;
-    use crate::kafka::consumer::StartAt;
+    use crate::kafka::consumer::ReadFormat;
     use crate::kafka::local::LocalCluster;
 
     /// Score = sum of squares: easy to check by hand.
@@ -731,23 +730,12 @@ mod tests {
         stop: StopAt,
     ) -> ConsumerOptions {
         ConsumerOptions {
-            bootstrap: bootstrap.into(),
-            topics: vec![topic.into()],
-            format: Format::Json,
-            schema: None,
-            avro_schema: None,
-            schema_registry: None,
             group_id: group.map(str::to_string),
-            start: StartAt::Earliest,
             stop,
             batch_size: 1000,
             max_wait: Duration::from_millis(50),
             on_error: OnError::Skip,
-            include_metadata: false,
-            csv_delimiter: b',',
-            ordered: false,
-            config: Vec::new(),
-            timeout: Duration::from_secs(10),
+            ..ConsumerOptions::new(bootstrap, [topic], ReadFormat::Json { schema: None })
         }
     }
 

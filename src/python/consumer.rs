@@ -1,127 +1,20 @@
 //! `_native.ArrowConsumer`: the core consumer behind `kafkaml.Consumer`.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
-
 use pyo3::exceptions::PyUserWarning;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 
-use super::arrow::{batch_to_py, schema_from_py, schema_to_py};
-use super::errors::{format_error, kafka_error, matrix_error, ConfigError};
+use super::args::{
+    interrupt_check, read_format, seconds_argument, ConfigArg, DelimiterArg, OnErrorArg, StartArg,
+    StopArg,
+};
+use super::arrow::{batch_to_py, schema_to_py};
+use super::errors::{kafka_error, matrix_error, ConfigError};
 use super::matrix::{element_type, matrix_to_py, ElementType};
-use crate::formats::registry::RegistryConfig;
-use crate::formats::{parse_column_declarations, Format};
-use crate::kafka::consumer::{ArrowConsumer, ConsumerOptions, OnError, StartAt, StopAt};
-use crate::kafka::KafkaError as CoreKafkaError;
+use crate::kafka::consumer::{ArrowConsumer, ConsumerOptions};
 use crate::matrix::{MatrixElement, MatrixRows};
 
 /// A skipped message as Python sees it: (topic, partition, offset, reason).
 type FailureAt = (String, i32, i64, String);
-
-/// Turns a `schema=` argument into an Arrow schema: a pyarrow schema, or KSQL declarations.
-pub fn schema_argument(
-    schema: Option<&Bound<'_, PyAny>>,
-) -> PyResult<Option<arrow_schema::SchemaRef>> {
-    let Some(schema) = schema.filter(|s| !s.is_none()) else {
-        return Ok(None);
-    };
-    if schema.hasattr("__arrow_c_schema__")? {
-        return schema_from_py(schema).map(Some);
-    }
-    let declarations: Vec<String> = if let Ok(text) = schema.extract::<String>() {
-        vec![text]
-    } else {
-        schema.extract::<Vec<String>>().map_err(|_| {
-            ConfigError::new_err("schema must be a pyarrow.Schema, a string of KSQL column declarations, or a list of them")
-        })?
-    };
-    Ok(Some(Arc::new(
-        parse_column_declarations(&declarations).map_err(format_error)?,
-    )))
-}
-
-pub fn registry_argument(
-    registry: Option<&Bound<'_, PyAny>>,
-    timeout: Duration,
-) -> PyResult<Option<RegistryConfig>> {
-    let Some(registry) = registry.filter(|r| !r.is_none()) else {
-        return Ok(None);
-    };
-    if let Ok(url) = registry.extract::<String>() {
-        return Ok(Some(RegistryConfig {
-            url,
-            basic_auth: None,
-            timeout,
-        }));
-    }
-    let dict = registry
-        .cast::<PyDict>()
-        .map_err(|_| ConfigError::new_err("schema_registry must be a URL or a dict with 'url'"))?;
-    let url: String = dict
-        .get_item("url")?
-        .ok_or_else(|| ConfigError::new_err("schema_registry dict needs 'url'"))?
-        .extract()?;
-    let basic_auth = dict
-        .get_item("basic.auth.user.info")?
-        .map(|v| v.extract())
-        .transpose()?;
-    Ok(Some(RegistryConfig {
-        url,
-        basic_auth,
-        timeout,
-    }))
-}
-
-pub fn config_argument(
-    config: Option<HashMap<String, Bound<'_, PyAny>>>,
-) -> PyResult<Vec<(String, String)>> {
-    let mut pairs: Vec<(String, String)> = Vec::new();
-    for (key, value) in config.unwrap_or_default() {
-        // librdkafka takes strings; booleans as "true"/"false" like confluent-kafka does.
-        let text = if let Ok(b) = value.extract::<bool>() {
-            b.to_string()
-        } else {
-            value.str()?.to_string()
-        };
-        pairs.push((key, text));
-    }
-    pairs.sort();
-    Ok(pairs)
-}
-
-pub fn delimiter_argument(delimiter: &str) -> PyResult<u8> {
-    match delimiter.as_bytes() {
-        [b] => Ok(*b),
-        _ => Err(ConfigError::new_err(format!(
-            "delimiter must be one ASCII character, got {delimiter:?}"
-        ))),
-    }
-}
-
-pub fn on_error_argument(on_error: &str) -> PyResult<OnError> {
-    match on_error {
-        "raise" => Ok(OnError::Raise),
-        "skip" => Ok(OnError::Skip),
-        other => Err(ConfigError::new_err(format!(
-            "on_error must be 'raise' or 'skip', got {other:?}"
-        ))),
-    }
-}
-
-/// Calls Python's signal handlers; true when one raised (Ctrl-C), keeping its error.
-pub fn interrupt_check(pending: &mut Option<PyErr>) -> impl FnMut() -> bool + '_ {
-    move || {
-        Python::attach(|py| match py.check_signals() {
-            Ok(()) => false,
-            Err(err) => {
-                *pending = Some(err);
-                true
-            }
-        })
-    }
-}
 
 #[pyclass(module = "kafkaml._native", name = "ArrowConsumer")]
 pub struct PyConsumer {
@@ -134,20 +27,26 @@ impl PyConsumer {
         py: Python<'_>,
         columns: Option<Vec<String>>,
         fill: Option<f64>,
+        progress: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let consumer = self.inner.as_mut().ok_or_else(closed)?;
         let expected_rows = consumer.snapshot_size().unwrap_or(0).max(0) as usize;
         let mut rows = MatrixRows::<T>::new(columns, fill, expected_rows);
-        let mut pending = None;
-        let result = py.detach(|| {
-            let mut interrupt = interrupt_check(&mut pending);
-            while consumer.next_rows(&mut interrupt, &mut rows)? {}
-            Ok::<(), CoreKafkaError>(())
-        });
-        if let Some(err) = pending {
-            return Err(err);
+        loop {
+            let mut pending = None;
+            let more =
+                py.detach(|| consumer.next_rows(&mut interrupt_check(&mut pending), &mut rows));
+            if let Some(err) = pending {
+                return Err(err);
+            }
+            if !more.map_err(|e| kafka_error(py, e))? {
+                break;
+            }
+            // Between rounds (up to a batch of messages each), with the GIL held anyway.
+            if let Some(progress) = progress {
+                progress.call1((consumer.messages_read(),))?;
+            }
         }
-        result.map_err(|e| kafka_error(py, e))?;
         let schema = consumer.schema();
         self.emit_warnings(py)?;
         let (values, rows, width) = rows.finish(schema.as_ref()).map_err(matrix_error)?;
@@ -158,10 +57,11 @@ impl PyConsumer {
 #[pymethods]
 impl PyConsumer {
     #[new]
-    #[pyo3(signature = (bootstrap, topics, format, *, schema=None, avro_schema=None, schema_registry=None,
-        group_id=None, start_kind="earliest", start_offsets=None, start_time_ms=None, stop_kind="never",
-        stop_time_ms=None, batch_size=10_000, max_wait_ms=500, on_error="raise", include_metadata=false,
-        delimiter=",", ordered=false, config=None, timeout_s=10.0))]
+    #[pyo3(signature = (bootstrap, topics, *, format="json", schema=None, schema_registry=None,
+        group_id=None, start=StartArg(crate::kafka::consumer::StartAt::Earliest),
+        stop=StopArg(crate::kafka::consumer::StopAt::Never), batch_size=10_000, max_wait_ms=500,
+        on_error=OnErrorArg(crate::kafka::consumer::OnError::Raise), include_metadata=false,
+        delimiter=DelimiterArg(b','), ordered=false, config=ConfigArg::default(), timeout=10.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -169,58 +69,33 @@ impl PyConsumer {
         topics: Vec<String>,
         format: &str,
         schema: Option<&Bound<'_, PyAny>>,
-        avro_schema: Option<String>,
         schema_registry: Option<&Bound<'_, PyAny>>,
         group_id: Option<String>,
-        start_kind: &str,
-        start_offsets: Option<HashMap<i32, i64>>,
-        start_time_ms: Option<i64>,
-        stop_kind: &str,
-        stop_time_ms: Option<i64>,
+        start: StartArg,
+        stop: StopArg,
         batch_size: usize,
         max_wait_ms: u64,
-        on_error: &str,
+        on_error: OnErrorArg,
         include_metadata: bool,
-        delimiter: &str,
+        delimiter: DelimiterArg,
         ordered: bool,
-        config: Option<HashMap<String, Bound<'_, PyAny>>>,
-        timeout_s: f64,
+        config: ConfigArg,
+        timeout: f64,
     ) -> PyResult<Self> {
-        let timeout = Duration::from_secs_f64(timeout_s.max(0.001));
-        let start = match (start_kind, start_offsets, start_time_ms) {
-            ("earliest", _, _) => StartAt::Earliest,
-            ("latest", _, _) => StartAt::Latest,
-            ("offsets", Some(offsets), _) => StartAt::Offsets(offsets),
-            ("time", _, Some(ms)) => StartAt::Time(ms),
-            (other, _, _) => return Err(ConfigError::new_err(format!("invalid start {other:?}"))),
-        };
-        let stop = match (stop_kind, stop_time_ms) {
-            ("never", _) => StopAt::Never,
-            ("end", _) => StopAt::End,
-            ("time", Some(ms)) => StopAt::Time(ms),
-            (other, _) => return Err(ConfigError::new_err(format!("invalid stop {other:?}"))),
-        };
-        let on_error = on_error_argument(on_error)?;
+        let timeout = seconds_argument(timeout)?;
+        let format = read_format(format, schema, schema_registry, delimiter.0, timeout)?;
         let options = ConsumerOptions {
-            bootstrap,
-            topics,
-            format: format
-                .parse::<Format>()
-                .map_err(|e| ConfigError::new_err(e.to_string()))?,
-            schema: schema_argument(schema)?,
-            avro_schema,
-            schema_registry: registry_argument(schema_registry, timeout)?,
             group_id,
-            start,
-            stop,
+            start: start.0,
+            stop: stop.0,
             batch_size,
-            max_wait: Duration::from_millis(max_wait_ms),
-            on_error,
+            max_wait: std::time::Duration::from_millis(max_wait_ms),
+            on_error: on_error.0,
             include_metadata,
-            csv_delimiter: delimiter_argument(delimiter)?,
             ordered,
-            config: config_argument(config)?,
+            config: config.0,
             timeout,
+            ..ConsumerOptions::new(bootstrap, topics, format)
         };
         let consumer = py
             .detach(|| ArrowConsumer::new(options))
@@ -245,18 +120,20 @@ impl PyConsumer {
         batch.map(|b| batch_to_py(py, b)).transpose()
     }
 
-    /// Reads to the stop straight into a C-contiguous (rows, columns) numpy matrix.
-    #[pyo3(signature = (columns=None, dtype="float32", fill=None))]
+    /// Reads to the stop straight into a C-contiguous (rows, columns) numpy matrix;
+    /// `progress(messages_read)` is called after each round of messages.
+    #[pyo3(signature = (columns=None, dtype="float32", fill=None, progress=None))]
     fn read_matrix(
         &mut self,
         py: Python<'_>,
         columns: Option<Vec<String>>,
         dtype: &str,
         fill: Option<f64>,
+        progress: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         match element_type(dtype)? {
-            ElementType::Float32 => self.read_rows::<f32>(py, columns, fill),
-            ElementType::Float64 => self.read_rows::<f64>(py, columns, fill),
+            ElementType::Float32 => self.read_rows::<f32>(py, columns, fill, progress),
+            ElementType::Float64 => self.read_rows::<f64>(py, columns, fill, progress),
         }
     }
 
@@ -304,6 +181,12 @@ impl PyConsumer {
     #[getter]
     fn messages_read(&self) -> PyResult<u64> {
         Ok(self.inner.as_ref().ok_or_else(closed)?.messages_read())
+    }
+
+    /// Messages between the positions and the partitions' ends; None while unknown.
+    #[getter]
+    fn lag(&self) -> PyResult<Option<i64>> {
+        Ok(self.inner.as_ref().ok_or_else(closed)?.lag())
     }
 
     #[getter]

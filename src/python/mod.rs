@@ -2,6 +2,7 @@
 //! and numpy conversion. Everything here copies what it needs out of Python objects, then
 //! releases the GIL for I/O, decoding and inference.
 
+mod args;
 mod arrow;
 mod consumer;
 mod errors;
@@ -18,7 +19,7 @@ use pyo3::prelude::*;
 #[pyo3(signature = (declarations,))]
 /// Parses KSQL column declarations into a `pyarrow.Schema`.
 fn parse_columns(py: Python<'_>, declarations: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-    let schema = consumer::schema_argument(Some(declarations))?.ok_or_else(|| {
+    let schema = args::schema_argument(Some(declarations))?.ok_or_else(|| {
         errors::ConfigError::new_err("parse_columns needs column declarations, got None")
     })?;
     arrow::schema_to_py(py, &schema)

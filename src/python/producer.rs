@@ -1,12 +1,11 @@
 //! `_native.ArrowProducer`: the core producer behind `kafkaml.Producer` and `write_topic`.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use pyo3::prelude::*;
 
+use super::args::{interrupt_check, registry_argument, ConfigArg, DelimiterArg};
 use super::arrow::batches_from_py;
-use super::consumer::{config_argument, delimiter_argument, interrupt_check, registry_argument};
 use super::errors::{kafka_error, ConfigError};
 use crate::formats::encode::ValueFormat;
 use crate::formats::Format;
@@ -21,7 +20,7 @@ pub struct PyProducer {
 impl PyProducer {
     #[new]
     #[pyo3(signature = (bootstrap, topic, format="json", *, key=None, avro_schema=None, schema_registry=None,
-        delimiter=",", config=None, timeout_s=10.0))]
+        delimiter=DelimiterArg(b','), config=ConfigArg::default(), timeout_s=10.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -31,8 +30,8 @@ impl PyProducer {
         key: Option<String>,
         avro_schema: Option<String>,
         schema_registry: Option<&Bound<'_, PyAny>>,
-        delimiter: &str,
-        config: Option<HashMap<String, Bound<'_, PyAny>>>,
+        delimiter: DelimiterArg,
+        config: ConfigArg,
         timeout_s: f64,
     ) -> PyResult<Self> {
         let timeout = Duration::from_secs_f64(timeout_s.max(0.001));
@@ -42,7 +41,7 @@ impl PyProducer {
         {
             Format::Json => ValueFormat::Json,
             Format::Csv => ValueFormat::Csv {
-                delimiter: delimiter_argument(delimiter)?,
+                delimiter: delimiter.0,
             },
             Format::Raw => ValueFormat::Raw,
             Format::Avro => ValueFormat::Avro {
@@ -55,7 +54,7 @@ impl PyProducer {
             topic,
             format,
             key_column: key,
-            config: config_argument(config)?,
+            config: config.0,
             timeout,
         };
         let producer = py

@@ -1,19 +1,17 @@
 //! `_native.StreamScorer`: the Rust stream scorer behind `kafkaml.StreamScorer`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::consumer::{config_argument, delimiter_argument, on_error_argument, schema_argument};
+use super::args::{read_format, ConfigArg, DelimiterArg, OnErrorArg};
 use super::errors::{
     decode_error, kafka_error, ConfigError, KafkaMLError, ModelError, SchemaError,
 };
 use super::model::PyModel;
 use crate::formats::encode::ValueFormat;
-use crate::formats::Format;
 use crate::kafka::consumer::{ConsumerOptions, StartAt, StopAt};
 use crate::pipeline::{FeatureSpec, PipelineError, RowScorer, ScorerOptions, StreamScorer};
 
@@ -28,8 +26,9 @@ impl PyStreamScorer {
     #[new]
     #[pyo3(signature = (bootstrap, source_topic, sink_topic, model, *, group_id, feature_columns=None,
         feature_text_column=None, separator="#", format="json", schema=None, id_columns=Vec::new(),
-        scaling=None, threshold=None, sink_format="json", batch_size=10_000, max_wait_ms=100, on_error="raise",
-        delimiter=",", config=None, sink_config=None, timeout_s=20.0))]
+        scaling=None, threshold=None, sink_format="json", batch_size=10_000, max_wait_ms=100,
+        on_error=OnErrorArg(crate::kafka::consumer::OnError::Raise), delimiter=DelimiterArg(b','),
+        config=ConfigArg::default(), sink_config=ConfigArg::default(), timeout_s=20.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -49,10 +48,10 @@ impl PyStreamScorer {
         sink_format: &str,
         batch_size: usize,
         max_wait_ms: u64,
-        on_error: &str,
-        delimiter: &str,
-        config: Option<HashMap<String, Bound<'_, PyAny>>>,
-        sink_config: Option<HashMap<String, Bound<'_, PyAny>>>,
+        on_error: OnErrorArg,
+        delimiter: DelimiterArg,
+        config: ConfigArg,
+        sink_config: ConfigArg,
         timeout_s: f64,
     ) -> PyResult<Self> {
         let timeout = Duration::from_secs_f64(timeout_s.max(0.001));
@@ -73,7 +72,7 @@ impl PyStreamScorer {
                 ))
             }
         };
-        let delimiter = delimiter_argument(delimiter)?;
+        let delimiter = delimiter.0;
         let sink_format = match sink_format {
             "json" => ValueFormat::Json,
             "csv" | "delimited" => ValueFormat::Csv { delimiter },
@@ -83,17 +82,9 @@ impl PyStreamScorer {
                 )))
             }
         };
-        let on_error = on_error_argument(on_error)?;
+        let on_error = on_error.0;
         let options = ScorerOptions {
             consumer: ConsumerOptions {
-                bootstrap,
-                topics: vec![source_topic],
-                format: format
-                    .parse::<Format>()
-                    .map_err(|e| ConfigError::new_err(e.to_string()))?,
-                schema: schema_argument(schema)?,
-                avro_schema: None,
-                schema_registry: None,
                 group_id: Some(group_id),
                 // A new group starts at the beginning; an existing one resumes where it committed.
                 start: StartAt::Earliest,
@@ -102,14 +93,17 @@ impl PyStreamScorer {
                 max_wait: Duration::from_millis(max_wait_ms),
                 on_error,
                 include_metadata: true,
-                csv_delimiter: delimiter,
-                ordered: false,
-                config: config_argument(config)?,
+                config: config.0,
                 timeout,
+                ..ConsumerOptions::new(
+                    bootstrap,
+                    [source_topic],
+                    read_format(format, schema, None, delimiter, timeout)?,
+                )
             },
             sink_topic,
             sink_format,
-            producer_config: config_argument(sink_config)?,
+            producer_config: sink_config.0,
             features,
             id_columns,
             scaling,
