@@ -264,9 +264,11 @@ pub fn registry_argument(
             timeout,
         }));
     }
-    let dict = registry
-        .cast::<PyDict>()
-        .map_err(|_| ConfigError::new_err("schema_registry must be a URL, a dict with 'url' or a LocalSchemaRegistry"))?;
+    let dict = registry.cast::<PyDict>().map_err(|_| {
+        ConfigError::new_err(
+            "schema_registry must be a URL, a dict with 'url' or a LocalSchemaRegistry",
+        )
+    })?;
     let url: String = dict
         .get_item("url")?
         .ok_or_else(|| ConfigError::new_err("schema_registry dict needs 'url'"))?

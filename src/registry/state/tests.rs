@@ -240,7 +240,10 @@ fn references_resolve_and_cannot_point_at_what_does_not_exist() {
         std::slice::from_ref(&reference),
     )
     .unwrap();
-    assert_eq!(state.schema(id).unwrap().references, [reference.clone()]);
+    assert_eq!(
+        state.schema(id).unwrap().references,
+        std::slice::from_ref(&reference)
+    );
     // Without the reference the type is unknown.
     assert_eq!(
         register(&mut state, "person2", person)
