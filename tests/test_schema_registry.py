@@ -266,9 +266,9 @@ def test_a_thousand_schemas_registered_concurrently_survive_a_restart(
         with ThreadPoolExecutor(40) as pool:
             registered = dict(pool.map(register, range(1000)))
         assert len(set(registered.values())) == 1000
-        rejected = local.stats()["claims_rejected"]
+        # every even n went to this registry, each a new version it wrote (after any lost race)
+        assert local.stats()["registered"] == 500
         other.stop()
-    assert rejected >= 0  # lost races are decided again, never lost: the checks below
 
     with kafkaml.LocalSchemaRegistry(bootstrap, topic=state_topic) as restarted:
         assert restarted.stats()["schemas"] == 1000
