@@ -19,7 +19,7 @@ from typing import Any
 import kafkaml
 import pyarrow as pa
 import pytest
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ConfigResource
 from confluent_kafka.schema_registry import Schema, SchemaReference, SchemaRegistryClient, SchemaRegistryError
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
@@ -203,9 +203,13 @@ def test_kafkaml_avro_reads_and_writes_go_through_the_registry(bootstrap: str, n
 
 
 def test_ids_survive_a_restart_and_a_second_process_serves_the_same(
-    bootstrap: str, state_topic: str, registry_process
+    bootstrap: str, admin: AdminClient, state_topic: str, registry_process
 ) -> None:
     with kafkaml.LocalSchemaRegistry(bootstrap, topic=state_topic) as first:
+        # the state topic is made as Confluent's: one partition, compacted
+        assert len(admin.list_topics(state_topic, timeout=10).topics[state_topic].partitions) == 1
+        configs = admin.describe_configs([ConfigResource("topic", state_topic)])
+        assert next(iter(configs.values())).result()["cleanup.policy"].value == "compact"
         client = SchemaRegistryClient({"url": first.url})
         client.set_compatibility(level="NONE")
         ids = {n: client.register_schema(f"subject-{n % 3}", Schema(record_schema(n), "AVRO")) for n in range(9)}

@@ -12,7 +12,7 @@ use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::record::Record;
@@ -84,6 +84,9 @@ impl KafkaLog {
         let producer: ThreadedProducer<Delivery> = client_config(
             bootstrap,
             &[
+                // librdkafka's producers ask brokers to create unknown topics when they fetch
+                // metadata: the topic would get the broker's defaults (not compacted).
+                ("allow.auto.create.topics", "false".into()),
                 ("enable.idempotence", "true".into()),
                 ("acks", "all".into()),
                 ("linger.ms", "0".into()),
@@ -180,7 +183,30 @@ impl KafkaLog {
         {
             return Ok(());
         }
-        self.append(&[Record::Noop])
+        self.create_by_producing(options)
+    }
+
+    /// Creates the topic by producing a no-op record with a producer that may auto-create
+    /// topics: the only way on librdkafka's mock cluster.
+    fn create_by_producing(&self, options: &RegistryOptions) -> Result<(), RegistryError> {
+        let creator: BaseProducer = client_config(
+            &self.bootstrap,
+            &[("allow.auto.create.topics", "true".into())],
+            &options.config,
+        )
+        .create()
+        .map_err(|e| RegistryError::Config(format!("cannot create a Kafka producer: {e}")))?;
+        let (key, _) = Record::Noop.encode();
+        creator
+            .send(
+                BaseRecord::<String, [u8]>::to(&self.topic)
+                    .partition(PARTITION)
+                    .key(&key),
+            )
+            .map_err(|(e, _)| self.unreachable("creating the topic", e))?;
+        creator
+            .flush(self.timeout)
+            .map_err(|e| self.unreachable("creating the topic", e))
     }
 
     fn create_topic(&self, options: &RegistryOptions, replicas: i32) -> Result<(), String> {
