@@ -86,7 +86,9 @@ def main() -> None:
         ratios[f"{route}_inferred_vs_declared"] = inferred["msgs_s"] / declared["msgs_s"]
     print(f"{args.messages:,} credit-card JSON rows, {PARTITIONS} partitions, fastest of {args.repeat}:")
     for name, result in best.items():
-        print(f"  {name:<18} {result['msgs_s']:>12,.0f} msgs/s  {result['seconds']:.2f} s  peak {result['peak_rss_mb']:.0f} MB")
+        print(
+            f"  {name:<18} {result['msgs_s']:>12,.0f} msgs/s  {result['seconds']:.2f} s  peak {result['peak_rss_mb']:.0f} MB"
+        )
     for name, ratio in ratios.items():
         print(f"  {name}: {ratio:.0%} (target >= 90 %)")
     path = save(

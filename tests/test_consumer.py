@@ -214,7 +214,7 @@ def test_a_closed_consumer_says_so(bootstrap: str, new_topic) -> None:
     kafkaml.write_topic(bootstrap, topic, ids_table(3))
     consumer = kafkaml.Consumer(bootstrap, topic, stop="end")
     consumer.close()
-    with pytest.raises(kafkaml.ConfigError, match="closed"):
+    with pytest.raises(kafkaml.ClosedError, match="closed"):
         consumer.read_all()
 
 

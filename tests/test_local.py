@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import warnings
 
 import kafkaml
 import pyarrow as pa
@@ -45,8 +46,23 @@ def test_local_kafka_round_trip_and_peer_client() -> None:
         assert isinstance(caught.value, kafkaml.KafkaMLError)
 
     assert "stopped" in repr(kafka)
-    with pytest.raises(RuntimeError, match="stopped"):
+    with pytest.raises(kafkaml.ClosedError, match="stopped") as closed:
         kafka.bootstrap_servers
+    assert isinstance(closed.value, kafkaml.KafkaMLError)
+    with pytest.raises(kafkaml.ClosedError, match="stopped"):
+        kafka.create_topic("late")
+
+
+def test_write_that_local_kafka_would_drop_warns_first() -> None:
+    # ~6 MiB of JSON: more than the ~5 MiB the mock keeps of one partition.
+    table = pa.table({"id": pa.array(range(3_000), pa.int64()), "text": ["x" * 2_000] * 3_000})
+    with kafkaml.LocalKafka() as kafka:
+        with pytest.warns(UserWarning, match=r"create_topic\('wide', partitions=2\)"):
+            kafkaml.write_topic(kafka, "wide", table)
+        kafka.create_topic("roomy", partitions=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the same rows spread over two partitions fit
+            assert kafkaml.write_topic(kafka, "roomy", table) == 3_000
 
 
 def test_local_kafka_consumer_group_resumes() -> None:

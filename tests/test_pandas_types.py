@@ -134,6 +134,47 @@ def test_pandas_own_text_reads_back_as_timestamps(bootstrap: str, new_topic, con
     assert str(back["when"].dt.tz) == "UTC"
 
 
+def test_parse_dates_reads_text_columns_of_an_inferred_schema(bootstrap: str, new_topic) -> None:
+    # The quick way back for a DataFrame written as JSON: no schema, parse_dates= names the
+    # timestamp column, as pandas' read_json(convert_dates=[...]) does.
+    topic = new_topic(partitions=2)
+    frame = zoned_frame("us")
+    kafkaml.write_topic(bootstrap, topic, frame)
+    plain = kafkaml.read_topic(bootstrap, topic).schema.field("when").type
+    assert pa.types.is_string(plain) or pa.types.is_large_string(plain)  # text without parse_dates
+    back = by_id(kafkaml.read_topic(bootstrap, topic, parse_dates=["when"]))
+    assert str(back["when"].dtype) == "datetime64[us, UTC]"
+    assert back["when"].isna().tolist() == frame["when"].isna().tolist()
+    assert (back["when"].dropna() == frame["when"].dropna()).all()  # the same instants
+    assert back["v"].tolist() == frame["v"].tolist()
+
+
+@pytest.mark.parametrize("format", ["json", "csv"])
+def test_parse_dates_with_a_declared_text_column(bootstrap: str, new_topic, confluent_producer, format: str) -> None:
+    topic = new_topic()
+    lines = (
+        ['{"id": 0, "when": "2024-03-31T03:30:00+02:00"}', '{"id": 1, "when": null}']
+        if format == "json"
+        else ["0,2024-03-31T03:30:00+02:00", "1,"]
+    )
+    produce(confluent_producer, topic, lines)
+    back = kafkaml.read_topic(bootstrap, topic, format=format, schema="id BIGINT, when STRING", parse_dates="when")
+    assert back.schema.field("when").type == PARSED_DATE
+    assert back.column("when").to_pylist()[0] == pd.Timestamp("2024-03-31T01:30:00Z").to_pydatetime()
+    assert back.column("when").to_pylist()[1] is None
+
+
+def test_parse_dates_refuses_numbers_unknown_names_and_other_formats(bootstrap: str, new_topic) -> None:
+    topic = new_topic()
+    kafkaml.write_topic(bootstrap, topic, pa.table({"id": [1, 2], "when": ["2024-01-01", "2024-01-02"]}))
+    with pytest.raises(kafkaml.SchemaError, match="not text"):
+        kafkaml.read_topic(bootstrap, topic, schema="id BIGINT, when STRING", parse_dates=["id"])
+    with pytest.raises(kafkaml.SchemaError, match="not in the schema"):
+        kafkaml.read_topic(bootstrap, topic, parse_dates=["whne"])
+    with pytest.raises(kafkaml.ConfigError, match="parse_dates"):
+        kafkaml.read_topic(bootstrap, topic, format="raw", parse_dates=["when"])
+
+
 @pytest.mark.parametrize("text", ["yesterday", "2024-02-30T10:00:00Z"])
 @pytest.mark.parametrize("format", ["json", "csv"])
 def test_text_that_is_no_date_is_a_decode_error_naming_message_and_column(

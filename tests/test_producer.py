@@ -45,7 +45,7 @@ def test_closing_the_producer_delivers_what_was_sent(bootstrap: str, new_topic) 
     producer = kafkaml.Producer(bootstrap, topic, format="csv")
     producer.send(readings(50))
     producer.close()
-    with pytest.raises(kafkaml.ConfigError, match="closed"):
+    with pytest.raises(kafkaml.ClosedError, match="closed"):
         producer.send(readings(1))
     back = kafkaml.read_topic(bootstrap, topic, format="csv", schema=readings(1).schema)
     assert back.sort_by("id").equals(readings(50))

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
+import kafkaml
 import numpy as np
 import pyarrow as pa
 import pytest
 from confluent_kafka import Producer as ConfluentProducer
-
-import kafkaml
 
 
 def produce_values(bootstrap: str, topic: str, values: list[str]) -> None:
@@ -43,7 +43,9 @@ def test_read_all_without_a_stop_says_to_pass_one_instead_of_hanging(bootstrap: 
 
 def test_a_keyword_typo_names_the_function_and_the_keyword_meant(bootstrap: str, new_topic) -> None:
     topic = new_topic(partitions=1)
-    with pytest.raises(TypeError, match=r"read_topic\(\) got an unexpected keyword argument 'shema'; did you mean 'schema'\?"):
+    with pytest.raises(
+        TypeError, match=r"read_topic\(\) got an unexpected keyword argument 'shema'; did you mean 'schema'\?"
+    ):
         kafkaml.read_topic(bootstrap, topic, shema="id BIGINT")
     with pytest.raises(TypeError, match=r"read_matrix\(\) .* 'colums'; did you mean 'columns'\?"):
         kafkaml.read_matrix(bootstrap, topic, colums=["id"])
@@ -128,6 +130,15 @@ def test_read_matrix_shows_progress(bootstrap: str, new_topic, capsys) -> None:
     assert topic in shown and "100%" in shown, shown
 
 
+def test_write_topic_shows_progress(bootstrap: str, new_topic, capsys) -> None:
+    topic = new_topic(partitions=2)
+    table = pa.table({"a": np.arange(25_000, dtype=np.int64)})
+    assert kafkaml.write_topic(bootstrap, topic, table, progress=True) == 25_000
+    shown = capsys.readouterr().err
+    assert topic in shown and "100%" in shown and "25.0k" in shown, shown
+    assert sorted(kafkaml.read_topic(bootstrap, topic).column("a").to_pylist()) == list(range(25_000))
+
+
 def test_consumer_displays_its_state(bootstrap: str, new_topic) -> None:
     topic = new_topic(partitions=1)
     produce_values(bootstrap, topic, [json.dumps({"id": i}) for i in range(5)])
@@ -141,17 +152,31 @@ def test_consumer_displays_its_state(bootstrap: str, new_topic) -> None:
 
 
 def test_re_running_a_local_group_cell_gets_its_first_batch_quickly() -> None:
-    # A notebook cell that starts three members of one group on LocalKafka, run three times
-    # (as a user re-runs it): no abort inside the mock, and each run's first batch comes fast
-    # because the previous run's members left the group when they were closed or dropped.
+    # A notebook cell with three members of one group on LocalKafka, each reading on its own
+    # thread (a member that never polls keeps its partitions, on a real broker too), run three
+    # times as a user re-runs it, the old members dropped without close(): no abort inside
+    # the mock, and every run's first batches come within 5 s although the mock ignores
+    # LeaveGroup (LocalKafka's groups default to a 3 s session).
+    spread = {"sticky.partitioning.linger.ms": 0}  # every partition gets rows
+
+    def first_rows(member: kafkaml.Consumer) -> int:
+        return next(iter(member)).num_rows
+
     with kafkaml.LocalKafka() as kafka:
         kafka.create_topic("events", partitions=3)
         for run in range(3):
-            kafkaml.write_topic(kafka, "events", pa.table({"id": list(range(run * 300, run * 300 + 300))}))
+            table = pa.table({"id": list(range(run * 300, run * 300 + 300))})
+            kafkaml.write_topic(kafka, "events", table, config=spread)
             started = time.monotonic()
-            members = [kafkaml.Consumer(kafka, "events", group_id="cell", schema="id BIGINT", max_wait_ms=100) for _ in range(3)]
-            first = next(iter(members[0]))
-            assert first.num_rows > 0
-            assert time.monotonic() - started < 5.0, f"run {run}: first batch after {time.monotonic() - started:.1f} s"
-            members[0].commit()
-            del members  # dropped without close(), as a re-run cell does: they leave the group
+            members = [
+                kafkaml.Consumer(kafka, "events", group_id="cell", schema="id BIGINT", max_wait_ms=100)
+                for _ in range(3)
+            ]
+            with ThreadPoolExecutor(3) as pool:
+                rows = list(pool.map(first_rows, members))
+            waited = time.monotonic() - started
+            assert all(count > 0 for count in rows), f"run {run}: first batches {rows}"
+            assert waited < 5.0, f"run {run}: first batches after {waited:.1f} s"
+            for member in members:
+                member.commit()
+            del member, members  # dropped, not closed, as a re-run cell drops them

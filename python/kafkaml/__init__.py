@@ -7,6 +7,7 @@ message) and encodes Arrow rows into messages; this package is its Python face.
 from kafkaml import datasets, export, tf  # export and tf import TensorFlow only when used
 from kafkaml._consumer import Consumer, ConsumerErrors, DecodeFailure, read_matrix, read_topic
 from kafkaml._errors import (
+    ClosedError,
     ConfigError,
     DecodeError,
     DeliveryError,
@@ -51,6 +52,7 @@ __all__ = [
     "DeliveryError",
     "ConfigError",
     "UnsupportedError",
+    "ClosedError",
     "Model",
     "TensorInfo",
     "ModelError",

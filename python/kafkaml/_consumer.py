@@ -79,6 +79,11 @@ class Consumer:
         schema_registry: URL, ``{"url": ..., "basic.auth.user.info": "key:secret"}`` or a
             :class:`LocalSchemaRegistry`.
         delimiter: the field delimiter for csv.
+        parse_dates: column names (json, csv) whose ISO-8601 text is read as timestamps, as
+            pandas' ``read_csv(parse_dates=[...])``: ``timestamp[us, UTC]``, text with an
+            offset converted to UTC, text without one read as UTC. A column already declared
+            as a timestamp keeps its type; a numeric column or an unknown name is a
+            :class:`SchemaError`. Applies to the declared or the inferred schema.
         ordered: read partitions one after another in (topic, partition) order, so rows
             come in a deterministic order (as :func:`read_topic` does). Ignored with a
             ``group_id`` in a group (the group assigns partitions).
@@ -102,10 +107,12 @@ class Consumer:
         include_metadata: bool = False,
         schema_registry: SchemaRegistryArg | None = None,
         delimiter: str = ",",
+        parse_dates: str | Sequence[str] | None = None,
         ordered: bool = False,
         config: Mapping[str, Any] | None = None,
         timeout: float = 10.0,
     ) -> None:
+        parse_dates = [parse_dates] if isinstance(parse_dates, str) else list(parse_dates or ())
         self.topics = [topics] if isinstance(topics, str) else list(topics)
         self.format = format
         self._stop = stop
@@ -176,7 +183,7 @@ class Consumer:
         if self._stop is None:
             raise _native.ConfigError(
                 f"{method}() reads until the consumer's stop, and this consumer has none "
-                "(stop=None follows the topics forever): create it with stop=\"end\" to read to the "
+                '(stop=None follows the topics forever): create it with stop="end" to read to the '
                 "end offsets taken at start, or with a datetime; or iterate over it batch by batch"
             )
 
@@ -249,7 +256,7 @@ class Consumer:
 
     def _open(self) -> _native.ArrowConsumer:
         if self._native is None:
-            raise _native.ConfigError("the consumer is closed")
+            raise _native.ClosedError("the consumer is closed")
         return self._native
 
     def __enter__(self) -> Consumer:

@@ -1,6 +1,7 @@
 """kafkaml's exceptions. Every error the package raises derives from :class:`KafkaMLError`."""
 
 from kafkaml._native import (
+    ClosedError,
     ConfigError,
     DecodeError,
     DeliveryError,
@@ -19,5 +20,6 @@ __all__ = [
     "DeliveryError",
     "ConfigError",
     "UnsupportedError",
+    "ClosedError",
     "ModelError",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import TracebackType
 
 from kafkaml._display import html_rows, html_table
-from kafkaml._native import LocalCluster
+from kafkaml._native import ClosedError, LocalCluster
 
 
 class LocalKafka:
@@ -61,7 +61,7 @@ class LocalKafka:
 
     def _running(self) -> LocalCluster:
         if self._cluster is None:
-            raise RuntimeError("this LocalKafka is stopped")
+            raise ClosedError("this LocalKafka is stopped")
         return self._cluster
 
     def __enter__(self) -> LocalKafka:

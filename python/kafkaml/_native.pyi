@@ -15,6 +15,7 @@ __version__: str
 __all__ = [
     "ArrowConsumer",
     "ArrowProducer",
+    "ClosedError",
     "ConfigError",
     "DecodeError",
     "DeliveryError",
@@ -63,6 +64,9 @@ class DeliveryError(KafkaError):
 
 class ConfigError(KafkaMLError):
     """An argument or configuration property is invalid."""
+
+class ClosedError(KafkaMLError):
+    """The object was closed or stopped (a Consumer, Producer or LocalKafka): make a new one."""
 
 class UnsupportedError(KafkaMLError):
     """The request cannot be served here (e.g. seeking by time on LocalKafka)."""
@@ -121,10 +125,10 @@ class StreamScorer:
         sink_format: str = "json",
         batch_size: int = 10_000,
         max_wait_ms: int = 100,
-        on_error: str = "raise",
-        delimiter: str = ",",
-        config: dict[str, Any] | None = None,
-        sink_config: dict[str, Any] | None = None,
+        on_error: str = ...,
+        delimiter: str = ...,
+        config: dict[str, Any] | None = ...,
+        sink_config: dict[str, Any] | None = ...,
         timeout_s: float = 20.0,
     ) -> StreamScorer: ...
     def stats(self) -> dict[str, Any]:
@@ -152,15 +156,16 @@ class ArrowConsumer:
         schema: pa.Schema | str | Sequence[str] | Mapping[str, Any] | None = None,
         schema_registry: str | Mapping[str, str] | Any | None = None,
         group_id: str | None = None,
-        start: str | Mapping[int, int] | _dt.date | None = "earliest",
-        stop: str | _dt.date | None = None,
+        start: str | Mapping[int, int] | _dt.date | None = ...,
+        stop: str | _dt.date | None = ...,
         batch_size: int = 10_000,
         max_wait_ms: int = 500,
-        on_error: str = "raise",
+        on_error: str = ...,
         include_metadata: bool = False,
-        delimiter: str = ",",
+        delimiter: str = ...,
+        parse_dates: Sequence[str] = ...,
         ordered: bool = False,
-        config: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = ...,
         timeout: float = 10.0,
     ) -> Self: ...
     def next_batch(self) -> pa.RecordBatch | None:
@@ -208,8 +213,8 @@ class ArrowProducer:
         key: str | None = None,
         avro_schema: str | None = None,
         schema_registry: str | Mapping[str, str] | Any | None = None,
-        delimiter: str = ",",
-        config: Mapping[str, Any] | None = None,
+        delimiter: str = ...,
+        config: Mapping[str, Any] | None = ...,
         timeout_s: float = 10.0,
     ) -> Self: ...
     def send(self, data: Any) -> int:
@@ -251,7 +256,7 @@ class SchemaRegistryServer:
         listen: str = "127.0.0.1:0",
         *,
         topic: str = "_schemas",
-        config: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = ...,
         timeout: float = 30.0,
     ) -> Self: ...
     @property

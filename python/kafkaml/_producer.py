@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import json
+import math
 import os
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -12,6 +16,8 @@ import pyarrow as pa
 
 from kafkaml import _native
 from kafkaml._args import Bootstrap, SchemaRegistryArg, avro_schema_text, bootstrap_servers, string_config
+from kafkaml._local import LocalKafka
+from kafkaml._progress import progress_bar
 
 
 class Producer:
@@ -86,7 +92,7 @@ class Producer:
 
     def _open(self) -> _native.ArrowProducer:
         if self._native is None:
-            raise _native.ConfigError("the producer is closed")
+            raise _native.ClosedError("the producer is closed")
         return self._native
 
     def __enter__(self) -> Producer:
@@ -121,6 +127,7 @@ def write_topic(
     config: Mapping[str, Any] | None = None,
     timeout: float = 10.0,
     preserve_index: bool | None = None,
+    progress: bool = False,
 ) -> int:
     """Writes ``data`` to ``topic``, one message per row, and waits for delivery.
 
@@ -142,10 +149,19 @@ def write_topic(
     each instant's offset, naive ones without; read them back as timestamps by declaring
     the columns ``pyarrow.timestamp(...)`` (or KSQL ``TIMESTAMP``) in the reader's schema.
 
+    ``progress=True`` shows a progress bar of the rows handed to the producer (tqdm's widget
+    in Jupyter, a text bar elsewhere). On a :class:`LocalKafka`, which keeps only the newest
+    ~5 MiB of each partition, a write that would not fit the topic's partitions warns before
+    writing and says how many partitions would hold it.
+
     Returns the number of rows written. Raises :class:`DeliveryError` if any message failed.
     """
     arrow_schema = None if format == "avro" and avro_schema_text(schema) is not None else schema
     table = as_arrow(data, columns=columns, schema=arrow_schema, preserve_index=preserve_index)
+    if progress or isinstance(bootstrap, LocalKafka):
+        table = pa.table(table)  # one pass over a stream: sized, sliced and estimated here
+    if isinstance(bootstrap, LocalKafka):
+        _warn_if_local_kafka_drops(bootstrap, topic, table, format)
     with Producer(
         bootstrap,
         topic,
@@ -157,8 +173,62 @@ def write_topic(
         config=config,
         timeout=timeout,
     ) as producer:
-        rows = producer._open().send(table)
+        native = producer._open()
+        if not progress:
+            return native.send(table)
+        rows = 0
+        step = max(_PROGRESS_ROWS, table.num_rows // 100)
+        with progress_bar(total=table.num_rows, desc=topic, unit="row") as bar:
+            for begin in range(0, table.num_rows, step):
+                sent = native.send(table.slice(begin, step))
+                rows += sent
+                bar.update(sent)
     return rows
+
+
+_PROGRESS_ROWS = 10_000
+"""The fewest rows :func:`write_topic` sends between two updates of its progress bar."""
+
+_LOCAL_KAFKA_PARTITION_BYTES = 5 * 1024 * 1024
+"""How much of each partition's log LocalKafka (librdkafka's mock cluster) keeps."""
+
+_RECORD_OVERHEAD_BYTES = 20
+"""A record's bytes in the log beside its value: length, offset and timestamp deltas, key."""
+
+
+def _warn_if_local_kafka_drops(kafka: LocalKafka, topic: str, table: pa.Table, format: str) -> None:
+    """Warns, before writing, when ``table`` encoded would not fit what LocalKafka keeps of
+    ``topic``'s partitions (it would drop the oldest messages without a word)."""
+    if table.num_rows == 0:
+        return
+    sample = table.slice(0, min(table.num_rows, 500))
+    per_row = _encoded_bytes(sample, format) / sample.num_rows + _RECORD_OVERHEAD_BYTES
+    total = per_row * table.num_rows
+    partitions = kafka._topics.get(topic, 1)  # produce auto-creates one partition
+    if total <= partitions * _LOCAL_KAFKA_PARTITION_BYTES:
+        return
+    needed = math.ceil(total / (0.8 * _LOCAL_KAFKA_PARTITION_BYTES))
+    warnings.warn(
+        f"LocalKafka keeps only the newest ~5 MiB of each partition, and these {table.num_rows:,} "
+        f"rows are ~{total / 2**20:,.0f} MiB as {format}: {topic!r} with {partitions} partition(s) "
+        f"would lose the oldest of them. Create the topic first with "
+        f"kafka.create_topic({topic!r}, partitions={needed}), or use a real Kafka broker.",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
+def _encoded_bytes(sample: pa.Table, format: str) -> int:
+    """About how many bytes ``sample``'s rows take as messages of ``format``."""
+    if format == "json":
+        return sum(len(json.dumps(row, default=str)) for row in sample.to_pylist())
+    if format in ("csv", "delimited"):
+        import pyarrow.csv as pacsv
+
+        buffer = io.BytesIO()
+        pacsv.write_csv(sample, buffer, pacsv.WriteOptions(include_header=False))
+        return buffer.tell()
+    return sample.nbytes  # avro and raw: about their Arrow size
 
 
 def as_arrow(

@@ -735,7 +735,7 @@ mod tests {
             batch_size: 1000,
             max_wait: Duration::from_millis(50),
             on_error: OnError::Skip,
-            ..ConsumerOptions::new(bootstrap, [topic], ReadFormat::Json { schema: None })
+            ..ConsumerOptions::new(bootstrap, [topic], ReadFormat::json())
         }
     }
 

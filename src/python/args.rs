@@ -12,8 +12,8 @@ use pyo3::types::{PyDict, PyMapping};
 
 use super::arrow::schema_from_py;
 use super::errors::{format_error, ConfigError};
-use crate::formats::parse_column_declarations;
 use crate::formats::registry::RegistryConfig;
+use crate::formats::{parse_column_declarations, parse_dates as parse_dates_in};
 use crate::kafka::consumer::{AvroWriter, OnError, ReadFormat, StartAt, StopAt};
 
 /// `start=`: "earliest", "latest", `{partition: offset}`, or a datetime/date.
@@ -156,20 +156,31 @@ pub fn read_format(
     schema: Option<&Bound<'_, PyAny>>,
     registry: Option<&Bound<'_, PyAny>>,
     delimiter: u8,
+    parse_dates: Vec<String>,
     timeout: Duration,
 ) -> PyResult<ReadFormat> {
+    if !parse_dates.is_empty() && !matches!(format, "json" | "csv" | "delimited") {
+        return Err(ConfigError::new_err(format!(
+            "parse_dates= reads JSON or CSV text as timestamps; format {format:?} carries its \
+             own types (declare timestamp columns in the schema instead)"
+        )));
+    }
     Ok(match format {
-        "json" => ReadFormat::Json {
-            schema: schema_argument(schema)?,
-        },
-        "csv" | "delimited" => ReadFormat::Csv {
-            schema: schema_argument(schema)?.ok_or_else(|| {
+        "json" => ReadFormat::json_parsing_dates(schema_argument(schema)?, parse_dates)
+            .map_err(format_error)?,
+        "csv" | "delimited" => {
+            let schema = schema_argument(schema)?.ok_or_else(|| {
                 ConfigError::new_err(
                     "format 'csv' needs schema= (a pyarrow.Schema or KSQL column declarations)",
                 )
-            })?,
-            delimiter,
-        },
+            })?;
+            let schema = if parse_dates.is_empty() {
+                schema
+            } else {
+                Arc::new(parse_dates_in(&schema, &parse_dates).map_err(format_error)?)
+            };
+            ReadFormat::Csv { schema, delimiter }
+        }
         "avro" => {
             let (writer_text, reader) = match schema.filter(|s| !s.is_none()) {
                 Some(schema) => match avro_schema_text(schema)? {

@@ -8,7 +8,7 @@ use super::args::{
     StopArg,
 };
 use super::arrow::{batch_to_py, schema_to_py};
-use super::errors::{kafka_error, matrix_error, ConfigError};
+use super::errors::{kafka_error, matrix_error};
 use super::matrix::{element_type, matrix_to_py, ElementType};
 use crate::kafka::consumer::{ArrowConsumer, ConsumerOptions};
 use crate::matrix::{MatrixElement, MatrixRows};
@@ -61,7 +61,8 @@ impl PyConsumer {
         group_id=None, start=StartArg(crate::kafka::consumer::StartAt::Earliest),
         stop=StopArg(crate::kafka::consumer::StopAt::Never), batch_size=10_000, max_wait_ms=500,
         on_error=OnErrorArg(crate::kafka::consumer::OnError::Raise), include_metadata=false,
-        delimiter=DelimiterArg(b','), ordered=false, config=ConfigArg::default(), timeout=10.0))]
+        delimiter=DelimiterArg(b','), parse_dates=Vec::new(), ordered=false, config=ConfigArg::default(),
+        timeout=10.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -78,12 +79,20 @@ impl PyConsumer {
         on_error: OnErrorArg,
         include_metadata: bool,
         delimiter: DelimiterArg,
+        parse_dates: Vec<String>,
         ordered: bool,
         config: ConfigArg,
         timeout: f64,
     ) -> PyResult<Self> {
         let timeout = seconds_argument(timeout)?;
-        let format = read_format(format, schema, schema_registry, delimiter.0, timeout)?;
+        let format = read_format(
+            format,
+            schema,
+            schema_registry,
+            delimiter.0,
+            parse_dates,
+            timeout,
+        )?;
         let options = ConsumerOptions {
             group_id,
             start: start.0,
@@ -213,5 +222,5 @@ impl PyConsumer {
 }
 
 fn closed() -> PyErr {
-    ConfigError::new_err("the consumer is closed")
+    super::errors::ClosedError::new_err("the consumer is closed")
 }

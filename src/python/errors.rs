@@ -42,6 +42,12 @@ create_exception!(
 );
 create_exception!(
     kafkaml._native,
+    ClosedError,
+    KafkaMLError,
+    "The object was closed or stopped (a Consumer, Producer or LocalKafka): make a new one."
+);
+create_exception!(
+    kafkaml._native,
     UnsupportedError,
     KafkaMLError,
     "The request cannot be served here (e.g. seeking by time on LocalKafka)."
@@ -126,6 +132,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DeliveryError", py.get_type::<DeliveryError>())?;
     m.add("ConfigError", py.get_type::<ConfigError>())?;
     m.add("UnsupportedError", py.get_type::<UnsupportedError>())?;
+    m.add("ClosedError", py.get_type::<ClosedError>())?;
     m.add("ModelError", py.get_type::<ModelError>())?;
     Ok(())
 }

@@ -60,6 +60,6 @@ impl PyLocalCluster {
     fn cluster(&self) -> PyResult<&LocalCluster> {
         self.inner
             .as_ref()
-            .ok_or_else(|| super::errors::ConfigError::new_err("LocalKafka is stopped"))
+            .ok_or_else(|| super::errors::ClosedError::new_err("this LocalKafka is stopped"))
     }
 }

@@ -112,5 +112,5 @@ impl PyProducer {
 }
 
 fn closed() -> PyErr {
-    ConfigError::new_err("the producer is closed")
+    super::errors::ClosedError::new_err("the producer is closed")
 }

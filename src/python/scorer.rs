@@ -98,7 +98,7 @@ impl PyStreamScorer {
                 ..ConsumerOptions::new(
                     bootstrap,
                     [source_topic],
-                    read_format(format, schema, None, delimiter, timeout)?,
+                    read_format(format, schema, None, delimiter, Vec::new(), timeout)?,
                 )
             },
             sink_topic,

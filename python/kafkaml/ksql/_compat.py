@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any
 
 from kafkaml._display import html_table
@@ -316,7 +316,7 @@ def build_create_as(
 
 def _read(
     next_part: Callable[[float | None], list[str] | None], stream: KsqlQueryStream, idle_timeout: float | None
-) -> Iterator[str]:
+) -> Generator[str, None, None]:
     try:
         while True:
             part = next_part(idle_timeout)

@@ -18,7 +18,7 @@ use crate::formats::csv::CsvDecoder;
 use crate::formats::json::{infer_schema, JsonDecoder};
 use crate::formats::raw::RawDecoder;
 use crate::formats::registry::SchemaRegistry;
-use crate::formats::{BatchDecoder, Decoded, FormatError, Payload};
+use crate::formats::{parse_dates as parse_dates_in, BatchDecoder, Decoded, FormatError, Payload};
 use crate::kafka::polled::PolledMessage;
 use crate::kafka::KafkaError;
 
@@ -222,11 +222,28 @@ pub(super) fn make_decoder(
 ) -> Result<Option<Box<dyn BatchDecoder>>, KafkaError> {
     let decoder: Box<dyn BatchDecoder> = match &options.format {
         ReadFormat::Raw => Box::new(RawDecoder::new()),
-        ReadFormat::Json { schema } => match (schema, sample) {
-            (Some(schema), _) => Box::new(JsonDecoder::new(schema.clone())),
-            (None, Some(sample)) => Box::new(JsonDecoder::noting_unknown_fields(Arc::new(
-                infer_schema(sample)?,
-            ))),
+        ReadFormat::Json {
+            schema,
+            parse_dates,
+        } => match (schema, sample) {
+            // parse_dates leaves timestamp columns as they are: applying it again to a
+            // declared schema that has it is harmless.
+            (Some(schema), _) if parse_dates.is_empty() => {
+                Box::new(JsonDecoder::new(schema.clone()))
+            }
+            (Some(schema), _) => Box::new(JsonDecoder::new(Arc::new(parse_dates_in(
+                schema,
+                parse_dates,
+            )?))),
+            (None, Some(sample)) => {
+                let inferred = infer_schema(sample)?;
+                let schema = if parse_dates.is_empty() {
+                    inferred
+                } else {
+                    parse_dates_in(&inferred, parse_dates)?
+                };
+                Box::new(JsonDecoder::noting_unknown_fields(Arc::new(schema)))
+            }
             (None, None) => return Ok(None),
         },
         ReadFormat::Csv { schema, delimiter } => {
@@ -294,11 +311,7 @@ mod tests {
         let options = ConsumerOptions {
             stop: StopAt::End,
             batch_size: 20_000,
-            ..ConsumerOptions::new(
-                cluster.bootstrap_servers(),
-                ["t"],
-                ReadFormat::Json { schema: None },
-            )
+            ..ConsumerOptions::new(cluster.bootstrap_servers(), ["t"], ReadFormat::json())
         };
         let consumer = ArrowConsumer::new(options).unwrap();
         (cluster, consumer)

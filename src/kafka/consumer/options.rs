@@ -2,18 +2,24 @@
 //! bindings convert once), so that an invalid combination cannot be expressed.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_schema::SchemaRef;
 
 use crate::formats::registry::RegistryConfig;
+use crate::formats::{parse_dates as parse_dates_in, FormatError};
 
 /// How message values are decoded: the read side's mirror of `formats::encode::ValueFormat`.
 #[derive(Debug, Clone)]
 pub enum ReadFormat {
     /// One JSON object per message; the schema is inferred from the first messages when
-    /// absent.
-    Json { schema: Option<SchemaRef> },
+    /// absent. `parse_dates` names text columns read as timestamps (pandas' `parse_dates`,
+    /// see [`crate::formats::parse_dates`]), of the declared or the inferred schema.
+    Json {
+        schema: Option<SchemaRef>,
+        parse_dates: Vec<String>,
+    },
     /// One delimited line per message (the talk's DELIMITED), without a header.
     Csv { schema: SchemaRef, delimiter: u8 },
     /// Avro datums, decoded with the writer's schema; `reader` picks and orders columns.
@@ -35,6 +41,34 @@ pub enum AvroWriter {
 }
 
 impl ReadFormat {
+    /// JSON with the schema inferred from the first messages.
+    pub fn json() -> Self {
+        ReadFormat::Json {
+            schema: None,
+            parse_dates: Vec::new(),
+        }
+    }
+
+    /// JSON with `schema` (inferred when `None`) and the `parse_dates` columns read as
+    /// timestamps. A declared schema gets them at once, so [`ConsumerOptions::declared_schema`]
+    /// is what the reader decodes with; a column that is not text, or not in the schema, is
+    /// refused here.
+    pub fn json_parsing_dates(
+        schema: Option<SchemaRef>,
+        parse_dates: Vec<String>,
+    ) -> Result<Self, FormatError> {
+        let schema = match schema {
+            Some(schema) if !parse_dates.is_empty() => {
+                Some(Arc::new(parse_dates_in(&schema, &parse_dates)?))
+            }
+            other => other,
+        };
+        Ok(ReadFormat::Json {
+            schema,
+            parse_dates,
+        })
+    }
+
     /// The format's name as the Python API spells it.
     pub fn name(&self) -> &'static str {
         match self {
@@ -123,7 +157,7 @@ impl ConsumerOptions {
     /// The schema the values are decoded with, when it is known before reading.
     pub fn declared_schema(&self) -> Option<&SchemaRef> {
         match &self.format {
-            ReadFormat::Json { schema } => schema.as_ref(),
+            ReadFormat::Json { schema, .. } => schema.as_ref(),
             ReadFormat::Csv { schema, .. } => Some(schema),
             ReadFormat::Avro { reader, .. } => reader.as_ref(),
             ReadFormat::Raw => None,
@@ -161,7 +195,7 @@ mod tests {
         assert_eq!(csv.name(), "csv");
         let options = ConsumerOptions::new("b:9092", ["t"], csv);
         assert_eq!(options.declared_schema(), Some(&schema));
-        let json = ConsumerOptions::new("b:9092", ["t"], ReadFormat::Json { schema: None });
+        let json = ConsumerOptions::new("b:9092", ["t"], ReadFormat::json());
         assert!(json.declared_schema().is_none());
     }
 }

@@ -467,7 +467,7 @@ mod tests {
 
         let inferred = ConsumerOptions {
             batch_size: 50_000,
-            format: ReadFormat::Json { schema: None },
+            format: ReadFormat::json(),
             ..declared
         };
         let mut consumer = ArrowConsumer::new(inferred).unwrap();

@@ -58,6 +58,7 @@ pub fn id_snapshot(bootstrap: &str, topic: &str) -> ConsumerOptions {
             [topic],
             ReadFormat::Json {
                 schema: Some(id_schema()),
+                parse_dates: Vec::new(),
             },
         )
     }
