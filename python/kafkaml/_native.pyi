@@ -27,6 +27,7 @@ __all__ = [
     "SchemaError",
     "UnsupportedError",
     "StreamScorer",
+    "SchemaRegistryServer",
     "__version__",
     "parse_columns",
     "to_numpy",
@@ -247,6 +248,7 @@ class LocalCluster:
     def stop(self) -> None:
         """Stops the cluster; its data is gone."""
 
+@final
 class SchemaRegistryServer:
     """The embedded Schema Registry's HTTP server (see :class:`kafkaml.LocalSchemaRegistry`)."""
 
