@@ -9,6 +9,8 @@ pub mod matrix;
 pub mod model;
 // The stream scorer: consume -> score -> produce.
 pub mod pipeline;
+// The embedded Schema Registry: Confluent's REST API over state kept in a Kafka topic.
+pub mod registry;
 
 #[cfg(feature = "python")]
 mod python;

@@ -1,4 +1,4 @@
-"""Fixtures for kafkaml's test suite: a real Kafka broker, topics, a Schema Registry double.
+"""Fixtures for kafkaml's test suite: a real Kafka broker, topics, kafkaml's Schema Registry.
 
 The broker is real Apache Kafka. Its address comes from ``KAFKA_BOOTSTRAP`` when set (CI and
 ``scripts/test`` start the broker once); otherwise the session runs ``scripts/kafka-server
@@ -16,13 +16,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import kafkaml
 import pytest
 from confluent_kafka import Producer as ConfluentProducer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).parent))  # the helper modules next to this file
-
-from registry_double import SchemaRegistryDouble  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 KAFKA_SERVER = REPO / "scripts" / "kafka-server"
@@ -111,10 +110,12 @@ def confluent_producer(bootstrap: str) -> Iterator[ConfluentProducer]:
 
 
 @pytest.fixture
-def registry() -> Iterator[SchemaRegistryDouble]:
-    """A Schema Registry test double on 127.0.0.1 (see registry_double.py for why)."""
-    with SchemaRegistryDouble() as double:
-        yield double
+def registry(bootstrap: str, admin: AdminClient) -> Iterator[kafkaml.LocalSchemaRegistry]:
+    """kafkaml's Schema Registry on the real broker, its state in a topic of its own."""
+    topic = f"_schemas-test-{uuid.uuid4().hex[:12]}"
+    with kafkaml.LocalSchemaRegistry(bootstrap, topic=topic) as served:
+        yield served
+    admin.delete_topics([topic], operation_timeout=30)
 
 
 @pytest.fixture(scope="session")

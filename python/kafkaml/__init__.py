@@ -23,6 +23,7 @@ from kafkaml._model import Model, TensorInfo
 from kafkaml._native import __version__
 from kafkaml._native import parse_columns as _parse_columns
 from kafkaml._producer import Producer, write_topic
+from kafkaml._registry import LocalSchemaRegistry
 from kafkaml._scorer import StreamScorer
 
 parse_columns = _parse_columns
@@ -33,6 +34,7 @@ __all__ = [
     "ConsumerErrors",
     "DecodeFailure",
     "LocalKafka",
+    "LocalSchemaRegistry",
     "StreamScorer",
     "Producer",
     "read_topic",

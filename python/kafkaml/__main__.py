@@ -1,10 +1,11 @@
-"""The kafkaml command line: run the demo or a LocalKafka, peek at a topic, produce to one.
+"""The kafkaml command line: run the demo, a LocalKafka or a Schema Registry, peek at a topic, produce to one.
 
 Examples:
   python -m kafkaml peek creditcard -n 5
   python -m kafkaml produce sensors events.jsonl
   python -m kafkaml produce creditcard creditcard.csv --format json
   python -m kafkaml local-kafka --topic creditcard:3
+  python -m kafkaml schema-registry --bootstrap 127.0.0.1:9092 --listen 127.0.0.1:8081
 """
 
 from __future__ import annotations
@@ -102,6 +103,27 @@ def local_kafka(args: argparse.Namespace) -> int:
             kafka.create_topic(name, int(partitions or 1))
         print(kafka.bootstrap_servers, flush=True)
         print("LocalKafka is running (in memory); Ctrl-C stops it.", file=sys.stderr, flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def schema_registry(args: argparse.Namespace) -> int:
+    """Runs a LocalSchemaRegistry in the foreground and prints its URL for clients."""
+    from kafkaml import LocalSchemaRegistry
+
+    with LocalSchemaRegistry(
+        args.bootstrap, args.listen, topic=args.topic, config=_config(args.config), timeout=args.timeout
+    ) as registry:
+        print(registry.url, flush=True)
+        print(
+            f"Schema Registry is running (state in topic {args.topic!r} on {registry.bootstrap}); Ctrl-C stops it.",
+            file=sys.stderr,
+            flush=True,
+        )
         try:
             while True:
                 time.sleep(3600)
@@ -386,6 +408,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--topic", action="append", default=[], metavar="NAME[:PARTITIONS]", help="a topic to create (repeatable)"
     )
     local.set_defaults(func=local_kafka)
+
+    registry = commands.add_parser(
+        "schema-registry",
+        help="run a Confluent-compatible Schema Registry in the foreground",
+        description="Serves Confluent's Schema Registry REST API (Avro schemas, compatibility checks) until "
+        "Ctrl-C and prints its URL on stdout. Its state lives in a compacted Kafka topic, so a restarted "
+        "registry, or several on one cluster, serve the same ids.",
+        formatter_class=_Formatter,
+    )
+    _add_connection_options(registry)
+    registry.add_argument(
+        "--listen", default="127.0.0.1:8081", metavar="HOST:PORT", help="address to serve HTTP on (port 0: any free)"
+    )
+    registry.add_argument("--topic", default="_schemas", help="the Kafka topic holding the registry's state")
+    registry.set_defaults(func=schema_registry)
 
     run_demo = commands.add_parser(
         "demo",

@@ -19,6 +19,10 @@ from kafkaml._native import ConfigError, KafkaError
 Bootstrap = str | Any
 """A ``host:port[,host:port]`` string, or an object with ``.bootstrap_servers`` (LocalKafka)."""
 
+SchemaRegistryArg = str | Mapping[str, str] | Any
+"""A Schema Registry: its URL, ``{"url": ..., "basic.auth.user.info": "key:secret"}``, or an
+object with a ``.url`` (a :class:`kafkaml.LocalSchemaRegistry`)."""
+
 KAFKA_SCHEMES = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 """The prefixes a bootstrap server may carry, as in Kafka's ``listeners`` (``PLAINTEXT://host:9092``).
 

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from kafkaml import _native
-from kafkaml._args import Bootstrap, bootstrap_servers
+from kafkaml._args import Bootstrap, SchemaRegistryArg, bootstrap_servers
 from kafkaml._display import html_table
 from kafkaml._matrix import MatrixDtype, to_numpy
 from kafkaml._progress import progress_bar
@@ -76,7 +76,8 @@ class Consumer:
             consumer is left before the batch that held it, nothing is lost); ``"skip"``:
             bad messages are counted in :attr:`errors` and left out.
         include_metadata: add ``_topic``, ``_partition``, ``_offset``, ``_timestamp``, ``_key``.
-        schema_registry: URL or ``{"url": ..., "basic.auth.user.info": "key:secret"}``.
+        schema_registry: URL, ``{"url": ..., "basic.auth.user.info": "key:secret"}`` or a
+            :class:`LocalSchemaRegistry`.
         delimiter: the field delimiter for csv.
         parse_dates: column names (json, csv) whose ISO-8601 text is read as timestamps, as
             pandas' ``read_csv(parse_dates=[...])``: ``timestamp[us, UTC]``, text with an
@@ -104,7 +105,7 @@ class Consumer:
         max_wait_ms: int = 500,
         on_error: Literal["raise", "skip"] = "raise",
         include_metadata: bool = False,
-        schema_registry: str | Mapping[str, str] | None = None,
+        schema_registry: SchemaRegistryArg | None = None,
         delimiter: str = ",",
         parse_dates: str | Sequence[str] | None = None,
         ordered: bool = False,

@@ -27,6 +27,7 @@ __all__ = [
     "SchemaError",
     "UnsupportedError",
     "StreamScorer",
+    "SchemaRegistryServer",
     "__version__",
     "parse_columns",
     "to_numpy",
@@ -154,7 +155,7 @@ class ArrowConsumer:
         *,
         format: str = "json",
         schema: pa.Schema | str | Sequence[str] | Mapping[str, Any] | None = None,
-        schema_registry: str | Mapping[str, str] | None = None,
+        schema_registry: str | Mapping[str, str] | Any | None = None,
         group_id: str | None = None,
         start: str | Mapping[int, int] | _dt.date | None = ...,
         stop: str | _dt.date | None = ...,
@@ -212,7 +213,7 @@ class ArrowProducer:
         *,
         key: str | None = None,
         avro_schema: str | None = None,
-        schema_registry: str | Mapping[str, str] | None = None,
+        schema_registry: str | Mapping[str, str] | Any | None = None,
         delimiter: str = ...,
         config: Mapping[str, Any] | None = ...,
         timeout_s: float = 10.0,
@@ -246,6 +247,33 @@ class LocalCluster:
         """Brings a broker back."""
     def stop(self) -> None:
         """Stops the cluster; its data is gone."""
+
+@final
+class SchemaRegistryServer:
+    """The embedded Schema Registry's HTTP server (see :class:`kafkaml.LocalSchemaRegistry`)."""
+
+    def __new__(
+        cls,
+        bootstrap: str,
+        listen: str = "127.0.0.1:0",
+        *,
+        topic: str = "_schemas",
+        config: Mapping[str, Any] | None = ...,
+        timeout: float = 30.0,
+    ) -> Self: ...
+    @property
+    def url(self) -> str:
+        """``http://host:port``."""
+    @property
+    def port(self) -> int:
+        """The port it listens on."""
+    @property
+    def running(self) -> bool:
+        """False once stopped."""
+    def stats(self) -> dict[str, Any]:
+        """Request counters, state sizes and the log position."""
+    def stop(self) -> None:
+        """Stops serving."""
 
 def to_numpy(
     data: Any, columns: Sequence[str] | None = None, dtype: str = "float32", fill: float | None = None

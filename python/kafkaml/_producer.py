@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from kafkaml import _native
-from kafkaml._args import Bootstrap, avro_schema_text, bootstrap_servers, string_config
+from kafkaml._args import Bootstrap, SchemaRegistryArg, avro_schema_text, bootstrap_servers, string_config
 from kafkaml._local import LocalKafka
 from kafkaml._progress import progress_bar
 
@@ -30,7 +30,7 @@ class Producer:
         key: a column whose values (in text form; bytes as they are) become message keys.
         schema: for avro, the writer schema (dict or JSON); derived from the data if omitted.
         schema_registry: for avro, register the schema under ``<topic>-value`` and write the
-            Confluent wire format.
+            Confluent wire format: a URL, ``{"url": ...}`` or a :class:`LocalSchemaRegistry`.
         delimiter: the field delimiter for csv.
         config: librdkafka properties, passed through unchanged. The producer is idempotent
             unless ``{"enable.idempotence": "false"}`` says otherwise: a batch librdkafka
@@ -46,7 +46,7 @@ class Producer:
         format: str = "json",
         key: str | None = None,
         schema: Any = None,
-        schema_registry: str | Mapping[str, str] | None = None,
+        schema_registry: SchemaRegistryArg | None = None,
         delimiter: str = ",",
         config: Mapping[str, Any] | None = None,
         timeout: float = 10.0,
@@ -122,7 +122,7 @@ def write_topic(
     key: str | None = None,
     schema: Any = None,
     columns: Sequence[str] | None = None,
-    schema_registry: str | Mapping[str, str] | None = None,
+    schema_registry: SchemaRegistryArg | None = None,
     delimiter: str = ",",
     config: Mapping[str, Any] | None = None,
     timeout: float = 10.0,

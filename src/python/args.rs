@@ -248,7 +248,8 @@ pub fn schema_argument(
     )))
 }
 
-/// A `schema_registry=` argument: a URL, or `{"url": ..., "basic.auth.user.info": ...}`.
+/// A `schema_registry=` argument: a URL, `{"url": ..., "basic.auth.user.info": ...}`, or an
+/// object with a `.url` (a `LocalSchemaRegistry`).
 pub fn registry_argument(
     registry: Option<&Bound<'_, PyAny>>,
     timeout: Duration,
@@ -263,9 +264,22 @@ pub fn registry_argument(
             timeout,
         }));
     }
-    let dict = registry
-        .cast::<PyDict>()
-        .map_err(|_| ConfigError::new_err("schema_registry must be a URL or a dict with 'url'"))?;
+    // A kafkaml.LocalSchemaRegistry (or anything else with a string `.url`).
+    if let Ok(url) = registry
+        .getattr("url")
+        .and_then(|url| url.extract::<String>())
+    {
+        return Ok(Some(RegistryConfig {
+            url,
+            basic_auth: None,
+            timeout,
+        }));
+    }
+    let dict = registry.cast::<PyDict>().map_err(|_| {
+        ConfigError::new_err(
+            "schema_registry must be a URL, a dict with 'url' or a LocalSchemaRegistry",
+        )
+    })?;
     let url: String = dict
         .get_item("url")?
         .ok_or_else(|| ConfigError::new_err("schema_registry dict needs 'url'"))?

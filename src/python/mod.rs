@@ -11,6 +11,7 @@ mod local;
 mod matrix;
 mod model;
 mod producer;
+mod registry;
 mod scorer;
 
 use pyo3::prelude::*;
@@ -33,6 +34,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<local::PyLocalCluster>()?;
     m.add_class::<model::PyModel>()?;
     m.add_class::<scorer::PyStreamScorer>()?;
+    m.add_class::<registry::PySchemaRegistryServer>()?;
     m.add_function(wrap_pyfunction!(matrix::to_numpy, m)?)?;
     m.add_function(wrap_pyfunction!(parse_columns, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
