@@ -119,6 +119,8 @@ def test_the_readme_examples_run_as_written(
     assert table.num_rows == 5_000  # type: ignore[attr-defined]
     assert isinstance(x, np.ndarray) and x.shape == (5_000, 30) and x.dtype == np.float32
     assert (tmp_path / "creditcard_small.csv").is_file()
+    back = namespace["back"]  # the Schema Registry example's Avro round trip
+    assert back.equals(table)  # type: ignore[attr-defined]
     # ... and its Consumer loop ends (stop="end"), having read every row once.
     printed = capsys.readouterr().out
     batch_rows = [int(n.replace(",", "")) for n in re.findall(r"^([\d,]+) rows, largest amount", printed, re.M)]

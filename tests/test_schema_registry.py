@@ -199,6 +199,21 @@ def test_kafkaml_avro_reads_and_writes_go_through_the_registry(bootstrap: str, n
     assert registry.stats()["registered"] == 1
 
 
+def test_a_large_avro_read_without_a_reader_schema_keeps_every_column(bootstrap: str, new_topic, registry) -> None:
+    # Large enough for decoding ahead on threads (batches of 10,000, chunks of a few thousand):
+    # the writer's schema is learnt from the first message, before any thread decodes.
+    topic = new_topic(partitions=1)
+    rows = 25_000
+    table = pa.table({"id": pa.array(range(rows), pa.int64()), "x": [i / 4 for i in range(rows)]})
+    kafkaml.write_topic(bootstrap, topic, table, format="avro", schema_registry=registry)
+    with kafkaml.Consumer(bootstrap, topic, format="avro", schema_registry=registry, stop="end") as consumer:
+        batches = list(consumer)
+    assert all(batch.schema.names == ["id", "x"] for batch in batches), [b.schema.names for b in batches]
+    assert pa.Table.from_batches(batches).equals(table)
+    matrix = kafkaml.read_matrix(bootstrap, topic, format="avro", schema_registry=registry, columns=["x"])
+    assert matrix.shape == (rows, 1) and matrix[-1, 0] == (rows - 1) / 4
+
+
 # ---------- persistence, restarts, two registries ----------
 
 

@@ -68,10 +68,17 @@ impl ArrowConsumer {
         return_when_idle: bool,
         mut rows: Option<&mut dyn RowSink>,
     ) -> Result<Option<RecordBatch>, (KafkaError, HashMap<PartitionKey, i64>)> {
-        // Decode on a second thread while polling, once there is a decoder (json infers its
-        // schema from the first batch) and batches are worth splitting.
-        let decode_ahead =
-            self.state.decoder.is_some() && self.options.batch_size >= 2 * CHUNK_MESSAGES;
+        // Decode on a second thread while polling, once the decoder knows its schema (json
+        // infers it from the first round; Avro through a registry without a reader schema
+        // learns it from the first message it reads: decode_chunks sizes its output from
+        // the schema it is given, so an unknown one would make batches without columns) and
+        // batches are worth splitting.
+        let decode_ahead = self
+            .state
+            .decoder
+            .as_ref()
+            .is_some_and(|decoder| !decoder.schema().fields().is_empty())
+            && self.options.batch_size >= 2 * CHUNK_MESSAGES;
         // A schema still to be inferred comes from a short first round (see INFERENCE_SAMPLE).
         let batch_size = match self.state.decoder {
             Some(_) => self.options.batch_size,
