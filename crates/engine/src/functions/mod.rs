@@ -1,0 +1,253 @@
+//! Scalar functions: ksqlDB's built-ins and functions registered at run time (model UDFs).
+//!
+//! A function is bound once per call site, at plan time, to its argument types: binding picks
+//! the overload (with ksqlDB's implicit widening INTEGER -> BIGINT -> DECIMAL -> DOUBLE), fixes
+//! the return type and may precompute anything that depends on types only. The bound function
+//! then runs on whole columns; most implement `call` for one row and inherit the column loop,
+//! while model UDFs override `call_columns` to score a batch in one go.
+//!
+//! An error from a call is a processing error, as in ksqlDB: the cell becomes NULL, the error is
+//! counted and logged with its row, and the record is still emitted.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::types::SqlType;
+use crate::value::{ColumnValues, Value};
+
+mod string;
+
+/// Why a function cannot be bound to the given argument types (a statement error).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct BindError(pub String);
+
+/// One failed call: the row (within the batch) and ksqlDB-style message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowError {
+    pub row: usize,
+    pub message: String,
+}
+
+/// A family of overloads under one name, as `DESCRIBE FUNCTION` shows it.
+pub trait ScalarFunction: Send + Sync {
+    /// The name, upper case.
+    fn name(&self) -> &str;
+    /// `SHOW FUNCTIONS`' category: STRING, MATHEMATICAL, DATE / TIME, JSON, ARRAY, MAP, ...
+    fn category(&self) -> &str;
+    fn description(&self) -> &str;
+    /// The overloads as `DESCRIBE FUNCTION` lists them, e.g. `UCASE(input VARCHAR) => VARCHAR`.
+    fn signatures(&self) -> Vec<String>;
+    /// Chooses the overload for these argument types, or says why none fits (the message names
+    /// the function and the types, as ksqlDB's "Function 'X' does not accept parameters (...)").
+    fn bind(&self, arg_types: &[SqlType]) -> Result<Arc<dyn BoundFunction>, BindError>;
+}
+
+/// A function bound to argument types.
+pub trait BoundFunction: Send + Sync {
+    fn return_type(&self) -> SqlType;
+
+    /// One row. `Err` is a processing error: the cell becomes NULL.
+    fn call(&self, args: &[Value]) -> Result<Value, String>;
+
+    /// A whole batch: `args[i]` is the i-th argument's column, `rows` the batch length (a
+    /// function with no arguments still produces `rows` cells).
+    fn call_columns(
+        &self,
+        args: &[ColumnValues],
+        rows: usize,
+        errors: &mut Vec<RowError>,
+    ) -> ColumnValues {
+        let mut row_args = Vec::with_capacity(args.len());
+        (0..rows)
+            .map(|row| {
+                row_args.clear();
+                row_args.extend(args.iter().map(|column| column[row].clone()));
+                self.call(&row_args).unwrap_or_else(|message| {
+                    errors.push(RowError { row, message });
+                    Value::Null
+                })
+            })
+            .collect()
+    }
+}
+
+/// The functions a statement can call, by upper-case name.
+#[derive(Clone, Default)]
+pub struct FunctionRegistry {
+    functions: BTreeMap<String, Arc<dyn ScalarFunction>>,
+}
+
+impl FunctionRegistry {
+    /// ksqlDB's built-in scalar functions.
+    pub fn builtin() -> Self {
+        let mut registry = FunctionRegistry::default();
+        string::register(&mut registry);
+        registry
+    }
+
+    /// Adds or replaces a function (names are case-insensitive).
+    pub fn register(&mut self, function: Arc<dyn ScalarFunction>) {
+        self.functions
+            .insert(function.name().to_ascii_uppercase(), function);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn ScalarFunction>> {
+        self.functions.get(&name.to_ascii_uppercase())
+    }
+
+    /// Every function, by name.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn ScalarFunction>> {
+        self.functions.values()
+    }
+}
+
+/// A function with fixed overloads, each a plain Rust closure over one row: what most
+/// built-ins are. Overloads are tried in order; the first whose parameter types accept the
+/// argument types (exactly, or by widening) wins.
+pub struct SimpleFunction {
+    pub name: &'static str,
+    pub category: &'static str,
+    pub description: &'static str,
+    pub overloads: Vec<Overload>,
+}
+
+/// One overload of a `SimpleFunction`.
+pub struct Overload {
+    pub params: Vec<SqlType>,
+    /// The last parameter repeats (`CONCAT(VARCHAR...)`).
+    pub variadic: bool,
+    pub returns: SqlType,
+    /// Called with arguments already widened to `params`. NULL handling is the function's.
+    pub call: fn(&[Value]) -> Result<Value, String>,
+}
+
+impl ScalarFunction for SimpleFunction {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn category(&self) -> &str {
+        self.category
+    }
+    fn description(&self) -> &str {
+        self.description
+    }
+    fn signatures(&self) -> Vec<String> {
+        self.overloads
+            .iter()
+            .map(|overload| {
+                let params: Vec<String> = overload.params.iter().map(ToString::to_string).collect();
+                let dots = if overload.variadic { "..." } else { "" };
+                format!(
+                    "{}({}{dots}) => {}",
+                    self.name,
+                    params.join(", "),
+                    overload.returns
+                )
+            })
+            .collect()
+    }
+    fn bind(&self, arg_types: &[SqlType]) -> Result<Arc<dyn BoundFunction>, BindError> {
+        for overload in &self.overloads {
+            if accepts(&overload.params, overload.variadic, arg_types) {
+                return Ok(Arc::new(BoundSimple {
+                    returns: overload.returns.clone(),
+                    call: overload.call,
+                    params: overload.params.clone(),
+                }));
+            }
+        }
+        Err(no_overload(self.name, arg_types))
+    }
+}
+
+struct BoundSimple {
+    returns: SqlType,
+    /// For a variadic overload the last parameter type repeats.
+    params: Vec<SqlType>,
+    call: fn(&[Value]) -> Result<Value, String>,
+}
+
+impl BoundFunction for BoundSimple {
+    fn return_type(&self) -> SqlType {
+        self.returns.clone()
+    }
+    fn call(&self, args: &[Value]) -> Result<Value, String> {
+        let widened: Vec<Value> = args
+            .iter()
+            .enumerate()
+            .map(
+                |(i, value)| match self.params.get(i).or(self.params.last()) {
+                    Some(param) => widen(value, param),
+                    None => value.clone(),
+                },
+            )
+            .collect();
+        (self.call)(&widened)
+    }
+}
+
+/// ksqlDB's message when no overload fits.
+pub fn no_overload(name: &str, arg_types: &[SqlType]) -> BindError {
+    let types: Vec<String> = arg_types.iter().map(ToString::to_string).collect();
+    BindError(format!(
+        "Function '{name}' does not accept parameters ({}).",
+        types.join(", ")
+    ))
+}
+
+/// Whether arguments of `arg_types` may be passed to parameters `params`.
+pub fn accepts(params: &[SqlType], variadic: bool, arg_types: &[SqlType]) -> bool {
+    if variadic {
+        if arg_types.len() + 1 < params.len() {
+            return false;
+        }
+    } else if arg_types.len() != params.len() {
+        return false;
+    }
+    arg_types.iter().enumerate().all(|(i, arg)| {
+        let param = params.get(i).or(params.last());
+        param.is_some_and(|param| widens_to(arg, param))
+    })
+}
+
+/// ksqlDB's implicit conversions for function arguments: the same type, or a number to a wider
+/// number (INTEGER -> BIGINT -> DECIMAL -> DOUBLE). A NULL literal's type is `None` upstream and
+/// never reaches here.
+pub fn widens_to(from: &SqlType, to: &SqlType) -> bool {
+    use SqlType::*;
+    match (from, to) {
+        (a, b) if a == b => true,
+        (Decimal { .. }, Decimal { .. }) => true,
+        (Integer, BigInt | Decimal { .. } | Double) => true,
+        (BigInt, Decimal { .. } | Double) => true,
+        (Decimal { .. }, Double) => true,
+        (Array(a), Array(b)) => widens_to(a, b),
+        (Map(ka, va), Map(kb, vb)) => widens_to(ka, kb) && widens_to(va, vb),
+        _ => false,
+    }
+}
+
+/// Converts a value to a wider parameter type (see `widens_to`); other values pass unchanged.
+pub fn widen(value: &Value, to: &SqlType) -> Value {
+    match (value, to) {
+        (Value::Integer(v), SqlType::BigInt) => Value::BigInt(*v as i64),
+        (Value::Integer(v), SqlType::Double) => Value::Double(*v as f64),
+        (Value::BigInt(v), SqlType::Double) => Value::Double(*v as f64),
+        (Value::Decimal { .. }, SqlType::Double) => {
+            Value::Double(value.as_f64().unwrap_or(f64::NAN))
+        }
+        (Value::Integer(v), SqlType::Decimal { .. }) => Value::Decimal {
+            unscaled: *v as i128,
+            scale: 0,
+        },
+        (Value::BigInt(v), SqlType::Decimal { .. }) => Value::Decimal {
+            unscaled: *v as i128,
+            scale: 0,
+        },
+        (Value::Array(items), SqlType::Array(inner)) => {
+            Value::Array(items.iter().map(|v| widen(v, inner)).collect())
+        }
+        _ => value.clone(),
+    }
+}
