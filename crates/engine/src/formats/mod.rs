@@ -10,7 +10,6 @@
 use std::sync::Arc;
 
 use crate::types::SqlType;
-use crate::value::Value;
 
 /// A format name as written in `WITH (value_format='...')`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
