@@ -4,6 +4,7 @@
 pub mod formats;
 pub mod kafka;
 pub mod ksql;
+pub mod ksql_server;
 pub mod matrix;
 // Model inference (tract): TensorFlow frozen graphs and ONNX.
 pub mod model;

@@ -132,6 +132,52 @@ def schema_registry(args: argparse.Namespace) -> int:
     return 0
 
 
+def _udf_spec(text: str) -> tuple[str, Any]:
+    """``NAME=model.pb[:input=#-separated][:output=reconstruction_error]`` as (name, UDF)."""
+    from kafkaml import Model
+    from kafkaml.ksql import model_udf
+
+    name, _, rest = text.partition("=")
+    if not name or not rest:
+        raise SystemExit(f"--udf {text!r}: expected NAME=MODEL_FILE[:input=...][:output=...]")
+    path, *options = rest.split(":")
+    settings = dict(option.split("=", 1) for option in options if "=" in option)
+    unknown = set(settings) - {"input", "output"}
+    if unknown:
+        raise SystemExit(f"--udf {text!r}: unknown option(s) {sorted(unknown)}; use input= and output=")
+    input_spec = settings.get("input", "#-separated")
+    inputs: str | list[str] = input_spec if input_spec.endswith("-separated") else input_spec.split(",")
+    return name.upper(), model_udf(Model.load(path), input=inputs, output=settings.get("output", "reconstruction_error"))  # type: ignore[arg-type]
+
+
+def ksql_server(args: argparse.Namespace) -> int:
+    """Runs the embedded KSQL server in the foreground and prints its URL for clients."""
+    from kafkaml.ksql import LocalKsql
+
+    udfs = dict(_udf_spec(spec) for spec in args.udf)
+    with LocalKsql(
+        args.bootstrap,
+        listen=args.listen,
+        udfs=udfs,
+        schema_registry=args.schema_registry,
+        service_id=args.service_id,
+        config=_config(args.config),
+    ) as server:
+        print(server.url, flush=True)
+        print(
+            f"KSQL server is running (service id {server.service_id!r}, statements in {server.command_topic!r}"
+            f" on {server.bootstrap}); Ctrl-C stops it.",
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
 def demo(args: argparse.Namespace) -> int:
     """The main job for a newcomer (grows with each part of the talk's pipeline)."""
     from kafkaml._demo import run
@@ -423,6 +469,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     registry.add_argument("--topic", default="_schemas", help="the Kafka topic holding the registry's state")
     registry.set_defaults(func=schema_registry)
+
+    ksql = commands.add_parser(
+        "ksql-server",
+        help="run the embedded KSQL engine behind ksqlDB's REST API in the foreground",
+        description="Serves ksqlDB's REST API (/ksql, /query, /query-stream, /inserts-stream, ...) with kafkaml's "
+        "KSQL engine until Ctrl-C and prints its URL on stdout. Statements are kept on the service's command "
+        "topic and replayed at the next start.",
+        formatter_class=_Formatter,
+    )
+    _add_connection_options(ksql)
+    ksql.add_argument("--listen", default="127.0.0.1:8088", metavar="HOST:PORT", help="address to serve HTTP on")
+    ksql.add_argument(
+        "--service-id", default="default_", help="the service id: names the command topic and the queries' groups"
+    )
+    ksql.add_argument("--schema-registry", default=None, metavar="URL", help="Schema Registry for the AVRO format")
+    ksql.add_argument(
+        "--udf",
+        action="append",
+        default=[],
+        metavar="NAME=MODEL[:input=#-separated][:output=reconstruction_error]",
+        help="a model as a KSQL function (repeatable); input= a separator form or comma-separated argument names, "
+        "output=reconstruction_error or prediction",
+    )
+    ksql.set_defaults(func=ksql_server)
 
     run_demo = commands.add_parser(
         "demo",

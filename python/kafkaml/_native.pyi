@@ -28,6 +28,9 @@ __all__ = [
     "UnsupportedError",
     "StreamScorer",
     "SchemaRegistryServer",
+    "KsqlServer",
+    "ModelUdf",
+    "ksql_conformance",
     "__version__",
     "parse_columns",
     "to_numpy",
@@ -274,6 +277,56 @@ class SchemaRegistryServer:
         """Request counters, state sizes and the log position."""
     def stop(self) -> None:
         """Stops serving."""
+
+@final
+class ModelUdf:
+    """A model packaged as a KSQL scalar function (see :func:`kafkaml.ksql.model_udf`)."""
+
+    def __new__(
+        cls,
+        model: Model,
+        *,
+        separator: str | None = None,
+        columns: Sequence[str] | None = None,
+        output: str = "reconstruction_error",
+    ) -> Self: ...
+
+@final
+class KsqlServer:
+    """The embedded KSQL server (see :class:`kafkaml.ksql.LocalKsql`)."""
+
+    def __new__(
+        cls,
+        bootstrap: str,
+        listen: str = "127.0.0.1:0",
+        *,
+        service_id: str = "default_",
+        udfs: Sequence[tuple[str, ModelUdf]] = ...,
+        schema_registry: str | None = None,
+        config: Mapping[str, Any] | None = ...,
+    ) -> Self: ...
+    @property
+    def url(self) -> str:
+        """``http://host:port``."""
+    @property
+    def port(self) -> int:
+        """The port it listens on."""
+    @property
+    def service_id(self) -> str:
+        """The service id (names the command topic and the queries' consumer groups)."""
+    @property
+    def command_topic(self) -> str:
+        """The topic the server keeps its statements on."""
+    @property
+    def running(self) -> bool:
+        """False once stopped."""
+    def stats(self) -> dict[str, Any]:
+        """Request and statement counters, and per persistent query its records in and out."""
+    def stop(self) -> None:
+        """Stops serving and stops the persistent queries."""
+
+def ksql_conformance(paths: Sequence[str]) -> list[dict[str, str]]:
+    """Runs ksqlDB's conformance cases (files or folders) against the embedded engine."""
 
 def to_numpy(
     data: Any, columns: Sequence[str] | None = None, dtype: str = "float32", fill: float | None = None

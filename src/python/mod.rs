@@ -11,6 +11,7 @@ mod local;
 mod matrix;
 mod model;
 mod producer;
+mod ksql_server;
 mod registry;
 mod scorer;
 
@@ -35,6 +36,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<model::PyModel>()?;
     m.add_class::<scorer::PyStreamScorer>()?;
     m.add_class::<registry::PySchemaRegistryServer>()?;
+    m.add_class::<ksql_server::PyKsqlServer>()?;
+    m.add_class::<ksql_server::PyModelUdf>()?;
+    m.add_function(wrap_pyfunction!(ksql_server::ksql_conformance, m)?)?;
     m.add_function(wrap_pyfunction!(matrix::to_numpy, m)?)?;
     m.add_function(wrap_pyfunction!(parse_columns, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

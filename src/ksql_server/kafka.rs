@@ -1,0 +1,692 @@
+//! The engine on a Kafka cluster: topic administration, writing records, the threads that run
+//! persistent queries (a consumer group per query, offsets committed after the sink's acks), the
+//! readers behind push queries, and the command topic that makes statements survive a restart.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::ClientContext;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::DeliveryResult;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+
+use kafkaml_engine::engine::{Cluster, PersistentQuery, QueryRuntime};
+use kafkaml_engine::topology::{InputRecord, OutputRecord, StreamTopology};
+
+use crate::kafka::config::{client_config, QuietContext};
+
+/// How long admin requests and acknowledgements may take.
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a query thread blocks in one poll (also how soon it notices a stop).
+const POLL: Duration = Duration::from_millis(100);
+/// The most records a query processes between commits.
+const BATCH: usize = 2000;
+
+/// Producer settings shared by sinks and INSERT VALUES: Java's partitioner, so a key lands in
+/// the partition Kafka Streams would choose; acknowledged by all replicas.
+fn producer_config(bootstrap: &str, user: &[(String, String)]) -> rdkafka::ClientConfig {
+    client_config(
+        bootstrap,
+        &[
+            ("partitioner", "murmur2_random".into()),
+            ("acks", "all".into()),
+            ("linger.ms", "5".into()),
+            ("message.timeout.ms", TIMEOUT.as_millis().to_string()),
+        ],
+        user,
+    )
+}
+
+/// Counts failed deliveries, so a writer can tell after `flush` whether every record landed
+/// (librdkafka reports a failure only to this callback).
+#[derive(Default)]
+pub struct Deliveries {
+    failed: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for Deliveries {
+    fn log(&self, _: rdkafka::config::RDKafkaLogLevel, _: &str, _: &str) {}
+    fn error(&self, _: rdkafka::error::KafkaError, _: &str) {}
+}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, _)) = result {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.to_string());
+        }
+    }
+}
+
+/// Waits for every queued record's acknowledgement; an error when any failed since `before`.
+fn flush_checked(
+    producer: &ThreadedProducer<Deliveries>,
+    before: u64,
+    what: &str,
+) -> Result<(), String> {
+    producer
+        .flush(TIMEOUT)
+        .map_err(|e| format!("{what}: Kafka did not acknowledge within {TIMEOUT:?}: {e}"))?;
+    let failed = producer.context().failed.load(Ordering::Relaxed);
+    if failed > before {
+        let last = producer
+            .context()
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_default();
+        return Err(format!(
+            "{what}: {} record(s) were not written: {last}",
+            failed - before
+        ));
+    }
+    Ok(())
+}
+
+/// The cluster the engine administers and writes INSERT VALUES rows to.
+pub struct KafkaCluster {
+    bootstrap: String,
+    config: Vec<(String, String)>,
+    admin: AdminClient<DefaultClientContext>,
+    metadata: BaseConsumer<QuietContext>,
+    producer: ThreadedProducer<Deliveries>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl KafkaCluster {
+    pub fn connect(bootstrap: &str, config: &[(String, String)]) -> Result<Self, String> {
+        let admin = client_config(bootstrap, &[], config)
+            .create()
+            .map_err(|e| format!("cannot create a Kafka admin client: {e}"))?;
+        let metadata = client_config(
+            bootstrap,
+            &[("group.id", "kafkaml-ksql-metadata".into())],
+            config,
+        )
+        .create_with_context(QuietContext::default())
+        .map_err(|e| format!("cannot create a Kafka client: {e}"))?;
+        let producer = producer_config(bootstrap, config)
+            .create_with_context(Deliveries::default())
+            .map_err(|e| format!("cannot create a Kafka producer: {e}"))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let cluster = KafkaCluster {
+            bootstrap: bootstrap.to_string(),
+            config: config.to_vec(),
+            admin,
+            metadata,
+            producer,
+            runtime,
+        };
+        // Fail now, with the broker's words, when nothing answers.
+        cluster.topics()?;
+        Ok(cluster)
+    }
+
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    pub fn config(&self) -> &[(String, String)] {
+        &self.config
+    }
+}
+
+impl Cluster for KafkaCluster {
+    fn partitions(&self, topic: &str) -> Result<Option<i32>, String> {
+        let metadata = self
+            .metadata
+            .fetch_metadata(Some(topic), TIMEOUT)
+            .map_err(|e| format!("cannot read the metadata of topic {topic}: {e}"))?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+            .map(|t| t.partitions().len() as i32))
+    }
+
+    fn create_topic(&self, topic: &str, partitions: i32, replicas: i16) -> Result<(), String> {
+        let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replicas as i32));
+        let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+        let results = self
+            .runtime
+            .block_on(self.admin.create_topics([&new_topic], &options))
+            .map_err(|e| format!("cannot create topic {topic}: {e}"))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => return Err(format!("cannot create topic {name}: {code}")),
+            }
+        }
+        // Wait until the metadata shows it, so the query that follows finds its partitions.
+        let deadline = Instant::now() + TIMEOUT;
+        while self.partitions(topic)?.is_none() {
+            if Instant::now() > deadline {
+                return Err(format!("topic {topic} was created but did not appear in the metadata within {TIMEOUT:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    fn delete_topic(&self, topic: &str) -> Result<(), String> {
+        let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+        let results = self
+            .runtime
+            .block_on(self.admin.delete_topics(&[topic], &options))
+            .map_err(|e| format!("cannot delete topic {topic}: {e}"))?;
+        for result in results {
+            if let Err((name, code)) = result {
+                if code != RDKafkaErrorCode::UnknownTopicOrPartition {
+                    return Err(format!("cannot delete topic {name}: {code}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn topics(&self) -> Result<Vec<(String, i32)>, String> {
+        let metadata = self
+            .metadata
+            .fetch_metadata(None, TIMEOUT)
+            .map_err(|e| format!("cannot reach Kafka at {}: {e}", self.bootstrap))?;
+        let mut topics: Vec<(String, i32)> = metadata
+            .topics()
+            .iter()
+            .map(|t| (t.name().to_string(), t.partitions().len() as i32))
+            .collect();
+        topics.sort();
+        Ok(topics)
+    }
+
+    fn produce(&self, records: Vec<OutputRecord>) -> Result<(), String> {
+        let before = self.producer.context().failed.load(Ordering::Relaxed);
+        for record in &records {
+            produce_one(&self.producer, record)?;
+        }
+        flush_checked(&self.producer, before, "INSERT INTO ... VALUES")
+    }
+}
+
+/// Counters of one persistent query's thread.
+#[derive(Debug, Default)]
+pub struct QueryCounters {
+    pub records_in: AtomicU64,
+    pub records_out: AtomicU64,
+    pub commits: AtomicU64,
+}
+
+struct RunningQuery {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    counters: Arc<QueryCounters>,
+    error: Arc<Mutex<Option<String>>>,
+}
+
+/// Runs each persistent query in a thread of its own on the cluster.
+pub struct KafkaRuntime {
+    bootstrap: String,
+    config: Vec<(String, String)>,
+    service_id: String,
+    /// `auto.offset.reset` etc. in effect when the next query starts (the server sets them from
+    /// the request's and the session's properties before it executes a statement).
+    properties: Mutex<BTreeMap<String, String>>,
+    queries: Mutex<BTreeMap<String, RunningQuery>>,
+}
+
+impl KafkaRuntime {
+    pub fn new(bootstrap: &str, config: &[(String, String)], service_id: &str) -> Self {
+        KafkaRuntime {
+            bootstrap: bootstrap.to_string(),
+            config: config.to_vec(),
+            service_id: service_id.to_string(),
+            properties: Mutex::new(BTreeMap::new()),
+            queries: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn set_properties(&self, properties: BTreeMap<String, String>) {
+        *self.properties.lock().unwrap_or_else(|e| e.into_inner()) = properties;
+    }
+
+    /// Per query: records in, records out, and its failure if it stopped on one.
+    pub fn stats(&self) -> BTreeMap<String, (u64, u64, Option<String>)> {
+        let queries = self.queries.lock().unwrap_or_else(|e| e.into_inner());
+        queries
+            .iter()
+            .map(|(id, q)| {
+                let error = q.error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                (
+                    id.clone(),
+                    (
+                        q.counters.records_in.load(Ordering::Relaxed),
+                        q.counters.records_out.load(Ordering::Relaxed),
+                        error,
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    /// Stops every query thread.
+    pub fn stop_all(&self) {
+        let ids: Vec<String> = self
+            .queries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for id in ids {
+            self.stop(&id);
+        }
+    }
+}
+
+fn offset_reset(properties: &BTreeMap<String, String>) -> String {
+    properties
+        .get("auto.offset.reset")
+        .or_else(|| properties.get("ksql.streams.auto.offset.reset"))
+        .cloned()
+        .unwrap_or_else(|| "latest".into())
+}
+
+impl QueryRuntime for KafkaRuntime {
+    fn start(&self, query: &PersistentQuery) -> Result<(), String> {
+        let properties = self
+            .properties
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let group = format!("_confluent-ksql-{}query_{}", self.service_id, query.id);
+        let consumer: BaseConsumer<QuietContext> = client_config(
+            &self.bootstrap,
+            &[
+                ("group.id", group),
+                ("enable.auto.commit", "false".into()),
+                ("auto.offset.reset", offset_reset(&properties)),
+                ("fetch.wait.max.ms", "50".into()),
+            ],
+            &self.config,
+        )
+        .create_with_context(QuietContext::default())
+        .map_err(|e| format!("cannot create the consumer of query {}: {e}", query.id))?;
+        consumer
+            .subscribe(&[query.source_topic.as_str()])
+            .map_err(|e| {
+                format!(
+                    "query {} cannot subscribe to {}: {e}",
+                    query.id, query.source_topic
+                )
+            })?;
+        let producer: ThreadedProducer<Deliveries> = producer_config(&self.bootstrap, &self.config)
+            .create_with_context(Deliveries::default())
+            .map_err(|e| format!("cannot create the producer of query {}: {e}", query.id))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let counters = Arc::new(QueryCounters::default());
+        let error = Arc::new(Mutex::new(None));
+        let (thread_stop, thread_counters, thread_error, topology, id) = (
+            stop.clone(),
+            counters.clone(),
+            error.clone(),
+            query.topology.clone(),
+            query.id.clone(),
+        );
+        let thread = std::thread::Builder::new()
+            .name(format!("ksql-{}", query.id))
+            .spawn(move || {
+                if let Err(message) = run_query(
+                    &consumer,
+                    &producer,
+                    &topology,
+                    &thread_stop,
+                    &thread_counters,
+                ) {
+                    *thread_error.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(format!("query {id} stopped: {message}"));
+                }
+            })
+            .map_err(|e| format!("cannot start the thread of query {}: {e}", query.id))?;
+        let running = RunningQuery {
+            stop,
+            thread: Some(thread),
+            counters,
+            error,
+        };
+        let previous = self
+            .queries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(query.id.clone(), running);
+        if let Some(mut previous) = previous {
+            previous.stop.store(true, Ordering::Relaxed);
+            if let Some(thread) = previous.thread.take() {
+                let _ = thread.join();
+            }
+        }
+        Ok(())
+    }
+
+    fn stop(&self, query_id: &str) {
+        let running = self
+            .queries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(query_id);
+        if let Some(mut running) = running {
+            running.stop.store(true, Ordering::Relaxed);
+            if let Some(thread) = running.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+impl Drop for KafkaRuntime {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+/// A message as the engine's input record.
+fn input_record(message: &rdkafka::message::BorrowedMessage<'_>) -> InputRecord {
+    InputRecord {
+        topic: message.topic().to_string(),
+        partition: message.partition(),
+        offset: message.offset(),
+        timestamp: message.timestamp().to_millis().unwrap_or(0),
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+    }
+}
+
+/// Polls a batch: up to `BATCH` records, or what arrived within one poll interval.
+fn poll_batch(consumer: &BaseConsumer<QuietContext>) -> Result<Vec<InputRecord>, String> {
+    let mut records = Vec::new();
+    let deadline = Instant::now() + POLL;
+    while records.len() < BATCH {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match consumer.poll(if records.is_empty() {
+            wait
+        } else {
+            Duration::ZERO
+        }) {
+            Some(Ok(message)) => records.push(input_record(&message)),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => continue,
+            Some(Err(e)) => return Err(format!("reading failed: {e}")),
+            None => break,
+        }
+        if Instant::now() >= deadline && !records.is_empty() {
+            break;
+        }
+    }
+    Ok(records)
+}
+
+/// The query loop: poll, process, write, wait for the acks, commit. A crash between the
+/// acks and the commit re-processes the batch (at-least-once, as ksqlDB's default).
+fn run_query(
+    consumer: &BaseConsumer<QuietContext>,
+    producer: &ThreadedProducer<Deliveries>,
+    topology: &Arc<Mutex<StreamTopology>>,
+    stop: &AtomicBool,
+    counters: &QueryCounters,
+) -> Result<(), String> {
+    while !stop.load(Ordering::Relaxed) {
+        let records = poll_batch(consumer)?;
+        if records.is_empty() {
+            continue;
+        }
+        counters
+            .records_in
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        let outputs = topology
+            .lock()
+            .map_err(|_| "the query's state was poisoned by a panic".to_string())?
+            .process(&records);
+        let before = producer.context().failed.load(Ordering::Relaxed);
+        for output in &outputs {
+            produce_one(producer, output)?;
+        }
+        flush_checked(producer, before, "the sink")?;
+        counters
+            .records_out
+            .fetch_add(outputs.len() as u64, Ordering::Relaxed);
+        let mut positions = TopicPartitionList::new();
+        let mut last: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        for record in &records {
+            last.insert((record.topic.clone(), record.partition), record.offset);
+        }
+        for ((topic, partition), offset) in last {
+            positions
+                .add_partition_offset(&topic, partition, Offset::Offset(offset + 1))
+                .map_err(|e| e.to_string())?;
+        }
+        consumer
+            .commit(&positions, CommitMode::Sync)
+            .map_err(|e| format!("cannot commit offsets: {e}"))?;
+        counters.commits.fetch_add(1, Ordering::Relaxed);
+        if topology.lock().map(|t| t.is_done()).unwrap_or(true) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Queues one record, waiting for room when the producer's queue is full.
+fn produce_one(
+    producer: &ThreadedProducer<Deliveries>,
+    record: &OutputRecord,
+) -> Result<(), String> {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let mut base: BaseRecord<'_, [u8], [u8]> =
+            BaseRecord::to(&record.topic).timestamp(record.timestamp);
+        if let Some(key) = &record.key {
+            base = base.key(key.as_slice());
+        }
+        if let Some(value) = &record.value {
+            base = base.payload(value.as_slice());
+        }
+        match producer.send(base) {
+            Ok(()) => return Ok(()),
+            Err((
+                rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                _,
+            )) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err((e, _)) => return Err(format!("cannot write to {}: {e}", record.topic)),
+        }
+    }
+}
+
+/// Reads a source topic for a push query: every partition, from its end (or its beginning
+/// with `auto.offset.reset=earliest`), without a consumer group.
+pub struct PushReader {
+    consumer: BaseConsumer<QuietContext>,
+}
+
+impl PushReader {
+    pub fn open(cluster: &KafkaCluster, topic: &str, from_beginning: bool) -> Result<Self, String> {
+        let consumer: BaseConsumer<QuietContext> = client_config(
+            cluster.bootstrap(),
+            &[
+                ("group.id", "kafkaml-ksql-push".into()),
+                ("enable.auto.commit", "false".into()),
+                ("fetch.wait.max.ms", "20".into()),
+            ],
+            cluster.config(),
+        )
+        .create_with_context(QuietContext::default())
+        .map_err(|e| format!("cannot create a consumer: {e}"))?;
+        let partitions = cluster
+            .partitions(topic)?
+            .ok_or_else(|| format!("topic {topic} does not exist"))?;
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..partitions {
+            // The end as of now, resolved here: a record written once the client has the
+            // header must be in the results, however late the first fetch happens.
+            let start = if from_beginning {
+                Offset::Beginning
+            } else {
+                let (_, high) = consumer
+                    .fetch_watermarks(topic, partition, TIMEOUT)
+                    .map_err(|e| format!("cannot read the end of {topic}[{partition}]: {e}"))?;
+                Offset::Offset(high)
+            };
+            assignment
+                .add_partition_offset(topic, partition, start)
+                .map_err(|e| e.to_string())?;
+        }
+        consumer
+            .assign(&assignment)
+            .map_err(|e| format!("cannot read topic {topic}: {e}"))?;
+        Ok(PushReader { consumer })
+    }
+
+    /// The next records (empty after one poll interval without any).
+    pub fn poll(&self) -> Result<Vec<InputRecord>, String> {
+        poll_batch(&self.consumer)
+    }
+}
+
+/// A statement from the command topic, with the properties it ran with.
+pub type Command = (String, BTreeMap<String, String>);
+
+/// Statements kept on a topic of their own, as ksqlDB's command topic: replayed at start, so
+/// streams and persistent queries come back after a restart.
+pub struct CommandLog {
+    topic: String,
+    producer: ThreadedProducer<Deliveries>,
+    bootstrap: String,
+    config: Vec<(String, String)>,
+}
+
+impl CommandLog {
+    /// Opens (creating if needed) `_confluent-ksql-<service_id>_command_topic`.
+    pub fn open(cluster: &KafkaCluster, service_id: &str) -> Result<Self, String> {
+        let topic = format!("_confluent-ksql-{service_id}_command_topic");
+        if cluster.partitions(&topic)?.is_none() {
+            cluster.create_topic(&topic, 1, 1)?;
+        }
+        let producer = client_config(
+            cluster.bootstrap(),
+            &[
+                ("acks", "all".into()),
+                ("enable.idempotence", "true".into()),
+                ("linger.ms", "0".into()),
+            ],
+            cluster.config(),
+        )
+        .create_with_context(Deliveries::default())
+        .map_err(|e| format!("cannot create the command topic's producer: {e}"))?;
+        Ok(CommandLog {
+            topic,
+            producer,
+            bootstrap: cluster.bootstrap().to_string(),
+            config: cluster.config().to_vec(),
+        })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Appends a statement (with the properties it ran with) and waits for the ack.
+    pub fn append(
+        &self,
+        statement: &str,
+        properties: &BTreeMap<String, String>,
+    ) -> Result<(), String> {
+        let value = serde_json::json!({ "statement": statement, "streamsProperties": properties })
+            .to_string();
+        let record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.topic)
+            .key(b"command".as_slice())
+            .payload(value.as_bytes());
+        let before = self.producer.context().failed.load(Ordering::Relaxed);
+        self.producer
+            .send(record)
+            .map_err(|(e, _)| format!("cannot write to the command topic: {e}"))?;
+        flush_checked(&self.producer, before, "the command topic")
+    }
+
+    /// Every statement written so far, in order, with its properties.
+    pub fn read_all(&self) -> Result<Vec<Command>, String> {
+        let consumer: BaseConsumer<QuietContext> = client_config(
+            &self.bootstrap,
+            &[
+                ("group.id", "kafkaml-ksql-replay".into()),
+                ("enable.auto.commit", "false".into()),
+            ],
+            &self.config,
+        )
+        .create_with_context(QuietContext::default())
+        .map_err(|e| format!("cannot read the command topic: {e}"))?;
+        let (_, high) = consumer
+            .fetch_watermarks(&self.topic, 0, TIMEOUT)
+            .map_err(|e| format!("cannot read the command topic: {e}"))?;
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(&self.topic, 0, Offset::Beginning)
+            .map_err(|e| e.to_string())?;
+        consumer.assign(&assignment).map_err(|e| e.to_string())?;
+        let mut commands = Vec::new();
+        let deadline = Instant::now() + TIMEOUT;
+        let mut next = 0i64;
+        while next < high {
+            if Instant::now() > deadline {
+                return Err(format!("the command topic {} was not read to its end ({next} of {high}) within {TIMEOUT:?}", self.topic));
+            }
+            match consumer.poll(POLL) {
+                Some(Ok(message)) => {
+                    next = message.offset() + 1;
+                    let Some(payload) = message.payload() else {
+                        continue;
+                    };
+                    let parsed: serde_json::Value = serde_json::from_slice(payload)
+                        .map_err(|e| format!("command topic offset {}: {e}", message.offset()))?;
+                    let statement = parsed
+                        .get("statement")
+                        .and_then(|s| s.as_str())
+                        .unwrap_or_default()
+                        .to_string();
+                    let properties = parsed
+                        .get("streamsProperties")
+                        .and_then(|p| p.as_object())
+                        .map(|p| {
+                            p.iter()
+                                .map(|(k, v)| {
+                                    (
+                                        k.clone(),
+                                        v.as_str()
+                                            .map(str::to_string)
+                                            .unwrap_or_else(|| v.to_string()),
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    commands.push((statement, properties));
+                }
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) | None => {}
+                Some(Err(e)) => return Err(format!("cannot read the command topic: {e}")),
+            }
+        }
+        Ok(commands)
+    }
+}
