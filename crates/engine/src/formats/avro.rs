@@ -33,7 +33,10 @@ pub(crate) struct ParsedSchema {
 
 impl ParsedSchema {
     pub(crate) fn parse(text: &str) -> Result<ParsedSchema, String> {
-        let schema = Schema::parse_str(text).map_err(|e| format!("Invalid Avro schema: {e}"))?;
+        let mut json: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("Invalid Avro schema: {e}"))?;
+        default_decimal_precision(&mut json);
+        let schema = Schema::parse(&json).map_err(|e| format!("Invalid Avro schema: {e}"))?;
         let names = apache_avro::schema::ResolvedSchema::try_from(&schema)
             .map_err(|e| format!("Invalid Avro schema: {e}"))?
             .get_names()
@@ -51,6 +54,23 @@ impl ParsedSchema {
                 .ok_or_else(|| format!("Unknown Avro type reference {name}")),
             other => Ok(other),
         }
+    }
+}
+
+/// Connect reads a decimal without `precision` as precision 64 (the Avro parser would
+/// otherwise drop the logical type and leave bare bytes).
+fn default_decimal_precision(json: &mut serde_json::Value) {
+    match json {
+        serde_json::Value::Object(fields) => {
+            if fields.get("logicalType").and_then(|t| t.as_str()) == Some("decimal")
+                && !fields.contains_key("precision")
+            {
+                fields.insert("precision".into(), json!(64));
+            }
+            fields.values_mut().for_each(default_decimal_precision);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(default_decimal_precision),
+        _ => {}
     }
 }
 
@@ -192,13 +212,31 @@ fn type_schema(ty: &SqlType, full_name: &str) -> serde_json::Value {
 }
 
 /// Column types for a registered schema (`CREATE STREAM` without columns): a record's fields
-/// when wrapped (names as the schema writes them), else one column `ROWVAL` / `ROWKEY` of the
+/// when wrapped (names upper-cased, nested ones too, as ksqlDB's inference does), else one column `ROWVAL` / `ROWKEY` of the
 /// schema's type. Keys are never wrapped in ksqlDB's inference.
 pub fn infer_columns(
     schema_text: &str,
     side: Side,
     wrapped: bool,
 ) -> Result<Vec<(String, SqlType)>, String> {
+    infer_columns_named(schema_text, side, wrapped, true)
+}
+
+/// As `infer_columns`, keeping the schema's field names as written when `upper_case` is false
+/// (ksqlDB does so for a schema chosen with `VALUE_SCHEMA_ID` / `KEY_SCHEMA_ID`).
+pub fn infer_columns_named(
+    schema_text: &str,
+    side: Side,
+    wrapped: bool,
+    upper_case: bool,
+) -> Result<Vec<(String, SqlType)>, String> {
+    let name_of = |name: &str| {
+        if upper_case {
+            name.to_uppercase()
+        } else {
+            name.to_string()
+        }
+    };
     let parsed = ParsedSchema::parse(schema_text)?;
     let top = non_null(parsed.resolve(&parsed.schema)?, &parsed)?;
     if side == Side::Value && wrapped {
@@ -206,7 +244,12 @@ pub fn infer_columns(
             return record
                 .fields
                 .iter()
-                .map(|field| Ok((field.name.clone(), sql_type(&field.schema, &parsed)?)))
+                .map(|field| {
+                    Ok((
+                        name_of(&field.name),
+                        sql_type(&field.schema, &parsed, upper_case)?,
+                    ))
+                })
                 .collect();
         }
     }
@@ -215,7 +258,10 @@ pub fn infer_columns(
     } else {
         "ROWVAL"
     };
-    Ok(vec![(name.to_string(), sql_type(top, &parsed)?)])
+    Ok(vec![(
+        name.to_string(),
+        sql_type(top, &parsed, upper_case)?,
+    )])
 }
 
 /// The one non-null branch of an optional union, or the schema itself.
@@ -236,7 +282,7 @@ fn non_null<'a>(schema: &'a Schema, parsed: &'a ParsedSchema) -> Result<&'a Sche
     }
 }
 
-fn sql_type(schema: &Schema, parsed: &ParsedSchema) -> Result<SqlType, String> {
+fn sql_type(schema: &Schema, parsed: &ParsedSchema, upper_case: bool) -> Result<SqlType, String> {
     let schema = non_null(schema, parsed)?;
     Ok(match schema {
         Schema::Boolean => SqlType::Boolean,
@@ -252,16 +298,25 @@ fn sql_type(schema: &Schema, parsed: &ParsedSchema) -> Result<SqlType, String> {
         Schema::Date => SqlType::Date,
         Schema::TimeMillis | Schema::TimeMicros => SqlType::Time,
         Schema::TimestampMillis | Schema::TimestampMicros => SqlType::Timestamp,
-        Schema::Array(array) => SqlType::Array(Box::new(sql_type(&array.items, parsed)?)),
+        Schema::Array(array) => {
+            SqlType::Array(Box::new(sql_type(&array.items, parsed, upper_case)?))
+        }
         Schema::Map(map) => SqlType::Map(
             Box::new(SqlType::String),
-            Box::new(sql_type(&map.types, parsed)?),
+            Box::new(sql_type(&map.types, parsed, upper_case)?),
         ),
         Schema::Record(record) => SqlType::Struct(
             record
                 .fields
                 .iter()
-                .map(|field| Ok((field.name.clone(), sql_type(&field.schema, parsed)?)))
+                .map(|field| {
+                    let name = if upper_case {
+                        field.name.to_uppercase()
+                    } else {
+                        field.name.clone()
+                    };
+                    Ok((name, sql_type(&field.schema, parsed, upper_case)?))
+                })
                 .collect::<Result<_, String>>()?,
         ),
         other => return Err(format!("Avro type {other:?} has no ksqlDB type")),

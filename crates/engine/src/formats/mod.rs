@@ -20,7 +20,9 @@ mod kafka;
 mod registry;
 mod test_data;
 
-pub use avro::{infer_columns, DEFAULT_KEY_SCHEMA_NAME, DEFAULT_VALUE_SCHEMA_NAME};
+pub use avro::{
+    infer_columns, infer_columns_named, DEFAULT_KEY_SCHEMA_NAME, DEFAULT_VALUE_SCHEMA_NAME,
+};
 pub use registry::MemoryRegistry;
 pub use test_data::{
     decode_test_value, encode_test_value, encode_test_value_with_schema, test_values_match,
@@ -857,11 +859,13 @@ mod tests {
         assert_eq!(
             infer_columns(&declared.to_string(), Side::Value, true).unwrap(),
             vec![
-                ("c1".into(), SqlType::Integer),
-                ("c2".into(), SqlType::String),
-                ("c3".into(), SqlType::BigInt)
+                ("C1".into(), SqlType::Integer),
+                ("C2".into(), SqlType::String),
+                ("C3".into(), SqlType::BigInt)
             ]
         );
+        let kept = infer_columns_named(&declared.to_string(), Side::Value, true, false).unwrap();
+        assert_eq!(kept[0], ("c1".into(), SqlType::Integer));
         assert_eq!(
             infer_columns("\"int\"", Side::Key, false).unwrap(),
             vec![("ROWKEY".into(), SqlType::Integer)]
