@@ -1,10 +1,11 @@
-//! ksqlDB's AVRO format through a Schema Registry: the schema ksqlDB derives from columns
-//! (record `io.confluent.ksql.avro_schemas.KsqlDataSourceSchema`, every field an optional
-//! `["null", T]` union with a null default, Connect's logical-type annotations on DECIMAL, DATE,
-//! TIME and TIMESTAMP, nested records named `<parent>_<FIELD>`), Confluent's wire format
-//! (`0x00`, the 4-byte big-endian schema id, the Avro binary datum), and the coercions ksqlDB
-//! applies when a writer schema differs from the columns (int to BIGINT, numbers to STRING,
-//! enums to STRING, ...).
+//! ksqlDB's AVRO format through a Schema Registry: the schema ksqlDB derives from columns and
+//! registers when a side is made (record `io.confluent.ksql.avro_schemas.KsqlDataSourceSchema`,
+//! every field an optional `["null", T]` union with a null default, Connect's logical-type
+//! annotations on DECIMAL, DATE, TIME and TIMESTAMP, nested records named `<parent>_<FIELD>`),
+//! Confluent's wire format (`0x00`, the 4-byte big-endian schema id, the Avro binary datum),
+//! and the coercions ksqlDB applies when a writer schema differs from the columns (int to
+//! BIGINT, numbers to STRING, enums to STRING, ...). Records are read with the writer schema
+//! their id names, columns matched to fields by name (exactly, else ignoring case).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -623,14 +624,18 @@ fn record_datum(
         };
         let datum = match find_field(named, &record_field.name) {
             Some((value, ty)) => to_avro(value, ty, &record_field.schema, parsed, &path)?,
-            None => to_avro(
-                &Value::Null,
-                &SqlType::String,
-                &record_field.schema,
-                parsed,
-                &path,
-            )
-            .map_err(|_| format!("No column for the non-optional field {path}"))?,
+            // A field the columns lack gets its default, else NULL (ksqlDB with a schema id).
+            None => match &record_field.default {
+                Some(default) => json_to_avro(default, &record_field.schema, parsed)?,
+                None => to_avro(
+                    &Value::Null,
+                    &SqlType::String,
+                    &record_field.schema,
+                    parsed,
+                    &path,
+                )
+                .map_err(|_| format!("No column for the non-optional field {path}"))?,
+            },
         };
         out.push((record_field.name.clone(), datum));
     }
@@ -645,7 +650,7 @@ pub(crate) struct AvroSerde {
     /// The schema rows are written with: the one given by id, else the derived one.
     writer: Arc<ParsedSchema>,
     writer_text: String,
-    /// The writer's id: given, or registered on the first write.
+    /// The writer's id: given, or that of the derived schema once registered.
     writer_id: OnceLock<i32>,
     /// Writer schemas of records read, by id.
     readers: Mutex<HashMap<i32, Arc<ParsedSchema>>>,
@@ -679,7 +684,7 @@ impl AvroSerde {
             }
         };
         let writer = Arc::new(ParsedSchema::parse(&writer_text)?);
-        Ok(AvroSerde {
+        let serde = AvroSerde {
             registry,
             subject,
             wrapped,
@@ -687,7 +692,11 @@ impl AvroSerde {
             writer_text,
             writer_id,
             readers: Mutex::new(HashMap::new()),
-        })
+        };
+        // ksqlDB registers a derived schema when the statement runs (its
+        // SchemaRegisterInjector), so registry errors are statement errors.
+        serde.writer_id()?;
+        Ok(serde)
     }
 
     /// The subject this side registers under (`<topic>-value` / `<topic>-key`).

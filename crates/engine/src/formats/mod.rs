@@ -132,6 +132,32 @@ pub struct SerdeContext {
     pub registry: Option<Arc<dyn SchemaRegistry>>,
 }
 
+/// A `KEY_DELIMITER` / `VALUE_DELIMITER` option as ksqlDB reads it: one character, or the
+/// names `TAB` and `SPACE` (`option` is the option's name, for the message).
+pub fn parse_delimiter(option: &str, text: &str) -> Result<char, SerdeError> {
+    let invalid = |reason: String| {
+        Err(SerdeError(format!(
+            "Failed to prepare statement: Configuration {option} is invalid: {reason}\nExample valid value: ';'"
+        )))
+    };
+    match text {
+        _ if text.eq_ignore_ascii_case("TAB") => Ok('\t'),
+        _ if text.eq_ignore_ascii_case("SPACE") => Ok(' '),
+        "" | " " | "\t" => invalid(
+            "Delimiter cannot be empty, if you meant to have a tab or space for delimiter, please use the special values 'TAB' or 'SPACE'".into(),
+        ),
+        _ => {
+            let mut chars = text.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) => Ok(c),
+                _ => invalid(format!(
+                    "Invalid delimiter value: '{text}'. Delimiter must be a single character or TAB,SPACE"
+                )),
+            }
+        }
+    }
+}
+
 impl Side {
     fn noun(self) -> &'static str {
         match self {
@@ -217,7 +243,8 @@ fn base_type_name(ty: &SqlType) -> String {
 impl RecordSerde {
     /// Checks that the columns suit the format (ksqlDB's statement errors) and prepares the
     /// side: for AVRO, the writer schema (by `spec.schema_id`, else derived from the columns
-    /// and registered under `<topic>-key` / `<topic>-value` on the first write).
+    /// and registered under `<topic>-key` / `<topic>-value` now, as ksqlDB does when the
+    /// statement runs).
     pub fn new(spec: &FormatSpec, context: SerdeContext) -> Result<RecordSerde, SerdeError> {
         let SerdeContext {
             topic,
@@ -261,6 +288,14 @@ impl RecordSerde {
                     "'WRAP_SINGLE_VALUE' is only valid for single-field value schemas".into(),
                 );
             }
+        }
+        if spec.schema_id.is_some() && !matches!(format, Format::Avro) {
+            return error(format!(
+                "{}_FORMAT should support schema inference when {}_SCHEMA_ID is provided. Current format is {}.",
+                if side == Side::Key { "KEY" } else { "VALUE" },
+                if side == Side::Key { "KEY" } else { "VALUE" },
+                format.name()
+            ));
         }
         if spec.full_schema_name.is_some() && format != Format::Avro {
             return error(format!(
@@ -618,6 +653,27 @@ mod tests {
         assert_eq!(
             refusal(named, Side::Value, vec![("A", SqlType::Integer)]),
             "fullSchemaName cannot be empty. Format configuration: {fullSchemaName=}"
+        );
+    }
+
+    #[test]
+    fn delimiters_and_schema_ids_are_checked() {
+        assert_eq!(parse_delimiter("VALUE_DELIMITER", "|"), Ok('|'));
+        assert_eq!(parse_delimiter("VALUE_DELIMITER", "tab"), Ok('\t'));
+        assert_eq!(parse_delimiter("VALUE_DELIMITER", "SPACE"), Ok(' '));
+        assert_eq!(
+            parse_delimiter("VALUE_DELIMITER", "<~>").unwrap_err().0,
+            "Failed to prepare statement: Configuration VALUE_DELIMITER is invalid: Invalid delimiter value: '<~>'. Delimiter must be a single character or TAB,SPACE\nExample valid value: ';'"
+        );
+        assert!(parse_delimiter("VALUE_DELIMITER", "\t")
+            .unwrap_err()
+            .0
+            .contains("Delimiter cannot be empty"));
+        let mut spec = FormatSpec::new(Format::Kafka);
+        spec.schema_id = Some(1);
+        assert_eq!(
+            refusal(spec, Side::Value, vec![("V", SqlType::Integer)]),
+            "VALUE_FORMAT should support schema inference when VALUE_SCHEMA_ID is provided. Current format is KAFKA."
         );
     }
 
