@@ -26,6 +26,20 @@ pub const DEFAULT_VALUE_SCHEMA_NAME: &str = "io.confluent.ksql.avro_schemas.Ksql
 /// ksqlDB's default record name for keys.
 pub const DEFAULT_KEY_SCHEMA_NAME: &str = "io.confluent.ksql.avro_schemas.KsqlDataSourceSchemaKey";
 
+/// The key record name ksqlDB gives a source's AVRO keys: `OUTPUT` ->
+/// `io.confluent.ksql.avro_schemas.OutputKey` (the corpus's expected key schemas).
+pub fn key_schema_name(source_name: &str) -> String {
+    let mut chars = source_name.chars();
+    let capitalized: String = match chars.next() {
+        Some(first) => first
+            .to_uppercase()
+            .chain(chars.flat_map(char::to_lowercase))
+            .collect(),
+        None => String::new(),
+    };
+    format!("io.confluent.ksql.avro_schemas.{capitalized}Key")
+}
+
 /// A parsed schema with its named types, so references resolve.
 pub(crate) struct ParsedSchema {
     pub(crate) schema: Schema,
@@ -468,7 +482,7 @@ fn from_avro(
                     });
                 out.push(match position {
                     Some(i) => from_avro(
-                        &record_fields[i].1,
+                        record_fields.get(i).map_or(&AvroValue::Null, |f| &f.1),
                         &record.fields[i].schema,
                         field_type,
                         parsed,
@@ -760,7 +774,13 @@ impl AvroSerde {
                         .position(|f| f.name.eq_ignore_ascii_case(name))
                 });
             row.push(match position {
-                Some(i) => from_avro(&fields[i].1, &record.fields[i].schema, ty, &schema, name)?,
+                Some(i) => from_avro(
+                    fields.get(i).map_or(&AvroValue::Null, |f| &f.1),
+                    &record.fields[i].schema,
+                    ty,
+                    &schema,
+                    name,
+                )?,
                 None => Value::Null,
             });
         }
@@ -819,7 +839,7 @@ impl AvroSerde {
             }
         };
         let id = self.writer_id()?;
-        Ok(Some(wire(id, &datum, &schema.schema)?))
+        Ok(Some(wire(id, datum, &schema.schema)?))
     }
 }
 
@@ -850,8 +870,8 @@ fn split_wire(bytes: &[u8]) -> Result<(i32, &[u8]), String> {
     Ok((id, &bytes[5..]))
 }
 
-fn wire(id: i32, datum: &AvroValue, schema: &Schema) -> Result<Vec<u8>, String> {
-    let body = apache_avro::to_avro_datum(schema, datum.clone())
+fn wire(id: i32, datum: AvroValue, schema: &Schema) -> Result<Vec<u8>, String> {
+    let body = apache_avro::to_avro_datum(schema, datum)
         .map_err(|e| format!("Cannot encode Avro datum: {e}"))?;
     let mut out = Vec::with_capacity(body.len() + 5);
     out.push(0);
@@ -1052,7 +1072,7 @@ pub(crate) fn encode_json(
 ) -> Result<Vec<u8>, String> {
     let parsed = ParsedSchema::parse(schema_text)?;
     let datum = json_to_avro(json, &parsed.schema, &parsed)?;
-    wire(id, &datum, &parsed.schema)
+    wire(id, datum, &parsed.schema)
 }
 
 /// Test data: wire-format bytes back to JSON, with the writer schema from the registry.

@@ -21,7 +21,8 @@ mod registry;
 mod test_data;
 
 pub use avro::{
-    infer_columns, infer_columns_named, DEFAULT_KEY_SCHEMA_NAME, DEFAULT_VALUE_SCHEMA_NAME,
+    infer_columns, infer_columns_named, key_schema_name, DEFAULT_KEY_SCHEMA_NAME,
+    DEFAULT_VALUE_SCHEMA_NAME,
 };
 pub use registry::MemoryRegistry;
 pub use test_data::{
@@ -169,7 +170,7 @@ impl Side {
 
 /// How a side's columns are laid out in the format.
 enum Layout {
-    /// The side has no columns: bytes are ignored when read, nothing is written.
+    /// A key without columns, or NONE: bytes are ignored when read, nothing is written.
     Empty,
     Kafka,
     Json,
@@ -326,7 +327,11 @@ impl RecordSerde {
             Side::Key => !single,
             Side::Value => !(single && spec.wrap_single_value == Some(false)),
         };
-        let layout = if columns.is_empty() {
+        // A value without columns is still written by JSON (`{}`), DELIMITED (``) and AVRO (an
+        // empty record); a key without columns is no key at all.
+        let layout = if columns.is_empty()
+            && (side == Side::Key || matches!(format, Format::Kafka | Format::None))
+        {
             Layout::Empty
         } else {
             match format {
@@ -657,6 +662,42 @@ mod tests {
     }
 
     #[test]
+    fn avro_key_records_are_named_after_the_source() {
+        assert_eq!(
+            key_schema_name("OUTPUT"),
+            "io.confluent.ksql.avro_schemas.OutputKey"
+        );
+        let mut spec = FormatSpec::new(Format::Avro);
+        spec.full_schema_name = Some(key_schema_name("OUTPUT"));
+        let registry = Arc::new(MemoryRegistry::new());
+        let context = SerdeContext {
+            topic: "OUTPUT".into(),
+            side: Side::Key,
+            columns: vec![(
+                "K".into(),
+                SqlType::Struct(vec![("F1".into(), SqlType::String)]),
+            )],
+            registry: Some(registry.clone()),
+        };
+        RecordSerde::new(&spec, context).unwrap();
+        let (_, schema) = registry.latest("OUTPUT-key").unwrap().unwrap();
+        let schema: serde_json::Value = serde_json::from_str(&schema).unwrap();
+        assert_eq!(
+            schema,
+            json!({"type": "record", "name": "OutputKey", "namespace": "io.confluent.ksql.avro_schemas",
+                   "fields": [{"name": "F1", "type": ["null", "string"], "default": null}],
+                   "connect.name": "io.confluent.ksql.avro_schemas.OutputKey"})
+        );
+    }
+
+    #[test]
+    fn serdes_can_be_shared_across_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<RecordSerde>();
+        shared::<MemoryRegistry>();
+    }
+
+    #[test]
     fn delimiters_and_schema_ids_are_checked() {
         assert_eq!(parse_delimiter("VALUE_DELIMITER", "|"), Ok('|'));
         assert_eq!(parse_delimiter("VALUE_DELIMITER", "tab"), Ok('\t'));
@@ -758,6 +799,23 @@ mod tests {
         let empty = serde(Format::Kafka, Side::Key, vec![]);
         assert_eq!(empty.deserialize(Some(b"anything")).unwrap(), Some(vec![]));
         assert_eq!(empty.serialize(&[]).unwrap(), None);
+        for (format, bytes) in [
+            (Format::Json, b"{}".to_vec()),
+            (Format::Delimited, Vec::new()),
+        ] {
+            let no_value_columns = serde(format, Side::Value, vec![]);
+            assert_eq!(
+                no_value_columns.serialize(&[]).unwrap(),
+                Some(bytes.clone())
+            );
+            assert_eq!(
+                no_value_columns.deserialize(Some(&bytes)).unwrap(),
+                Some(vec![])
+            );
+        }
+        let avro = serde(Format::Avro, Side::Value, vec![]);
+        let bytes = avro.serialize(&[]).unwrap().unwrap();
+        assert_eq!(avro.deserialize(Some(&bytes)).unwrap(), Some(vec![]));
     }
 
     #[test]
