@@ -122,7 +122,7 @@ pub(crate) fn decimal_from_text(text: &str, precision: u8, scale: u8) -> Result<
 }
 
 fn plain_text(unscaled: i128, scale: i32) -> String {
-    if scale > 255 || scale < -64 {
+    if !(-64..=255).contains(&scale) {
         // Huge exponents are quoted as written in scientific form, not expanded.
         format!("{unscaled}E{}", -(scale as i64))
     } else if scale >= 0 {
