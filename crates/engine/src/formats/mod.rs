@@ -6,6 +6,22 @@
 //! making it checks that the columns suit the format (the statement error ksqlDB gives), and
 //! every record then goes through `deserialize` / `serialize`. A failure on one record is a
 //! processing error (the record is skipped and counted, as ksqlDB does), never a panic.
+//!
+//! What the planner decides and passes in `FormatSpec`:
+//! - `wrap_single_value`: `Some(..)` only when the statement says `WRAP_SINGLE_VALUE`, or from
+//!   `ksql.persistence.wrap.single.values` when the value has exactly one column (an explicit
+//!   setting on several columns is ksqlDB's statement error). Keys with one column are always
+//!   unwrapped and keys with several are wrapped (JSON object, AVRO record), as in ksqlDB.
+//! - `delimiter`: from `KEY_DELIMITER` / `VALUE_DELIMITER` through `parse_delimiter`.
+//! - `full_schema_name` (AVRO only): `VALUE_AVRO_SCHEMA_FULL_NAME` for values; for keys ksqlDB
+//!   names the record after the source, `key_schema_name("OUTPUT")` (`...OutputKey`).
+//! - `schema_id`: `VALUE_SCHEMA_ID` / `KEY_SCHEMA_ID`; the columns of a source declared without
+//!   any come from `infer_columns` (registry's latest schema, names upper-cased) or
+//!   `infer_columns_named(.., false)` (a schema chosen by id keeps its names).
+//!
+//! Formats: KAFKA (INTEGER, BIGINT, DOUBLE, STRING, BYTES; one column), JSON, DELIMITED
+//! (primitive columns), AVRO (Confluent wire format, registry in `SerdeContext`), NONE (no
+//! columns). PROTOBUF, PROTOBUF_NOSR and JSON_SR are refused with `unsupported format: ...`.
 
 use std::sync::Arc;
 
