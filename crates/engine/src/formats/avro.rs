@@ -1,10 +1,11 @@
-//! ksqlDB's AVRO format through a Schema Registry: the schema ksqlDB derives from columns
-//! (record `io.confluent.ksql.avro_schemas.KsqlDataSourceSchema`, every field an optional
-//! `["null", T]` union with a null default, Connect's logical-type annotations on DECIMAL, DATE,
-//! TIME and TIMESTAMP, nested records named `<parent>_<FIELD>`), Confluent's wire format
-//! (`0x00`, the 4-byte big-endian schema id, the Avro binary datum), and the coercions ksqlDB
-//! applies when a writer schema differs from the columns (int to BIGINT, numbers to STRING,
-//! enums to STRING, ...).
+//! ksqlDB's AVRO format through a Schema Registry: the schema ksqlDB derives from columns and
+//! registers when a side is made (record `io.confluent.ksql.avro_schemas.KsqlDataSourceSchema`,
+//! every field an optional `["null", T]` union with a null default, Connect's logical-type
+//! annotations on DECIMAL, DATE, TIME and TIMESTAMP, nested records named `<parent>_<FIELD>`),
+//! Confluent's wire format (`0x00`, the 4-byte big-endian schema id, the Avro binary datum),
+//! and the coercions ksqlDB applies when a writer schema differs from the columns (int to
+//! BIGINT, numbers to STRING, enums to STRING, ...). Records are read with the writer schema
+//! their id names, columns matched to fields by name (exactly, else ignoring case).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -25,6 +26,20 @@ pub const DEFAULT_VALUE_SCHEMA_NAME: &str = "io.confluent.ksql.avro_schemas.Ksql
 /// ksqlDB's default record name for keys.
 pub const DEFAULT_KEY_SCHEMA_NAME: &str = "io.confluent.ksql.avro_schemas.KsqlDataSourceSchemaKey";
 
+/// The key record name ksqlDB gives a source's AVRO keys: `OUTPUT` ->
+/// `io.confluent.ksql.avro_schemas.OutputKey` (the corpus's expected key schemas).
+pub fn key_schema_name(source_name: &str) -> String {
+    let mut chars = source_name.chars();
+    let capitalized: String = match chars.next() {
+        Some(first) => first
+            .to_uppercase()
+            .chain(chars.flat_map(char::to_lowercase))
+            .collect(),
+        None => String::new(),
+    };
+    format!("io.confluent.ksql.avro_schemas.{capitalized}Key")
+}
+
 /// A parsed schema with its named types, so references resolve.
 pub(crate) struct ParsedSchema {
     pub(crate) schema: Schema,
@@ -33,7 +48,10 @@ pub(crate) struct ParsedSchema {
 
 impl ParsedSchema {
     pub(crate) fn parse(text: &str) -> Result<ParsedSchema, String> {
-        let schema = Schema::parse_str(text).map_err(|e| format!("Invalid Avro schema: {e}"))?;
+        let mut json: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("Invalid Avro schema: {e}"))?;
+        default_decimal_precision(&mut json);
+        let schema = Schema::parse(&json).map_err(|e| format!("Invalid Avro schema: {e}"))?;
         let names = apache_avro::schema::ResolvedSchema::try_from(&schema)
             .map_err(|e| format!("Invalid Avro schema: {e}"))?
             .get_names()
@@ -51,6 +69,23 @@ impl ParsedSchema {
                 .ok_or_else(|| format!("Unknown Avro type reference {name}")),
             other => Ok(other),
         }
+    }
+}
+
+/// Connect reads a decimal without `precision` as precision 64 (the Avro parser would
+/// otherwise drop the logical type and leave bare bytes).
+fn default_decimal_precision(json: &mut serde_json::Value) {
+    match json {
+        serde_json::Value::Object(fields) => {
+            if fields.get("logicalType").and_then(|t| t.as_str()) == Some("decimal")
+                && !fields.contains_key("precision")
+            {
+                fields.insert("precision".into(), json!(64));
+            }
+            fields.values_mut().for_each(default_decimal_precision);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(default_decimal_precision),
+        _ => {}
     }
 }
 
@@ -192,13 +227,31 @@ fn type_schema(ty: &SqlType, full_name: &str) -> serde_json::Value {
 }
 
 /// Column types for a registered schema (`CREATE STREAM` without columns): a record's fields
-/// when wrapped (names as the schema writes them), else one column `ROWVAL` / `ROWKEY` of the
+/// when wrapped (names upper-cased, nested ones too, as ksqlDB's inference does), else one column `ROWVAL` / `ROWKEY` of the
 /// schema's type. Keys are never wrapped in ksqlDB's inference.
 pub fn infer_columns(
     schema_text: &str,
     side: Side,
     wrapped: bool,
 ) -> Result<Vec<(String, SqlType)>, String> {
+    infer_columns_named(schema_text, side, wrapped, true)
+}
+
+/// As `infer_columns`, keeping the schema's field names as written when `upper_case` is false
+/// (ksqlDB does so for a schema chosen with `VALUE_SCHEMA_ID` / `KEY_SCHEMA_ID`).
+pub fn infer_columns_named(
+    schema_text: &str,
+    side: Side,
+    wrapped: bool,
+    upper_case: bool,
+) -> Result<Vec<(String, SqlType)>, String> {
+    let name_of = |name: &str| {
+        if upper_case {
+            name.to_uppercase()
+        } else {
+            name.to_string()
+        }
+    };
     let parsed = ParsedSchema::parse(schema_text)?;
     let top = non_null(parsed.resolve(&parsed.schema)?, &parsed)?;
     if side == Side::Value && wrapped {
@@ -206,7 +259,12 @@ pub fn infer_columns(
             return record
                 .fields
                 .iter()
-                .map(|field| Ok((field.name.clone(), sql_type(&field.schema, &parsed)?)))
+                .map(|field| {
+                    Ok((
+                        name_of(&field.name),
+                        sql_type(&field.schema, &parsed, upper_case)?,
+                    ))
+                })
                 .collect();
         }
     }
@@ -215,7 +273,10 @@ pub fn infer_columns(
     } else {
         "ROWVAL"
     };
-    Ok(vec![(name.to_string(), sql_type(top, &parsed)?)])
+    Ok(vec![(
+        name.to_string(),
+        sql_type(top, &parsed, upper_case)?,
+    )])
 }
 
 /// The one non-null branch of an optional union, or the schema itself.
@@ -236,7 +297,7 @@ fn non_null<'a>(schema: &'a Schema, parsed: &'a ParsedSchema) -> Result<&'a Sche
     }
 }
 
-fn sql_type(schema: &Schema, parsed: &ParsedSchema) -> Result<SqlType, String> {
+fn sql_type(schema: &Schema, parsed: &ParsedSchema, upper_case: bool) -> Result<SqlType, String> {
     let schema = non_null(schema, parsed)?;
     Ok(match schema {
         Schema::Boolean => SqlType::Boolean,
@@ -252,16 +313,25 @@ fn sql_type(schema: &Schema, parsed: &ParsedSchema) -> Result<SqlType, String> {
         Schema::Date => SqlType::Date,
         Schema::TimeMillis | Schema::TimeMicros => SqlType::Time,
         Schema::TimestampMillis | Schema::TimestampMicros => SqlType::Timestamp,
-        Schema::Array(array) => SqlType::Array(Box::new(sql_type(&array.items, parsed)?)),
+        Schema::Array(array) => {
+            SqlType::Array(Box::new(sql_type(&array.items, parsed, upper_case)?))
+        }
         Schema::Map(map) => SqlType::Map(
             Box::new(SqlType::String),
-            Box::new(sql_type(&map.types, parsed)?),
+            Box::new(sql_type(&map.types, parsed, upper_case)?),
         ),
         Schema::Record(record) => SqlType::Struct(
             record
                 .fields
                 .iter()
-                .map(|field| Ok((field.name.clone(), sql_type(&field.schema, parsed)?)))
+                .map(|field| {
+                    let name = if upper_case {
+                        field.name.to_uppercase()
+                    } else {
+                        field.name.clone()
+                    };
+                    Ok((name, sql_type(&field.schema, parsed, upper_case)?))
+                })
                 .collect::<Result<_, String>>()?,
         ),
         other => return Err(format!("Avro type {other:?} has no ksqlDB type")),
@@ -412,7 +482,7 @@ fn from_avro(
                     });
                 out.push(match position {
                     Some(i) => from_avro(
-                        &record_fields[i].1,
+                        record_fields.get(i).map_or(&AvroValue::Null, |f| &f.1),
                         &record.fields[i].schema,
                         field_type,
                         parsed,
@@ -568,14 +638,18 @@ fn record_datum(
         };
         let datum = match find_field(named, &record_field.name) {
             Some((value, ty)) => to_avro(value, ty, &record_field.schema, parsed, &path)?,
-            None => to_avro(
-                &Value::Null,
-                &SqlType::String,
-                &record_field.schema,
-                parsed,
-                &path,
-            )
-            .map_err(|_| format!("No column for the non-optional field {path}"))?,
+            // A field the columns lack gets its default, else NULL (ksqlDB with a schema id).
+            None => match &record_field.default {
+                Some(default) => json_to_avro(default, &record_field.schema, parsed)?,
+                None => to_avro(
+                    &Value::Null,
+                    &SqlType::String,
+                    &record_field.schema,
+                    parsed,
+                    &path,
+                )
+                .map_err(|_| format!("No column for the non-optional field {path}"))?,
+            },
         };
         out.push((record_field.name.clone(), datum));
     }
@@ -590,7 +664,7 @@ pub(crate) struct AvroSerde {
     /// The schema rows are written with: the one given by id, else the derived one.
     writer: Arc<ParsedSchema>,
     writer_text: String,
-    /// The writer's id: given, or registered on the first write.
+    /// The writer's id: given, or that of the derived schema once registered.
     writer_id: OnceLock<i32>,
     /// Writer schemas of records read, by id.
     readers: Mutex<HashMap<i32, Arc<ParsedSchema>>>,
@@ -624,7 +698,7 @@ impl AvroSerde {
             }
         };
         let writer = Arc::new(ParsedSchema::parse(&writer_text)?);
-        Ok(AvroSerde {
+        let serde = AvroSerde {
             registry,
             subject,
             wrapped,
@@ -632,7 +706,11 @@ impl AvroSerde {
             writer_text,
             writer_id,
             readers: Mutex::new(HashMap::new()),
-        })
+        };
+        // ksqlDB registers a derived schema when the statement runs (its
+        // SchemaRegisterInjector), so registry errors are statement errors.
+        serde.writer_id()?;
+        Ok(serde)
     }
 
     /// The subject this side registers under (`<topic>-value` / `<topic>-key`).
@@ -696,7 +774,13 @@ impl AvroSerde {
                         .position(|f| f.name.eq_ignore_ascii_case(name))
                 });
             row.push(match position {
-                Some(i) => from_avro(&fields[i].1, &record.fields[i].schema, ty, &schema, name)?,
+                Some(i) => from_avro(
+                    fields.get(i).map_or(&AvroValue::Null, |f| &f.1),
+                    &record.fields[i].schema,
+                    ty,
+                    &schema,
+                    name,
+                )?,
                 None => Value::Null,
             });
         }
@@ -755,7 +839,7 @@ impl AvroSerde {
             }
         };
         let id = self.writer_id()?;
-        Ok(Some(wire(id, &datum, &schema.schema)?))
+        Ok(Some(wire(id, datum, &schema.schema)?))
     }
 }
 
@@ -786,8 +870,8 @@ fn split_wire(bytes: &[u8]) -> Result<(i32, &[u8]), String> {
     Ok((id, &bytes[5..]))
 }
 
-fn wire(id: i32, datum: &AvroValue, schema: &Schema) -> Result<Vec<u8>, String> {
-    let body = apache_avro::to_avro_datum(schema, datum.clone())
+fn wire(id: i32, datum: AvroValue, schema: &Schema) -> Result<Vec<u8>, String> {
+    let body = apache_avro::to_avro_datum(schema, datum)
         .map_err(|e| format!("Cannot encode Avro datum: {e}"))?;
     let mut out = Vec::with_capacity(body.len() + 5);
     out.push(0);
@@ -988,7 +1072,7 @@ pub(crate) fn encode_json(
 ) -> Result<Vec<u8>, String> {
     let parsed = ParsedSchema::parse(schema_text)?;
     let datum = json_to_avro(json, &parsed.schema, &parsed)?;
-    wire(id, &datum, &parsed.schema)
+    wire(id, datum, &parsed.schema)
 }
 
 /// Test data: wire-format bytes back to JSON, with the writer schema from the registry.

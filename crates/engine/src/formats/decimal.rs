@@ -122,8 +122,11 @@ pub(crate) fn decimal_from_text(text: &str, precision: u8, scale: u8) -> Result<
 }
 
 fn plain_text(unscaled: i128, scale: i32) -> String {
-    if scale >= 0 {
-        crate::value::decimal_to_string(unscaled, scale.min(255) as u8)
+    if !(-64..=255).contains(&scale) {
+        // Huge exponents are quoted as written in scientific form, not expanded.
+        format!("{unscaled}E{}", -(scale as i64))
+    } else if scale >= 0 {
+        crate::value::decimal_to_string(unscaled, scale as u8)
     } else {
         let mut text = unscaled.to_string();
         text.extend(std::iter::repeat_n('0', (-scale) as usize));
@@ -194,6 +197,8 @@ mod tests {
                 scale: 4
             })
         );
+        assert!(decimal_from_text("1E+2000000000", 4, 2).is_err());
+        assert!(decimal_from_text("1E-2000000000", 4, 2).is_ok());
         let error = decimal_from_text("123.4", 4, 2).unwrap_err();
         assert!(
             error.contains("Cannot fit decimal '123.4' into DECIMAL(4, 2)"),

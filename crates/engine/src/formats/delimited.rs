@@ -135,6 +135,9 @@ pub(crate) fn deserialize(
     delimiter: char,
     columns: &[(String, SqlType)],
 ) -> Result<Vec<Value>, String> {
+    if columns.is_empty() {
+        return Ok(Vec::new());
+    }
     let text = std::str::from_utf8(bytes).map_err(|e| format!("Invalid UTF-8: {e}"))?;
     let fields = split_record(text, delimiter)?;
     if fields.len() != columns.len() {

@@ -6,6 +6,22 @@
 //! making it checks that the columns suit the format (the statement error ksqlDB gives), and
 //! every record then goes through `deserialize` / `serialize`. A failure on one record is a
 //! processing error (the record is skipped and counted, as ksqlDB does), never a panic.
+//!
+//! What the planner decides and passes in `FormatSpec`:
+//! - `wrap_single_value`: `Some(..)` only when the statement says `WRAP_SINGLE_VALUE`, or from
+//!   `ksql.persistence.wrap.single.values` when the value has exactly one column (an explicit
+//!   setting on several columns is ksqlDB's statement error). Keys with one column are always
+//!   unwrapped and keys with several are wrapped (JSON object, AVRO record), as in ksqlDB.
+//! - `delimiter`: from `KEY_DELIMITER` / `VALUE_DELIMITER` through `parse_delimiter`.
+//! - `full_schema_name` (AVRO only): `VALUE_AVRO_SCHEMA_FULL_NAME` for values; for keys ksqlDB
+//!   names the record after the source, `key_schema_name("OUTPUT")` (`...OutputKey`).
+//! - `schema_id`: `VALUE_SCHEMA_ID` / `KEY_SCHEMA_ID`; the columns of a source declared without
+//!   any come from `infer_columns` (registry's latest schema, names upper-cased) or
+//!   `infer_columns_named(.., false)` (a schema chosen by id keeps its names).
+//!
+//! Formats: KAFKA (INTEGER, BIGINT, DOUBLE, STRING, BYTES; one column), JSON, DELIMITED
+//! (primitive columns), AVRO (Confluent wire format, registry in `SerdeContext`), NONE (no
+//! columns). PROTOBUF, PROTOBUF_NOSR and JSON_SR are refused with `unsupported format: ...`.
 
 use std::sync::Arc;
 
@@ -20,7 +36,10 @@ mod kafka;
 mod registry;
 mod test_data;
 
-pub use avro::{infer_columns, DEFAULT_KEY_SCHEMA_NAME, DEFAULT_VALUE_SCHEMA_NAME};
+pub use avro::{
+    infer_columns, infer_columns_named, key_schema_name, DEFAULT_KEY_SCHEMA_NAME,
+    DEFAULT_VALUE_SCHEMA_NAME,
+};
 pub use registry::MemoryRegistry;
 pub use test_data::{
     decode_test_value, encode_test_value, encode_test_value_with_schema, test_values_match,
@@ -130,6 +149,32 @@ pub struct SerdeContext {
     pub registry: Option<Arc<dyn SchemaRegistry>>,
 }
 
+/// A `KEY_DELIMITER` / `VALUE_DELIMITER` option as ksqlDB reads it: one character, or the
+/// names `TAB` and `SPACE` (`option` is the option's name, for the message).
+pub fn parse_delimiter(option: &str, text: &str) -> Result<char, SerdeError> {
+    let invalid = |reason: String| {
+        Err(SerdeError(format!(
+            "Failed to prepare statement: Configuration {option} is invalid: {reason}\nExample valid value: ';'"
+        )))
+    };
+    match text {
+        _ if text.eq_ignore_ascii_case("TAB") => Ok('\t'),
+        _ if text.eq_ignore_ascii_case("SPACE") => Ok(' '),
+        "" | " " | "\t" => invalid(
+            "Delimiter cannot be empty, if you meant to have a tab or space for delimiter, please use the special values 'TAB' or 'SPACE'".into(),
+        ),
+        _ => {
+            let mut chars = text.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) => Ok(c),
+                _ => invalid(format!(
+                    "Invalid delimiter value: '{text}'. Delimiter must be a single character or TAB,SPACE"
+                )),
+            }
+        }
+    }
+}
+
 impl Side {
     fn noun(self) -> &'static str {
         match self {
@@ -141,7 +186,7 @@ impl Side {
 
 /// How a side's columns are laid out in the format.
 enum Layout {
-    /// The side has no columns: bytes are ignored when read, nothing is written.
+    /// A key without columns, or NONE: bytes are ignored when read, nothing is written.
     Empty,
     Kafka,
     Json,
@@ -215,7 +260,8 @@ fn base_type_name(ty: &SqlType) -> String {
 impl RecordSerde {
     /// Checks that the columns suit the format (ksqlDB's statement errors) and prepares the
     /// side: for AVRO, the writer schema (by `spec.schema_id`, else derived from the columns
-    /// and registered under `<topic>-key` / `<topic>-value` on the first write).
+    /// and registered under `<topic>-key` / `<topic>-value` now, as ksqlDB does when the
+    /// statement runs).
     pub fn new(spec: &FormatSpec, context: SerdeContext) -> Result<RecordSerde, SerdeError> {
         let SerdeContext {
             topic,
@@ -260,6 +306,14 @@ impl RecordSerde {
                 );
             }
         }
+        if spec.schema_id.is_some() && !matches!(format, Format::Avro) {
+            return error(format!(
+                "{}_FORMAT should support schema inference when {}_SCHEMA_ID is provided. Current format is {}.",
+                if side == Side::Key { "KEY" } else { "VALUE" },
+                if side == Side::Key { "KEY" } else { "VALUE" },
+                format.name()
+            ));
+        }
         if spec.full_schema_name.is_some() && format != Format::Avro {
             return error(format!(
                 "{} does not support the following configs: [fullSchemaName]",
@@ -289,7 +343,11 @@ impl RecordSerde {
             Side::Key => !single,
             Side::Value => !(single && spec.wrap_single_value == Some(false)),
         };
-        let layout = if columns.is_empty() {
+        // A value without columns is still written by JSON (`{}`), DELIMITED (``) and AVRO (an
+        // empty record); a key without columns is no key at all.
+        let layout = if columns.is_empty()
+            && (side == Side::Key || matches!(format, Format::Kafka | Format::None))
+        {
             Layout::Empty
         } else {
             match format {
@@ -620,6 +678,63 @@ mod tests {
     }
 
     #[test]
+    fn avro_key_records_are_named_after_the_source() {
+        assert_eq!(
+            key_schema_name("OUTPUT"),
+            "io.confluent.ksql.avro_schemas.OutputKey"
+        );
+        let mut spec = FormatSpec::new(Format::Avro);
+        spec.full_schema_name = Some(key_schema_name("OUTPUT"));
+        let registry = Arc::new(MemoryRegistry::new());
+        let context = SerdeContext {
+            topic: "OUTPUT".into(),
+            side: Side::Key,
+            columns: vec![(
+                "K".into(),
+                SqlType::Struct(vec![("F1".into(), SqlType::String)]),
+            )],
+            registry: Some(registry.clone()),
+        };
+        RecordSerde::new(&spec, context).unwrap();
+        let (_, schema) = registry.latest("OUTPUT-key").unwrap().unwrap();
+        let schema: serde_json::Value = serde_json::from_str(&schema).unwrap();
+        assert_eq!(
+            schema,
+            json!({"type": "record", "name": "OutputKey", "namespace": "io.confluent.ksql.avro_schemas",
+                   "fields": [{"name": "F1", "type": ["null", "string"], "default": null}],
+                   "connect.name": "io.confluent.ksql.avro_schemas.OutputKey"})
+        );
+    }
+
+    #[test]
+    fn serdes_can_be_shared_across_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<RecordSerde>();
+        shared::<MemoryRegistry>();
+    }
+
+    #[test]
+    fn delimiters_and_schema_ids_are_checked() {
+        assert_eq!(parse_delimiter("VALUE_DELIMITER", "|"), Ok('|'));
+        assert_eq!(parse_delimiter("VALUE_DELIMITER", "tab"), Ok('\t'));
+        assert_eq!(parse_delimiter("VALUE_DELIMITER", "SPACE"), Ok(' '));
+        assert_eq!(
+            parse_delimiter("VALUE_DELIMITER", "<~>").unwrap_err().0,
+            "Failed to prepare statement: Configuration VALUE_DELIMITER is invalid: Invalid delimiter value: '<~>'. Delimiter must be a single character or TAB,SPACE\nExample valid value: ';'"
+        );
+        assert!(parse_delimiter("VALUE_DELIMITER", "\t")
+            .unwrap_err()
+            .0
+            .contains("Delimiter cannot be empty"));
+        let mut spec = FormatSpec::new(Format::Kafka);
+        spec.schema_id = Some(1);
+        assert_eq!(
+            refusal(spec, Side::Value, vec![("V", SqlType::Integer)]),
+            "VALUE_FORMAT should support schema inference when VALUE_SCHEMA_ID is provided. Current format is KAFKA."
+        );
+    }
+
+    #[test]
     fn json_values_read_case_insensitively_and_write_column_names() {
         let serde = serde(
             Format::Json,
@@ -700,6 +815,23 @@ mod tests {
         let empty = serde(Format::Kafka, Side::Key, vec![]);
         assert_eq!(empty.deserialize(Some(b"anything")).unwrap(), Some(vec![]));
         assert_eq!(empty.serialize(&[]).unwrap(), None);
+        for (format, bytes) in [
+            (Format::Json, b"{}".to_vec()),
+            (Format::Delimited, Vec::new()),
+        ] {
+            let no_value_columns = serde(format, Side::Value, vec![]);
+            assert_eq!(
+                no_value_columns.serialize(&[]).unwrap(),
+                Some(bytes.clone())
+            );
+            assert_eq!(
+                no_value_columns.deserialize(Some(&bytes)).unwrap(),
+                Some(vec![])
+            );
+        }
+        let avro = serde(Format::Avro, Side::Value, vec![]);
+        let bytes = avro.serialize(&[]).unwrap().unwrap();
+        assert_eq!(avro.deserialize(Some(&bytes)).unwrap(), Some(vec![]));
     }
 
     #[test]
@@ -857,11 +989,13 @@ mod tests {
         assert_eq!(
             infer_columns(&declared.to_string(), Side::Value, true).unwrap(),
             vec![
-                ("c1".into(), SqlType::Integer),
-                ("c2".into(), SqlType::String),
-                ("c3".into(), SqlType::BigInt)
+                ("C1".into(), SqlType::Integer),
+                ("C2".into(), SqlType::String),
+                ("C3".into(), SqlType::BigInt)
             ]
         );
+        let kept = infer_columns_named(&declared.to_string(), Side::Value, true, false).unwrap();
+        assert_eq!(kept[0], ("c1".into(), SqlType::Integer));
         assert_eq!(
             infer_columns("\"int\"", Side::Key, false).unwrap(),
             vec![("ROWKEY".into(), SqlType::Integer)]

@@ -8,14 +8,18 @@
 //!   the IEEE bits, STRING UTF-8, BYTES base64-decoded; with no column, a string's UTF-8.
 //! - AVRO: encoded through the registry with the topic's declared schema when the case gives
 //!   one (`encode_test_value_with_schema`; the runner passes `topics[].valueSchema` /
-//!   `keySchema`), else the subject's latest registered schema, else the schema ksqlDB derives
-//!   from the columns (registered then). Field names match ignoring case, as ksqlDB's harness
+//!   `keySchema`, registered under the side's subject), else the schema `spec.schema_id` names,
+//!   else the subject's latest registered schema, else the schema ksqlDB derives from the
+//!   columns (registered then). ksqlDB's ids in the corpus (`VALUE_SCHEMA_ID=2`) follow the
+//!   order schemas reach its registry: a source's derived schema when its `CREATE` runs, a
+//!   topic's declared schema when the topic is first used; `MemoryRegistry` numbers from 1 in
+//!   the same way, and `register_with_id` honours a case's `valueSchemaId`. Field names match ignoring case, as ksqlDB's harness
 //!   does (`{"date": 10}` fills `DATE`).
 //! - NONE: nothing.
 //!
 //! `test_values_match` compares as loosely as ksqlDB's harness: numbers by value (`1` matches
 //! `1.0`, a DECIMAL `10.0000` matches `10.0`), a number matches a string holding the same number
-//! (the corpus writes some decimals as strings), objects by their fields in any order.
+//! (the corpus writes some decimals as strings), objects by their fields in any order (an expected null field may be absent).
 
 use base64::Engine as _;
 
@@ -124,10 +128,15 @@ pub fn encode_test_value_with_schema(
                     "value"
                 }
             );
-            let schema_text = match declared_schema {
-                Some(schema) => schema.to_string(),
-                None => match registry.latest(&subject).map_err(fail)? {
-                    Some((_, text)) => text,
+            let (schema_text, id) = match (declared_schema, spec.schema_id) {
+                (Some(schema), _) => {
+                    let text = schema.to_string();
+                    let id = registry.register(&subject, &text).map_err(fail)?;
+                    (text, id)
+                }
+                (None, Some(id)) => (registry.schema_by_id(id).map_err(fail)?, id),
+                (None, None) => match registry.latest(&subject).map_err(fail)? {
+                    Some((id, text)) => (text, id),
                     None => {
                         let full_name =
                             spec.full_schema_name
@@ -136,14 +145,16 @@ pub fn encode_test_value_with_schema(
                                     Side::Key => avro::DEFAULT_KEY_SCHEMA_NAME.to_string(),
                                     Side::Value => avro::DEFAULT_VALUE_SCHEMA_NAME.to_string(),
                                 });
-                        avro::derive_schema(&context.columns, wrapped(spec, context), &full_name)
-                            .to_string()
+                        let text = avro::derive_schema(
+                            &context.columns,
+                            wrapped(spec, context),
+                            &full_name,
+                        )
+                        .to_string();
+                        let id = registry.register(&subject, &text).map_err(fail)?;
+                        (text, id)
                     }
                 },
-            };
-            let id = match spec.schema_id {
-                Some(id) if declared_schema.is_none() => id,
-                _ => registry.register(&subject, &schema_text).map_err(fail)?,
             };
             avro::encode_json(value, &schema_text, id).map_err(fail)?
         }
@@ -219,10 +230,11 @@ pub fn test_values_match(expected: &serde_json::Value, actual: &serde_json::Valu
         (J::Array(e), J::Array(a)) => {
             e.len() == a.len() && e.iter().zip(a).all(|(e, a)| test_values_match(e, a))
         }
+        // A field missing from the actual record reads as null, as in ksqlDB's comparator.
         (J::Object(e), J::Object(a)) => {
             e.len() == a.len()
                 && e.iter()
-                    .all(|(key, e)| a.get(key).is_some_and(|a| test_values_match(e, a)))
+                    .all(|(key, e)| test_values_match(e, a.get(key).unwrap_or(&J::Null)))
         }
         (e, a) => e == a,
     }
