@@ -15,7 +15,14 @@ use std::sync::Arc;
 use crate::types::SqlType;
 use crate::value::{ColumnValues, Value};
 
+mod collections;
+mod datetime;
+pub mod java_time_pattern;
+mod json;
+mod math;
+mod nulls;
 mod string;
+mod url;
 
 /// Why a function cannot be bound to the given argument types (a statement error).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -41,6 +48,70 @@ pub trait ScalarFunction: Send + Sync {
     /// Chooses the overload for these argument types, or says why none fits (the message names
     /// the function and the types, as ksqlDB's "Function 'X' does not accept parameters (...)").
     fn bind(&self, arg_types: &[SqlType]) -> Result<Arc<dyn BoundFunction>, BindError>;
+
+    /// Binds where some arguments are untyped NULL literals (`None`), as in
+    /// `SUBSTRING(s, NULL)`: each NULL takes the type of the first typed argument, then each of
+    /// the common types in turn, until an overload fits (ksqlDB lets a NULL fit any parameter).
+    fn bind_with_null_literals(
+        &self,
+        arg_types: &[Option<SqlType>],
+    ) -> Result<Arc<dyn BoundFunction>, BindError> {
+        if arg_types.iter().all(Option::is_some) {
+            let types: Vec<SqlType> = arg_types.iter().flatten().cloned().collect();
+            return self.bind(&types);
+        }
+        let mut candidates: Vec<SqlType> = arg_types.iter().flatten().cloned().collect();
+        candidates.extend([
+            SqlType::String,
+            SqlType::Integer,
+            SqlType::BigInt,
+            SqlType::Double,
+            SqlType::Boolean,
+            SqlType::Decimal {
+                precision: 10,
+                scale: 0,
+            },
+            SqlType::Bytes,
+            SqlType::Timestamp,
+            SqlType::Date,
+            SqlType::Time,
+        ]);
+        // Positions of the NULLs get one candidate each, tried position by position so that
+        // `f(NULL, 1, NULL)` may give the two NULLs different types.
+        let mut types: Vec<SqlType> = arg_types
+            .iter()
+            .map(|t| t.clone().unwrap_or(SqlType::String))
+            .collect();
+        let null_positions: Vec<usize> = (0..arg_types.len())
+            .filter(|&i| arg_types[i].is_none())
+            .collect();
+        for candidate in &candidates {
+            for &i in &null_positions {
+                types[i] = candidate.clone();
+            }
+            if let Ok(bound) = self.bind(&types) {
+                return Ok(bound);
+            }
+        }
+        // Mixed types: each NULL alone tries the candidates while the others stay STRING.
+        for &position in &null_positions {
+            for candidate in &candidates {
+                types[position] = candidate.clone();
+                if let Ok(bound) = self.bind(&types) {
+                    return Ok(bound);
+                }
+            }
+        }
+        let shown: Vec<String> = arg_types
+            .iter()
+            .map(|t| t.as_ref().map_or("NULL".to_string(), ToString::to_string))
+            .collect();
+        Err(BindError(format!(
+            "Function '{}' does not accept parameters ({}).",
+            self.name(),
+            shown.join(", ")
+        )))
+    }
 }
 
 /// A function bound to argument types.
@@ -83,6 +154,12 @@ impl FunctionRegistry {
     pub fn builtin() -> Self {
         let mut registry = FunctionRegistry::default();
         string::register(&mut registry);
+        math::register(&mut registry);
+        nulls::register(&mut registry);
+        json::register(&mut registry);
+        datetime::register(&mut registry);
+        collections::register(&mut registry);
+        url::register(&mut registry);
         registry
     }
 
@@ -249,5 +326,179 @@ pub fn widen(value: &Value, to: &SqlType) -> Value {
             Value::Array(items.iter().map(|v| widen(v, inner)).collect())
         }
         _ => value.clone(),
+    }
+}
+
+/// One row's work of a generically typed function, decided at bind time.
+pub type RowFn = Arc<dyn Fn(&[Value]) -> Result<Value, String> + Send + Sync>;
+
+/// A function whose return type or behaviour depends on its argument types beyond what fixed
+/// overloads say (`ARRAY_CONTAINS(ARRAY<T>, T)`, `ABS(DECIMAL(p, s))`, `COALESCE(T...)`): `bind`
+/// looks at the types and returns the result type and the row function, or `None` when they do
+/// not fit (the caller then reports ksqlDB's "does not accept parameters").
+pub struct GenericFunction {
+    pub name: &'static str,
+    pub category: &'static str,
+    pub description: &'static str,
+    pub signatures: &'static [&'static str],
+    pub bind: fn(&[SqlType]) -> Option<(SqlType, RowFn)>,
+}
+
+impl ScalarFunction for GenericFunction {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn category(&self) -> &str {
+        self.category
+    }
+    fn description(&self) -> &str {
+        self.description
+    }
+    fn signatures(&self) -> Vec<String> {
+        self.signatures.iter().map(|s| s.to_string()).collect()
+    }
+    fn bind(&self, arg_types: &[SqlType]) -> Result<Arc<dyn BoundFunction>, BindError> {
+        match (self.bind)(arg_types) {
+            Some((returns, call)) => Ok(Arc::new(BoundGeneric { returns, call })),
+            None => Err(no_overload(self.name, arg_types)),
+        }
+    }
+}
+
+struct BoundGeneric {
+    returns: SqlType,
+    call: RowFn,
+}
+
+/// A bound function made of a return type and a row closure (for hand-written `bind`s).
+pub(crate) struct BoundGenericPublic(BoundGeneric);
+
+impl BoundGenericPublic {
+    pub(crate) fn new(returns: SqlType, call: RowFn) -> Self {
+        BoundGenericPublic(BoundGeneric { returns, call })
+    }
+}
+
+impl BoundFunction for BoundGenericPublic {
+    fn return_type(&self) -> SqlType {
+        self.0.returns.clone()
+    }
+    fn call(&self, args: &[Value]) -> Result<Value, String> {
+        (self.0.call)(args)
+    }
+}
+
+impl BoundFunction for BoundGeneric {
+    fn return_type(&self) -> SqlType {
+        self.returns.clone()
+    }
+    fn call(&self, args: &[Value]) -> Result<Value, String> {
+        (self.call)(args)
+    }
+}
+
+/// Shorthand for a fixed overload.
+pub(crate) fn overload(
+    params: Vec<SqlType>,
+    returns: SqlType,
+    call: fn(&[Value]) -> Result<Value, String>,
+) -> Overload {
+    Overload {
+        params,
+        variadic: false,
+        returns,
+        call,
+    }
+}
+
+/// Shorthand for a variadic overload (the last parameter repeats).
+pub(crate) fn variadic(
+    params: Vec<SqlType>,
+    returns: SqlType,
+    call: fn(&[Value]) -> Result<Value, String>,
+) -> Overload {
+    Overload {
+        params,
+        variadic: true,
+        returns,
+        call,
+    }
+}
+
+/// Wraps a row closure for `GenericFunction::bind`.
+pub(crate) fn row_fn(
+    f: impl Fn(&[Value]) -> Result<Value, String> + Send + Sync + 'static,
+) -> RowFn {
+    Arc::new(f)
+}
+
+/// The narrowest type every argument type widens to (ksqlDB's common type for GREATEST,
+/// COALESCE, ARRAY_UNION ...): numbers widen INTEGER -> BIGINT -> DECIMAL -> DOUBLE, decimals
+/// to a decimal holding both; other types must be equal.
+pub fn common_type(types: &[SqlType]) -> Option<SqlType> {
+    let mut iter = types.iter();
+    let mut result = iter.next()?.clone();
+    for next in iter {
+        result = common_of_two(&result, next)?;
+    }
+    Some(result)
+}
+
+fn common_of_two(a: &SqlType, b: &SqlType) -> Option<SqlType> {
+    use SqlType::*;
+    if a == b {
+        return Some(a.clone());
+    }
+    match (a, b) {
+        (Double, x) | (x, Double) if x.is_numeric() => Some(Double),
+        (Decimal { .. }, _) | (_, Decimal { .. }) if a.is_numeric() && b.is_numeric() => {
+            let (pa, sa) = a.as_decimal()?;
+            let (pb, sb) = b.as_decimal()?;
+            let scale = sa.max(sb);
+            let whole = (pa - sa).max(pb - sb);
+            Some(Decimal {
+                precision: (whole + scale).min(38),
+                scale,
+            })
+        }
+        (Integer, BigInt) | (BigInt, Integer) => Some(BigInt),
+        (Array(x), Array(y)) => Some(Array(Box::new(common_of_two(x, y)?))),
+        (Map(ka, va), Map(kb, vb)) => Some(Map(
+            Box::new(common_of_two(ka, kb)?),
+            Box::new(common_of_two(va, vb)?),
+        )),
+        _ => None,
+    }
+}
+
+/// Converts a value to `to` for a common type (see `common_type`): numbers widen, decimals take
+/// the target scale, containers convert their elements.
+pub fn coerce(value: &Value, to: &SqlType) -> Value {
+    match (value, to) {
+        (Value::Decimal { unscaled, scale }, SqlType::Decimal { scale: target, .. })
+            if scale < target =>
+        {
+            Value::Decimal {
+                unscaled: unscaled * 10i128.pow((target - scale) as u32),
+                scale: *target,
+            }
+        }
+        (Value::Integer(_) | Value::BigInt(_), SqlType::Decimal { scale, .. }) => {
+            let v = value.as_i64().unwrap_or(0) as i128;
+            Value::Decimal {
+                unscaled: v * 10i128.pow(*scale as u32),
+                scale: *scale,
+            }
+        }
+        (Value::Array(items), SqlType::Array(inner)) => {
+            Value::Array(items.iter().map(|v| coerce(v, inner)).collect())
+        }
+        (Value::Map(entries), SqlType::Map(k, v)) => Value::Map(
+            entries
+                .iter()
+                .map(|(key, value)| (coerce(key, k), coerce(value, v)))
+                .collect(),
+        ),
+        _ => widen(value, to),
     }
 }

@@ -1,0 +1,5 @@
+//! stub
+
+use super::FunctionRegistry;
+
+pub(super) fn register(_registry: &mut FunctionRegistry) {}
