@@ -496,6 +496,26 @@ impl ScalarFunction for IntervalArithmetic {
     }
 }
 
+/// `yyyy-MM-dd`, as ksqlDB writes a DATE in text.
+pub(crate) fn format_date_iso(days: i32) -> Result<String, String> {
+    format_days(days, "yyyy-MM-dd")
+}
+
+/// `HH:mm:ss`, with `.SSS` only when there are milliseconds, as ksqlDB writes a TIME.
+pub(crate) fn format_time_iso(millis: i64) -> String {
+    let p = if millis % 1000 == 0 {
+        "HH:mm:ss"
+    } else {
+        "HH:mm:ss.SSS"
+    };
+    format_time_millis(millis, p).unwrap_or_default()
+}
+
+/// `yyyy-MM-ddTHH:mm:ss.SSS` in UTC, as ksqlDB writes a TIMESTAMP.
+pub(crate) fn format_timestamp_iso(millis: i64) -> Result<String, String> {
+    format_timestamp_millis(millis, "yyyy-MM-dd'T'HH:mm:ss.SSS", &Zone::UTC)
+}
+
 #[cfg(test)]
 mod tests {
     use crate::functions::FunctionRegistry;
