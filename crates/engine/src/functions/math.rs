@@ -450,6 +450,24 @@ pub(super) fn register(registry: &mut FunctionRegistry) {
         ],
         bind: |types| bind_round(types, Rounding::Down),
     }));
+    registry.register(Arc::new(SimpleFunction {
+        name: "GEO_DISTANCE",
+        category: MATH,
+        description: "Compute the distance between two points on the surface of the earth, \
+                      according to the Haversine formula for \"great circle distance\". The \
+                      2 input points should be specified as (lat, lon) pairs, measured in \
+                      decimal degrees. An optional fifth parameter allows to specify either \
+                      \"MI\" (miles) or \"KM\" (kilometers) as the desired unit for the output \
+                      measurement. Default is KM.",
+        overloads: vec![
+            overload(vec![Double, Double, Double, Double], Double, geo_distance),
+            overload(
+                vec![Double, Double, Double, Double, SqlType::String],
+                Double,
+                geo_distance,
+            ),
+        ],
+    }));
     registry.register(Arc::new(Extreme {
         name: "GREATEST",
         greatest: true,
@@ -458,6 +476,42 @@ pub(super) fn register(registry: &mut FunctionRegistry) {
         name: "LEAST",
         greatest: false,
     }));
+}
+
+/// Haversine distance, in km (radius 6371) or miles (3959), as ksqlDB computes it.
+fn geo_distance(args: &[Value]) -> Result<Value, String> {
+    let coordinates: Option<Vec<f64>> = args[..4].iter().map(Value::as_f64).collect();
+    let Some(c) = coordinates else {
+        return Ok(Value::Null);
+    };
+    let radius = match args.get(4) {
+        None => 6371.0,
+        Some(Value::String(unit)) => match unit.to_ascii_uppercase().as_str() {
+            "KM" | "KMS" | "KILOMETER" | "KILOMETERS" | "KILOMETRE" | "KILOMETRES" => 6371.0,
+            "MI" | "MILES" | "MILE" => 3959.0,
+            other => {
+                return Err(format!(
+                    "GeoDistance function units parameter must be one of (MI, KM), got {other}"
+                ))
+            }
+        },
+        Some(_) => 6371.0,
+    };
+    for (lat, lon) in [(c[0], c[1]), (c[2], c[3])] {
+        if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+            return Err(
+                "valid latitude values for GeoDistance function are in the range of -90 to 90 \
+                 decimal degrees, and valid longitude values are in the range of -180 to 180 \
+                 decimal degrees"
+                    .into(),
+            );
+        }
+    }
+    let delta_lat = (c[2] - c[0]).to_radians();
+    let delta_lon = (c[3] - c[1]).to_radians();
+    let a = (delta_lat / 2.0).sin().powi(2)
+        + (delta_lon / 2.0).sin().powi(2) * c[0].to_radians().cos() * c[2].to_radians().cos();
+    Ok(Value::Double(2.0 * radius * a.sqrt().asin()))
 }
 
 /// A DOUBLE -> DOUBLE function listed by `DESCRIBE FUNCTION` with its INT and BIGINT forms.
@@ -909,6 +963,26 @@ mod tests {
             panic!()
         };
         assert!((0.0..1.0).contains(&r));
+    }
+
+    #[test]
+    fn geo_distance_is_haversine_in_km_or_miles() {
+        let d = |unit: Option<&str>| {
+            let mut args = vec![
+                Value::Double(51.5257),
+                Value::Double(-0.1122),
+                Value::Double(-33.9323),
+                Value::Double(18.4197),
+            ];
+            let mut types = vec![Double; 4];
+            if let Some(unit) = unit {
+                args.push(Value::String(unit.into()));
+                types.push(SqlType::String);
+            }
+            call("GEO_DISTANCE", &types, &args).as_f64().unwrap()
+        };
+        assert!((d(None) - 9673.40421197142).abs() < 1e-9);
+        assert!((d(Some("MI")) - 6011.1453892944355).abs() < 1e-9);
     }
 
     #[test]

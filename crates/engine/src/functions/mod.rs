@@ -268,9 +268,19 @@ impl BoundFunction for BoundSimple {
 pub fn no_overload(name: &str, arg_types: &[SqlType]) -> BindError {
     let types: Vec<String> = arg_types.iter().map(ToString::to_string).collect();
     BindError(format!(
-        "Function '{name}' does not accept parameters ({}).",
+        "Function '{}' does not accept parameters ({}).",
+        declared_name(name),
         types.join(", ")
     ))
+}
+
+/// The name ksqlDB's messages use: its built-ins are declared in lower case (`'geo_distance'`,
+/// `'dateadd'`), except the conditional functions declared in upper case.
+pub fn declared_name(name: &str) -> String {
+    match name.to_ascii_uppercase().as_str() {
+        upper @ ("COALESCE" | "IFNULL" | "NULLIF") => upper.to_string(),
+        _ => name.to_ascii_lowercase(),
+    }
 }
 
 /// Whether arguments of `arg_types` may be passed to parameters `params`.

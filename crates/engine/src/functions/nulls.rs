@@ -1,4 +1,5 @@
-//! NULL-handling functions: COALESCE, IFNULL, NULLIF (ksqlDB lists them as "OTHER").
+//! NULL-handling functions: COALESCE, IFNULL, NULLIF ("CONDITIONAL" in ksqlDB's listing), and
+//! AS_VALUE ("OTHER").
 
 use std::sync::Arc;
 
@@ -22,6 +23,17 @@ pub(super) fn register(registry: &mut FunctionRegistry) {
     ] {
         registry.register(Arc::new(NullFunction { name, description }));
     }
+    registry.register(Arc::new(super::GenericFunction {
+        name: "AS_VALUE",
+        category: "OTHER",
+        description: "Used exclusively in the projection of a query to allow a key column to \
+                      be copied into the value schema. Has no affect if used anywhere else.",
+        signatures: &["AS_VALUE(T) => T"],
+        bind: |types| match types {
+            [t] => Some((t.clone(), row_fn(|args| Ok(args[0].clone())))),
+            _ => None,
+        },
+    }));
 }
 
 struct NullFunction {
@@ -34,7 +46,7 @@ impl ScalarFunction for NullFunction {
         self.name
     }
     fn category(&self) -> &str {
-        "OTHER"
+        "CONDITIONAL"
     }
     fn description(&self) -> &str {
         self.description

@@ -423,11 +423,92 @@ pub(super) fn register(registry: &mut FunctionRegistry) {
             ],
         }));
     }
+    add(
+        registry,
+        "MD5",
+        "Returns the hex-encoded MD5 digest of the input string (of its UTF-8 bytes).",
+        vec![overload(vec![Str], Str, |args| {
+            Ok(map_string(&args[0], |s| {
+                md5(s.as_bytes())
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect()
+            }))
+        })],
+    );
     register_regex(registry);
 }
 
+/// RFC 1321's MD5 (no dependency for one function).
+fn md5(input: &[u8]) -> [u8; 16] {
+    const S: [u32; 64] = [
+        7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5,
+        9, 14, 20, 5, 9, 14, 20, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10,
+        15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
+    ];
+    let k: Vec<u32> = (0..64)
+        .map(|i| ((i as f64 + 1.0).sin().abs() * 4_294_967_296.0) as u32)
+        .collect();
+    let mut message = input.to_vec();
+    let bit_len = (input.len() as u64).wrapping_mul(8);
+    message.push(0x80);
+    while message.len() % 64 != 56 {
+        message.push(0);
+    }
+    message.extend_from_slice(&bit_len.to_le_bytes());
+    let mut state: [u32; 4] = [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476];
+    for chunk in message.chunks(64) {
+        let m: Vec<u32> = chunk
+            .chunks(4)
+            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+            .collect();
+        let [mut a, mut b, mut c, mut d] = state;
+        for i in 0..64 {
+            let (f, g) = match i / 16 {
+                0 => ((b & c) | (!b & d), i),
+                1 => ((d & b) | (!d & c), (5 * i + 1) % 16),
+                2 => (b ^ c ^ d, (3 * i + 5) % 16),
+                _ => (c ^ (b | !d), (7 * i) % 16),
+            };
+            let rotated = a
+                .wrapping_add(f)
+                .wrapping_add(k[i])
+                .wrapping_add(m[g])
+                .rotate_left(S[i]);
+            a = d;
+            d = c;
+            c = b;
+            b = b.wrapping_add(rotated);
+        }
+        state[0] = state[0].wrapping_add(a);
+        state[1] = state[1].wrapping_add(b);
+        state[2] = state[2].wrapping_add(c);
+        state[3] = state[3].wrapping_add(d);
+    }
+    let mut out = [0u8; 16];
+    for (i, word) in state.iter().enumerate() {
+        out[i * 4..i * 4 + 4].copy_from_slice(&word.to_le_bytes());
+    }
+    out
+}
+
+/// ksqlDB files the REGEXP_* functions under "REGULAR EXPRESSION".
+fn add_regex(
+    registry: &mut FunctionRegistry,
+    name: &'static str,
+    description: &'static str,
+    overloads: Vec<super::Overload>,
+) {
+    registry.register(Arc::new(SimpleFunction {
+        name,
+        category: "REGULAR EXPRESSION",
+        description,
+        overloads,
+    }));
+}
+
 fn register_regex(registry: &mut FunctionRegistry) {
-    add(
+    add_regex(
         registry,
         "REGEXP_EXTRACT",
         "extract the first subtring matched by a regex pattern",
@@ -436,7 +517,7 @@ fn register_regex(registry: &mut FunctionRegistry) {
             overload(vec![Str, Str, Integer], Str, regexp_extract),
         ],
     );
-    add(
+    add_regex(
         registry,
         "REGEXP_EXTRACT_ALL",
         "extract all subtrings matched by a regex pattern",
@@ -453,7 +534,7 @@ fn register_regex(registry: &mut FunctionRegistry) {
             ),
         ],
     );
-    add(
+    add_regex(
         registry,
         "REGEXP_REPLACE",
         "Replace all matches of a regex in an input string with a new string",
@@ -470,7 +551,7 @@ fn register_regex(registry: &mut FunctionRegistry) {
             }
         })],
     );
-    add(
+    add_regex(
         registry,
         "REGEXP_SPLIT_TO_ARRAY",
         "Splits a string into an array of substrings based on a regular expression. If there \
@@ -1153,7 +1234,7 @@ mod tests {
         let refused = ucase.bind(&[SqlType::Integer]).err().unwrap();
         assert_eq!(
             refused.0,
-            "Function 'UCASE' does not accept parameters (INTEGER)."
+            "Function 'ucase' does not accept parameters (INTEGER)."
         );
     }
 
@@ -1368,6 +1449,23 @@ mod tests {
             super::decode_base64(&super::encode_base64(b"hello!?")).unwrap(),
             b"hello!?"
         );
+    }
+
+    #[test]
+    fn md5_digests_as_hex() {
+        assert_eq!(
+            call("MD5", &[SqlType::String], &[s("")]),
+            s("d41d8cd98f00b204e9800998ecf8427e")
+        );
+        assert_eq!(
+            call(
+                "MD5",
+                &[SqlType::String],
+                &[s("The quick brown fox jumps over the lazy dog")]
+            ),
+            s("9e107d9d372bb6826bd81d3542a419d6")
+        );
+        assert_eq!(call("MD5", &[SqlType::String], &[Value::Null]), Value::Null);
     }
 
     #[test]
