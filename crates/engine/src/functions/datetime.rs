@@ -109,7 +109,7 @@ fn format_days(days: i32, pattern_text: &str) -> Result<String, String> {
 }
 
 fn parse_days(text: &str, pattern_text: &str) -> Result<i32, String> {
-    let parsed = pattern(pattern_text)?.parse(text).map_err(|e| {
+    let parsed = pattern(pattern_text)?.parse_prefix(text).map_err(|e| {
         format!("Failed to parse date '{text}' with formatter '{pattern_text}': {e}")
     })?;
     Ok((parsed.date()? - epoch()).num_days() as i32)
@@ -621,6 +621,19 @@ mod tests {
             ),
             Ok(s("01.02.03.004"))
         );
+    }
+
+    #[test]
+    fn dates_parse_like_simple_date_format_ignoring_trailing_text() {
+        assert_eq!(
+            call(
+                "PARSE_DATE",
+                &[Str, Str],
+                &[s("1970-01-02-01-01"), s("yyyy-MM-dd")]
+            ),
+            Ok(Value::Date(1))
+        );
+        assert!(call("PARSE_DATE", &[Str, Str], &[s("1970-01"), s("yyyy-MM-dd")]).is_err());
     }
 
     #[test]

@@ -519,6 +519,16 @@ impl JavaPattern {
         Ok(parsed)
     }
 
+    /// Parses the start of `text`, ignoring what follows, as `SimpleDateFormat.parse(String)`
+    /// does (ksqlDB's PARSE_DATE and STRINGTODATE use it).
+    pub fn parse_prefix(&self, text: &str) -> Result<Parsed, String> {
+        let chars: Vec<char> = text.chars().collect();
+        let mut parsed = Parsed::default();
+        self.parse_items(&self.items, &chars, 0, &mut parsed)
+            .ok_or_else(|| format!("Unparseable date: \"{text}\""))?;
+        Ok(parsed)
+    }
+
     fn parse_items(
         &self,
         items: &[Item],

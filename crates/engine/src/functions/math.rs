@@ -1,5 +1,6 @@
 //! Mathematical functions (ksqlDB's "MATHEMATICAL" category), with Java's arithmetic: integer
-//! overflow wraps, ROUND of a double is `Math.round` (half up), of a decimal `HALF_UP`, and
+//! overflow wraps, ROUND of a double is `Math.round`, of a decimal or to n places HALF_UP above
+//! zero and HALF_DOWN below (ties toward positive infinity), and
 //! decimal results keep the precision and scale ksqlDB's schema providers give them.
 
 use std::sync::Arc;
@@ -18,7 +19,8 @@ const MATH: &str = "MATHEMATICAL";
 /// How a decimal drops digits (Java's `RoundingMode`s that ksqlDB uses).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Rounding {
-    HalfUp,
+    /// Ties toward positive infinity (ksqlDB's ROUND: HALF_UP above zero, HALF_DOWN below).
+    HalfCeiling,
     Down,
     Floor,
     Ceiling,
@@ -42,7 +44,10 @@ pub fn rescale(unscaled: i128, scale: i32, new_scale: i32, mode: Rounding) -> i1
         Rounding::Down => false,
         Rounding::Floor => unscaled < 0,
         Rounding::Ceiling => unscaled > 0,
-        Rounding::HalfUp => remainder.unsigned_abs() * 2 >= divisor.unsigned_abs(),
+        Rounding::HalfCeiling => {
+            let twice = remainder.unsigned_abs() * 2;
+            twice > divisor.unsigned_abs() || (twice == divisor.unsigned_abs() && unscaled > 0)
+        }
     };
     if away {
         quotient + unscaled.signum()
@@ -115,7 +120,10 @@ pub fn round_double_places(x: f64, places: i64, mode: Rounding) -> f64 {
         let nonzero = dropped.iter().any(|&d| d != 0);
         match mode {
             Rounding::Down => false,
-            Rounding::HalfUp => dropped[0] >= 5,
+            Rounding::HalfCeiling => {
+                let tie = dropped[0] == 5 && dropped[1..].iter().all(|&d| d == 0);
+                dropped[0] > 5 || (dropped[0] == 5 && !tie) || (tie && !negative)
+            }
             Rounding::Floor => negative && nonzero,
             Rounding::Ceiling => !negative && nonzero,
         }
@@ -431,7 +439,7 @@ pub(super) fn register(registry: &mut FunctionRegistry) {
             "ROUND(DECIMAL) => DECIMAL",
             "ROUND(DECIMAL, INTEGER) => DECIMAL",
         ],
-        bind: |types| bind_round(types, Rounding::HalfUp),
+        bind: |types| bind_round(types, Rounding::HalfCeiling),
     }));
     registry.register(Arc::new(GenericFunction {
         name: "TRUNC",
@@ -609,7 +617,7 @@ fn bind_round(types: &[SqlType], mode: Rounding) -> Option<(SqlType, RowFn)> {
             BigInt,
             row_fn(move |args| {
                 Ok(match args[0] {
-                    Value::Double(x) => Value::BigInt(if mode == Rounding::HalfUp {
+                    Value::Double(x) => Value::BigInt(if mode == Rounding::HalfCeiling {
                         java_math_round(x)
                     } else {
                         x.trunc() as i64
@@ -692,6 +700,32 @@ impl ScalarFunction for Extreme {
         .map(|t| format!("{}({t}, {t}...) => {t}", self.name))
         .collect()
     }
+    fn bind_with_null_literals(
+        &self,
+        arg_types: &[Option<SqlType>],
+    ) -> Result<Arc<dyn BoundFunction>, BindError> {
+        // NULLs take the type of the typed arguments; all NULL is ambiguous, as in ksqlDB.
+        let Some(known) = arg_types.iter().flatten().next().cloned() else {
+            let nulls = vec!["null"; arg_types.len()].join(", ");
+            return Err(BindError(if arg_types.is_empty() {
+                format!(
+                    "Function '{}' does not accept parameters ().",
+                    self.name.to_ascii_lowercase()
+                )
+            } else {
+                format!(
+                    "Function '{}' cannot be resolved due to ambiguous method parameters ({nulls}).",
+                    self.name.to_ascii_lowercase()
+                )
+            }));
+        };
+        let types: Vec<SqlType> = arg_types
+            .iter()
+            .map(|t| t.clone().unwrap_or_else(|| known.clone()))
+            .collect();
+        self.bind(&types)
+    }
+
     fn bind(&self, arg_types: &[SqlType]) -> Result<Arc<dyn BoundFunction>, BindError> {
         let lower = self.name.to_ascii_lowercase();
         if arg_types.is_empty() {
@@ -859,13 +893,30 @@ mod tests {
         assert_eq!(java_math_round(-2.5), -2);
         assert_eq!(java_math_round(-2.6), -3);
         assert_eq!(java_math_round(0.49999999999999994), 0);
-        assert_eq!(round_double_places(2.345, 2, Rounding::HalfUp), 2.35);
-        assert_eq!(round_double_places(-2.345, 2, Rounding::HalfUp), -2.35);
-        assert_eq!(round_double_places(1234.5, -2, Rounding::HalfUp), 1200.0);
-        assert_eq!(round_double_places(1250.0, -2, Rounding::HalfUp), 1300.0);
-        assert_eq!(round_double_places(9.99, 1, Rounding::HalfUp), 10.0);
+        assert_eq!(round_double_places(2.345, 2, Rounding::HalfCeiling), 2.35);
+        assert_eq!(round_double_places(-2.345, 2, Rounding::HalfCeiling), -2.34);
+        assert_eq!(
+            round_double_places(-2.3451, 2, Rounding::HalfCeiling),
+            -2.35
+        );
+        assert_eq!(round_double_places(-1.5, 0, Rounding::HalfCeiling), -1.0);
+        assert_eq!(rescale(-15, 1, 0, Rounding::HalfCeiling), -1);
+        assert_eq!(rescale(-16, 1, 0, Rounding::HalfCeiling), -2);
+        assert_eq!(rescale(15, 1, 0, Rounding::HalfCeiling), 2);
+        assert_eq!(
+            round_double_places(1234.5, -2, Rounding::HalfCeiling),
+            1200.0
+        );
+        assert_eq!(
+            round_double_places(1250.0, -2, Rounding::HalfCeiling),
+            1300.0
+        );
+        assert_eq!(round_double_places(9.99, 1, Rounding::HalfCeiling), 10.0);
         assert_eq!(round_double_places(3.7, -1, Rounding::Down), 0.0);
-        assert_eq!(round_double_places(1.0e20, 2, Rounding::HalfUp), 1.0e20);
+        assert_eq!(
+            round_double_places(1.0e20, 2, Rounding::HalfCeiling),
+            1.0e20
+        );
     }
 
     #[test]
@@ -895,6 +946,10 @@ mod tests {
         };
         assert_eq!(
             call("ROUND", std::slice::from_ref(&d21), &[dec(-15, 1)]),
+            dec(-1, 0)
+        );
+        assert_eq!(
+            call("ROUND", std::slice::from_ref(&d21), &[dec(-16, 1)]),
             dec(-2, 0)
         );
         assert_eq!(
@@ -994,6 +1049,24 @@ mod tests {
             err.0,
             "Function 'greatest' cannot be resolved due to ambiguous method parameters \
              (INTEGER, BIGINT)."
+        );
+        assert_eq!(
+            greatest
+                .bind_with_null_literals(&[None, None])
+                .err()
+                .unwrap()
+                .0,
+            "Function 'greatest' cannot be resolved due to ambiguous method parameters \
+             (null, null)."
+        );
+        let with_null = greatest
+            .bind_with_null_literals(&[Some(Integer), None, Some(Integer)])
+            .unwrap();
+        assert_eq!(
+            with_null
+                .call(&[Value::Integer(1), Value::Null, Value::Integer(5)])
+                .unwrap(),
+            Value::Integer(5)
         );
         let bound = greatest.bind(&[Integer, BigInt, Double]).unwrap();
         assert_eq!(bound.return_type(), Double);

@@ -512,3 +512,55 @@ pub fn coerce(value: &Value, to: &SqlType) -> Value {
         _ => widen(value, to),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_describes_itself() {
+        let registry = FunctionRegistry::builtin();
+        let functions: Vec<_> = registry.iter().collect();
+        assert!(functions.len() >= 128, "{} functions", functions.len());
+        for function in functions {
+            assert!(!function.category().is_empty(), "{}", function.name());
+            assert!(!function.description().is_empty(), "{}", function.name());
+            assert!(!function.signatures().is_empty(), "{}", function.name());
+            assert_eq!(function.name(), function.name().to_ascii_uppercase());
+        }
+    }
+
+    #[test]
+    fn common_types_widen_numbers_and_decimals() {
+        use SqlType::*;
+        assert_eq!(common_type(&[Integer, BigInt]), Some(BigInt));
+        assert_eq!(common_type(&[BigInt, Double]), Some(Double));
+        assert_eq!(
+            common_type(&[
+                Decimal {
+                    precision: 4,
+                    scale: 2
+                },
+                Integer
+            ]),
+            Some(Decimal {
+                precision: 12,
+                scale: 2
+            })
+        );
+        assert_eq!(common_type(&[String, Integer]), None);
+        assert_eq!(
+            coerce(
+                &Value::Integer(3),
+                &Decimal {
+                    precision: 5,
+                    scale: 2
+                }
+            ),
+            Value::Decimal {
+                unscaled: 300,
+                scale: 2
+            }
+        );
+    }
+}

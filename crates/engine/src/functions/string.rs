@@ -895,7 +895,7 @@ fn encode(args: &[Value]) -> Result<Value, String> {
         return Ok(Value::Null);
     }
     let bytes = decode_text(s, from)?;
-    encode_bytes(&bytes, to).map(Value::String)
+    encode_bytes_as(&bytes, to, false).map(Value::String)
 }
 
 fn encoding_error(encoding: &str) -> String {
@@ -916,10 +916,15 @@ pub(crate) fn decode_text(s: &str, encoding: &str) -> Result<Vec<u8>, String> {
     }
 }
 
-/// Bytes to a string in `encoding` (FROM_BYTES; ENCODE's output side).
+/// Bytes to a string in `encoding` (FROM_BYTES writes hex in upper case, ENCODE in lower).
 pub(crate) fn encode_bytes(b: &[u8], encoding: &str) -> Result<String, String> {
+    encode_bytes_as(b, encoding, true)
+}
+
+fn encode_bytes_as(b: &[u8], encoding: &str, upper_hex: bool) -> Result<String, String> {
     match encoding.to_ascii_lowercase().as_str() {
-        "hex" => Ok(b.iter().map(|byte| format!("{byte:02X}")).collect()),
+        "hex" if upper_hex => Ok(b.iter().map(|byte| format!("{byte:02X}")).collect()),
+        "hex" => Ok(b.iter().map(|byte| format!("{byte:02x}")).collect()),
         "utf8" => Ok(String::from_utf8_lossy(b).into_owned()),
         "ascii" => Ok(b
             .iter()
@@ -936,21 +941,25 @@ pub(crate) fn encode_bytes(b: &[u8], encoding: &str) -> Result<String, String> {
     }
 }
 
-/// Hex digits, optionally as `0x...` or `X'...'` (ksqlDB's literal forms); an odd count gets
-/// a leading zero.
+/// Hex digits, optionally as `0x...` or `X'...'` (ksqlDB's literal forms).
 fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
+    let quoted = (s.starts_with("X'") || s.starts_with("x'")) && s.ends_with('\'') && s.len() >= 3;
     let digits = if let Some(rest) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         rest
-    } else if (s.starts_with("X'") || s.starts_with("x'")) && s.ends_with('\'') && s.len() >= 3 {
+    } else if quoted {
         &s[2..s.len() - 1]
     } else {
         s
     };
-    let mut text = String::with_capacity(digits.len() + 1);
-    if digits.len() % 2 == 1 {
-        text.push('0');
+    // An odd count is padded with a leading zero in the 0x form only.
+    if !s.starts_with("0x") && !s.starts_with("0X") && digits.len() % 2 == 1 {
+        return Err(format!("Invalid hex string (odd length): {s}"));
     }
-    text.push_str(digits);
+    let text = if digits.len() % 2 == 1 {
+        format!("0{digits}")
+    } else {
+        digits.to_string()
+    };
     (0..text.len())
         .step_by(2)
         .map(|i| {
