@@ -132,27 +132,52 @@ fn parse_time_millis(text: &str, pattern_text: &str) -> Result<i64, String> {
     Ok(time.num_seconds_from_midnight() as i64 * 1000 + time.nanosecond() as i64 / 1_000_000)
 }
 
-/// A STRING literal standing for a DATE (`2022-06-14`), TIME (`09:16:00`) or TIMESTAMP
-/// (`2022-06-14T09:16:00.000`, a date alone is midnight) value, as ksqlDB's casts read them.
-pub(crate) fn parse_temporal_literal(text: &str, to: &SqlType) -> Result<Value, String> {
+/// A STRING standing for a DATE (`2022-06-14`, or a prefix such as `2022-06`), TIME
+/// (`09:16`, `09:16:00`, `09:16:00.5`) or TIMESTAMP (`2022-06-14T09:16:00.000`, any prefix down to
+/// the year, optionally with an offset `Z`/`+hh:mm`), as ksqlDB's casts and comparisons read
+/// them; missing fields are the start of their period.
+pub fn parse_temporal_literal(text: &str, to: &SqlType) -> Result<Value, String> {
     let text = text.trim();
-    match to {
-        SqlType::Date => parse_days(text, "yyyy-MM-dd").map(Value::Date),
-        SqlType::Time => ["HH:mm:ss.SSS", "HH:mm:ss", "HH:mm"]
+    let full = |patterns: &[&str], f: &dyn Fn(&str) -> Result<Value, String>| {
+        patterns
             .iter()
-            .find_map(|p| parse_time_millis(text, p).ok())
-            .map(Value::Time)
-            .ok_or_else(|| format!("Cannot parse time: {text}")),
-        SqlType::Timestamp => [
-            "yyyy-MM-dd'T'HH:mm:ss.SSS",
-            "yyyy-MM-dd'T'HH:mm:ss",
-            "yyyy-MM-dd'T'HH:mm",
-            "yyyy-MM-dd",
-        ]
-        .iter()
-        .find_map(|p| parse_timestamp_millis(text, p, &Zone::UTC).ok())
-        .map(Value::Timestamp)
-        .ok_or_else(|| format!("Cannot parse timestamp: {text}")),
+            .find_map(|p| f(p).ok())
+            .ok_or_else(|| format!("Cannot parse {to}: {text}"))
+    };
+    match to {
+        SqlType::Date => full(&["yyyy-MM-dd", "yyyy-MM", "yyyy"], &|p| {
+            let parsed = pattern(p)?.parse(text)?;
+            Ok(Value::Date((parsed.date()? - epoch()).num_days() as i32))
+        }),
+        SqlType::Time => full(&["HH:mm:ss.S", "HH:mm:ss", "HH:mm", "HH"], &|p| {
+            let parsed = pattern(p)?.parse(text)?;
+            let time = parsed.time()?;
+            Ok(Value::Time(
+                time.num_seconds_from_midnight() as i64 * 1000
+                    + time.nanosecond() as i64 / 1_000_000,
+            ))
+        }),
+        SqlType::Timestamp => {
+            const PATTERNS: [&str; 14] = [
+                "yyyy-MM-dd'T'HH:mm:ss.S",
+                "yyyy-MM-dd'T'HH:mm:ss.SX",
+                "yyyy-MM-dd'T'HH:mm:ss",
+                "yyyy-MM-dd'T'HH:mm:ssX",
+                "yyyy-MM-dd'T'HH:mm",
+                "yyyy-MM-dd'T'HH:mmX",
+                "yyyy-MM-dd'T'HH",
+                "yyyy-MM-dd'T'HHX",
+                "yyyy-MM-dd",
+                "yyyy-MM-ddX",
+                "yyyy-MM",
+                "yyyy-MMX",
+                "yyyy",
+                "yyyyX",
+            ];
+            full(&PATTERNS, &|p| {
+                parse_timestamp_millis(text, p, &Zone::UTC).map(Value::Timestamp)
+            })
+        }
         _ => Err(format!("Not a temporal type: {to}")),
     }
 }
@@ -486,7 +511,8 @@ impl ScalarFunction for IntervalArithmetic {
                     (Value::Timestamp(t), _) => Value::Timestamp(t.wrapping_add(delta)),
                     (Value::Date(d), _) => {
                         let millis = (*d as i64 * DAY_MILLIS).wrapping_add(delta);
-                        Value::Date(millis.div_euclid(DAY_MILLIS) as i32)
+                        // TimeUnit.toDays truncates toward zero, as ksqlDB's DATEADD does.
+                        Value::Date((millis / DAY_MILLIS) as i32)
                     }
                     (Value::Time(t), _) => Value::Time((t + delta).rem_euclid(DAY_MILLIS)),
                     _ => Value::Null,
@@ -497,12 +523,12 @@ impl ScalarFunction for IntervalArithmetic {
 }
 
 /// `yyyy-MM-dd`, as ksqlDB writes a DATE in text.
-pub(crate) fn format_date_iso(days: i32) -> Result<String, String> {
+pub fn format_date_iso(days: i32) -> Result<String, String> {
     format_days(days, "yyyy-MM-dd")
 }
 
 /// `HH:mm:ss`, with `.SSS` only when there are milliseconds, as ksqlDB writes a TIME.
-pub(crate) fn format_time_iso(millis: i64) -> String {
+pub fn format_time_iso(millis: i64) -> String {
     let p = if millis % 1000 == 0 {
         "HH:mm:ss"
     } else {
@@ -512,7 +538,7 @@ pub(crate) fn format_time_iso(millis: i64) -> String {
 }
 
 /// `yyyy-MM-ddTHH:mm:ss.SSS` in UTC, as ksqlDB writes a TIMESTAMP.
-pub(crate) fn format_timestamp_iso(millis: i64) -> Result<String, String> {
+pub fn format_timestamp_iso(millis: i64) -> Result<String, String> {
     format_timestamp_millis(millis, "yyyy-MM-dd'T'HH:mm:ss.SSS", &Zone::UTC)
 }
 
@@ -634,6 +660,36 @@ mod tests {
             Ok(Value::Date(1))
         );
         assert!(call("PARSE_DATE", &[Str, Str], &[s("1970-01"), s("yyyy-MM-dd")]).is_err());
+    }
+
+    #[test]
+    fn temporal_text_reads_and_writes_as_ksqldb_casts() {
+        use super::parse_temporal_literal as parse;
+        use super::{format_date_iso, format_time_iso, format_timestamp_iso};
+        assert_eq!(parse("1970-01-10", &Date), Ok(Value::Date(9)));
+        assert_eq!(parse("1970-01", &Date), Ok(Value::Date(0)));
+        assert!(parse("foo", &Date).is_err());
+        assert_eq!(parse("00:00:00.010", &Time), Ok(Value::Time(10)));
+        assert_eq!(parse("00:01", &Time), Ok(Value::Time(60_000)));
+        assert_eq!(
+            parse("1970-01-01T00:00:00.01", &Timestamp),
+            Ok(Value::Timestamp(10))
+        );
+        assert_eq!(
+            parse("2018", &Timestamp),
+            Ok(Value::Timestamp(1_514_764_800_000))
+        );
+        assert_eq!(
+            parse("1970-01-01T01:00:00+01:00", &Timestamp),
+            Ok(Value::Timestamp(0))
+        );
+        assert_eq!(format_date_iso(-1), Ok("1969-12-31".to_string()));
+        assert_eq!(format_time_iso(5_000), "00:00:05");
+        assert_eq!(format_time_iso(5_010), "00:00:05.010");
+        assert_eq!(
+            format_timestamp_iso(10),
+            Ok("1970-01-01T00:00:00.010".to_string())
+        );
     }
 
     #[test]

@@ -342,7 +342,7 @@ impl JavaPattern {
                 while chars.get(i + count) == Some(&c) {
                     count += 1;
                 }
-                if !"GyuMLdDEeaHkKhmsSnAXxZzVOQqw".contains(c) {
+                if !"GyuYMLdDEeaHkKhmsSnAXxZzVOQqw".contains(c) {
                     return Err(format!("Unknown pattern letter: {c}"));
                 }
                 items.push(Item::Field(c, count));
@@ -394,7 +394,8 @@ impl JavaPattern {
                     let n = *n;
                     match c {
                         'G' => out.push_str(if local.year() > 0 { "AD" } else { "BC" }),
-                        'y' | 'u' => {
+                        // `Y` (week-based year) differs from the year only around New Year.
+                        'y' | 'u' | 'Y' => {
                             let year = local.year() as i64;
                             if n == 2 {
                                 out.push_str(&pad(year.rem_euclid(100), 2));
@@ -658,7 +659,7 @@ fn parse_field(
     };
     let number = |min: usize, max: usize| read_number(text, pos, min, max);
     match c {
-        'y' | 'u' => {
+        'y' | 'u' | 'Y' => {
             if n == 2 {
                 let (v, end) = number(2, 2)?;
                 parsed.year = Some(2000 + v as i32);

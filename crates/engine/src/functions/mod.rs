@@ -16,10 +16,13 @@ use crate::types::SqlType;
 use crate::value::{ColumnValues, Value};
 
 mod collections;
-mod datetime;
+/// Date/time helpers the evaluator and formats can share (Java patterns, ISO text).
+pub mod datetime;
 pub mod java_time_pattern;
-mod json;
-mod math;
+/// JSON reading with numbers kept as written, and ksqlDB values as JSON text.
+pub mod json;
+/// Java rounding, decimal rescaling and value ordering.
+pub mod math;
 mod nulls;
 mod string;
 mod url;
