@@ -1,7 +1,7 @@
 //! String and bytes functions (ksqlDB's "STRING" category, and its bytes conversions).
 //!
-//! Positions and lengths count characters (ksqlDB counts Java chars; the two differ only for
-//! characters outside the Basic Multilingual Plane).
+//! Positions and lengths count UTF-16 code units, as ksqlDB's Java strings do (a character
+//! outside the Basic Multilingual Plane counts two).
 
 use std::sync::Arc;
 
@@ -114,10 +114,18 @@ pub(super) fn register(registry: &mut FunctionRegistry) {
          negative counts from the end), to the end or for the given length.",
         vec![
             overload(vec![Str, Integer], Str, |args| {
-                substring_call(args, |s| Value::String(s.iter().collect()), chars_of)
+                substring_call(
+                    args,
+                    |s| Value::String(String::from_utf16_lossy(s)),
+                    utf16_of,
+                )
             }),
             overload(vec![Str, Integer, Integer], Str, |args| {
-                substring_call(args, |s| Value::String(s.iter().collect()), chars_of)
+                substring_call(
+                    args,
+                    |s| Value::String(String::from_utf16_lossy(s)),
+                    utf16_of,
+                )
             }),
             overload(vec![Bytes, Integer], Bytes, |args| {
                 substring_call(args, |b| Value::Bytes(b.to_vec()), bytes_of)
@@ -599,13 +607,19 @@ pub(crate) fn java_length(s: &str) -> usize {
     s.chars().map(char::len_utf16).sum()
 }
 
+/// Java regex's `\s`: `[ \t\n\x0B\f\r]`.
+fn is_java_regex_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\u{b}' | '\u{c}' | '\r')
+}
+
 /// Java's `String.trim()` strips every char up to U+0020.
 fn is_java_space(c: char) -> bool {
     c <= ' '
 }
 
-fn chars_of(value: &Value) -> Option<Vec<char>> {
-    value.as_str().map(|s| s.chars().collect())
+/// Java's view of a string: UTF-16 code units (a pair cut in two becomes U+FFFD).
+fn utf16_of(value: &Value) -> Option<Vec<u16>> {
+    value.as_str().map(|s| s.encode_utf16().collect())
 }
 
 fn bytes_of(value: &Value) -> Option<Vec<u8>> {
@@ -646,10 +660,13 @@ fn pad_string(args: &[Value], left: bool) -> Result<Value, String> {
     else {
         return Ok(Value::Null);
     };
-    let input: Vec<char> = input.chars().collect();
-    let padding: Vec<char> = padding.chars().collect();
-    Ok(pad(&input, target, &padding, left)
-        .map_or(Value::Null, |out| Value::String(out.into_iter().collect())))
+    let input: Vec<u16> = input.encode_utf16().collect();
+    let padding: Vec<u16> = padding.encode_utf16().collect();
+    Ok(
+        pad(&input, target, &padding, left).map_or(Value::Null, |out| {
+            Value::String(String::from_utf16_lossy(&out))
+        }),
+    )
 }
 
 fn pad_bytes(args: &[Value], left: bool) -> Result<Value, String> {
@@ -686,13 +703,13 @@ fn instr(args: &[Value]) -> Result<Value, String> {
     let (Some(s), Some(sub)) = (args[0].as_str(), args[1].as_str()) else {
         return Ok(Value::Integer(0));
     };
-    let position = args.get(1 + 1).map_or(Some(1), Value::as_i64);
+    let position = args.get(2).map_or(Some(1), Value::as_i64);
     let occurrence = args.get(3).map_or(Some(1), Value::as_i64);
     let (Some(position), Some(occurrence)) = (position, occurrence) else {
         return Ok(Value::Integer(0));
     };
-    let hay: Vec<char> = s.chars().collect();
-    let needle: Vec<char> = sub.chars().collect();
+    let hay: Vec<u16> = s.encode_utf16().collect();
+    let needle: Vec<u16> = sub.encode_utf16().collect();
     let matches_at = |i: usize| i + needle.len() <= hay.len() && hay[i..i + needle.len()] == needle;
     if occurrence <= 0 || position == 0 {
         return Ok(Value::Integer(0));
@@ -728,11 +745,13 @@ fn instr(args: &[Value]) -> Result<Value, String> {
     Ok(Value::Integer(0))
 }
 
+/// ksqlDB's INITCAP: lower case, then each `[^\s]+\s*` run capitalised; whitespace before the
+/// first word is dropped (the runs never include it).
 fn initcap(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut word_start = true;
-    for c in s.chars() {
-        if c.is_whitespace() {
+    for c in s.trim_start_matches(is_java_regex_space).chars() {
+        if is_java_regex_space(c) {
             word_start = true;
             out.push(c);
         } else if word_start {
@@ -1419,8 +1438,20 @@ mod tests {
             s("XxXd")
         );
         assert_eq!(
-            call("INITCAP", &[SqlType::String], &[s("hELLO  wide_world")]),
-            s("Hello  Wide_world")
+            call("INITCAP", &[SqlType::String], &[s(" hELLO  wide_world\t")]),
+            s("Hello  Wide_world\t")
+        );
+        assert_eq!(
+            call(
+                "SUBSTRING",
+                &[SqlType::String, SqlType::Integer],
+                &[s("a\u{1F600}b"), Value::Integer(4)]
+            ),
+            s("b")
+        );
+        assert_eq!(
+            call("LEN", &[SqlType::String], &[s("a\u{1F600}")]),
+            Value::Integer(3)
         );
         assert_eq!(
             call(
