@@ -472,10 +472,11 @@ pub(super) fn register(registry: &mut FunctionRegistry) {
                                     must be positive; if start > end, step must be negative"
                                 .into());
                         }
-                        let count = (end - start) / step + 1;
+                        let count = (end as i128 - start as i128) / step as i128 + 1;
                         if count > 10_000_000 {
                             return Err("GENERATE_SERIES would create too many elements".into());
                         }
+                        let count = count as i64;
                         Ok(Value::Array(
                             (0..count)
                                 .map(|i| {

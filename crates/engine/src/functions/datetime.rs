@@ -79,9 +79,10 @@ pub fn parse_timestamp_millis(text: &str, pattern_text: &str, zone: &Zone) -> Re
     let local = local_of(&parsed)?;
     let zone = parsed.zone.unwrap_or(*zone);
     let offset = zone.offset_for_local(&local);
-    Ok((local - chrono::Duration::seconds(offset as i64))
-        .and_utc()
-        .timestamp_millis())
+    local
+        .checked_sub_signed(chrono::Duration::seconds(offset as i64))
+        .map(|utc| utc.and_utc().timestamp_millis())
+        .ok_or_else(|| format!("Timestamp out of range: {text}"))
 }
 
 fn local_of(parsed: &Parsed) -> Result<NaiveDateTime, String> {
@@ -514,7 +515,9 @@ impl ScalarFunction for IntervalArithmetic {
                         // TimeUnit.toDays truncates toward zero, as ksqlDB's DATEADD does.
                         Value::Date((millis / DAY_MILLIS) as i32)
                     }
-                    (Value::Time(t), _) => Value::Time((t + delta).rem_euclid(DAY_MILLIS)),
+                    (Value::Time(t), _) => {
+                        Value::Time(t.wrapping_add(delta).rem_euclid(DAY_MILLIS))
+                    }
                     _ => Value::Null,
                 })
             }),

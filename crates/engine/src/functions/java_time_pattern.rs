@@ -98,7 +98,9 @@ impl Zone {
                     a.fix().local_minus_utc().max(b.fix().local_minus_utc())
                 }
                 chrono::LocalResult::None => {
-                    let before = *local - chrono::Duration::hours(3);
+                    let before = local
+                        .checked_sub_signed(chrono::Duration::hours(3))
+                        .unwrap_or(*local);
                     tz.offset_from_utc_datetime(&before).fix().local_minus_utc()
                 }
             },
@@ -367,7 +369,9 @@ impl JavaPattern {
             .ok_or_else(|| format!("Timestamp out of range: {millis}"))?
             .naive_utc();
         let offset = zone.offset_at_utc(&utc);
-        let local = utc + chrono::Duration::seconds(offset as i64);
+        let local = utc
+            .checked_add_signed(chrono::Duration::seconds(offset as i64))
+            .ok_or_else(|| format!("Timestamp out of range: {millis}"))?;
         self.format(&local, Some((zone, offset, &utc)))
     }
 

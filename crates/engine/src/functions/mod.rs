@@ -533,6 +533,116 @@ mod tests {
         }
     }
 
+    /// Extreme values never panic a built-in: a bad cell is a processing error or a value.
+    #[test]
+    fn builtins_survive_extreme_arguments() {
+        use SqlType::*;
+        let samples: Vec<(SqlType, Vec<Value>)> = vec![
+            (
+                String,
+                vec![
+                    Value::String("".into()),
+                    Value::String("a\u{1F600}%zz'[$".into()),
+                    Value::String("-1".into()),
+                    Value::Null,
+                ],
+            ),
+            (
+                Integer,
+                vec![
+                    Value::Integer(i32::MIN),
+                    Value::Integer(0),
+                    Value::Integer(i32::MAX),
+                    Value::Integer(-1),
+                ],
+            ),
+            (
+                BigInt,
+                vec![Value::BigInt(i64::MIN), Value::BigInt(i64::MAX)],
+            ),
+            (
+                Double,
+                vec![
+                    Value::Double(f64::NAN),
+                    Value::Double(f64::NEG_INFINITY),
+                    Value::Double(1e308),
+                ],
+            ),
+            (
+                Decimal {
+                    precision: 38,
+                    scale: 2,
+                },
+                vec![Value::Decimal {
+                    unscaled: -99_999_999_999_999_999_999_999_999_999_999_999_99,
+                    scale: 2,
+                }],
+            ),
+            (Boolean, vec![Value::Boolean(true)]),
+            (
+                Bytes,
+                vec![Value::Bytes(vec![]), Value::Bytes(vec![0xff; 9])],
+            ),
+            (Date, vec![Value::Date(i32::MIN), Value::Date(i32::MAX)]),
+            (Time, vec![Value::Time(-1), Value::Time(i64::MAX)]),
+            (
+                Timestamp,
+                vec![Value::Timestamp(i64::MIN), Value::Timestamp(i64::MAX)],
+            ),
+            (
+                Array(Box::new(Integer)),
+                vec![
+                    Value::Array(vec![Value::Null, Value::Integer(i32::MAX)]),
+                    Value::Array(vec![]),
+                ],
+            ),
+            (
+                Map(Box::new(String), Box::new(Integer)),
+                vec![Value::Map(vec![(Value::String("k".into()), Value::Null)])],
+            ),
+        ];
+        let registry = FunctionRegistry::builtin();
+        let mut calls = 0;
+        for function in registry.iter() {
+            let mut shapes: Vec<Vec<usize>> = vec![vec![]];
+            for _ in 0..3 {
+                let longer: Vec<Vec<usize>> = shapes
+                    .iter()
+                    .filter(|s| s.len() == shapes.last().map_or(0, Vec::len))
+                    .flat_map(|s| {
+                        (0..samples.len()).map(move |t| {
+                            let mut next = s.clone();
+                            next.push(t);
+                            next
+                        })
+                    })
+                    .collect();
+                shapes.extend(longer);
+            }
+            for shape in shapes {
+                let types: Vec<SqlType> = shape.iter().map(|&t| samples[t].0.clone()).collect();
+                let Ok(bound) = function.bind(&types) else {
+                    continue;
+                };
+                // Every argument takes each of its samples in turn, the others their first.
+                for (position, &t) in shape.iter().enumerate() {
+                    for value in &samples[t].1 {
+                        let mut args: Vec<Value> =
+                            shape.iter().map(|&u| samples[u].1[0].clone()).collect();
+                        args[position] = value.clone();
+                        let outcome =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                let _ = bound.call(&args);
+                            }));
+                        assert!(outcome.is_ok(), "{} panicked on {args:?}", function.name());
+                        calls += 1;
+                    }
+                }
+            }
+        }
+        assert!(calls > 1000, "{calls} calls");
+    }
+
     #[test]
     fn common_types_widen_numbers_and_decimals() {
         use SqlType::*;

@@ -678,8 +678,11 @@ fn pad_bytes(args: &[Value], left: bool) -> Result<Value, String> {
     Ok(pad(input, target, padding, left).map_or(Value::Null, Value::Bytes))
 }
 
+/// Longest padded value (units); beyond it a pad is refused rather than exhausting memory.
+const MAX_PAD: i64 = 1 << 26;
+
 fn pad<T: Clone>(input: &[T], target: i64, padding: &[T], left: bool) -> Option<Vec<T>> {
-    if target < 0 || padding.is_empty() {
+    if !(0..=MAX_PAD).contains(&target) || padding.is_empty() {
         return None;
     }
     let target = target as usize;
