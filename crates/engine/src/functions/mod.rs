@@ -574,7 +574,7 @@ mod tests {
                     scale: 2,
                 },
                 vec![Value::Decimal {
-                    unscaled: -99_999_999_999_999_999_999_999_999_999_999_999_99,
+                    unscaled: -(10i128.pow(38) - 1),
                     scale: 2,
                 }],
             ),
