@@ -82,6 +82,63 @@ impl Json {
     }
 }
 
+/// A JSON number as ksqlDB's Jackson prints it back: integers as written (`-0` is `0`), others
+/// as `BigDecimal.toString()` (`1.50`, `1E+5`, `1.5E-7`).
+fn java_number_text(raw: &str) -> String {
+    let (negative, body) = match raw.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, raw),
+    };
+    let (mantissa, exponent) = match body.find(['e', 'E']) {
+        Some(i) => (&body[..i], body[i + 1..].parse::<i64>().unwrap_or(0)),
+        None => (body, 0),
+    };
+    if !body.contains(['.', 'e', 'E']) {
+        let trimmed = body.trim_start_matches('0');
+        let digits = if trimmed.is_empty() { "0" } else { trimmed };
+        return if negative && digits != "0" {
+            format!("-{digits}")
+        } else {
+            digits.to_string()
+        };
+    }
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all: String = format!("{whole}{fraction}");
+    let significant = all.trim_start_matches('0');
+    let digits = if significant.is_empty() {
+        "0"
+    } else {
+        significant
+    };
+    let scale = fraction.len() as i64 - exponent;
+    let adjusted = -scale + digits.len() as i64 - 1;
+    // BigDecimal has no negative zero.
+    let sign = if negative && digits != "0" { "-" } else { "" };
+    if scale >= 0 && adjusted >= -6 {
+        if digits.len() > 38 || scale > 255 {
+            // Beyond i128: keep the written digits.
+            return raw.to_string();
+        }
+        let unscaled = digits.parse::<i128>().unwrap_or(0);
+        return format!(
+            "{sign}{}",
+            crate::value::decimal_to_string(unscaled, scale as u8)
+        );
+    }
+    let mut out = String::from(sign);
+    out.push_str(&digits[..1]);
+    if digits.len() > 1 {
+        out.push('.');
+        out.push_str(&digits[1..]);
+    }
+    out.push('E');
+    if adjusted >= 0 {
+        out.push('+');
+    }
+    out.push_str(&adjusted.to_string());
+    out
+}
+
 /// A JSON string literal with Jackson's escapes.
 pub fn write_json_string(s: &str, out: &mut String) {
     out.push('"');
@@ -227,7 +284,7 @@ impl Reader<'_> {
             }
         }
         let text = std::str::from_utf8(&self.bytes[start..self.pos]).ok()?;
-        Some(Json::Number(text.to_string()))
+        Some(Json::Number(java_number_text(text)))
     }
 
     fn string(&mut self) -> Option<String> {
@@ -716,6 +773,23 @@ mod tests {
         );
         assert_eq!(extract_json_field("not json", "$.a").unwrap(), Value::Null);
         assert!(extract_json_field(doc, "a.b").is_err());
+    }
+
+    #[test]
+    fn numbers_print_as_java_big_decimals() {
+        assert_eq!(java_number_text("1.23450"), "1.23450");
+        assert_eq!(java_number_text("-0.5"), "-0.5");
+        assert_eq!(java_number_text("1e5"), "1E+5");
+        assert_eq!(java_number_text("1.5E3"), "1.5E+3");
+        assert_eq!(java_number_text("2.5e-1"), "0.25");
+        assert_eq!(java_number_text("0.00000001"), "1E-8");
+        assert_eq!(java_number_text("0.000001"), "0.000001");
+        assert_eq!(java_number_text("-0"), "0");
+        assert_eq!(java_number_text("-0.0"), "0.0");
+        assert_eq!(
+            java_number_text("12345678901234567890123"),
+            "12345678901234567890123"
+        );
     }
 
     #[test]
