@@ -1133,10 +1133,146 @@ fn uuid_text(b: &[u8]) -> String {
     )
 }
 
-/// Compiles a Java regular expression. Rust's engine has no look-around or back-references;
+/// Compiles a Java regular expression (compiled patterns are cached per thread: the pattern is
+/// nearly always a literal). Java's syntax is translated where Rust's differs (see
+/// `translate_java_regex`); look-around and back-references do not exist in Rust's engine, so
 /// such a pattern is a processing error rather than a different match.
 pub(crate) fn java_regex(pattern: &str) -> Result<regex::Regex, String> {
-    regex::Regex::new(pattern).map_err(|e| format!("Invalid regular expression pattern: {e}"))
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    thread_local! {
+        static CACHE: RefCell<HashMap<String, regex::Regex>> = RefCell::new(HashMap::new());
+    }
+    CACHE.with(|cache| {
+        if let Some(found) = cache.borrow().get(pattern) {
+            return Ok(found.clone());
+        }
+        let compiled = regex::Regex::new(&translate_java_regex(pattern))
+            .map_err(|e| format!("Invalid regular expression pattern: {e}"))?;
+        let mut cache = cache.borrow_mut();
+        if cache.len() > 256 {
+            cache.clear();
+        }
+        cache.insert(pattern.to_string(), compiled.clone());
+        Ok(compiled)
+    })
+}
+
+/// Java's regex dialect in Rust's: `\w`, `\d`, `\s` and `\b` are ASCII-only in Java; the POSIX
+/// classes `\p{Alpha}` ... are Java names; `\Q...\E` quotes; possessive quantifiers (`a*+`)
+/// become greedy ones (the same matches whenever backtracking would not change them).
+pub fn translate_java_regex(pattern: &str) -> String {
+    const POSIX: [(&str, &str); 13] = [
+        ("Lower", "lower"),
+        ("Upper", "upper"),
+        ("ASCII", "ascii"),
+        ("Alpha", "alpha"),
+        ("Digit", "digit"),
+        ("Alnum", "alnum"),
+        ("Punct", "punct"),
+        ("Graph", "graph"),
+        ("Print", "print"),
+        ("Blank", "blank"),
+        ("Cntrl", "cntrl"),
+        ("XDigit", "xdigit"),
+        ("Space", "space"),
+    ];
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut out = String::with_capacity(pattern.len() + 8);
+    let mut class_depth = 0usize;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '\\' if i + 1 < chars.len() => {
+                let next = chars[i + 1];
+                match next {
+                    'Q' => {
+                        let mut j = i + 2;
+                        while j < chars.len()
+                            && !(chars[j] == '\\' && chars.get(j + 1) == Some(&'E'))
+                        {
+                            out.push_str(&regex::escape(&chars[j].to_string()));
+                            j += 1;
+                        }
+                        i = j + 2;
+                        continue;
+                    }
+                    'w' | 'd' | 's' if class_depth > 0 => out.push_str(match next {
+                        'w' => "0-9A-Za-z_",
+                        'd' => "0-9",
+                        _ => "\\t\\n\\x0B\\x0C\\r ",
+                    }),
+                    'w' | 'd' | 's' | 'b' | 'B' if class_depth == 0 => {
+                        out.push_str("(?-u:\\");
+                        out.push(next);
+                        out.push(')');
+                    }
+                    'W' | 'D' | 'S' if class_depth == 0 => out.push_str(match next {
+                        'W' => "[^0-9A-Za-z_]",
+                        'D' => "[^0-9]",
+                        _ => "[^\\t\\n\\x0B\\x0C\\r ]",
+                    }),
+                    'p' | 'P' if chars.get(i + 2) == Some(&'{') => {
+                        let close = chars[i + 3..].iter().position(|&ch| ch == '}');
+                        let name: String = close
+                            .map(|n| chars[i + 3..i + 3 + n].iter().collect())
+                            .unwrap_or_default();
+                        let posix = POSIX.iter().find(|(java, _)| *java == name);
+                        match (posix, close) {
+                            (Some((_, rust)), Some(n)) => {
+                                let negate = if next == 'P' { "^" } else { "" };
+                                if class_depth > 0 {
+                                    out.push_str(&format!("[:{negate}{rust}:]"));
+                                } else {
+                                    out.push_str(&format!("[[:{negate}{rust}:]]"));
+                                }
+                                i += 4 + n;
+                                continue;
+                            }
+                            _ => {
+                                out.push('\\');
+                                out.push(next);
+                            }
+                        }
+                    }
+                    other => {
+                        out.push('\\');
+                        out.push(other);
+                    }
+                }
+                i += 2;
+                continue;
+            }
+            '[' => {
+                class_depth += 1;
+                out.push('[');
+                // A `]` or `^]` right after the opening bracket is a literal in both dialects.
+                if chars.get(i + 1) == Some(&'^') {
+                    out.push('^');
+                    i += 1;
+                }
+                if chars.get(i + 1) == Some(&']') {
+                    out.push_str("\\]");
+                    i += 1;
+                }
+            }
+            ']' if class_depth > 0 => {
+                class_depth -= 1;
+                out.push(']');
+            }
+            '+' if class_depth == 0
+                && i > 0
+                && matches!(chars[i - 1], '*' | '+' | '?' | '}')
+                && !(i > 1 && chars[i - 2] == '\\') =>
+            {
+                // Possessive quantifier: keep the greedy one.
+            }
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    out
 }
 
 /// Java's `Matcher.replaceAll` replacement syntax (`$1`, `${name}`, `\$`) in Rust's.
@@ -1399,6 +1535,26 @@ mod tests {
             ),
             s("05/2024")
         );
+    }
+
+    #[test]
+    fn java_regexes_translate_to_rust() {
+        use super::translate_java_regex as t;
+        assert_eq!(t("\\w+"), "(?-u:\\w)+");
+        assert_eq!(t("[\\w.-]+"), "[0-9A-Za-z_.-]+");
+        assert_eq!(t("\\p{Alpha}\\P{Digit}"), "[[:alpha:]][[:^digit:]]");
+        assert_eq!(t("[\\p{Upper}x]"), "[[:upper:]x]");
+        assert_eq!(t("\\Qa.b\\E+"), "a\\.b+");
+        assert_eq!(t("a*+b++"), "a*b+");
+        assert_eq!(t("\\++"), "\\++");
+        assert_eq!(t("[]a]"), "[\\]a]");
+        assert_eq!(t("\\p{L}"), "\\p{L}");
+        for java in ["\\b\\w\\B", "\\W\\D\\S", "[\\s\\d]"] {
+            assert!(super::java_regex(java).is_ok(), "{java}");
+        }
+        assert!(super::java_regex("\\Wx").unwrap().is_match("éx"));
+        let regex = super::java_regex("\\w+").unwrap();
+        assert_eq!(regex.find("é_ab").map(|m| m.as_str()), Some("_ab"));
     }
 
     #[test]
