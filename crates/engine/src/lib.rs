@@ -11,7 +11,13 @@
 //! integer arithmetic, BigDecimal scales, null handling inside structs and maps) are decided per
 //! value; Arrow arrays are made at the edges where Arrow is wanted.
 
+pub mod catalog;
+pub mod conformance;
+pub mod engine;
+pub mod expr;
 pub mod formats;
 pub mod functions;
+pub mod sql;
+pub mod topology;
 pub mod types;
 pub mod value;

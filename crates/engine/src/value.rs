@@ -117,6 +117,14 @@ pub fn java_double_to_string(value: f64) -> String {
         };
     }
     let magnitude = value.abs();
+    // Java prints the smallest subnormal with two digits, not the shortest one.
+    if magnitude == f64::from_bits(1) {
+        return if value > 0.0 {
+            "4.9E-324".into()
+        } else {
+            "-4.9E-324".into()
+        };
+    }
     if (1e-3..1e7).contains(&magnitude) {
         let text = format!("{value}");
         return if text.contains('.') {

@@ -1,0 +1,104 @@
+//! The engine's metastore: the streams (and, with part 2, tables) that statements declared.
+
+use std::collections::BTreeMap;
+
+use crate::formats::FormatSpec;
+use crate::sql::ast::SourceKind;
+use crate::types::{Column, ColumnKind, SqlType};
+
+/// How a source's record timestamp is taken (`WITH (timestamp='col', timestamp_format='...')`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimestampColumn {
+    pub column: String,
+    pub format: Option<String>,
+}
+
+/// A declared stream or table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    pub kind: SourceKind,
+    pub name: String,
+    pub topic: String,
+    pub key_format: FormatSpec,
+    pub value_format: FormatSpec,
+    /// Key columns first, then value columns, each in declaration order.
+    pub columns: Vec<Column>,
+    pub timestamp: Option<TimestampColumn>,
+    pub partitions: i32,
+    pub replicas: i16,
+    /// `CREATE SOURCE STREAM`: no INSERT, no DROP of the topic.
+    pub read_only: bool,
+    /// The statement that made it.
+    pub sql: String,
+    /// The persistent query writing it (`CREATE ... AS SELECT`), if any.
+    pub writer: Option<String>,
+}
+
+/// Pseudo-columns every stream has, in ksqlDB's order.
+pub const PSEUDO_COLUMNS: [(&str, SqlType); 3] = [
+    ("ROWTIME", SqlType::BigInt),
+    ("ROWPARTITION", SqlType::Integer),
+    ("ROWOFFSET", SqlType::BigInt),
+];
+
+impl Source {
+    pub fn key_columns(&self) -> impl Iterator<Item = &Column> {
+        self.columns.iter().filter(|c| c.kind == ColumnKind::Key)
+    }
+
+    pub fn value_columns(&self) -> impl Iterator<Item = &Column> {
+        self.columns.iter().filter(|c| c.kind == ColumnKind::Value)
+    }
+
+    /// The columns an expression over this source can name: the declared ones, then the
+    /// pseudo-columns.
+    pub fn scope_columns(&self) -> Vec<(String, SqlType)> {
+        self.columns
+            .iter()
+            .map(|c| (c.name.clone(), c.sql_type.clone()))
+            .chain(
+                PSEUDO_COLUMNS
+                    .iter()
+                    .map(|(n, t)| (n.to_string(), t.clone())),
+            )
+            .collect()
+    }
+
+    /// The schema as `DESCRIBE` and ksqlDB's tests write it: `ID INT KEY, NAME STRING`.
+    pub fn schema_text(&self) -> String {
+        self.columns
+            .iter()
+            .map(|c| {
+                let suffix = match (c.kind, self.kind) {
+                    (ColumnKind::Key, SourceKind::Stream) => " KEY",
+                    (ColumnKind::Key, SourceKind::Table) => " PRIMARY KEY",
+                    _ => "",
+                };
+                format!("{} {}{suffix}", quote_if_needed(&c.name), c.sql_type)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// A name as ksqlDB writes it in schemas: bare when it is upper-case letters, digits and `_`.
+pub fn quote_if_needed(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_string()
+    } else {
+        format!("`{name}`")
+    }
+}
+
+/// The sources by name.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub sources: BTreeMap<String, Source>,
+}

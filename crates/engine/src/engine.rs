@@ -1,0 +1,1608 @@
+//! The engine: executes statements against its catalog, plans queries into topologies and
+//! hands persistent queries to a runtime (the Kafka runtime in the main crate, or the
+//! conformance runner's in-process driver).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use crate::catalog::{Catalog, Source, TimestampColumn, PSEUDO_COLUMNS};
+use crate::expr::{compile, CompileError, CompiledExpr, Scope};
+use crate::formats::{Format, FormatSpec, RecordSerde, SchemaRegistry, SerdeContext, Side};
+use crate::functions::FunctionRegistry;
+use crate::sql::ast::{
+    ColumnConstraint, ColumnDef, Emit, Expr, Properties, PropertyValue, Query, SelectItem,
+    ShowWhat, SourceKind, Statement,
+};
+use crate::sql::{parse_statements, ParsedStatement};
+use crate::topology::{
+    InputTimestamp, OutputRecord, OutputTimestamp, StreamTopology, TimestampFormat,
+};
+use crate::types::{Column, ColumnKind, SqlType};
+use crate::value::Value;
+
+/// The Kafka operations the engine needs besides reading and writing query data.
+pub trait Cluster: Send + Sync {
+    /// The topic's partition count, or `None` when it does not exist.
+    fn partitions(&self, topic: &str) -> std::result::Result<Option<i32>, String>;
+    fn create_topic(
+        &self,
+        topic: &str,
+        partitions: i32,
+        replicas: i16,
+    ) -> std::result::Result<(), String>;
+    fn delete_topic(&self, topic: &str) -> std::result::Result<(), String>;
+    /// Every topic with its partition count.
+    fn topics(&self) -> std::result::Result<Vec<(String, i32)>, String>;
+    /// Writes records and waits for their acknowledgement (INSERT INTO ... VALUES).
+    fn produce(&self, records: Vec<OutputRecord>) -> std::result::Result<(), String>;
+}
+
+/// Runs persistent queries: started when a statement creates one, stopped on TERMINATE/DROP.
+pub trait QueryRuntime: Send + Sync {
+    fn start(&self, query: &PersistentQuery) -> std::result::Result<(), String>;
+    fn stop(&self, query_id: &str);
+}
+
+/// A runtime that runs nothing by itself: its owner drives the topologies (the conformance
+/// runner, tests).
+pub struct ManualRuntime;
+
+impl QueryRuntime for ManualRuntime {
+    fn start(&self, _query: &PersistentQuery) -> std::result::Result<(), String> {
+        Ok(())
+    }
+    fn stop(&self, _query_id: &str) {}
+}
+
+/// A statement the engine refused: ksqlDB's 40001 "statement error".
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct StatementError {
+    pub message: String,
+    /// The statement's text as sent.
+    pub statement: String,
+}
+
+/// A persistent query (`CREATE ... AS SELECT`, `INSERT INTO ... SELECT`).
+#[derive(Clone)]
+pub struct PersistentQuery {
+    pub id: String,
+    pub sql: String,
+    pub sink: String,
+    pub sink_topic: String,
+    pub sources: Vec<String>,
+    pub source_topic: String,
+    pub topology: Arc<Mutex<StreamTopology>>,
+}
+
+/// A source as SHOW STREAMS lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceSummary {
+    pub kind: SourceKind,
+    pub name: String,
+    pub topic: String,
+    pub key_format: String,
+    pub value_format: String,
+}
+
+/// A query as SHOW QUERIES lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuerySummary {
+    pub id: String,
+    pub sql: String,
+    pub sinks: Vec<String>,
+    pub sink_topics: Vec<String>,
+    pub state: String,
+}
+
+/// What a statement produced: one of ksqlDB's `/ksql` entities.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StatementResult {
+    /// DDL and DML: ksqlDB's `currentStatus` entity.
+    Status {
+        message: String,
+        query_id: Option<String>,
+    },
+    Sources {
+        kind: SourceKind,
+        sources: Vec<SourceSummary>,
+    },
+    Topics(Vec<(String, i32)>),
+    Queries(Vec<QuerySummary>),
+    Properties {
+        properties: BTreeMap<String, String>,
+        overwritten: Vec<String>,
+    },
+    Functions(Vec<(String, String)>),
+    FunctionDescription {
+        name: String,
+        category: String,
+        description: String,
+        signatures: Vec<String>,
+    },
+    Description {
+        source: Source,
+        extended: bool,
+        readers: Vec<String>,
+        writers: Vec<String>,
+    },
+    QueryDescription {
+        query: QuerySummary,
+        columns: Vec<Column>,
+    },
+    Variables(BTreeMap<String, String>),
+    /// A statement the REST layer streams (SELECT ... EMIT CHANGES, PRINT): not run by execute.
+    Streaming,
+}
+
+/// A push query ready to run: its topology, its result columns and where it reads from.
+pub struct PushQuery {
+    pub topology: StreamTopology,
+    pub columns: Vec<Column>,
+    pub source_topic: String,
+    pub from_beginning: bool,
+    pub limit: Option<u64>,
+}
+
+/// Engine-wide settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub service_id: String,
+    /// `ksql.*` properties in effect (SET adds to them per session).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            service_id: "default_".into(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// The embedded KSQL engine.
+pub struct Engine {
+    pub config: EngineConfig,
+    pub catalog: Catalog,
+    pub queries: BTreeMap<String, PersistentQuery>,
+    pub functions: FunctionRegistry,
+    cluster: Arc<dyn Cluster>,
+    registry: Option<Arc<dyn SchemaRegistry>>,
+    runtime: Arc<dyn QueryRuntime>,
+    variables: BTreeMap<String, String>,
+    next_query: u64,
+}
+
+type Result<T> = std::result::Result<T, String>;
+
+const SOURCE_PROPERTIES: &[&str] = &[
+    "KAFKA_TOPIC",
+    "VALUE_FORMAT",
+    "KEY_FORMAT",
+    "FORMAT",
+    "PARTITIONS",
+    "REPLICAS",
+    "VALUE_DELIMITER",
+    "KEY_DELIMITER",
+    "TIMESTAMP",
+    "TIMESTAMP_FORMAT",
+    "WRAP_SINGLE_VALUE",
+    "VALUE_SCHEMA_ID",
+    "KEY_SCHEMA_ID",
+    "VALUE_AVRO_SCHEMA_FULL_NAME",
+    "KEY_AVRO_SCHEMA_FULL_NAME",
+    "VALUE_SCHEMA_FULL_NAME",
+    "KEY_SCHEMA_FULL_NAME",
+    "WINDOW_TYPE",
+    "WINDOW_SIZE",
+    "RETENTION_MS",
+    "CLEANUP_POLICY",
+    "SOURCE_CONNECTOR",
+];
+
+impl Engine {
+    pub fn new(
+        config: EngineConfig,
+        cluster: Arc<dyn Cluster>,
+        registry: Option<Arc<dyn SchemaRegistry>>,
+        runtime: Arc<dyn QueryRuntime>,
+        functions: FunctionRegistry,
+    ) -> Self {
+        Engine {
+            config,
+            catalog: Catalog::default(),
+            queries: BTreeMap::new(),
+            functions,
+            cluster,
+            registry,
+            runtime,
+            variables: BTreeMap::new(),
+            next_query: 0,
+        }
+    }
+
+    /// Replaces `${name}` with DEFINEd variables.
+    pub fn substitute(&self, text: &str) -> std::result::Result<String, StatementError> {
+        if !text.contains("${") {
+            return Ok(text.to_string());
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let Some(end) = rest[start..].find('}') else {
+                break;
+            };
+            let name = &rest[start + 2..start + end];
+            match self.variables.get(name).or_else(|| {
+                self.variables
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v)
+            }) {
+                Some(value) => out.push_str(value),
+                None => out.push_str(&rest[start..start + end + 1]),
+            }
+            rest = &rest[start + end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    /// Parses `text` (one or more statements).
+    pub fn parse(&self, text: &str) -> std::result::Result<Vec<ParsedStatement>, StatementError> {
+        parse_statements(text).map_err(|e| StatementError {
+            message: e.to_string(),
+            statement: text.to_string(),
+        })
+    }
+
+    /// Executes every statement of `text` in order; the first refused one stops the rest (the
+    /// earlier ones stay applied, as in ksqlDB).
+    pub fn execute(
+        &mut self,
+        text: &str,
+    ) -> std::result::Result<Vec<StatementResult>, StatementError> {
+        let mut results = Vec::new();
+        // Statements are substituted one at a time, so a DEFINE applies to those after it.
+        for statement_text in crate::sql::split_statements(text) {
+            let substituted = self.substitute(&statement_text)?;
+            for parsed in self.parse(&substituted)? {
+                let result = self
+                    .execute_statement(&parsed)
+                    .map_err(|message| StatementError {
+                        message,
+                        statement: parsed.text.clone(),
+                    })?;
+                results.push(result);
+            }
+        }
+        Ok(results)
+    }
+
+    fn execute_statement(&mut self, parsed: &ParsedStatement) -> Result<StatementResult> {
+        match &parsed.statement {
+            Statement::CreateSource {
+                kind,
+                or_replace,
+                if_not_exists,
+                read_only,
+                name,
+                columns,
+                properties,
+            } => self.create_source(
+                *kind,
+                *or_replace,
+                *if_not_exists,
+                *read_only,
+                name,
+                columns,
+                properties,
+                &parsed.text,
+            ),
+            Statement::CreateAsSelect {
+                kind,
+                or_replace,
+                if_not_exists,
+                name,
+                properties,
+                query,
+            } => self.create_as_select(
+                *kind,
+                *or_replace,
+                *if_not_exists,
+                name,
+                properties,
+                query,
+                &parsed.text,
+            ),
+            Statement::InsertInto { target, query, .. } => {
+                self.insert_into(target, query, &parsed.text)
+            }
+            Statement::InsertValues {
+                target,
+                columns,
+                values,
+            } => self.insert_values(target, columns.as_deref(), values),
+            Statement::Drop {
+                kind,
+                if_exists,
+                name,
+                delete_topic,
+            } => self.drop_source(*kind, *if_exists, name, *delete_topic),
+            Statement::Show(what) => self.show(*what),
+            Statement::Describe { name, extended } => {
+                let source = self.catalog.sources.get(name).cloned().ok_or_else(|| {
+                    format!("Could not find STREAM/TABLE '{name}' in the Metastore")
+                })?;
+                let readers = self
+                    .queries
+                    .values()
+                    .filter(|q| q.sources.contains(name))
+                    .map(|q| q.id.clone())
+                    .collect();
+                let writers = self
+                    .queries
+                    .values()
+                    .filter(|q| &q.sink == name)
+                    .map(|q| q.id.clone())
+                    .collect();
+                Ok(StatementResult::Description {
+                    source,
+                    extended: *extended,
+                    readers,
+                    writers,
+                })
+            }
+            Statement::DescribeAll { kind, .. } => Ok(StatementResult::Sources {
+                kind: *kind,
+                sources: self.source_summaries(*kind),
+            }),
+            Statement::DescribeFunction(name) => {
+                let function = self
+                    .functions
+                    .get(name)
+                    .ok_or_else(|| format!("Can't find any functions with the name '{name}'"))?;
+                Ok(StatementResult::FunctionDescription {
+                    name: function.name().to_string(),
+                    category: function.category().to_string(),
+                    description: function.description().to_string(),
+                    signatures: function.signatures(),
+                })
+            }
+            Statement::ExplainQuery(id) => {
+                let query = self.queries.get(id).ok_or_else(|| format!("Query with id:{id} does not exist, use SHOW QUERIES to view the full set of running queries."))?;
+                let columns = self
+                    .catalog
+                    .sources
+                    .get(&query.sink)
+                    .map(|s| s.columns.clone())
+                    .unwrap_or_default();
+                Ok(StatementResult::QueryDescription {
+                    query: summary(query),
+                    columns,
+                })
+            }
+            Statement::ExplainStatement(_) => Err(
+                "EXPLAIN of a statement is not supported yet; EXPLAIN a running query's id".into(),
+            ),
+            Statement::Terminate(id) => {
+                let ids: Vec<String> = match id {
+                    Some(id) => {
+                        if !self.queries.contains_key(id) {
+                            return Err(format!("Unknown queryId: {id}"));
+                        }
+                        vec![id.clone()]
+                    }
+                    None => self.queries.keys().cloned().collect(),
+                };
+                for id in &ids {
+                    self.terminate(id);
+                }
+                Ok(StatementResult::Status {
+                    message: "Query terminated.".into(),
+                    query_id: None,
+                })
+            }
+            Statement::Set { name, value } => {
+                self.config.properties.insert(name.clone(), value.clone());
+                Ok(StatementResult::Status {
+                    message: format!("Successfully set property '{name}' to '{value}'."),
+                    query_id: None,
+                })
+            }
+            Statement::Unset(name) => {
+                self.config.properties.remove(name);
+                Ok(StatementResult::Status {
+                    message: format!("Successfully unset property '{name}'."),
+                    query_id: None,
+                })
+            }
+            Statement::Define { name, value } => {
+                self.variables.insert(name.clone(), value.clone());
+                Ok(StatementResult::Status {
+                    message: format!("Defined variable {name}."),
+                    query_id: None,
+                })
+            }
+            Statement::Undefine(name) => {
+                self.variables.remove(name);
+                Ok(StatementResult::Status {
+                    message: format!("Undefined variable {name}."),
+                    query_id: None,
+                })
+            }
+            Statement::Print { .. } | Statement::Select(_) => Ok(StatementResult::Streaming),
+        }
+    }
+
+    fn show(&self, what: ShowWhat) -> Result<StatementResult> {
+        Ok(match what {
+            ShowWhat::Streams { .. } => StatementResult::Sources {
+                kind: SourceKind::Stream,
+                sources: self.source_summaries(SourceKind::Stream),
+            },
+            ShowWhat::Tables { .. } => StatementResult::Sources {
+                kind: SourceKind::Table,
+                sources: self.source_summaries(SourceKind::Table),
+            },
+            ShowWhat::Topics { all, .. } => {
+                let mut topics = self.cluster.topics()?;
+                if !all {
+                    topics.retain(|(name, _)| !name.starts_with('_'));
+                }
+                StatementResult::Topics(topics)
+            }
+            ShowWhat::Queries { .. } => {
+                StatementResult::Queries(self.queries.values().map(summary).collect())
+            }
+            ShowWhat::Functions => StatementResult::Functions(
+                self.functions
+                    .iter()
+                    .map(|f| (f.name().to_string(), f.category().to_string()))
+                    .collect(),
+            ),
+            ShowWhat::Properties => {
+                let mut properties = default_properties(&self.config.service_id);
+                properties.extend(self.config.properties.clone());
+                StatementResult::Properties {
+                    properties,
+                    overwritten: self.config.properties.keys().cloned().collect(),
+                }
+            }
+            ShowWhat::Variables => StatementResult::Variables(self.variables.clone()),
+            ShowWhat::Types => StatementResult::Variables(BTreeMap::new()),
+        })
+    }
+
+    fn source_summaries(&self, kind: SourceKind) -> Vec<SourceSummary> {
+        self.catalog
+            .sources
+            .values()
+            .filter(|s| s.kind == kind)
+            .map(|s| SourceSummary {
+                kind: s.kind,
+                name: s.name.clone(),
+                topic: s.topic.clone(),
+                key_format: s.key_format.format.name().into(),
+                value_format: s.value_format.format.name().into(),
+            })
+            .collect()
+    }
+
+    fn terminate(&mut self, id: &str) {
+        if let Some(query) = self.queries.remove(id) {
+            self.runtime.stop(id);
+            if let Some(sink) = self.catalog.sources.get_mut(&query.sink) {
+                if sink.writer.as_deref() == Some(id) {
+                    sink.writer = None;
+                }
+            }
+        }
+    }
+
+    fn next_query_id(&mut self, prefix: &str) -> String {
+        let id = format!("{prefix}_{}", self.next_query);
+        self.next_query += 1;
+        id
+    }
+
+    fn serde(
+        &self,
+        spec: &FormatSpec,
+        topic: &str,
+        side: Side,
+        columns: &[Column],
+    ) -> Result<RecordSerde> {
+        let columns = columns
+            .iter()
+            .map(|c| (c.name.clone(), c.sql_type.clone()))
+            .collect();
+        RecordSerde::new(
+            spec,
+            SerdeContext {
+                topic: topic.to_string(),
+                side,
+                columns,
+                registry: self.registry.clone(),
+            },
+        )
+        .map_err(|e| e.0)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create_source(
+        &mut self,
+        kind: SourceKind,
+        or_replace: bool,
+        if_not_exists: bool,
+        read_only: bool,
+        name: &str,
+        columns: &[ColumnDef],
+        properties: &Properties,
+        sql: &str,
+    ) -> Result<StatementResult> {
+        if kind == SourceKind::Table {
+            return Err(
+                "CREATE TABLE is not supported yet: tables come with part 2 of the embedded engine"
+                    .into(),
+            );
+        }
+        if let Some(existing) = self.catalog.sources.get(name) {
+            if if_not_exists {
+                return Ok(StatementResult::Status {
+                    message: format!(
+                        "Cannot add {} '{name}': A {} with the same name already exists.",
+                        kind.name().to_lowercase(),
+                        existing.kind.name().to_lowercase()
+                    ),
+                    query_id: None,
+                });
+            }
+            if !or_replace {
+                return Err(format!(
+                    "Cannot add {} '{name}': A {} with the same name already exists",
+                    kind.name().to_lowercase(),
+                    existing.kind.name().to_lowercase()
+                ));
+            }
+        }
+        if or_replace && read_only {
+            return Err(format!(
+                "Cannot add {} '{name}': CREATE OR REPLACE is not supported on source {}s.",
+                kind.name().to_lowercase(),
+                kind.name().to_lowercase()
+            ));
+        }
+        check_property_names(properties)?;
+        let topic = properties
+            .get("KAFKA_TOPIC")
+            .map(PropertyValue::text)
+            .ok_or("Missing required property \"KAFKA_TOPIC\" which has no default value.")?;
+        let (key_format, value_format) = self.formats(properties, None)?;
+        let mut key_columns = Vec::new();
+        let mut value_columns = Vec::new();
+        for column in columns {
+            if PSEUDO_COLUMNS.iter().any(|(n, _)| *n == column.name)
+                || column.name == "WINDOWSTART"
+                || column.name == "WINDOWEND"
+            {
+                return Err(format!(
+                    "'{}' is a reserved column name. You cannot use it as a name for a column.",
+                    column.name
+                ));
+            }
+            if key_columns
+                .iter()
+                .chain(value_columns.iter())
+                .any(|c: &Column| c.name == column.name)
+            {
+                return Err(format!("Duplicate column names:\n\t{}", column.name));
+            }
+            match column.constraint {
+                ColumnConstraint::Key => key_columns.push(Column::new(column.name.clone(), column.sql_type.clone(), ColumnKind::Key)),
+                ColumnConstraint::PrimaryKey => {
+                    return Err(format!(
+                        "Column `{}` is a 'PRIMARY KEY' column: please use 'KEY' for streams.\nTables have PRIMARY KEYs, which are unique and NON NULL.\nStreams have KEYs which have no uniqueness or NULL constraints.",
+                        column.name
+                    ))
+                }
+                ColumnConstraint::Headers => return Err(format!("Header columns (`{}`) are not supported by this engine yet", column.name)),
+                ColumnConstraint::None => value_columns.push(Column::new(column.name.clone(), column.sql_type.clone(), ColumnKind::Value)),
+            }
+        }
+        if key_columns.is_empty() && value_columns.is_empty() && value_format.format != Format::Avro
+        {
+            return Err("No columns supplied.".into());
+        }
+        let key_format = if key_columns.is_empty()
+            && !properties.contains_key("KEY_FORMAT")
+            && !properties.contains_key("FORMAT")
+        {
+            FormatSpec::new(Format::None)
+        } else {
+            key_format
+        };
+        self.serde(&key_format, &topic, Side::Key, &key_columns)?;
+        self.serde(&value_format, &topic, Side::Value, &value_columns)?;
+        let timestamp = timestamp_property(
+            properties,
+            &value_columns
+                .iter()
+                .chain(key_columns.iter())
+                .cloned()
+                .collect::<Vec<_>>(),
+        )?;
+        let replicas = int_property(properties, "REPLICAS")?.map_or(1, |r| r as i16);
+        let partitions = match self.cluster.partitions(&topic)? {
+            Some(existing) => {
+                if let Some(asked) = int_property(properties, "PARTITIONS")? {
+                    if asked as i32 != existing {
+                        return Err(format!(
+                            "A Kafka topic with the name '{topic}' already exists, with different partition/replica configuration than required. KSQL expects {asked} partitions (topic has {existing}), 1 replication factor (topic has 1)."
+                        ));
+                    }
+                }
+                existing
+            }
+            None => match int_property(properties, "PARTITIONS")? {
+                Some(partitions) if !read_only => {
+                    self.cluster.create_topic(&topic, partitions as i32, replicas)?;
+                    partitions as i32
+                }
+                _ => {
+                    return Err(format!(
+                        "Topic '{topic}' does not exist. If you want to create a new topic for the {} please re-run the statement providing the required 'PARTITIONS' configuration in the WITH clause (and optionally 'REPLICAS'). For example: CREATE {} {name} (ID INT) WITH (KAFKA_TOPIC='{topic}', PARTITIONS=2, REPLICAS=1, FORMAT='JSON');",
+                        kind.name().to_lowercase(),
+                        kind.name()
+                    ))
+                }
+            },
+        };
+        let source = Source {
+            kind,
+            name: name.to_string(),
+            topic,
+            key_format,
+            value_format,
+            columns: key_columns.into_iter().chain(value_columns).collect(),
+            timestamp,
+            partitions,
+            replicas,
+            read_only,
+            sql: sql.to_string(),
+            writer: None,
+        };
+        self.catalog.sources.insert(name.to_string(), source);
+        Ok(StatementResult::Status {
+            message: format!("{} created", title(kind)),
+            query_id: None,
+        })
+    }
+
+    /// The key and value formats a statement's WITH clause gives, falling back to `inherit`
+    /// (the source's, for CREATE ... AS SELECT) or to ksqlDB's defaults (KAFKA keys).
+    fn formats(
+        &self,
+        properties: &Properties,
+        inherit: Option<(&FormatSpec, &FormatSpec)>,
+    ) -> Result<(FormatSpec, FormatSpec)> {
+        let parse = |key: &str| -> Result<Option<Format>> {
+            match properties.get(key) {
+                Some(value) => Format::parse(&value.text()).map(Some).ok_or_else(|| {
+                    format!("Unknown format: {}", value.text().to_ascii_uppercase())
+                }),
+                None => Ok(None),
+            }
+        };
+        let format = parse("FORMAT")?;
+        let key = parse("KEY_FORMAT")?;
+        let value = parse("VALUE_FORMAT")?;
+        if format.is_some() && (key.is_some() || value.is_some()) {
+            return Err("Cannot supply both 'KEY_FORMAT' and 'FORMAT' properties, as 'FORMAT' sets both key and value formats. Either use just 'FORMAT', or use 'KEY_FORMAT' and 'VALUE_FORMAT'.".into());
+        }
+        let default_value = self
+            .config
+            .properties
+            .get("ksql.persistence.default.format.value")
+            .and_then(|f| Format::parse(f));
+        let default_key = self
+            .config
+            .properties
+            .get("ksql.persistence.default.format.key")
+            .and_then(|f| Format::parse(f))
+            .unwrap_or(Format::Kafka);
+        let value_format = match format.or(value) {
+            Some(f) => f,
+            None => match inherit {
+                Some((_, v)) => v.format,
+                None => default_value.ok_or("Statement is missing the 'VALUE_FORMAT' property from the WITH clause. Either provide one or set a default via the 'ksql.persistence.default.format.value' config.")?,
+            },
+        };
+        let key_format = match format.or(key) {
+            Some(f) => f,
+            None => match inherit {
+                Some((k, _)) => k.format,
+                None => default_key,
+            },
+        };
+        let mut key_spec = match inherit {
+            Some((k, _)) if k.format == key_format => FormatSpec {
+                schema_id: None,
+                ..k.clone()
+            },
+            _ => FormatSpec::new(key_format),
+        };
+        let mut value_spec = match inherit {
+            // A sink keeps the source's delimiter and schema naming, not its single-value wrapping.
+            Some((_, v)) if v.format == value_format && format.or(value).is_none() => FormatSpec {
+                wrap_single_value: None,
+                schema_id: None,
+                ..v.clone()
+            },
+            _ => FormatSpec::new(value_format),
+        };
+        if let Some(delimiter) = properties.get("VALUE_DELIMITER") {
+            value_spec.delimiter = delimiter_property(&delimiter.text())?;
+        }
+        if let Some(delimiter) = properties.get("KEY_DELIMITER") {
+            key_spec.delimiter = delimiter_property(&delimiter.text())?;
+        }
+        if let Some(wrap) = properties.get("WRAP_SINGLE_VALUE") {
+            value_spec.wrap_single_value = Some(match wrap {
+                PropertyValue::Bool(b) => *b,
+                other => other.text().eq_ignore_ascii_case("true"),
+            });
+        } else if let Some(wrap) = self
+            .config
+            .properties
+            .get("ksql.persistence.wrap.single.values")
+        {
+            if inherit.is_none() || value_spec.wrap_single_value.is_none() {
+                value_spec.wrap_single_value = Some(wrap.eq_ignore_ascii_case("true"));
+            }
+        }
+        if let Some(id) = int_property(properties, "VALUE_SCHEMA_ID")? {
+            value_spec.schema_id = Some(id as i32);
+        }
+        if let Some(id) = int_property(properties, "KEY_SCHEMA_ID")? {
+            key_spec.schema_id = Some(id as i32);
+        }
+        if let Some(name) = properties
+            .get("VALUE_AVRO_SCHEMA_FULL_NAME")
+            .or(properties.get("VALUE_SCHEMA_FULL_NAME"))
+        {
+            value_spec.full_schema_name = Some(name.text());
+        }
+        if let Some(name) = properties
+            .get("KEY_AVRO_SCHEMA_FULL_NAME")
+            .or(properties.get("KEY_SCHEMA_FULL_NAME"))
+        {
+            key_spec.full_schema_name = Some(name.text());
+        }
+        Ok((key_spec, value_spec))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create_as_select(
+        &mut self,
+        kind: SourceKind,
+        or_replace: bool,
+        if_not_exists: bool,
+        name: &str,
+        properties: &Properties,
+        query: &Query,
+        sql: &str,
+    ) -> Result<StatementResult> {
+        if kind == SourceKind::Table {
+            return Err("CREATE TABLE AS SELECT is not supported yet: tables come with part 2 of the embedded engine".into());
+        }
+        if let Some(existing) = self.catalog.sources.get(name) {
+            if if_not_exists {
+                return Ok(StatementResult::Status {
+                    message: format!(
+                        "Cannot add stream '{name}': A {} with the same name already exists.",
+                        existing.kind.name().to_lowercase()
+                    ),
+                    query_id: None,
+                });
+            }
+            if !or_replace || existing.kind != kind {
+                return Err(format!(
+                    "Cannot add stream '{name}': A {} with the same name already exists",
+                    existing.kind.name().to_lowercase()
+                ));
+            }
+        }
+        check_property_names(properties)?;
+        let plan = self.plan_query(query, false, name)?;
+        let source = self
+            .catalog
+            .sources
+            .get(&query.from.name)
+            .cloned()
+            .ok_or("source vanished")?;
+        let topic = properties
+            .get("KAFKA_TOPIC")
+            .map(PropertyValue::text)
+            .unwrap_or_else(|| name.to_string());
+        let (key_format, value_format) =
+            self.formats(properties, Some((&source.key_format, &source.value_format)))?;
+        let key_format = if plan.key_columns.is_empty() {
+            FormatSpec::new(Format::None)
+        } else if key_format.format == Format::None {
+            FormatSpec::new(Format::Kafka)
+        } else {
+            key_format
+        };
+        let mut columns: Vec<Column> = plan.key_columns.clone();
+        columns.extend(plan.value_columns.iter().cloned());
+        let sink_key = self.serde(&key_format, &topic, Side::Key, &plan.key_columns)?;
+        let sink_value = self.serde(&value_format, &topic, Side::Value, &plan.value_columns)?;
+        let output_timestamp = match timestamp_property(properties, &columns)? {
+            Some(ts) => {
+                let index = plan.value_columns.iter().position(|c| c.name == ts.column).ok_or_else(|| format!("The TIMESTAMP column set in the WITH clause does not exist in the schema: '{}'", ts.column))?;
+                OutputTimestamp::Column {
+                    index,
+                    format: self.timestamp_format(ts.format.as_deref())?,
+                }
+            }
+            None => OutputTimestamp::Input,
+        };
+        let replicas = int_property(properties, "REPLICAS")?.map_or(1, |r| r as i16);
+        let partitions = match int_property(properties, "PARTITIONS")? {
+            Some(p) => p as i32,
+            None => source.partitions,
+        };
+        match self.cluster.partitions(&topic)? {
+            Some(_) => {}
+            None => self.cluster.create_topic(&topic, partitions, replicas)?,
+        }
+        let query_id = match self
+            .catalog
+            .sources
+            .get(name)
+            .and_then(|s| s.writer.clone())
+        {
+            Some(existing) if or_replace => existing,
+            _ => self.next_query_id(&format!("CSAS_{name}")),
+        };
+        let sink = Source {
+            kind,
+            name: name.to_string(),
+            topic: topic.clone(),
+            key_format,
+            value_format,
+            columns,
+            timestamp: timestamp_property(properties, &plan.value_columns)?,
+            partitions,
+            replicas,
+            read_only: false,
+            sql: sql.to_string(),
+            writer: Some(query_id.clone()),
+        };
+        let mut topology = plan.topology;
+        topology.sink_topic = Some(topic.clone());
+        topology.sink_key = Some(sink_key);
+        topology.sink_value = Some(sink_value);
+        topology.output_timestamp = output_timestamp;
+        if or_replace {
+            self.runtime.stop(&query_id);
+        }
+        let persistent = PersistentQuery {
+            id: query_id.clone(),
+            sql: sql.to_string(),
+            sink: name.to_string(),
+            sink_topic: topic,
+            sources: vec![source.name.clone()],
+            source_topic: source.topic.clone(),
+            topology: Arc::new(Mutex::new(topology)),
+        };
+        self.runtime.start(&persistent)?;
+        self.catalog.sources.insert(name.to_string(), sink);
+        self.queries.insert(query_id.clone(), persistent);
+        Ok(StatementResult::Status {
+            message: format!("Created query with ID {query_id}"),
+            query_id: Some(query_id),
+        })
+    }
+
+    fn insert_into(&mut self, target: &str, query: &Query, sql: &str) -> Result<StatementResult> {
+        let sink = self
+            .catalog
+            .sources
+            .get(target)
+            .cloned()
+            .ok_or_else(|| format!("{target} does not exist."))?;
+        if sink.read_only {
+            return Err(format!("Cannot insert into read-only stream: {target}"));
+        }
+        let plan = self.plan_query(query, false, target)?;
+        let produced: Vec<Column> = plan
+            .key_columns
+            .iter()
+            .chain(plan.value_columns.iter())
+            .cloned()
+            .collect();
+        let compatible = produced.len() == sink.columns.len()
+            && produced
+                .iter()
+                .zip(&sink.columns)
+                .all(|(a, b)| a.sql_type == b.sql_type && a.kind == b.kind && a.name == b.name);
+        if !compatible {
+            return Err(format!(
+                "Incompatible schema between results and sink.\nResult schema is {}\nSink schema is {}",
+                schema_of(&produced),
+                schema_of(&sink.columns)
+            ));
+        }
+        let source = self
+            .catalog
+            .sources
+            .get(&query.from.name)
+            .cloned()
+            .ok_or("source vanished")?;
+        let query_id = self.next_query_id("INSERTQUERY");
+        let mut topology = plan.topology;
+        topology.sink_topic = Some(sink.topic.clone());
+        topology.sink_key =
+            Some(self.serde(&sink.key_format, &sink.topic, Side::Key, &plan.key_columns)?);
+        topology.sink_value = Some(self.serde(
+            &sink.value_format,
+            &sink.topic,
+            Side::Value,
+            &plan.value_columns,
+        )?);
+        let persistent = PersistentQuery {
+            id: query_id.clone(),
+            sql: sql.to_string(),
+            sink: target.to_string(),
+            sink_topic: sink.topic.clone(),
+            sources: vec![source.name.clone()],
+            source_topic: source.topic.clone(),
+            topology: Arc::new(Mutex::new(topology)),
+        };
+        self.runtime.start(&persistent)?;
+        self.queries.insert(query_id.clone(), persistent);
+        Ok(StatementResult::Status {
+            message: format!("Created query with ID {query_id}"),
+            query_id: Some(query_id),
+        })
+    }
+
+    fn insert_values(
+        &mut self,
+        target: &str,
+        names: Option<&[String]>,
+        values: &[Expr],
+    ) -> Result<StatementResult> {
+        let sink = self.catalog.sources.get(target).cloned().ok_or_else(|| {
+            format!("Cannot insert values into an unknown stream/table: {target}")
+        })?;
+        if sink.read_only {
+            return Err(format!(
+                "Cannot insert values into read-only stream: {target}"
+            ));
+        }
+        let record = self.values_record(&sink, names, values)?;
+        self.cluster.produce(vec![record])?;
+        Ok(StatementResult::Status {
+            message: String::new(),
+            query_id: None,
+        })
+    }
+
+    /// The record `INSERT INTO target [(names)] VALUES (values)` writes.
+    pub fn values_record(
+        &self,
+        sink: &Source,
+        names: Option<&[String]>,
+        values: &[Expr],
+    ) -> Result<OutputRecord> {
+        let all_names: Vec<String> = sink.columns.iter().map(|c| c.name.clone()).collect();
+        let names: Vec<String> = match names {
+            Some(names) => names.to_vec(),
+            None => all_names.clone(),
+        };
+        if names.len() != values.len() {
+            return Err(format!(
+                "Expected a value for each column. Expected Columns: {names:?}. Got {values:?}"
+            ));
+        }
+        let scope = Scope {
+            columns: &[],
+            qualifiers: &[],
+            functions: &self.functions,
+        };
+        let mut row: BTreeMap<String, Value> = BTreeMap::new();
+        let mut timestamp: Option<i64> = None;
+        for (name, expr) in names.iter().zip(values) {
+            let (compiled, _) = compile(expr, &scope).map_err(|e| e.0)?;
+            let value = crate::expr::eval_row(&compiled, &|_| Value::Null, &mut Vec::new())?;
+            if name == "ROWTIME" {
+                timestamp = value.as_i64();
+                continue;
+            }
+            let column = sink
+                .columns
+                .iter()
+                .find(|c| &c.name == name)
+                .ok_or_else(|| format!("Column name {name} does not exist."))?;
+            let coerced = crate::functions::widen(&value, &column.sql_type);
+            let coerced = if coerced.is_null() || value_matches(&coerced, &column.sql_type) {
+                coerced
+            } else {
+                crate::expr::cast_value(&coerced, &column.sql_type)?
+            };
+            row.insert(name.clone(), coerced);
+        }
+        let key_columns: Vec<Column> = sink.key_columns().cloned().collect();
+        let value_columns: Vec<Column> = sink.value_columns().cloned().collect();
+        let key: Vec<Value> = key_columns
+            .iter()
+            .map(|c| row.get(&c.name).cloned().unwrap_or(Value::Null))
+            .collect();
+        let value: Vec<Value> = value_columns
+            .iter()
+            .map(|c| row.get(&c.name).cloned().unwrap_or(Value::Null))
+            .collect();
+        let key_bytes = self
+            .serde(&sink.key_format, &sink.topic, Side::Key, &key_columns)?
+            .serialize(&key)
+            .map_err(|e| e.0)?;
+        let value_bytes = self
+            .serde(&sink.value_format, &sink.topic, Side::Value, &value_columns)?
+            .serialize(&value)
+            .map_err(|e| e.0)?;
+        let timestamp = timestamp.unwrap_or_else(now_millis);
+        Ok(OutputRecord {
+            topic: sink.topic.clone(),
+            timestamp,
+            key: key_bytes,
+            value: value_bytes,
+        })
+    }
+
+    fn drop_source(
+        &mut self,
+        kind: SourceKind,
+        if_exists: bool,
+        name: &str,
+        delete_topic: bool,
+    ) -> Result<StatementResult> {
+        let Some(source) = self.catalog.sources.get(name).cloned() else {
+            if if_exists {
+                return Ok(StatementResult::Status {
+                    message: format!("Source `{name}` does not exist."),
+                    query_id: None,
+                });
+            }
+            return Err(format!("Source {name} does not exist."));
+        };
+        if source.kind != kind {
+            return Err(format!(
+                "Incompatible data source type is {}, but statement was DROP {}",
+                source.kind.name(),
+                kind.name()
+            ));
+        }
+        let readers: Vec<String> = self
+            .queries
+            .values()
+            .filter(|q| {
+                q.sources.iter().any(|s| s == name)
+                    || (q.sink == name && source.writer.as_deref() != Some(q.id.as_str()))
+            })
+            .map(|q| q.id.clone())
+            .collect();
+        if !readers.is_empty() {
+            return Err(format!(
+                "Cannot drop {name}.\nThe following queries read from this source: [{}].\nThe following queries write into this source: [].\nYou need to terminate them before dropping {name}.",
+                readers.join(", ")
+            ));
+        }
+        if let Some(writer) = &source.writer {
+            self.terminate(writer);
+        }
+        self.catalog.sources.remove(name);
+        if delete_topic {
+            if source.read_only {
+                return Err(format!("Cannot delete topic for read-only source: {name}"));
+            }
+            self.cluster.delete_topic(&source.topic)?;
+        }
+        Ok(StatementResult::Status {
+            message: format!("Source `{name}` (topic: {}) was dropped.", source.topic),
+            query_id: None,
+        })
+    }
+
+    /// Plans `SELECT ... EMIT CHANGES` for a client.
+    pub fn plan_push_query(
+        &mut self,
+        text: &str,
+    ) -> std::result::Result<PushQuery, StatementError> {
+        let substituted = self.substitute(text)?;
+        let fail = |message: String| StatementError {
+            message,
+            statement: text.to_string(),
+        };
+        let parsed = self.parse(&substituted)?;
+        let [ParsedStatement {
+            statement: Statement::Select(query),
+            ..
+        }] = parsed.as_slice()
+        else {
+            return Err(fail("Expected a single SELECT statement".into()));
+        };
+        if query.emit.is_none() {
+            return Err(fail("Pull queries need a table: they come with part 2 of the embedded engine. Add EMIT CHANGES for a push query.".into()));
+        }
+        if query.emit == Some(Emit::Final) {
+            return Err(fail("EMIT FINAL is only available for windowed aggregations (part 2 of the embedded engine)".into()));
+        }
+        let plan = self.plan_query(query, true, "").map_err(fail)?;
+        let source = self
+            .catalog
+            .sources
+            .get(&query.from.name)
+            .cloned()
+            .ok_or_else(|| fail("source vanished".into()))?;
+        let columns = plan
+            .key_columns
+            .iter()
+            .chain(plan.value_columns.iter())
+            .cloned()
+            .collect();
+        let from_beginning = self
+            .config
+            .properties
+            .get("auto.offset.reset")
+            .or(self.config.properties.get("ksql.streams.auto.offset.reset"))
+            .is_some_and(|v| v.eq_ignore_ascii_case("earliest"));
+        Ok(PushQuery {
+            topology: plan.topology,
+            columns,
+            source_topic: source.topic,
+            from_beginning,
+            limit: query.limit,
+        })
+    }
+
+    fn timestamp_format(&self, pattern: Option<&str>) -> Result<Option<TimestampFormat>> {
+        let Some(pattern) = pattern else {
+            return Ok(None);
+        };
+        let function = self
+            .functions
+            .get("STRINGTOTIMESTAMP")
+            .ok_or("STRINGTOTIMESTAMP is not available to parse timestamp_format")?;
+        let parser = function
+            .bind(&[SqlType::String, SqlType::String])
+            .map_err(|e| e.0)?;
+        Ok(Some(TimestampFormat {
+            pattern: pattern.to_string(),
+            parser,
+        }))
+    }
+
+    fn plan_query(&self, query: &Query, push: bool, sink_name: &str) -> Result<QueryPlan> {
+        if !query.joins.is_empty() {
+            return Err(
+                "JOIN is not supported yet: joins come with part 2 of the embedded engine".into(),
+            );
+        }
+        if query.window.is_some() {
+            return Err(
+                "WINDOW is not supported yet: windows come with part 2 of the embedded engine"
+                    .into(),
+            );
+        }
+        if !query.group_by.is_empty() || query.having.is_some() {
+            return Err("GROUP BY is not supported yet: aggregations come with part 2 of the embedded engine".into());
+        }
+        if !push && query.emit == Some(Emit::Final) {
+            return Err("EMIT FINAL is only available for windowed aggregations".into());
+        }
+        let source = self
+            .catalog
+            .sources
+            .get(&query.from.name)
+            .ok_or_else(|| format!("{} does not exist.", query.from.name))?;
+        if source.kind == SourceKind::Table {
+            return Err("Queries over tables come with part 2 of the embedded engine".into());
+        }
+        let scope_columns = source.scope_columns();
+        let mut qualifiers = vec![source.name.clone()];
+        qualifiers.extend(query.from.alias.clone());
+        let scope = Scope {
+            columns: &scope_columns,
+            qualifiers: &qualifiers,
+            functions: &self.functions,
+        };
+        let compile_expr = |expr: &Expr| -> Result<(CompiledExpr, Option<SqlType>)> {
+            compile(expr, &scope).map_err(|CompileError(m)| m)
+        };
+        let filter = match &query.filter {
+            Some(filter) => {
+                let (compiled, sql_type) = compile_expr(filter)?;
+                if let Some(t) = sql_type.filter(|t| *t != SqlType::Boolean) {
+                    return Err(format!("Type error in WHERE expression: Should evaluate to boolean but is {} ({t}) instead.", expr_text(filter)));
+                }
+                Some(compiled)
+            }
+            None => None,
+        };
+        // The projection, with names.
+        struct Item {
+            name: String,
+            expr: CompiledExpr,
+            sql_type: SqlType,
+            /// The source key column this item passes through unchanged.
+            source_key: Option<String>,
+            ast: Option<Expr>,
+        }
+        let mut items: Vec<Item> = Vec::new();
+        let mut generated = 0usize;
+        let key_names: Vec<String> = source.key_columns().map(|c| c.name.clone()).collect();
+        for select in &query.select {
+            match select {
+                SelectItem::All | SelectItem::AllOf(_) => {
+                    if let SelectItem::AllOf(q) = select {
+                        if !qualifiers.contains(q) {
+                            return Err(format!(
+                                "'{q}' is not a valid stream/table name or alias."
+                            ));
+                        }
+                    }
+                    for (index, column) in source.columns.iter().enumerate() {
+                        items.push(Item {
+                            name: column.name.clone(),
+                            expr: CompiledExpr::Column(index),
+                            sql_type: column.sql_type.clone(),
+                            source_key: (column.kind == ColumnKind::Key)
+                                .then(|| column.name.clone()),
+                            ast: Some(Expr::Column {
+                                qualifier: None,
+                                name: column.name.clone(),
+                            }),
+                        });
+                    }
+                }
+                SelectItem::Expr { expr, alias } => {
+                    let (compiled, sql_type) = compile_expr(expr)?;
+                    let Some(sql_type) = sql_type else {
+                        return Err(format!("Can't infer a type of null. Please explicitly cast it to a required type, e.g. CAST(null AS VARCHAR). ({})", expr_text(expr)));
+                    };
+                    let name = match (alias, expr) {
+                        (Some(alias), _) => alias.clone(),
+                        (None, Expr::Column { name, .. }) => name.clone(),
+                        (None, Expr::Field { field, .. }) => field.clone(),
+                        (None, _) => loop {
+                            let candidate = format!("KSQL_COL_{generated}");
+                            generated += 1;
+                            if !items.iter().any(|i| i.name == candidate) {
+                                break candidate;
+                            }
+                        },
+                    };
+                    if !push && alias.is_none() && PSEUDO_COLUMNS.iter().any(|(n, _)| *n == name) {
+                        return Err(format!("Reserved column name in select: `{name}`. Please remove or alias the column."));
+                    }
+                    if alias
+                        .as_ref()
+                        .is_some_and(|a| PSEUDO_COLUMNS.iter().any(|(n, _)| n == a))
+                    {
+                        return Err(format!("`{name}` is a reserved column name. You cannot use it as an alias for a column."));
+                    }
+                    let source_key = match expr {
+                        Expr::Column { name, .. } if key_names.contains(name) => Some(name.clone()),
+                        _ => None,
+                    };
+                    items.push(Item {
+                        name,
+                        expr: compiled,
+                        sql_type,
+                        source_key,
+                        ast: Some(expr.clone()),
+                    });
+                }
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for item in &items {
+            if !seen.insert(item.name.clone()) {
+                return Err(format!(
+                    "Duplicate value columns found in schema: `{}` {}",
+                    item.name, item.sql_type
+                ));
+            }
+        }
+        let mut key_columns = Vec::new();
+        let mut key_projection = Vec::new();
+        let mut key_items = std::collections::BTreeSet::new();
+        if !query.partition_by.is_empty() {
+            let is_null = query.partition_by.len() == 1
+                && matches!(
+                    query.partition_by[0],
+                    Expr::Literal(crate::sql::ast::Literal::Null)
+                );
+            if !is_null {
+                for partition_expr in &query.partition_by {
+                    let (compiled, sql_type) = compile_expr(partition_expr)?;
+                    let sql_type = sql_type
+                        .ok_or("PARTITION BY NULL must be the only PARTITION BY expression")?;
+                    let matching = items
+                        .iter()
+                        .position(|i| i.ast.as_ref() == Some(partition_expr));
+                    let name = match (matching, partition_expr) {
+                        (Some(index), _) => items[index].name.clone(),
+                        (None, Expr::Column { name, .. }) => name.clone(),
+                        (None, Expr::Field { field, .. }) => field.clone(),
+                        (None, _) => loop {
+                            let candidate = format!("KSQL_COL_{generated}");
+                            generated += 1;
+                            if !items.iter().any(|i| i.name == candidate) {
+                                break candidate;
+                            }
+                        },
+                    };
+                    if let Some(index) = matching {
+                        key_items.insert(index);
+                    }
+                    key_columns.push(Column::new(name, sql_type, ColumnKind::Key));
+                    key_projection.push(compiled);
+                }
+            }
+        } else {
+            let mut missing = Vec::new();
+            for key in &key_names {
+                let uses: Vec<usize> = (0..items.len())
+                    .filter(|&i| items[i].source_key.as_deref() == Some(key.as_str()))
+                    .collect();
+                if uses.len() > 1 && !push {
+                    let names: Vec<&str> = uses.iter().map(|&i| items[i].name.as_str()).collect();
+                    return Err(format!("The projection contains a key column (`{key}`) more than once, aliased as: {}.", names.join(" and ")));
+                }
+                if let Some(&index) = uses.first() {
+                    key_items.insert(index);
+                    key_columns.push(Column::new(
+                        items[index].name.clone(),
+                        items[index].sql_type.clone(),
+                        ColumnKind::Key,
+                    ));
+                    key_projection.push(items[index].expr.clone());
+                } else {
+                    missing.push(key.clone());
+                }
+            }
+            if !missing.is_empty() && !push {
+                let (noun, list) = if missing.len() == 1 {
+                    ("column", missing[0].clone())
+                } else {
+                    (
+                        "columns",
+                        format!(
+                            "{} and {}",
+                            missing[..missing.len() - 1].join(", "),
+                            missing[missing.len() - 1]
+                        ),
+                    )
+                };
+                return Err(format!("The query used to build `{sink_name}` must include the key {noun} {list} in its projection (eg, SELECT {}...).", missing.join(", ")));
+            }
+        }
+        let mut value_columns = Vec::new();
+        let mut value_projection = Vec::new();
+        for (index, item) in items.into_iter().enumerate() {
+            if key_items.contains(&index) && !push {
+                continue;
+            }
+            value_columns.push(Column::new(item.name, item.sql_type, ColumnKind::Value));
+            value_projection.push(item.expr);
+        }
+        if value_columns.is_empty() && !push {
+            return Err("The projection contains no value columns.".into());
+        }
+        let source_key_columns: Vec<Column> = source.key_columns().cloned().collect();
+        let source_value_columns: Vec<Column> = source.value_columns().cloned().collect();
+        let input_timestamp = match &source.timestamp {
+            Some(ts) => InputTimestamp::Column {
+                index: source
+                    .columns
+                    .iter()
+                    .position(|c| c.name == ts.column)
+                    .ok_or("timestamp column vanished")?,
+                format: self.timestamp_format(ts.format.as_deref())?,
+            },
+            None => InputTimestamp::Record,
+        };
+        let topology = StreamTopology {
+            source_topic: source.topic.clone(),
+            sink_topic: None,
+            source_key: self.serde(
+                &source.key_format,
+                &source.topic,
+                Side::Key,
+                &source_key_columns,
+            )?,
+            source_value: self.serde(
+                &source.value_format,
+                &source.topic,
+                Side::Value,
+                &source_value_columns,
+            )?,
+            key_count: source_key_columns.len(),
+            value_count: source_value_columns.len(),
+            input_timestamp,
+            filter,
+            key_projection,
+            value_projection,
+            sink_key: None,
+            sink_value: None,
+            output_timestamp: OutputTimestamp::Input,
+            limit: query.limit,
+            stats: Default::default(),
+            errors: Vec::new(),
+        };
+        Ok(QueryPlan {
+            topology,
+            key_columns,
+            value_columns,
+        })
+    }
+}
+
+struct QueryPlan {
+    topology: StreamTopology,
+    key_columns: Vec<Column>,
+    value_columns: Vec<Column>,
+}
+
+fn value_matches(value: &Value, sql_type: &SqlType) -> bool {
+    matches!(
+        (value, sql_type),
+        (Value::Boolean(_), SqlType::Boolean)
+            | (Value::Integer(_), SqlType::Integer)
+            | (Value::BigInt(_), SqlType::BigInt)
+            | (Value::Double(_), SqlType::Double)
+            | (Value::Decimal { .. }, SqlType::Decimal { .. })
+            | (Value::String(_), SqlType::String)
+            | (Value::Bytes(_), SqlType::Bytes)
+            | (Value::Date(_), SqlType::Date)
+            | (Value::Time(_), SqlType::Time)
+            | (Value::Timestamp(_), SqlType::Timestamp)
+            | (Value::Array(_), SqlType::Array(_))
+            | (Value::Map(_), SqlType::Map(..))
+            | (Value::Struct(_), SqlType::Struct(_))
+    )
+}
+
+fn schema_of(columns: &[Column]) -> String {
+    columns
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}{}",
+                crate::catalog::quote_if_needed(&c.name),
+                c.sql_type,
+                if c.kind == ColumnKind::Key {
+                    " KEY"
+                } else {
+                    ""
+                }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn summary(query: &PersistentQuery) -> QuerySummary {
+    QuerySummary {
+        id: query.id.clone(),
+        sql: query.sql.clone(),
+        sinks: vec![query.sink.clone()],
+        sink_topics: vec![query.sink_topic.clone()],
+        state: "RUNNING".into(),
+    }
+}
+
+fn title(kind: SourceKind) -> &'static str {
+    match kind {
+        SourceKind::Stream => "Stream",
+        SourceKind::Table => "Table",
+    }
+}
+
+fn expr_text(expr: &Expr) -> String {
+    expr.to_string()
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn check_property_names(properties: &Properties) -> Result<()> {
+    let unknown: Vec<&str> = properties
+        .keys()
+        .filter(|k| !SOURCE_PROPERTIES.contains(&k.as_str()))
+        .map(String::as_str)
+        .collect();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "Invalid config variable(s) in the WITH clause: {}",
+            unknown.join(",")
+        ))
+    }
+}
+
+fn int_property(properties: &Properties, key: &str) -> Result<Option<i64>> {
+    match properties.get(key) {
+        None => Ok(None),
+        Some(value) => value
+            .text()
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("Invalid value for property {key}: {}", value.text())),
+    }
+}
+
+fn delimiter_property(text: &str) -> Result<char> {
+    match text {
+        "" => Err("Failed to prepare statement: Configuration VALUE_DELIMITER is invalid: Delimiter cannot be empty, if you meant to have a tab or space for delimiter, please use the special values 'TAB' or 'SPACE'\nExample valid value: ';'".into()),
+        t if t.eq_ignore_ascii_case("TAB") => Ok('\t'),
+        t if t.eq_ignore_ascii_case("SPACE") => Ok(' '),
+        t if t.chars().count() == 1 => Ok(t.chars().next().unwrap_or(',')),
+        t => Err(format!("Failed to prepare statement: Configuration VALUE_DELIMITER is invalid: Invalid delimiter value: '{t}'. Delimiter must be a single character or TAB or SPACE\nExample valid value: ';'")),
+    }
+}
+
+fn timestamp_property(
+    properties: &Properties,
+    columns: &[Column],
+) -> Result<Option<TimestampColumn>> {
+    let Some(column) = properties.get("TIMESTAMP") else {
+        return Ok(None);
+    };
+    let name = column.text().trim_matches('`').to_string();
+    let resolved = columns
+        .iter()
+        .find(|c| c.name == name)
+        .or_else(|| columns.iter().find(|c| c.name.eq_ignore_ascii_case(&name)));
+    let Some(found) = resolved else {
+        return Err(format!(
+            "The TIMESTAMP column set in the WITH clause does not exist in the schema: '{}'",
+            name.to_ascii_uppercase()
+        ));
+    };
+    let format = properties.get("TIMESTAMP_FORMAT").map(PropertyValue::text);
+    match (&found.sql_type, &format) {
+        (SqlType::BigInt | SqlType::Timestamp, _) | (SqlType::String, Some(_)) => {}
+        (SqlType::String, None) => return Err(format!("Timestamp column, {}, of type STRING requires a timestamp_format in the WITH clause", found.name)),
+        (other, _) => return Err(format!("Timestamp column, `{}`, should be LONG(INT64), TIMESTAMP, or a String with a timestamp_format specified. Got {other}", found.name)),
+    }
+    Ok(Some(TimestampColumn {
+        column: found.name.clone(),
+        format,
+    }))
+}
+
+/// The properties SHOW PROPERTIES lists before any SET.
+fn default_properties(service_id: &str) -> BTreeMap<String, String> {
+    [
+        ("ksql.service.id", service_id),
+        ("ksql.persistence.default.format.key", "KAFKA"),
+        ("ksql.persistence.wrap.single.values", "true"),
+        ("ksql.streams.auto.offset.reset", "latest"),
+        ("ksql.variable.substitution.enable", "true"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}

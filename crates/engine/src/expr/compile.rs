@@ -1,0 +1,1143 @@
+//! Types an expression against the columns in scope and resolves its functions: the plan-time
+//! half of evaluation. Every statement error about an expression is raised here.
+
+use std::sync::Arc;
+
+use regex::Regex;
+
+use super::arith::arithmetic_type;
+use super::cast::castable;
+use crate::functions::{BoundFunction, FunctionRegistry};
+use crate::sql::ast::{BinaryOp, Expr, Literal};
+use crate::types::SqlType;
+use crate::value::Value;
+
+/// A statement error in an expression.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct CompileError(pub String);
+
+fn err<T>(message: impl Into<String>) -> Result<T, CompileError> {
+    Err(CompileError(message.into()))
+}
+
+/// The columns an expression may name, and the functions it may call.
+pub struct Scope<'a> {
+    /// (name, type) in batch column order.
+    pub columns: &'a [(String, SqlType)],
+    /// Names a column may be qualified with (`s.col`): the source's name and alias.
+    pub qualifiers: &'a [String],
+    pub functions: &'a FunctionRegistry,
+}
+
+/// A typed expression, ready to run.
+#[derive(Clone)]
+pub enum CompiledExpr {
+    Literal(Value),
+    Column(usize),
+    /// A lambda parameter, counted from the outermost lambda.
+    LambdaVar(usize),
+    Field {
+        base: Box<CompiledExpr>,
+        index: usize,
+    },
+    ArrayIndex {
+        base: Box<CompiledExpr>,
+        index: Box<CompiledExpr>,
+    },
+    MapLookup {
+        base: Box<CompiledExpr>,
+        key: Box<CompiledExpr>,
+    },
+    Call {
+        function: Arc<dyn BoundFunction>,
+        args: Vec<CompiledExpr>,
+    },
+    Cast {
+        expr: Box<CompiledExpr>,
+        to: SqlType,
+    },
+    Case {
+        whens: Vec<(CompiledExpr, CompiledExpr)>,
+        otherwise: Option<Box<CompiledExpr>>,
+    },
+    Arithmetic {
+        op: BinaryOp,
+        left: Box<CompiledExpr>,
+        right: Box<CompiledExpr>,
+        result: SqlType,
+    },
+    Concat(Box<CompiledExpr>, Box<CompiledExpr>),
+    Compare {
+        op: BinaryOp,
+        left: Box<CompiledExpr>,
+        right: Box<CompiledExpr>,
+    },
+    And(Box<CompiledExpr>, Box<CompiledExpr>),
+    Or(Box<CompiledExpr>, Box<CompiledExpr>),
+    Not(Box<CompiledExpr>),
+    Negate(Box<CompiledExpr>),
+    IsNull {
+        expr: Box<CompiledExpr>,
+        negated: bool,
+    },
+    IsDistinct {
+        left: Box<CompiledExpr>,
+        right: Box<CompiledExpr>,
+        negated: bool,
+    },
+    Between {
+        expr: Box<CompiledExpr>,
+        low: Box<CompiledExpr>,
+        high: Box<CompiledExpr>,
+        negated: bool,
+    },
+    InList {
+        expr: Box<CompiledExpr>,
+        list: Vec<CompiledExpr>,
+        negated: bool,
+    },
+    Like {
+        expr: Box<CompiledExpr>,
+        pattern: LikePattern,
+        negated: bool,
+    },
+    /// TRANSFORM, FILTER, REDUCE over arrays and maps with a lambda.
+    Lambda {
+        kind: LambdaKind,
+        input: Box<CompiledExpr>,
+        initial: Option<Box<CompiledExpr>>,
+        body: Box<CompiledExpr>,
+        params: usize,
+    },
+    MakeArray(Vec<CompiledExpr>),
+    MakeMap(Vec<(CompiledExpr, CompiledExpr)>),
+    MakeStruct(Vec<CompiledExpr>),
+}
+
+#[derive(Clone)]
+pub enum LikePattern {
+    Fixed(Regex),
+    Dynamic {
+        pattern: Box<CompiledExpr>,
+        escape: Option<char>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LambdaKind {
+    TransformArray,
+    TransformMap,
+    FilterArray,
+    FilterMap,
+    ReduceArray,
+    ReduceMap,
+}
+
+/// ksqlDB's LIKE: `%` any run, `_` one character, optional escape; the whole string matches.
+pub fn like_regex(pattern: &str, escape: Option<char>) -> Result<Regex, String> {
+    let mut out = String::from("(?s)^");
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if Some(c) == escape {
+            match chars.next() {
+                Some(next) => out.push_str(&regex::escape(&next.to_string())),
+                None => {
+                    return Err(format!(
+                        "LIKE pattern must not end with escape character '{c}'"
+                    ))
+                }
+            }
+        } else if c == '%' {
+            out.push_str(".*");
+        } else if c == '_' {
+            out.push('.');
+        } else {
+            out.push_str(&regex::escape(&c.to_string()));
+        }
+    }
+    out.push('$');
+    Regex::new(&out).map_err(|e| e.to_string())
+}
+
+/// Types `expr`; `None` as the type means the NULL literal (it fits any type).
+pub fn compile(
+    expr: &Expr,
+    scope: &Scope,
+) -> Result<(CompiledExpr, Option<SqlType>), CompileError> {
+    Compiler {
+        scope,
+        lambda_vars: Vec::new(),
+    }
+    .compile(expr)
+}
+
+struct Compiler<'a, 'b> {
+    scope: &'a Scope<'b>,
+    lambda_vars: Vec<(String, SqlType)>,
+}
+
+fn literal(value: Value, sql_type: SqlType) -> (CompiledExpr, Option<SqlType>) {
+    (CompiledExpr::Literal(value), Some(sql_type))
+}
+
+impl Compiler<'_, '_> {
+    fn typed(&mut self, expr: &Expr) -> Result<(CompiledExpr, SqlType), CompileError> {
+        let (compiled, sql_type) = self.compile(expr)?;
+        // A bare NULL where a type is needed: treated as a STRING null (it only ever meets
+        // operators that return NULL for it).
+        Ok((compiled, sql_type.unwrap_or(SqlType::String)))
+    }
+
+    fn compile(&mut self, expr: &Expr) -> Result<(CompiledExpr, Option<SqlType>), CompileError> {
+        Ok(match expr {
+            Expr::Literal(lit) => match lit {
+                Literal::Null => (CompiledExpr::Literal(Value::Null), None),
+                Literal::Boolean(b) => literal(Value::Boolean(*b), SqlType::Boolean),
+                Literal::String(s) => literal(Value::String(s.clone()), SqlType::String),
+                Literal::Integer(text) => match text.parse::<i32>() {
+                    Ok(v) => literal(Value::Integer(v), SqlType::Integer),
+                    Err(_) => match text.parse::<i64>() {
+                        Ok(v) => literal(Value::BigInt(v), SqlType::BigInt),
+                        Err(_) => {
+                            let (unscaled, _) =
+                                super::cast::parse_decimal(text).ok_or_else(|| {
+                                    CompileError(format!("Invalid numeric literal: {text}"))
+                                })?;
+                            let precision = unscaled.unsigned_abs().to_string().len() as u8;
+                            literal(
+                                Value::Decimal { unscaled, scale: 0 },
+                                SqlType::Decimal {
+                                    precision,
+                                    scale: 0,
+                                },
+                            )
+                        }
+                    },
+                },
+                Literal::Decimal(text) => {
+                    let (unscaled, scale) = super::cast::parse_decimal(text)
+                        .ok_or_else(|| CompileError(format!("Invalid decimal literal: {text}")))?;
+                    let digits = unscaled.unsigned_abs().to_string().len() as u8;
+                    let precision = digits.max(scale).max(1);
+                    literal(
+                        Value::Decimal { unscaled, scale },
+                        SqlType::Decimal { precision, scale },
+                    )
+                }
+                Literal::Double(text) => {
+                    let value: f64 = text
+                        .parse()
+                        .map_err(|_| CompileError(format!("Invalid double literal: {text}")))?;
+                    literal(Value::Double(value), SqlType::Double)
+                }
+            },
+            Expr::TimeUnit(unit) => literal(Value::String(unit.clone()), SqlType::String),
+            Expr::Column { qualifier, name } => self.column(qualifier.as_deref(), name)?,
+            Expr::Field { base, field } => {
+                let (base, base_type) = self.typed(base)?;
+                let SqlType::Struct(fields) = &base_type else {
+                    return err(format!("Expected STRUCT type, got: {base_type}"));
+                };
+                let Some(index) = fields
+                    .iter()
+                    .position(|(name, _)| name == field)
+                    .or_else(|| {
+                        fields
+                            .iter()
+                            .position(|(name, _)| name.eq_ignore_ascii_case(field))
+                    })
+                else {
+                    return err(format!("Could not find field '{field}' in '{base_type}'."));
+                };
+                (
+                    CompiledExpr::Field {
+                        base: Box::new(base),
+                        index,
+                    },
+                    Some(fields[index].1.clone()),
+                )
+            }
+            Expr::Subscript { base, index } => {
+                let (base, base_type) = self.typed(base)?;
+                let (index, index_type) = self.typed(index)?;
+                match base_type {
+                    SqlType::Array(inner) => {
+                        if !matches!(index_type, SqlType::Integer | SqlType::BigInt) {
+                            return err(format!("array index must be INTEGER, got {index_type}"));
+                        }
+                        (
+                            CompiledExpr::ArrayIndex {
+                                base: Box::new(base),
+                                index: Box::new(index),
+                            },
+                            Some(*inner),
+                        )
+                    }
+                    SqlType::Map(_, value) => (
+                        CompiledExpr::MapLookup {
+                            base: Box::new(base),
+                            key: Box::new(index),
+                        },
+                        Some(*value),
+                    ),
+                    other => return err(format!("Type {other} does not support subscript access")),
+                }
+            }
+            Expr::Function {
+                name, args, star, ..
+            } => self.function(name, args, *star)?,
+            Expr::Cast { expr, to } => {
+                let (inner, from) = self.compile(expr)?;
+                if let Some(from) = &from {
+                    if !castable(from, to) {
+                        return err(format!(
+                            "Invalid Select: Cast of {from} to {to} is not supported"
+                        ));
+                    }
+                }
+                (
+                    CompiledExpr::Cast {
+                        expr: Box::new(inner),
+                        to: to.clone(),
+                    },
+                    Some(to.clone()),
+                )
+            }
+            Expr::Case {
+                operand,
+                whens,
+                otherwise,
+            } => {
+                let mut compiled_whens = Vec::new();
+                let mut result_type: Option<SqlType> = None;
+                for (condition, result) in whens {
+                    let condition = match operand {
+                        Some(operand) => Expr::Binary {
+                            op: BinaryOp::Eq,
+                            left: operand.clone(),
+                            right: Box::new(condition.clone()),
+                        },
+                        None => condition.clone(),
+                    };
+                    let (condition, condition_type) = self.compile(&condition)?;
+                    if condition_type
+                        .as_ref()
+                        .is_some_and(|t| *t != SqlType::Boolean)
+                    {
+                        return err(format!(
+                            "WHEN operand type should be boolean. Type for '{}' is {}",
+                            "condition",
+                            condition_type.unwrap_or(SqlType::Boolean)
+                        ));
+                    }
+                    let (result, this_type) = self.compile(result)?;
+                    result_type = merge_result_type(result_type, this_type, "THEN")?;
+                    compiled_whens.push((condition, result));
+                }
+                let otherwise = match otherwise {
+                    Some(otherwise) => {
+                        let (compiled, this_type) = self.compile(otherwise)?;
+                        result_type = merge_result_type(result_type, this_type, "ELSE")?;
+                        Some(Box::new(compiled))
+                    }
+                    None => None,
+                };
+                (
+                    CompiledExpr::Case {
+                        whens: compiled_whens,
+                        otherwise,
+                    },
+                    result_type,
+                )
+            }
+            Expr::Binary { op, left, right } => self.binary(*op, left, right)?,
+            Expr::Negate(inner) => {
+                let (compiled, sql_type) = self.compile(inner)?;
+                if sql_type.as_ref().is_some_and(|t| !t.is_numeric()) {
+                    return err(format!(
+                        "Unary minus is not supported for {}",
+                        sql_type.unwrap_or(SqlType::String)
+                    ));
+                }
+                (CompiledExpr::Negate(Box::new(compiled)), sql_type)
+            }
+            Expr::Not(inner) => {
+                let (compiled, sql_type) = self.compile(inner)?;
+                expect_boolean(&sql_type, "NOT")?;
+                (
+                    CompiledExpr::Not(Box::new(compiled)),
+                    Some(SqlType::Boolean),
+                )
+            }
+            Expr::IsNull { expr, negated } => {
+                let (compiled, _) = self.compile(expr)?;
+                (
+                    CompiledExpr::IsNull {
+                        expr: Box::new(compiled),
+                        negated: *negated,
+                    },
+                    Some(SqlType::Boolean),
+                )
+            }
+            Expr::IsDistinctFrom {
+                left,
+                right,
+                negated,
+            } => {
+                let (l, lt) = self.compile(left)?;
+                let (r, rt) = self.compile(right)?;
+                check_comparable(BinaryOp::Eq, &lt, &rt, (left, right))?;
+                (
+                    CompiledExpr::IsDistinct {
+                        left: Box::new(l),
+                        right: Box::new(r),
+                        negated: *negated,
+                    },
+                    Some(SqlType::Boolean),
+                )
+            }
+            Expr::Between {
+                expr,
+                low,
+                high,
+                negated,
+            } => {
+                let (e, et) = self.compile(expr)?;
+                let (l, lt) = self.compile(low)?;
+                let (h, ht) = self.compile(high)?;
+                check_comparable(BinaryOp::GtEq, &et, &lt, (expr, low))?;
+                check_comparable(BinaryOp::LtEq, &et, &ht, (expr, high))?;
+                (
+                    CompiledExpr::Between {
+                        expr: Box::new(e),
+                        low: Box::new(l),
+                        high: Box::new(h),
+                        negated: *negated,
+                    },
+                    Some(SqlType::Boolean),
+                )
+            }
+            Expr::InList {
+                expr,
+                list,
+                negated,
+            } => {
+                let (e, et) = self.compile(expr)?;
+                let mut items = Vec::new();
+                for item in list {
+                    items.push(self.in_item(item, &et)?);
+                }
+                (
+                    CompiledExpr::InList {
+                        expr: Box::new(e),
+                        list: items,
+                        negated: *negated,
+                    },
+                    Some(SqlType::Boolean),
+                )
+            }
+            Expr::Like {
+                expr,
+                pattern,
+                escape,
+                negated,
+            } => {
+                let (e, et) = self.compile(expr)?;
+                if et.as_ref().is_some_and(|t| *t != SqlType::String) {
+                    return err(format!(
+                        "LIKE can only be used with STRING values, got {}",
+                        et.unwrap_or(SqlType::String)
+                    ));
+                }
+                let pattern = match pattern.as_ref() {
+                    Expr::Literal(Literal::String(text)) => {
+                        LikePattern::Fixed(like_regex(text, *escape).map_err(CompileError)?)
+                    }
+                    other => {
+                        let (compiled, _) = self.compile(other)?;
+                        LikePattern::Dynamic {
+                            pattern: Box::new(compiled),
+                            escape: *escape,
+                        }
+                    }
+                };
+                (
+                    CompiledExpr::Like {
+                        expr: Box::new(e),
+                        pattern,
+                        negated: *negated,
+                    },
+                    Some(SqlType::Boolean),
+                )
+            }
+            Expr::Lambda { .. } => return err(
+                "Lambda expressions are only allowed as arguments of TRANSFORM, FILTER and REDUCE",
+            ),
+            Expr::Array(items) => {
+                let mut compiled = Vec::new();
+                let mut element: Option<SqlType> = None;
+                for item in items {
+                    let (c, t) = self.compile(item)?;
+                    element = merge_result_type(element, t, "ARRAY element")?;
+                    compiled.push(c);
+                }
+                let Some(element) = element else {
+                    return err("Cannot construct an array with all NULL elements (see https://github.com/confluentinc/ksql/issues/4239). As a workaround, you may cast a NULL value to the desired type.");
+                };
+                let compiled = compiled
+                    .into_iter()
+                    .map(|c| widen_expr(c, &element))
+                    .collect();
+                (
+                    CompiledExpr::MakeArray(compiled),
+                    Some(SqlType::Array(Box::new(element))),
+                )
+            }
+            Expr::Map(entries) => {
+                let mut compiled = Vec::new();
+                let (mut key_type, mut value_type): (Option<SqlType>, Option<SqlType>) =
+                    (None, None);
+                for (key, value) in entries {
+                    let (k, kt) = self.compile(key)?;
+                    let (v, vt) = self.compile(value)?;
+                    key_type = merge_result_type(key_type, kt, "MAP key")?;
+                    value_type = merge_result_type(value_type, vt, "MAP value")?;
+                    compiled.push((k, v));
+                }
+                let (Some(key_type), Some(value_type)) = (key_type, value_type) else {
+                    return err("Cannot construct a map with all NULL values (see https://github.com/confluentinc/ksql/issues/4239). As a workaround, you may cast a NULL value to the desired type.");
+                };
+                let compiled = compiled
+                    .into_iter()
+                    .map(|(k, v)| (widen_expr(k, &key_type), widen_expr(v, &value_type)))
+                    .collect();
+                (
+                    CompiledExpr::MakeMap(compiled),
+                    Some(SqlType::Map(Box::new(key_type), Box::new(value_type))),
+                )
+            }
+            Expr::Struct(fields) => {
+                let mut compiled = Vec::new();
+                let mut types = Vec::new();
+                for (name, value) in fields {
+                    let (c, t) = self.compile(value)?;
+                    compiled.push(c);
+                    types.push((name.clone(), t.unwrap_or(SqlType::String)));
+                }
+                (
+                    CompiledExpr::MakeStruct(compiled),
+                    Some(SqlType::Struct(types)),
+                )
+            }
+        })
+    }
+
+    /// One item of `x IN (...)`: ksqlDB converts string literals to the tested type (refusing
+    /// text that is not of that type), widens numbers, and refuses other type pairs.
+    fn in_item(
+        &mut self,
+        item: &Expr,
+        target: &Option<SqlType>,
+    ) -> Result<CompiledExpr, CompileError> {
+        let Some(target) = target else {
+            return Ok(self.compile(item)?.0);
+        };
+        if let (Expr::Literal(Literal::String(text)), true) =
+            (item, target.is_primitive() && *target != SqlType::String)
+        {
+            return match super::cast::cast_value(&Value::String(text.clone()), target) {
+                Ok(value) => Ok(CompiledExpr::Literal(value)),
+                Err(_) => match (target, super::cast::parse_decimal(text)) {
+                    // '4.000' is a valid INTEGER when it has no fraction.
+                    (SqlType::Integer | SqlType::BigInt, Some((unscaled, scale)))
+                        if unscaled % super::arith::pow10(scale as u32) == 0 =>
+                    {
+                        let whole = unscaled / super::arith::pow10(scale as u32);
+                        Ok(CompiledExpr::Literal(if *target == SqlType::Integer {
+                            Value::Integer(whole as i32)
+                        } else {
+                            Value::BigInt(whole as i64)
+                        }))
+                    }
+                    _ => err(format!(
+                        "Invalid Predicate: invalid input syntax for type {}: \"{text}\".",
+                        type_name_for_message(target)
+                    )),
+                },
+            };
+        }
+        if let (Expr::Array(elements), SqlType::Array(element_type)) = (item, target) {
+            // String literals inside a constructor are converted element by element.
+            let mut compiled = Vec::new();
+            for element in elements {
+                compiled.push(self.in_item(element, &Some(*element_type.clone()))?);
+            }
+            let (_, item_type) = self.compile(item).or_else(|_| {
+                Ok::<_, CompileError>((CompiledExpr::Literal(Value::Null), Some(target.clone())))
+            })?;
+            if let Some(item_type) = &item_type {
+                if !in_types_compatible(target, item_type)
+                    && !elements
+                        .iter()
+                        .all(|e| matches!(e, Expr::Literal(Literal::String(_) | Literal::Null)))
+                {
+                    return err(format!("Invalid Predicate: operator does not exist: {target} = {item_type} ({item})"));
+                }
+            }
+            return Ok(CompiledExpr::MakeArray(compiled));
+        }
+        let (compiled, item_type) = self.compile(item)?;
+        match item_type {
+            None => Ok(compiled),
+            Some(item_type) if in_types_compatible(target, &item_type) => Ok(compiled),
+            Some(item_type) => err(format!(
+                "Invalid Predicate: operator does not exist: {target} = {item_type} ({item})"
+            )),
+        }
+    }
+
+    fn column(
+        &mut self,
+        qualifier: Option<&str>,
+        name: &str,
+    ) -> Result<(CompiledExpr, Option<SqlType>), CompileError> {
+        if qualifier.is_none() {
+            if let Some(index) = self.lambda_vars.iter().rposition(|(var, _)| var == name) {
+                return Ok((
+                    CompiledExpr::LambdaVar(index),
+                    Some(self.lambda_vars[index].1.clone()),
+                ));
+            }
+        }
+        if let Some(qualifier) = qualifier {
+            if !self.scope.qualifiers.iter().any(|q| q == qualifier) {
+                // `a.b` where `a` is a struct column is ksqlDB's old dereference syntax.
+                if let Some(index) = self.scope.columns.iter().position(|(c, _)| c == qualifier) {
+                    if let SqlType::Struct(fields) = &self.scope.columns[index].1 {
+                        if let Some(field) = fields.iter().position(|(f, _)| f == name) {
+                            return Ok((
+                                CompiledExpr::Field {
+                                    base: Box::new(CompiledExpr::Column(index)),
+                                    index: field,
+                                },
+                                Some(fields[field].1.clone()),
+                            ));
+                        }
+                    }
+                }
+                return err(format!(
+                    "'{qualifier}' is not a valid stream/table name or alias."
+                ));
+            }
+        }
+        match self
+            .scope
+            .columns
+            .iter()
+            .position(|(column, _)| column == name)
+        {
+            Some(index) => Ok((
+                CompiledExpr::Column(index),
+                Some(self.scope.columns[index].1.clone()),
+            )),
+            None => {
+                let shown = match qualifier {
+                    Some(q) => format!("{q}.{name}"),
+                    None => name.to_string(),
+                };
+                err(format!("Column '{shown}' cannot be resolved."))
+            }
+        }
+    }
+
+    fn binary(
+        &mut self,
+        op: BinaryOp,
+        left: &Expr,
+        right: &Expr,
+    ) -> Result<(CompiledExpr, Option<SqlType>), CompileError> {
+        let (l, lt) = self.compile(left)?;
+        let (r, rt) = self.compile(right)?;
+        Ok(match op {
+            BinaryOp::And | BinaryOp::Or => {
+                expect_boolean(&lt, op.symbol())?;
+                expect_boolean(&rt, op.symbol())?;
+                let (l, r) = (Box::new(l), Box::new(r));
+                (
+                    if op == BinaryOp::And {
+                        CompiledExpr::And(l, r)
+                    } else {
+                        CompiledExpr::Or(l, r)
+                    },
+                    Some(SqlType::Boolean),
+                )
+            }
+            BinaryOp::Concat => {
+                for t in [&lt, &rt].into_iter().flatten() {
+                    if *t != SqlType::String {
+                        return err(format!("Error processing expression: the || operator only accepts STRING operands, got {t}"));
+                    }
+                }
+                (
+                    CompiledExpr::Concat(Box::new(l), Box::new(r)),
+                    Some(SqlType::String),
+                )
+            }
+            BinaryOp::Eq
+            | BinaryOp::NotEq
+            | BinaryOp::Lt
+            | BinaryOp::LtEq
+            | BinaryOp::Gt
+            | BinaryOp::GtEq => {
+                check_comparable(op, &lt, &rt, (left, right))?;
+                let (l, r) = coerce_comparison(l, &lt, r, &rt);
+                (
+                    CompiledExpr::Compare {
+                        op,
+                        left: Box::new(l),
+                        right: Box::new(r),
+                    },
+                    Some(SqlType::Boolean),
+                )
+            }
+            _ => {
+                if op == BinaryOp::Add
+                    && (lt == Some(SqlType::String) || rt == Some(SqlType::String))
+                    && lt.as_ref().is_none_or(|t| *t == SqlType::String)
+                    && rt.as_ref().is_none_or(|t| *t == SqlType::String)
+                {
+                    return Ok((
+                        CompiledExpr::Concat(Box::new(l), Box::new(r)),
+                        Some(SqlType::String),
+                    ));
+                }
+                let (lt2, rt2) = (lt.clone().or(rt.clone()), rt.clone().or(lt.clone()));
+                let result = match (&lt2, &rt2) {
+                    (None, None) => SqlType::Integer,
+                    (Some(a), Some(b)) => arithmetic_type(op, a, b).ok_or_else(|| {
+                        CompileError(format!("Error processing expression: ({} {} {}). Unsupported arithmetic types. {} {}", describe_literal(left), op.symbol(), describe_literal(right), lt.clone().map_or("NULL".into(), |t| t.to_string()), rt.clone().map_or("NULL".into(), |t| t.to_string())))
+                    })?,
+                    _ => unreachable!("either both types are known or both are absent"),
+                };
+                (
+                    CompiledExpr::Arithmetic {
+                        op,
+                        left: Box::new(l),
+                        right: Box::new(r),
+                        result: result.clone(),
+                    },
+                    Some(result),
+                )
+            }
+        })
+    }
+
+    fn function(
+        &mut self,
+        name: &str,
+        args: &[Expr],
+        star: bool,
+    ) -> Result<(CompiledExpr, Option<SqlType>), CompileError> {
+        let upper = name.to_ascii_uppercase();
+        if star {
+            return err(format!("Function '{upper}' is an aggregate function: aggregations come with part 2 of the embedded engine (tables)"));
+        }
+        if let Some(kind) = lambda_function(&upper, args) {
+            return self.lambda_call(&upper, kind, args);
+        }
+        let Some(function) = self.scope.functions.get(&upper) else {
+            if AGGREGATES.contains(&upper.as_str()) {
+                return err(format!("Aggregate function '{upper}' is not supported yet: aggregations come with part 2 of the embedded engine"));
+            }
+            return err(format!("Can't find any functions with the name '{upper}'"));
+        };
+        let function = function.clone();
+        let mut compiled = Vec::new();
+        let mut types = Vec::new();
+        for arg in args {
+            let (c, t) = self.compile(arg)?;
+            compiled.push(c);
+            types.push(t);
+        }
+        let bound = bind_with_nulls(function.as_ref(), &types).map_err(|e| CompileError(e.0))?;
+        let returns = bound.return_type();
+        Ok((
+            CompiledExpr::Call {
+                function: bound,
+                args: compiled,
+            },
+            Some(returns),
+        ))
+    }
+
+    fn lambda_call(
+        &mut self,
+        name: &str,
+        kind: LambdaKind,
+        args: &[Expr],
+    ) -> Result<(CompiledExpr, Option<SqlType>), CompileError> {
+        let (input, input_type) = self.typed(&args[0])?;
+        let (lambda, initial) = if matches!(kind, LambdaKind::ReduceArray) {
+            (&args[2], Some(&args[1]))
+        } else {
+            (&args[1], None)
+        };
+        let Expr::Lambda { params, body } = lambda else {
+            return err(format!("{name} requires a lambda as its last argument"));
+        };
+        let (kind, element_types): (LambdaKind, Vec<SqlType>) = match (&input_type, kind) {
+            (SqlType::Array(inner), LambdaKind::TransformArray | LambdaKind::FilterArray) => {
+                (kind, vec![*inner.clone()])
+            }
+            (SqlType::Map(k, v), LambdaKind::TransformArray) => {
+                (LambdaKind::TransformMap, vec![*k.clone(), *v.clone()])
+            }
+            (SqlType::Map(k, v), LambdaKind::FilterArray) => {
+                (LambdaKind::FilterMap, vec![*k.clone(), *v.clone()])
+            }
+            (SqlType::Array(inner), LambdaKind::ReduceArray) => (kind, vec![*inner.clone()]),
+            (SqlType::Map(k, v), LambdaKind::ReduceArray) => {
+                (LambdaKind::ReduceMap, vec![*k.clone(), *v.clone()])
+            }
+            _ => {
+                return err(format!(
+                    "Function '{name}' does not accept parameters ({input_type}, LAMBDA)."
+                ))
+            }
+        };
+        let initial = match initial {
+            Some(expr) => Some(self.typed(expr)?),
+            None => None,
+        };
+        let mut lambda_types = Vec::new();
+        if let Some((_, state)) = &initial {
+            lambda_types.push(state.clone());
+        }
+        lambda_types.extend(element_types.iter().cloned());
+        if params.len() != lambda_types.len() {
+            return err(format!(
+                "Function '{name}' expects a lambda with {} parameter(s), got {}",
+                lambda_types.len(),
+                params.len()
+            ));
+        }
+        let base = self.lambda_vars.len();
+        for (param, param_type) in params.iter().zip(&lambda_types) {
+            self.lambda_vars.push((param.clone(), param_type.clone()));
+        }
+        let body_result = self.compile(body);
+        self.lambda_vars.truncate(base);
+        let (body, body_type) = body_result?;
+        let body_type = body_type.unwrap_or(SqlType::String);
+        let result = match kind {
+            LambdaKind::TransformArray => SqlType::Array(Box::new(body_type)),
+            LambdaKind::TransformMap => {
+                // TRANSFORM(map, (k, v) => k', (k, v) => v'): two lambdas.
+                let Some(Expr::Lambda {
+                    params: value_params,
+                    body: value_body,
+                }) = args.get(2)
+                else {
+                    return err("TRANSFORM of a MAP needs a key lambda and a value lambda");
+                };
+                for (param, param_type) in value_params.iter().zip(&lambda_types) {
+                    self.lambda_vars.push((param.clone(), param_type.clone()));
+                }
+                let value_result = self.compile(value_body);
+                self.lambda_vars.truncate(base);
+                let (value_body, value_type) = value_result?;
+                let result = SqlType::Map(
+                    Box::new(body_type),
+                    Box::new(value_type.unwrap_or(SqlType::String)),
+                );
+                let pair = CompiledExpr::MakeArray(vec![body, value_body]);
+                return Ok((
+                    CompiledExpr::Lambda {
+                        kind,
+                        input: Box::new(input),
+                        initial: None,
+                        body: Box::new(pair),
+                        params: base,
+                    },
+                    Some(result),
+                ));
+            }
+            LambdaKind::FilterArray | LambdaKind::FilterMap => {
+                if body_type != SqlType::Boolean {
+                    return err(format!(
+                        "FILTER's lambda must return BOOLEAN, got {body_type}"
+                    ));
+                }
+                input_type.clone()
+            }
+            LambdaKind::ReduceArray | LambdaKind::ReduceMap => initial
+                .as_ref()
+                .map(|(_, t)| t.clone())
+                .unwrap_or(body_type),
+        };
+        Ok((
+            CompiledExpr::Lambda {
+                kind,
+                input: Box::new(input),
+                initial: initial.map(|(c, _)| Box::new(c)),
+                body: Box::new(body),
+                params: base,
+            },
+            Some(result),
+        ))
+    }
+}
+
+const AGGREGATES: &[&str] = &[
+    "COUNT",
+    "SUM",
+    "AVG",
+    "MIN",
+    "MAX",
+    "COUNT_DISTINCT",
+    "COLLECT_LIST",
+    "COLLECT_SET",
+    "EARLIEST_BY_OFFSET",
+    "LATEST_BY_OFFSET",
+    "TOPK",
+    "TOPKDISTINCT",
+    "HISTOGRAM",
+    "STDDEV_SAMP",
+    "STDDEV_SAMPLE",
+    "CORRELATION",
+    "ATTR",
+];
+
+fn lambda_function(name: &str, args: &[Expr]) -> Option<LambdaKind> {
+    let has_lambda = args.iter().any(|a| matches!(a, Expr::Lambda { .. }));
+    if !has_lambda {
+        return None;
+    }
+    match name {
+        "TRANSFORM" => Some(LambdaKind::TransformArray),
+        "FILTER" => Some(LambdaKind::FilterArray),
+        "REDUCE" if args.len() == 3 => Some(LambdaKind::ReduceArray),
+        _ => None,
+    }
+}
+
+/// Binds a function whose arguments may include untyped NULLs by trying the common types for
+/// them in turn (ksqlDB lets NULL match any parameter).
+fn bind_with_nulls(
+    function: &dyn crate::functions::ScalarFunction,
+    types: &[Option<SqlType>],
+) -> Result<Arc<dyn BoundFunction>, crate::functions::BindError> {
+    let known: Vec<SqlType> = types
+        .iter()
+        .map(|t| t.clone().unwrap_or(SqlType::String))
+        .collect();
+    if types.iter().all(Option::is_some) {
+        return function.bind(&known);
+    }
+    let first = function.bind(&known);
+    if first.is_ok() {
+        return first;
+    }
+    let nulls: Vec<usize> = types
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.is_none())
+        .map(|(i, _)| i)
+        .collect();
+    // A NULL next to typed arguments most likely shares their type.
+    let mut candidates: Vec<SqlType> = types.iter().flatten().cloned().collect();
+    candidates.extend([
+        SqlType::Integer,
+        SqlType::BigInt,
+        SqlType::Double,
+        SqlType::Boolean,
+        SqlType::Timestamp,
+        SqlType::Date,
+        SqlType::Time,
+        SqlType::Bytes,
+    ]);
+    for candidate in candidates {
+        let mut attempt = known.clone();
+        for &i in &nulls {
+            attempt[i] = candidate.clone();
+        }
+        if let Ok(bound) = function.bind(&attempt) {
+            return Ok(bound);
+        }
+    }
+    first
+}
+
+fn expect_boolean(sql_type: &Option<SqlType>, operator: &str) -> Result<(), CompileError> {
+    match sql_type {
+        Some(t) if *t != SqlType::Boolean => {
+            err(format!("{operator} operands must be BOOLEAN, got {t}"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// ksqlDB compares numbers with numbers, strings with strings, and dates/times/timestamps with
+/// each other or with strings (parsed); arrays, maps and structs only for (in)equality.
+fn check_comparable(
+    op: BinaryOp,
+    left: &Option<SqlType>,
+    right: &Option<SqlType>,
+    exprs: (&Expr, &Expr),
+) -> Result<(), CompileError> {
+    let (Some(l), Some(r)) = (left, right) else {
+        if matches!(exprs.0, Expr::Literal(Literal::Null))
+            && matches!(exprs.1, Expr::Literal(Literal::Null))
+        {
+            return err(format!(
+                "Comparison with NULL not supported: NULL {} NULL",
+                op.symbol()
+            ));
+        }
+        return Ok(());
+    };
+    use SqlType::*;
+    let temporal = |t: &SqlType| matches!(t, Date | Time | Timestamp);
+    let ok = match (l, r) {
+        (a, b) if a.is_numeric() && b.is_numeric() => true,
+        (String, String) | (Boolean, Boolean) | (Bytes, Bytes) => true,
+        (a, String) | (String, a) if temporal(a) => true,
+        (Date | Timestamp, Date | Timestamp) => true,
+        (Time, Time) => true,
+        (Array(_), Array(_)) | (Map(..), Map(..)) | (Struct(_), Struct(_)) => {
+            matches!(op, BinaryOp::Eq | BinaryOp::NotEq) && l == r
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        err(format!(
+            "Cannot compare {} ({l}) to {} ({r}) with {}.",
+            exprs.0,
+            exprs.1,
+            comparison_name(op)
+        ))
+    }
+}
+
+fn comparison_name(op: BinaryOp) -> &'static str {
+    match op {
+        BinaryOp::Eq => "EQUAL",
+        BinaryOp::NotEq => "NOT_EQUAL",
+        BinaryOp::Lt => "LESS_THAN",
+        BinaryOp::LtEq => "LESS_THAN_OR_EQUAL",
+        BinaryOp::Gt => "GREATER_THAN",
+        BinaryOp::GtEq => "GREATER_THAN_OR_EQUAL",
+        other => other.symbol(),
+    }
+}
+
+/// A string compared with a date/time is parsed as one.
+fn coerce_comparison(
+    l: CompiledExpr,
+    lt: &Option<SqlType>,
+    r: CompiledExpr,
+    rt: &Option<SqlType>,
+) -> (CompiledExpr, CompiledExpr) {
+    let temporal =
+        |t: &Option<SqlType>| matches!(t, Some(SqlType::Date | SqlType::Time | SqlType::Timestamp));
+    match (lt, rt) {
+        (Some(SqlType::String), t) if temporal(t) => (
+            CompiledExpr::Cast {
+                expr: Box::new(l),
+                to: t.clone().unwrap_or(SqlType::Timestamp),
+            },
+            r,
+        ),
+        (t, Some(SqlType::String)) if temporal(t) => (
+            l,
+            CompiledExpr::Cast {
+                expr: Box::new(r),
+                to: t.clone().unwrap_or(SqlType::Timestamp),
+            },
+        ),
+        _ => (l, r),
+    }
+}
+
+/// Types `=` can compare in IN: the same type, numbers, or collections of such.
+fn in_types_compatible(a: &SqlType, b: &SqlType) -> bool {
+    use SqlType::*;
+    match (a, b) {
+        (a, b) if a == b => true,
+        (a, b) if a.is_numeric() && b.is_numeric() => true,
+        (Date | Timestamp, Date | Timestamp) => true,
+        (Array(x), Array(y)) => in_types_compatible(x, y),
+        (Map(k1, v1), Map(k2, v2)) => in_types_compatible(k1, k2) && in_types_compatible(v1, v2),
+        (Struct(x), Struct(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|((n1, t1), (n2, t2))| n1 == n2 && in_types_compatible(t1, t2))
+        }
+        _ => false,
+    }
+}
+
+/// ksqlDB names DECIMAL without its precision in "invalid input syntax" messages.
+fn type_name_for_message(sql_type: &SqlType) -> String {
+    match sql_type {
+        SqlType::Decimal { .. } => "DECIMAL".into(),
+        other => other.to_string(),
+    }
+}
+
+fn describe_literal(expr: &Expr) -> String {
+    expr.to_string()
+}
+
+/// The common type of CASE branches or ARRAY elements: the same type, or numbers widened.
+fn merge_result_type(
+    current: Option<SqlType>,
+    next: Option<SqlType>,
+    what: &str,
+) -> Result<Option<SqlType>, CompileError> {
+    Ok(match (current, next) {
+        (None, t) | (t, None) => t,
+        (Some(a), Some(b)) if a == b => Some(a),
+        (Some(a), Some(b)) if a.is_numeric() && b.is_numeric() => Some(wider(&a, &b)),
+        (Some(a), Some(b)) => {
+            return err(format!(
+                "Invalid {what} type: {b}, expected {a}: all must be of the same type"
+            ))
+        }
+    })
+}
+
+fn wider(a: &SqlType, b: &SqlType) -> SqlType {
+    use SqlType::*;
+    match (a, b) {
+        (Double, _) | (_, Double) => Double,
+        (Decimal { .. }, _) | (_, Decimal { .. }) => {
+            let (p1, s1) = a.as_decimal().unwrap_or((38, 0));
+            let (p2, s2) = b.as_decimal().unwrap_or((38, 0));
+            let scale = s1.max(s2);
+            let whole = (p1 - s1).max(p2 - s2);
+            Decimal {
+                precision: (whole + scale).min(38),
+                scale,
+            }
+        }
+        (BigInt, _) | (_, BigInt) => BigInt,
+        _ => Integer,
+    }
+}
+
+/// Wraps an expression so its values have `to`'s representation (numbers only).
+fn widen_expr(expr: CompiledExpr, to: &SqlType) -> CompiledExpr {
+    if to.is_numeric() {
+        CompiledExpr::Cast {
+            expr: Box::new(expr),
+            to: to.clone(),
+        }
+    } else {
+        expr
+    }
+}

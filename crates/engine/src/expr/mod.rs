@@ -1,0 +1,11 @@
+//! Expressions: typed against a schema at plan time (`compile`), then evaluated on batches of
+//! rows (`eval`) with ksqlDB's semantics.
+
+mod arith;
+mod cast;
+mod compile;
+mod eval;
+
+pub use cast::{cast_value, value_to_string};
+pub use compile::{compile, CompileError, CompiledExpr, Scope};
+pub use eval::{eval_column, eval_row, Batch};

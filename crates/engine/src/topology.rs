@@ -1,0 +1,355 @@
+//! A running query's data path: records in, deserialised into a batch, filtered, projected,
+//! re-keyed, serialised, records out. The Kafka runtime feeds it consumer batches; the
+//! conformance runner feeds it one record at a time; both see the same operators.
+
+use std::sync::Arc;
+
+use crate::expr::{eval_column, Batch, CompiledExpr};
+use crate::formats::RecordSerde;
+use crate::functions::BoundFunction;
+use crate::functions::RowError;
+use crate::value::Value;
+
+/// A record read from a topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// Milliseconds since the epoch.
+    pub timestamp: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// A record to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputRecord {
+    pub topic: String,
+    pub timestamp: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// One result row of a query before serialisation (what push queries send to clients).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultRow {
+    pub key: Vec<Value>,
+    /// `None` for a tombstone: a stream passes a record with no value on as one.
+    pub value: Option<Vec<Value>>,
+    pub timestamp: i64,
+}
+
+/// A record the query could not process: ksqlDB's processing log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessingError {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub message: String,
+}
+
+/// Counters a query reports (`DESCRIBE EXTENDED`, `LocalKsql.stats()`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueryStats {
+    pub records_in: u64,
+    pub records_out: u64,
+    /// Records skipped because they could not be read (bad bytes, tombstones in streams).
+    pub skipped: u64,
+    /// Cells set to NULL because an expression failed on them.
+    pub expression_errors: u64,
+}
+
+/// How the output record's timestamp is chosen.
+#[derive(Clone)]
+pub enum OutputTimestamp {
+    /// The input record's (ROWTIME).
+    Input,
+    /// The value of an output column (`WITH (timestamp='col')` on the sink).
+    Column {
+        index: usize,
+        format: Option<TimestampFormat>,
+    },
+}
+
+/// How the input record's timestamp is chosen.
+#[derive(Clone)]
+pub enum InputTimestamp {
+    /// The record's own timestamp.
+    Record,
+    /// A column of the scope (`WITH (timestamp='col')` on the source).
+    Column {
+        index: usize,
+        format: Option<TimestampFormat>,
+    },
+}
+
+/// A `timestamp_format` and the built-in that parses it (STRINGTOTIMESTAMP, bound at plan time).
+#[derive(Clone)]
+pub struct TimestampFormat {
+    pub pattern: String,
+    pub parser: Arc<dyn BoundFunction>,
+}
+
+/// A stateless stream query: source -> WHERE -> SELECT / PARTITION BY -> sink.
+pub struct StreamTopology {
+    pub source_topic: String,
+    pub sink_topic: Option<String>,
+    pub source_key: RecordSerde,
+    pub source_value: RecordSerde,
+    /// How many key columns lead the scope (then the value columns, then the pseudo-columns).
+    pub key_count: usize,
+    pub value_count: usize,
+    pub input_timestamp: InputTimestamp,
+    pub filter: Option<CompiledExpr>,
+    pub key_projection: Vec<CompiledExpr>,
+    pub value_projection: Vec<CompiledExpr>,
+    pub sink_key: Option<RecordSerde>,
+    pub sink_value: Option<RecordSerde>,
+    pub output_timestamp: OutputTimestamp,
+    pub limit: Option<u64>,
+    pub stats: QueryStats,
+    pub errors: Vec<ProcessingError>,
+}
+
+/// The most processing errors a query keeps (older ones are dropped, counts stay exact).
+const KEPT_ERRORS: usize = 1000;
+
+impl StreamTopology {
+    /// Whether a LIMIT has been reached (the query is done).
+    pub fn is_done(&self) -> bool {
+        self.limit
+            .is_some_and(|limit| self.stats.records_out >= limit)
+    }
+
+    fn log(&mut self, record: &InputRecord, message: String) {
+        if self.errors.len() >= KEPT_ERRORS {
+            self.errors.remove(0);
+        }
+        self.errors.push(ProcessingError {
+            topic: record.topic.clone(),
+            partition: record.partition,
+            offset: record.offset,
+            message,
+        });
+    }
+
+    /// Runs records through the query, returning result rows (push queries).
+    pub fn process_rows(&mut self, records: &[InputRecord]) -> Vec<ResultRow> {
+        let scope_width = self.key_count + self.value_count + 3;
+        let mut batch = Batch {
+            columns: vec![Vec::with_capacity(records.len()); scope_width],
+            rows: 0,
+        };
+        let mut kept: Vec<&InputRecord> = Vec::with_capacity(records.len());
+        let mut timestamps: Vec<i64> = Vec::with_capacity(records.len());
+        let mut tombstones: Vec<bool> = Vec::with_capacity(records.len());
+        for record in records {
+            self.stats.records_in += 1;
+            let key = match self.source_key.deserialize(record.key.as_deref()) {
+                Ok(values) => values.unwrap_or_else(|| vec![Value::Null; self.key_count]),
+                Err(e) => {
+                    self.stats.skipped += 1;
+                    self.log(record, e.0);
+                    continue;
+                }
+            };
+            let (value, tombstone) = match self.source_value.deserialize(record.value.as_deref()) {
+                Ok(Some(values)) => (values, false),
+                // A stream passes tombstones on (as a record without a value).
+                Ok(None) => (vec![Value::Null; self.value_count], true),
+                Err(e) => {
+                    self.stats.skipped += 1;
+                    self.log(record, e.0);
+                    continue;
+                }
+            };
+            let mut row: Vec<Value> = key.into_iter().chain(value).collect();
+            row.resize(self.key_count + self.value_count, Value::Null);
+            let timestamp = match &self.input_timestamp {
+                InputTimestamp::Record => record.timestamp,
+                InputTimestamp::Column { index, format } => {
+                    match timestamp_of(&row[*index], format.as_ref()) {
+                        Ok(Some(t)) => t,
+                        Ok(None) => {
+                            self.stats.skipped += 1;
+                            continue;
+                        }
+                        Err(message) => {
+                            self.stats.skipped += 1;
+                            self.log(record, message);
+                            continue;
+                        }
+                    }
+                }
+            };
+            if timestamp < 0 {
+                self.stats.skipped += 1;
+                continue;
+            }
+            row.push(Value::BigInt(timestamp));
+            row.push(Value::Integer(record.partition));
+            row.push(Value::BigInt(record.offset));
+            for (column, value) in batch.columns.iter_mut().zip(row) {
+                column.push(value);
+            }
+            batch.rows += 1;
+            kept.push(record);
+            timestamps.push(timestamp);
+            tombstones.push(tombstone);
+        }
+        let mut errors: Vec<RowError> = Vec::new();
+        if let Some(filter) = &self.filter {
+            let keep = eval_column(filter, &batch, &mut errors);
+            let selected: Vec<usize> = (0..batch.rows)
+                .filter(|&row| keep[row] == Value::Boolean(true))
+                .collect();
+            if selected.len() != batch.rows {
+                batch = Batch {
+                    columns: batch
+                        .columns
+                        .iter()
+                        .map(|c| selected.iter().map(|&i| c[i].clone()).collect())
+                        .collect(),
+                    rows: selected.len(),
+                };
+                kept = selected.iter().map(|&i| kept[i]).collect();
+                timestamps = selected.iter().map(|&i| timestamps[i]).collect();
+                tombstones = selected.iter().map(|&i| tombstones[i]).collect();
+            }
+        }
+        let keys: Vec<Vec<Value>> = self
+            .key_projection
+            .iter()
+            .map(|e| eval_column(e, &batch, &mut errors))
+            .collect();
+        let values: Vec<Vec<Value>> = self
+            .value_projection
+            .iter()
+            .map(|e| eval_column(e, &batch, &mut errors))
+            .collect();
+        self.stats.expression_errors += errors.len() as u64;
+        for error in errors.iter().take(16) {
+            if let Some(record) = kept.get(error.row) {
+                let record = (*record).clone();
+                self.log(
+                    &record,
+                    format!("Error computing expression: {}", error.message),
+                );
+            }
+        }
+        let mut rows = Vec::with_capacity(batch.rows);
+        for row in 0..batch.rows {
+            if self.is_done() {
+                break;
+            }
+            let key: Vec<Value> = keys.iter().map(|c| c[row].clone()).collect();
+            let value: Vec<Value> = values.iter().map(|c| c[row].clone()).collect();
+            let timestamp = match &self.output_timestamp {
+                OutputTimestamp::Input => timestamps[row],
+                OutputTimestamp::Column { index, format } => {
+                    match timestamp_of(&value[*index], format.as_ref()) {
+                        Ok(Some(t)) => t,
+                        _ => {
+                            self.stats.skipped += 1;
+                            continue;
+                        }
+                    }
+                }
+            };
+            self.stats.records_out += 1;
+            let value = if tombstones[row] { None } else { Some(value) };
+            rows.push(ResultRow {
+                key,
+                value,
+                timestamp,
+            });
+        }
+        rows
+    }
+
+    /// Runs records through the query and serialises the results for the sink topic.
+    pub fn process(&mut self, records: &[InputRecord]) -> Vec<OutputRecord> {
+        let rows = self.process_rows(records);
+        let (Some(sink_topic), Some(sink_key), Some(sink_value)) =
+            (self.sink_topic.clone(), &self.sink_key, &self.sink_value)
+        else {
+            return Vec::new();
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        let mut failures = Vec::new();
+        for row in rows {
+            let value = match &row.value {
+                Some(value) => sink_value.serialize(value),
+                None => Ok(None),
+            };
+            // A key of only NULLs is written as no key.
+            let key = if !row.key.is_empty() && row.key.iter().all(Value::is_null) {
+                Ok(None)
+            } else {
+                sink_key.serialize(&row.key)
+            };
+            match (key, value) {
+                (Ok(key), Ok(value)) => out.push(OutputRecord {
+                    topic: sink_topic.clone(),
+                    timestamp: row.timestamp,
+                    key,
+                    value,
+                }),
+                (Err(e), _) | (_, Err(e)) => failures.push(e.0),
+            }
+        }
+        for message in failures {
+            self.stats.skipped += 1;
+            let record = InputRecord {
+                topic: self.source_topic.clone(),
+                partition: -1,
+                offset: -1,
+                timestamp: 0,
+                key: None,
+                value: None,
+            };
+            self.log(
+                &record,
+                format!("Error serializing record for topic {sink_topic}: {message}"),
+            );
+        }
+        out
+    }
+}
+
+/// A timestamp column's value in epoch milliseconds: BIGINT as is, TIMESTAMP, or a string in
+/// the column's `timestamp_format`. `Ok(None)` for NULL.
+pub fn timestamp_of(
+    value: &Value,
+    format: Option<&TimestampFormat>,
+) -> Result<Option<i64>, String> {
+    Ok(match value {
+        Value::Null => None,
+        Value::BigInt(v) => Some(*v),
+        Value::Integer(v) => Some(*v as i64),
+        Value::Timestamp(v) => Some(*v),
+        Value::String(text) => match format {
+            Some(format) => match format
+                .parser
+                .call(&[value.clone(), Value::String(format.pattern.clone())])?
+            {
+                Value::BigInt(t) | Value::Timestamp(t) => Some(t),
+                _ => {
+                    return Err(format!(
+                        "Cannot parse timestamp '{text}' with format '{}'",
+                        format.pattern
+                    ))
+                }
+            },
+            None => Some(text.trim().parse::<i64>().map_err(|_| {
+                format!("Cannot parse timestamp '{text}' without a timestamp_format")
+            })?),
+        },
+        other => {
+            return Err(format!(
+                "Timestamp column has an unsupported value {other:?}"
+            ))
+        }
+    })
+}
