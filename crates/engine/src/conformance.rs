@@ -426,6 +426,9 @@ pub fn run_case(case: &Json, format: Option<&str>) -> Result<(), String> {
         ));
     }
     check_outputs(case, &engine, &cluster, &registry)?;
+    crate::rest::check_push_responses(case, &mut engine, &statements, &|topic| {
+        cluster.records(topic)
+    })?;
     check_post(case, &engine)
 }
 

@@ -1322,7 +1322,9 @@ impl Engine {
         let mut key_columns = Vec::new();
         let mut key_projection = Vec::new();
         let mut key_items = std::collections::BTreeSet::new();
-        if !query.partition_by.is_empty() {
+        // A push query's rows are its projection in order: no key/value split.
+        if push {
+        } else if !query.partition_by.is_empty() {
             let is_null = query.partition_by.len() == 1
                 && matches!(
                     query.partition_by[0],

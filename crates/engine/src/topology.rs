@@ -35,8 +35,11 @@ pub struct OutputRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResultRow {
     pub key: Vec<Value>,
-    /// `None` for a tombstone: a stream passes a record with no value on as one.
-    pub value: Option<Vec<Value>>,
+    /// The projected values (NULLs for value columns when the record was a tombstone).
+    pub value: Vec<Value>,
+    /// The input had no value: a stream passes it on as a record without a value (sinks),
+    /// while push queries show its row.
+    pub tombstone: bool,
     pub timestamp: i64,
 }
 
@@ -258,10 +261,10 @@ impl StreamTopology {
                 }
             };
             self.stats.records_out += 1;
-            let value = if tombstones[row] { None } else { Some(value) };
             rows.push(ResultRow {
                 key,
                 value,
+                tombstone: tombstones[row],
                 timestamp,
             });
         }
@@ -279,9 +282,10 @@ impl StreamTopology {
         let mut out = Vec::with_capacity(rows.len());
         let mut failures = Vec::new();
         for row in rows {
-            let value = match &row.value {
-                Some(value) => sink_value.serialize(value),
-                None => Ok(None),
+            let value = if row.tombstone {
+                Ok(None)
+            } else {
+                sink_value.serialize(&row.value)
             };
             // A key of only NULLs is written as no key.
             let key = if !row.key.is_empty() && row.key.iter().all(Value::is_null) {
