@@ -66,7 +66,13 @@ def test_each_file_keeps_its_pass_rate(reports: list[dict[str, str]], name: str)
     counted = row["passed"] + row["failed"]
     assert counted > 0, f"{name}: no case in scope"
     rate = 100 * row["passed"] / counted
-    failing = [r for r in reports if r["file"].endswith(name) and r["status"] == "failed" and not r["reason"].startswith(("deferred:", "unsupported:"))]
+    failing = [
+        r
+        for r in reports
+        if r["file"].endswith(name)
+        and r["status"] == "failed"
+        and not r["reason"].startswith(("deferred:", "unsupported:"))
+    ]
     assert rate >= MINIMUM_RATES[name], f"{name}: {rate:.0f}% < {MINIMUM_RATES[name]}%; first failures: {failing[:3]}"
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-
 from typing import Any
 
 import kafkaml
@@ -78,7 +77,9 @@ def temperature_topic(admin: AdminClient) -> Iterator[str]:
         import time
 
         time.sleep(0.1)
-    futures = admin.create_topics([NewTopic("temperature", num_partitions=1, replication_factor=1)], operation_timeout=30)
+    futures = admin.create_topics(
+        [NewTopic("temperature", num_partitions=1, replication_factor=1)], operation_timeout=30
+    )
     futures["temperature"].result(timeout=60)
     yield "temperature"
     admin.delete_topics(["temperature"], operation_timeout=30)
@@ -91,7 +92,9 @@ def test_the_talks_car_sensor_demo_runs_verbatim(
     normal = DEMO_READING
     hot = "#".join(f"{value * 1.8:.2f}" for value in readings(DEMO_READING))  # an overheating engine
     events = [(99999, normal), (1, hot), (2, normal), (3, hot)]
-    expected = {eventid: float(sensor_model.reconstruction_error(readings(text)[None, :])[0]) for eventid, text in events}
+    expected = {
+        eventid: float(sensor_model.reconstruction_error(readings(text)[None, :])[0]) for eventid, text in events
+    }
     assert expected[1] > 3 > expected[99999], expected  # the demo's threshold separates them
 
     with LocalKsql(bootstrap, udfs={"ANOMALY": model_udf(sensor_model, input="#-separated")}) as ksql:
@@ -137,7 +140,9 @@ def test_persistent_queries_come_back_after_a_restart(
     service_id = f"restart_{uuid.uuid4().hex[:8]}_"
     rows = [json.dumps({"ID": i, "AMOUNT": float(i)}) for i in range(100)]
     with LocalKsql(bootstrap, service_id=service_id) as first, first.client() as client:
-        client.ksql(f"CREATE STREAM payments (id INT, amount DOUBLE) WITH (kafka_topic='{source}', value_format='JSON');")
+        client.ksql(
+            f"CREATE STREAM payments (id INT, amount DOUBLE) WITH (kafka_topic='{source}', value_format='JSON');"
+        )
         client.set("auto.offset.reset", "earliest")
         client.ksql(f"CREATE STREAM {sink} AS SELECT id, amount * 2 AS doubled FROM payments WHERE amount >= 50;")
         produce(confluent_producer, source, rows[:60], partitions=2)
@@ -165,7 +170,11 @@ def test_push_queries_on_both_endpoints_and_inserts(bootstrap: str, new_topic: A
         acks = client.insert("readings", [{"SENSOR": "a", "TEMP": 21.5, "TAGS": ["x"]}, {"sensor": "b", "temp": 99.0}])
         assert [ack["status"] for ack in acks] == ["ok", "ok"]
         for endpoint in ("query", "query-stream"):
-            query = client.query("SELECT sensor, temp * 2 AS twice, tags FROM readings WHERE temp > 0 EMIT CHANGES;", limit=2, endpoint=endpoint)
+            query = client.query(
+                "SELECT sensor, temp * 2 AS twice, tags FROM readings WHERE temp > 0 EMIT CHANGES;",
+                limit=2,
+                endpoint=endpoint,
+            )
             table = query.to_arrow()
             assert table.column_names == ["SENSOR", "TWICE", "TAGS"], endpoint
             assert table.column("TWICE").to_pylist() == [43.0, 198.0]
@@ -213,11 +222,11 @@ def test_bad_readings_become_null_and_are_counted(
 ) -> None:
     source = new_topic(partitions=1)
     with LocalKsql(bootstrap, udfs={"ANOMALY": model_udf(sensor_model)}) as ksql, ksql.client() as client:
-        client.ksql(f"CREATE STREAM car (eventid INT, sensorinput STRING) WITH (kafka_topic='{source}', value_format='DELIMITED');")
+        client.ksql(
+            f"CREATE STREAM car (eventid INT, sensorinput STRING) WITH (kafka_topic='{source}', value_format='DELIMITED');"
+        )
         query = client.query("SELECT EVENTID, ANOMALY(SENSORINPUT) AS SCORE FROM car EMIT CHANGES;", limit=3)
         produce(confluent_producer, source, [f"1,{DEMO_READING}", "2,1.0#2.0", "3,x#y"], partitions=1)
         rows = list(query)
         assert [r["EVENTID"] for r in rows] == [1, 2, 3]
         assert rows[0]["SCORE"] is not None and rows[1]["SCORE"] is None and rows[2]["SCORE"] is None
-
-

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import kafkaml
 import ksql_double
 import numpy as np
 import pandas as pd
@@ -132,6 +133,14 @@ def test_the_readme_examples_run_as_written(
     assert isinstance(flags, np.ndarray) and flags.dtype == np.bool_ and flags.shape == (5_000,)
     assert np.isfinite(scores).all()
 
+    # The embedded KSQL engine scored the transactions with the talk's model, as Model does.
+    scored = namespace["scored"]
+    assert len(scored) == 10  # type: ignore[arg-type]
+    model = kafkaml.Model.load(tmp_path / "autoencoder_fraud.pb")
+    readings = namespace["readings"]
+    first = int(scored.EVENTID.iloc[0])  # type: ignore[attr-defined]
+    row = np.array([[float(v) for v in readings[first].split("#")]], dtype=np.float32)  # type: ignore[index]
+    assert float(scored.ANOMALY_VAL.iloc[0]) == pytest.approx(float(model.reconstruction_error(row)[0]), rel=1e-5)  # type: ignore[attr-defined]
     # The ksqlDB example sent the README's statements and got the served rows into pandas.
     frame = namespace["frame"]
     assert isinstance(frame, pd.DataFrame)

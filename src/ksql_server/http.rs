@@ -17,7 +17,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use serde_json::{json, Map, Value as Json};
+use serde_json::{json, Value as Json};
 
 use kafkaml_engine::catalog::Source;
 use kafkaml_engine::engine::{StatementError, StatementResult};

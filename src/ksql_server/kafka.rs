@@ -238,6 +238,18 @@ pub struct QueryCounters {
     pub records_in: AtomicU64,
     pub records_out: AtomicU64,
     pub commits: AtomicU64,
+    /// The query has read every partition of its source to the end it last looked at.
+    pub caught_up: AtomicBool,
+}
+
+/// One persistent query's progress, as `LocalKsql.stats()` reports it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueryProgress {
+    pub records_in: u64,
+    pub records_out: u64,
+    pub caught_up: bool,
+    /// The error the query stopped on, if it stopped on one.
+    pub error: Option<String>,
 }
 
 struct RunningQuery {
@@ -274,20 +286,18 @@ impl KafkaRuntime {
     }
 
     /// Per query: records in, records out, and its failure if it stopped on one.
-    pub fn stats(&self) -> BTreeMap<String, (u64, u64, Option<String>)> {
+    pub fn stats(&self) -> BTreeMap<String, QueryProgress> {
         let queries = self.queries.lock().unwrap_or_else(|e| e.into_inner());
         queries
             .iter()
             .map(|(id, q)| {
-                let error = q.error.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                (
-                    id.clone(),
-                    (
-                        q.counters.records_in.load(Ordering::Relaxed),
-                        q.counters.records_out.load(Ordering::Relaxed),
-                        error,
-                    ),
-                )
+                let progress = QueryProgress {
+                    records_in: q.counters.records_in.load(Ordering::Relaxed),
+                    records_out: q.counters.records_out.load(Ordering::Relaxed),
+                    caught_up: q.counters.caught_up.load(Ordering::Relaxed),
+                    error: q.error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                };
+                (id.clone(), progress)
             })
             .collect()
     }
@@ -456,11 +466,21 @@ fn run_query(
     stop: &AtomicBool,
     counters: &QueryCounters,
 ) -> Result<(), String> {
+    let mut last_check = Instant::now() - Duration::from_secs(1);
     while !stop.load(Ordering::Relaxed) {
         let records = poll_batch(consumer)?;
         if records.is_empty() {
+            // Idle: is that because the source has been read to its end? (At most once a
+            // second, since it asks the broker.)
+            if last_check.elapsed() >= Duration::from_millis(500) {
+                last_check = Instant::now();
+                counters
+                    .caught_up
+                    .store(read_to_end(consumer), Ordering::Relaxed);
+            }
             continue;
         }
+        counters.caught_up.store(false, Ordering::Relaxed);
         counters
             .records_in
             .fetch_add(records.len() as u64, Ordering::Relaxed);
@@ -495,6 +515,29 @@ fn run_query(
         }
     }
     Ok(())
+}
+
+/// Whether the consumer's position is at the end of every partition assigned to it.
+fn read_to_end(consumer: &BaseConsumer<QuietContext>) -> bool {
+    let Ok(positions) = consumer.position() else {
+        return false;
+    };
+    let elements = positions.elements();
+    if elements.is_empty() {
+        return false;
+    }
+    elements.iter().all(|element| {
+        let Ok((low, high)) =
+            consumer.fetch_watermarks(element.topic(), element.partition(), Duration::from_secs(5))
+        else {
+            return false;
+        };
+        match element.offset() {
+            Offset::Offset(position) => position >= high,
+            // Nothing fetched yet: caught up only if there is nothing to fetch.
+            _ => low >= high,
+        }
+    })
 }
 
 /// Queues one record, waiting for room when the producer's queue is full.

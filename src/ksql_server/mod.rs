@@ -55,8 +55,9 @@ pub struct ServerStats {
     pub push_queries: u64,
     /// Commands replayed from the command topic at start.
     pub replayed: u64,
-    /// Per persistent query: records in, records out, the error it stopped on.
-    pub queries: BTreeMap<String, (u64, u64, Option<String>)>,
+    /// Per persistent query: records in and out, whether it has read its source to the end,
+    /// the error it stopped on.
+    pub queries: BTreeMap<String, kafka::QueryProgress>,
 }
 
 /// State shared by the HTTP layer and the Rust API.

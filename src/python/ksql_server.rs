@@ -134,8 +134,8 @@ impl PyKsqlServer {
         self.server.is_some()
     }
 
-    /// Counters as a dict; `queries` maps each persistent query to its records in and out and
-    /// the error it stopped on (or None).
+    /// Counters as a dict; `queries` maps each persistent query to its records in and out,
+    /// whether it has read its source to the end (`caught_up`) and the error it stopped on.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let dict = PyDict::new(py);
         dict.set_item("running", self.server.is_some())?;
@@ -148,11 +148,12 @@ impl PyKsqlServer {
             dict.set_item("push_queries", stats.push_queries)?;
             dict.set_item("replayed", stats.replayed)?;
             let queries = PyDict::new(py);
-            for (id, (records_in, records_out, error)) in stats.queries {
+            for (id, progress) in stats.queries {
                 let query = PyDict::new(py);
-                query.set_item("records_in", records_in)?;
-                query.set_item("records_out", records_out)?;
-                query.set_item("error", error)?;
+                query.set_item("records_in", progress.records_in)?;
+                query.set_item("records_out", progress.records_out)?;
+                query.set_item("caught_up", progress.caught_up)?;
+                query.set_item("error", progress.error)?;
                 queries.set_item(id, query)?;
             }
             dict.set_item("queries", queries)?;

@@ -41,7 +41,9 @@ def model_udf(
         if not input.endswith("-separated") or input == "-separated":
             from kafkaml._native import ConfigError
 
-            raise ConfigError(f'input must be "<separator>-separated" (e.g. "#-separated") or a list of argument names, not {input!r}')
+            raise ConfigError(
+                f'input must be "<separator>-separated" (e.g. "#-separated") or a list of argument names, not {input!r}'
+            )
         return ModelUdf(native, separator=input[: -len("-separated")], output=output)
     return ModelUdf(native, columns=list(input), output=output)
 
@@ -119,10 +121,43 @@ class LocalKsql:
 
     def stats(self) -> dict[str, Any]:
         """Requests, statements (and how many were refused), push queries, commands replayed
-        at start, and per persistent query its records in and out and the error it stopped on."""
+        at start, and per persistent query (``queries``) its records in and out, ``caught_up``
+        (its source read to the end) and the error it stopped on."""
         if self._server is None:
             return {"running": False, "url": self._url}
         return self._server.stats()
+
+    def wait_for_queries(self, timeout: float = 60.0) -> dict[str, Any]:
+        """Waits until every persistent query has read its source topics to their end (all it
+        read is written and committed); returns ``stats()["queries"]``.
+
+        Useful in notebooks and tests: ``CREATE STREAM ... AS SELECT`` returns at once, and the
+        query runs in the background.
+
+        Raises:
+            KafkaError: a query stopped on an error (its message says which and why).
+            TimeoutError: not caught up within ``timeout`` seconds (the message shows progress).
+        """
+        import time
+
+        from kafkaml._native import KafkaError
+
+        deadline = time.monotonic() + timeout
+        while True:
+            queries = self.stats().get("queries", {})
+            failed = {query_id: q["error"] for query_id, q in queries.items() if q["error"]}
+            if failed:
+                raise KafkaError("; ".join(failed.values()))
+            if all(q["caught_up"] for q in queries.values()):
+                return queries
+            if time.monotonic() > deadline:
+                behind = {
+                    query_id: f"{q['records_in']:,} records read"
+                    for query_id, q in queries.items()
+                    if not q["caught_up"]
+                }
+                raise TimeoutError(f"persistent queries not caught up after {timeout} s: {behind}")
+            time.sleep(0.2)
 
     def stop(self) -> None:
         """Stops serving and stops the persistent queries; their statements stay on the
@@ -163,5 +198,11 @@ class LocalKsql:
             if key in stats:
                 rows.append((key.replace("_", " "), stats[key]))
         for query_id, query in stats.get("queries", {}).items():
-            rows.append((query_id, f"{query['records_in']:,} in, {query['records_out']:,} out" + (f", {query['error']}" if query["error"] else "")))
+            rows.append(
+                (
+                    query_id,
+                    f"{query['records_in']:,} in, {query['records_out']:,} out"
+                    + (f", {query['error']}" if query["error"] else ""),
+                )
+            )
         return html_table("LocalKsql", rows)

@@ -62,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     for file, row in sorted(summary(reports).items()):
         counted = row["passed"] + row["failed"]
         rate = f"{100 * row['passed'] / counted:.0f}%" if counted else "-"
-        print(f"{file}: {row['passed']} passed, {row['failed']} failed ({rate}); {row['deferred']} deferred, {row['unsupported']} unsupported")
+        print(
+            f"{file}: {row['passed']} passed, {row['failed']} failed ({rate}); {row['deferred']} deferred, {row['unsupported']} unsupported"
+        )
         for key in totals:
             totals[key] += row[key]
     if args.report:
@@ -70,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
             json.dump(reports, f, indent=1)
     counted = totals["passed"] + totals["failed"]
     rate = f"{100 * totals['passed'] / counted:.1f}%" if counted else "-"
-    print(f"in scope: {totals['passed']} of {counted} passed ({rate}); deferred to part 2: {totals['deferred']}, unsupported formats: {totals['unsupported']}")
+    print(
+        f"in scope: {totals['passed']} of {counted} passed ({rate}); deferred to part 2: {totals['deferred']}, unsupported formats: {totals['unsupported']}"
+    )
     not_passed = totals["failed"] + totals["deferred"] + totals["unsupported"]
     print(f"{totals['passed']} passed, {not_passed} failed")
     return 0
