@@ -1221,18 +1221,31 @@ impl Engine {
             qualifiers: &qualifiers,
             functions: &self.functions,
         };
-        let compile_expr = |expr: &Expr| -> Result<(CompiledExpr, Option<SqlType>)> {
-            compile(expr, &scope).map_err(|CompileError(m)| m)
+        // ksqlDB names the clause an unknown column was met in.
+        let compile_in = |clause: &str, expr: &Expr| -> Result<(CompiledExpr, Option<SqlType>)> {
+            compile(expr, &scope).map_err(|CompileError(m)| match m.strip_prefix("Column '") {
+                Some(rest) => format!("{clause} column '{rest}"),
+                None => m,
+            })
         };
         let filter = match &query.filter {
             Some(filter) => {
-                let (compiled, sql_type) = compile_expr(filter)?;
+                let (compiled, sql_type) = compile_in("WHERE", filter)?;
                 if let Some(t) = sql_type.filter(|t| *t != SqlType::Boolean) {
                     return Err(format!("Type error in WHERE expression: Should evaluate to boolean but is {} ({t}) instead.", expr_text(filter)));
                 }
                 Some(compiled)
             }
             None => None,
+        };
+        // Expressions compared without the source's qualifier (`INPUT.ID` is `ID`).
+        let unqualified = |expr: &Expr| {
+            expr.map_columns(&|qualifier, name| Expr::Column {
+                qualifier: qualifier
+                    .filter(|q| !qualifiers.iter().any(|s| s == q))
+                    .map(str::to_string),
+                name: name.to_string(),
+            })
         };
         // The projection, with names.
         struct Item {
@@ -1245,7 +1258,20 @@ impl Engine {
         }
         let mut items: Vec<Item> = Vec::new();
         let mut generated = 0usize;
+        let source_names: Vec<&str> = source.columns.iter().map(|c| c.name.as_str()).collect();
+        // ksqlDB's generated names skip those the source or the projection already has.
+        let mut next_generated = |items: &[Item]| loop {
+            let candidate = format!("KSQL_COL_{generated}");
+            generated += 1;
+            if !items.iter().any(|i| i.name == candidate)
+                && !source_names.contains(&candidate.as_str())
+            {
+                break candidate;
+            }
+        };
         let key_names: Vec<String> = source.key_columns().map(|c| c.name.clone()).collect();
+        let partitioned = !query.partition_by.is_empty();
+        let mut has_star = false;
         for select in &query.select {
             match select {
                 SelectItem::All | SelectItem::AllOf(_) => {
@@ -1256,7 +1282,15 @@ impl Engine {
                             ));
                         }
                     }
-                    for (index, column) in source.columns.iter().enumerate() {
+                    has_star = true;
+                    // After PARTITION BY the old key columns follow the value columns, as in
+                    // ksqlDB's repartitioned schema.
+                    let mut order: Vec<usize> = (0..source.columns.len()).collect();
+                    if partitioned {
+                        order.sort_by_key(|&i| source.columns[i].kind == ColumnKind::Key);
+                    }
+                    for index in order {
+                        let column = &source.columns[index];
                         items.push(Item {
                             name: column.name.clone(),
                             expr: CompiledExpr::Column(index),
@@ -1271,7 +1305,7 @@ impl Engine {
                     }
                 }
                 SelectItem::Expr { expr, alias } => {
-                    let (compiled, sql_type) = compile_expr(expr)?;
+                    let (compiled, sql_type) = compile_in("SELECT", expr)?;
                     let Some(sql_type) = sql_type else {
                         return Err(format!("Can't infer a type of null. Please explicitly cast it to a required type, e.g. CAST(null AS VARCHAR). ({})", expr_text(expr)));
                     };
@@ -1279,21 +1313,15 @@ impl Engine {
                         (Some(alias), _) => alias.clone(),
                         (None, Expr::Column { name, .. }) => name.clone(),
                         (None, Expr::Field { field, .. }) => field.clone(),
-                        (None, _) => loop {
-                            let candidate = format!("KSQL_COL_{generated}");
-                            generated += 1;
-                            if !items.iter().any(|i| i.name == candidate) {
-                                break candidate;
-                            }
-                        },
+                        (None, _) => next_generated(&items),
                     };
-                    if !push && alias.is_none() && PSEUDO_COLUMNS.iter().any(|(n, _)| *n == name) {
+                    let reserved = PSEUDO_COLUMNS.iter().any(|(n, _)| *n == name)
+                        || name == "WINDOWSTART"
+                        || name == "WINDOWEND";
+                    if !push && alias.is_none() && reserved {
                         return Err(format!("Reserved column name in select: `{name}`. Please remove or alias the column."));
                     }
-                    if alias
-                        .as_ref()
-                        .is_some_and(|a| PSEUDO_COLUMNS.iter().any(|(n, _)| n == a))
-                    {
+                    if alias.is_some() && reserved {
                         return Err(format!("`{name}` is a reserved column name. You cannot use it as an alias for a column."));
                     }
                     let source_key = match expr {
@@ -1305,7 +1333,7 @@ impl Engine {
                         expr: compiled,
                         sql_type,
                         source_key,
-                        ast: Some(expr.clone()),
+                        ast: Some(unqualified(expr)),
                     });
                 }
             }
@@ -1322,37 +1350,88 @@ impl Engine {
         let mut key_columns = Vec::new();
         let mut key_projection = Vec::new();
         let mut key_items = std::collections::BTreeSet::new();
-        if !query.partition_by.is_empty() {
-            let is_null = query.partition_by.len() == 1
-                && matches!(
-                    query.partition_by[0],
-                    Expr::Literal(crate::sql::ast::Literal::Null)
-                );
-            if !is_null {
+        if partitioned {
+            let is_null = |e: &Expr| matches!(e, Expr::Literal(crate::sql::ast::Literal::Null));
+            if query.partition_by.len() > 1 && query.partition_by.iter().any(is_null) {
+                return Err("Cannot PARTITION BY multiple columns including NULL".into());
+            }
+            if !is_null(&query.partition_by[0]) {
+                let mut missing = false;
                 for partition_expr in &query.partition_by {
-                    let (compiled, sql_type) = compile_expr(partition_expr)?;
-                    let sql_type = sql_type
-                        .ok_or("PARTITION BY NULL must be the only PARTITION BY expression")?;
-                    let matching = items
-                        .iter()
-                        .position(|i| i.ast.as_ref() == Some(partition_expr));
-                    let name = match (matching, partition_expr) {
-                        (Some(index), _) => items[index].name.clone(),
+                    let (compiled, sql_type) = compile_in("PARTITION BY", partition_expr)
+                        .map_err(|message| {
+                            // A name the projection gives is not known before it.
+                            match partition_expr {
+                                Expr::Column { qualifier: None, name }
+                                    if message.starts_with("PARTITION BY column")
+                                        && items.iter().any(|i| &i.name == name) =>
+                                {
+                                    format!("{message} '{name}' must be a column in the source schema since PARTITION BY is applied on the input.")
+                                }
+                                _ => message,
+                            }
+                        })?;
+                    let sql_type =
+                        sql_type.ok_or("Cannot PARTITION BY multiple columns including NULL")?;
+                    let wanted = unqualified(partition_expr);
+                    let matching: Vec<usize> = (0..items.len())
+                        .filter(|&i| items[i].ast.as_ref() == Some(&wanted))
+                        .collect();
+                    if matching.len() > 1 && !push {
+                        let key_name = match &wanted {
+                            Expr::Column { name, .. } => name.clone(),
+                            _ => items[matching[0]].name.clone(),
+                        };
+                        let names: Vec<&str> =
+                            matching.iter().map(|&i| items[i].name.as_str()).collect();
+                        return Err(format!("The projection contains a key column (`{key_name}`) more than once, aliased as: {}.", names.join(" and ")));
+                    }
+                    let name = match (matching.first(), &wanted) {
+                        (Some(&index), _) => items[index].name.clone(),
+                        (None, _) if !has_star => {
+                            missing = true;
+                            continue;
+                        }
                         (None, Expr::Column { name, .. }) => name.clone(),
                         (None, Expr::Field { field, .. }) => field.clone(),
-                        (None, _) => loop {
-                            let candidate = format!("KSQL_COL_{generated}");
-                            generated += 1;
-                            if !items.iter().any(|i| i.name == candidate) {
-                                break candidate;
-                            }
-                        },
+                        (None, _) => next_generated(&items),
                     };
-                    if let Some(index) = matching {
+                    if let Some(&index) = matching.first() {
                         key_items.insert(index);
                     }
                     key_columns.push(Column::new(name, sql_type, ColumnKind::Key));
                     key_projection.push(compiled);
+                }
+                if missing && !push {
+                    let qualifier = query
+                        .from
+                        .alias
+                        .clone()
+                        .unwrap_or_else(|| source.name.clone());
+                    let shown: Vec<String> = query
+                        .partition_by
+                        .iter()
+                        .map(|e| {
+                            unqualified(e)
+                                .map_columns(&|q, n| Expr::Column {
+                                    qualifier: match q {
+                                        Some(q) => Some(q.to_string()),
+                                        None if source_names.contains(&n) => {
+                                            Some(qualifier.clone())
+                                        }
+                                        None => None,
+                                    },
+                                    name: n.to_string(),
+                                })
+                                .to_string()
+                        })
+                        .collect();
+                    let noun = if shown.len() == 1 {
+                        "expression"
+                    } else {
+                        "expressions"
+                    };
+                    return Err(format!("The query used to build `{sink_name}` must include the partitioning {noun} {} in its projection (eg, SELECT {}...).", and_list(&shown), shown.join(", ")));
                 }
             }
         } else {
@@ -1377,20 +1456,14 @@ impl Engine {
                     missing.push(key.clone());
                 }
             }
+            // ksqlDB names every key column when any is missing.
             if !missing.is_empty() && !push {
-                let (noun, list) = if missing.len() == 1 {
-                    ("column", missing[0].clone())
+                let noun = if key_names.len() == 1 {
+                    "column"
                 } else {
-                    (
-                        "columns",
-                        format!(
-                            "{} and {}",
-                            missing[..missing.len() - 1].join(", "),
-                            missing[missing.len() - 1]
-                        ),
-                    )
+                    "columns"
                 };
-                return Err(format!("The query used to build `{sink_name}` must include the key {noun} {list} in its projection (eg, SELECT {}...).", missing.join(", ")));
+                return Err(format!("The query used to build `{sink_name}` must include the key {noun} {} in its projection (eg, SELECT {}...).", and_list(&key_names), key_names.join(", ")));
             }
         }
         let mut value_columns = Vec::new();
@@ -1438,6 +1511,7 @@ impl Engine {
             input_timestamp,
             filter,
             key_projection,
+            rekeyed: partitioned,
             value_projection,
             sink_key: None,
             sink_value: None,
@@ -1512,6 +1586,15 @@ fn title(kind: SourceKind) -> &'static str {
     match kind {
         SourceKind::Stream => "Stream",
         SourceKind::Table => "Table",
+    }
+}
+
+/// `A`, `A and B`, `A, B and C`.
+fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
     }
 }
 

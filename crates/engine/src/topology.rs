@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::expr::{eval_column, Batch, CompiledExpr};
+use crate::expr::{columns_used, eval_column, Batch, CompiledExpr};
 use crate::formats::RecordSerde;
 use crate::functions::BoundFunction;
 use crate::functions::RowError;
@@ -35,6 +35,8 @@ pub struct OutputRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResultRow {
     pub key: Vec<Value>,
+    /// The input record had no key and the query kept its key: the output has none either.
+    pub key_absent: bool,
     /// `None` for a tombstone: a stream passes a record with no value on as one.
     pub value: Option<Vec<Value>>,
     pub timestamp: i64,
@@ -103,6 +105,8 @@ pub struct StreamTopology {
     pub input_timestamp: InputTimestamp,
     pub filter: Option<CompiledExpr>,
     pub key_projection: Vec<CompiledExpr>,
+    /// PARTITION BY: the key is computed, not the input's.
+    pub rekeyed: bool,
     pub value_projection: Vec<CompiledExpr>,
     pub sink_key: Option<RecordSerde>,
     pub sink_value: Option<RecordSerde>,
@@ -144,10 +148,16 @@ impl StreamTopology {
         let mut kept: Vec<&InputRecord> = Vec::with_capacity(records.len());
         let mut timestamps: Vec<i64> = Vec::with_capacity(records.len());
         let mut tombstones: Vec<bool> = Vec::with_capacity(records.len());
+        let mut keyless: Vec<bool> = Vec::with_capacity(records.len());
         for record in records {
             self.stats.records_in += 1;
+            let mut no_key = false;
             let key = match self.source_key.deserialize(record.key.as_deref()) {
-                Ok(values) => values.unwrap_or_else(|| vec![Value::Null; self.key_count]),
+                Ok(Some(values)) => values,
+                Ok(None) => {
+                    no_key = true;
+                    vec![Value::Null; self.key_count]
+                }
                 Err(e) => {
                     self.stats.skipped += 1;
                     self.log(record, e.0);
@@ -187,9 +197,14 @@ impl StreamTopology {
                 self.stats.skipped += 1;
                 continue;
             }
-            row.push(Value::BigInt(timestamp));
-            row.push(Value::Integer(record.partition));
-            row.push(Value::BigInt(record.offset));
+            if tombstone {
+                // ksqlDB keeps the pseudo-columns in the value: a tombstone has none.
+                row.extend([Value::Null, Value::Null, Value::Null]);
+            } else {
+                row.push(Value::BigInt(timestamp));
+                row.push(Value::Integer(record.partition));
+                row.push(Value::BigInt(record.offset));
+            }
             for (column, value) in batch.columns.iter_mut().zip(row) {
                 column.push(value);
             }
@@ -197,12 +212,14 @@ impl StreamTopology {
             kept.push(record);
             timestamps.push(timestamp);
             tombstones.push(tombstone);
+            keyless.push(no_key);
         }
         let mut errors: Vec<RowError> = Vec::new();
         if let Some(filter) = &self.filter {
             let keep = eval_column(filter, &batch, &mut errors);
             let selected: Vec<usize> = (0..batch.rows)
-                .filter(|&row| keep[row] == Value::Boolean(true))
+                // A filter passes no tombstones.
+                .filter(|&row| keep[row] == Value::Boolean(true) && !tombstones[row])
                 .collect();
             if selected.len() != batch.rows {
                 batch = Batch {
@@ -216,6 +233,7 @@ impl StreamTopology {
                 kept = selected.iter().map(|&i| kept[i]).collect();
                 timestamps = selected.iter().map(|&i| timestamps[i]).collect();
                 tombstones = selected.iter().map(|&i| tombstones[i]).collect();
+                keyless = selected.iter().map(|&i| keyless[i]).collect();
             }
         }
         let keys: Vec<Vec<Value>> = self
@@ -238,12 +256,28 @@ impl StreamTopology {
                 );
             }
         }
+        // A tombstone has no value: a new key reading more than the input's key is NULL.
+        let key_only: Vec<bool> = self
+            .key_projection
+            .iter()
+            .map(|e| columns_used(e).iter().all(|&i| i < self.key_count))
+            .collect();
         let mut rows = Vec::with_capacity(batch.rows);
         for row in 0..batch.rows {
             if self.is_done() {
                 break;
             }
-            let key: Vec<Value> = keys.iter().map(|c| c[row].clone()).collect();
+            let key: Vec<Value> = keys
+                .iter()
+                .zip(&key_only)
+                .map(|(c, key_only)| {
+                    if tombstones[row] && self.rekeyed && !key_only {
+                        Value::Null
+                    } else {
+                        c[row].clone()
+                    }
+                })
+                .collect();
             let value: Vec<Value> = values.iter().map(|c| c[row].clone()).collect();
             let timestamp = match &self.output_timestamp {
                 OutputTimestamp::Input => timestamps[row],
@@ -261,6 +295,7 @@ impl StreamTopology {
             let value = if tombstones[row] { None } else { Some(value) };
             rows.push(ResultRow {
                 key,
+                key_absent: keyless[row] && !self.rekeyed,
                 value,
                 timestamp,
             });
@@ -283,8 +318,9 @@ impl StreamTopology {
                 Some(value) => sink_value.serialize(value),
                 None => Ok(None),
             };
-            // A key of only NULLs is written as no key.
-            let key = if !row.key.is_empty() && row.key.iter().all(Value::is_null) {
+            // A single NULL key column is written as no key (several are written as a
+            // record of NULLs).
+            let key = if row.key_absent || (row.key.len() == 1 && row.key[0].is_null()) {
                 Ok(None)
             } else {
                 sink_key.serialize(&row.key)

@@ -424,9 +424,10 @@ impl Compiler<'_, '_> {
                 negated,
             } => {
                 let (e, et) = self.compile(expr)?;
+                let mut common = et;
                 let mut items = Vec::new();
                 for item in list {
-                    items.push(self.in_item(item, &et)?);
+                    items.extend(self.in_item(item, &mut common)?);
                 }
                 (
                     CompiledExpr::InList {
@@ -533,68 +534,149 @@ impl Compiler<'_, '_> {
         })
     }
 
-    /// One item of `x IN (...)`: ksqlDB converts string literals to the tested type (refusing
-    /// text that is not of that type), widens numbers, and refuses other type pairs.
+    /// One item of `x IN (...)`, as ksqlDB's CoercionUtil treats it: the tested value's type
+    /// is the common type, widened by numeric items as they come; string literals are parsed
+    /// as that type (refusing text that is not of it), other literals become text when the
+    /// common type is STRING, and constructors are coerced element by element. `None` for an
+    /// item that can never equal the value (a struct naming fields the type does not have).
     fn in_item(
         &mut self,
         item: &Expr,
-        target: &Option<SqlType>,
-    ) -> Result<CompiledExpr, CompileError> {
-        let Some(target) = target else {
-            return Ok(self.compile(item)?.0);
+        common: &mut Option<SqlType>,
+    ) -> Result<Option<CompiledExpr>, CompileError> {
+        let Some(target) = common.clone() else {
+            let (compiled, sql_type) = self.compile(item)?;
+            *common = sql_type;
+            return Ok(Some(compiled));
         };
-        if let (Expr::Literal(Literal::String(text)), true) =
-            (item, target.is_primitive() && *target != SqlType::String)
-        {
-            return match super::cast::cast_value(&Value::String(text.clone()), target) {
-                Ok(value) => Ok(CompiledExpr::Literal(value)),
-                Err(_) => match (target, super::cast::parse_decimal(text)) {
-                    // '4.000' is a valid INTEGER when it has no fraction.
-                    (SqlType::Integer | SqlType::BigInt, Some((unscaled, scale)))
-                        if unscaled % super::arith::pow10(scale as u32) == 0 =>
-                    {
-                        let whole = unscaled / super::arith::pow10(scale as u32);
-                        Ok(CompiledExpr::Literal(if *target == SqlType::Integer {
-                            Value::Integer(whole as i32)
-                        } else {
-                            Value::BigInt(whole as i64)
-                        }))
-                    }
-                    _ => err(format!(
-                        "Invalid Predicate: invalid input syntax for type {}: \"{text}\".",
-                        type_name_for_message(target)
-                    )),
-                },
-            };
-        }
-        if let (Expr::Array(elements), SqlType::Array(element_type)) = (item, target) {
-            // String literals inside a constructor are converted element by element.
-            let mut compiled = Vec::new();
-            for element in elements {
-                compiled.push(self.in_item(element, &Some(*element_type.clone()))?);
+        if let Expr::Literal(Literal::String(text)) = item {
+            if target.is_numeric() {
+                let (value, sql_type) =
+                    parse_number_text(text).ok_or_else(|| invalid_input_syntax(&target, text))?;
+                *common = Some(wider(&target, &sql_type));
+                return Ok(Some(CompiledExpr::Literal(value)));
             }
-            let (_, item_type) = self.compile(item).or_else(|_| {
-                Ok::<_, CompileError>((CompiledExpr::Literal(Value::Null), Some(target.clone())))
-            })?;
-            if let Some(item_type) = &item_type {
-                if !in_types_compatible(target, item_type)
-                    && !elements
-                        .iter()
-                        .all(|e| matches!(e, Expr::Literal(Literal::String(_) | Literal::Null)))
-                {
-                    return err(format!("Invalid Predicate: operator does not exist: {target} = {item_type} ({item})"));
+        }
+        match self.coerce_in(item, &target)? {
+            Coerced::To(compiled, sql_type) => {
+                if target.is_numeric() && sql_type.is_numeric() {
+                    *common = Some(wider(&target, &sql_type));
+                }
+                Ok(Some(compiled))
+            }
+            Coerced::Never => Ok(None),
+            Coerced::Mismatch => {
+                let (_, item_type) = self.compile(item)?;
+                let item_type = item_type.map_or("NULL".to_string(), |t| t.to_string());
+                err(format!(
+                    "Invalid Predicate: operator does not exist: {target} = {item_type} ({item})\nHint: You might need to add explicit type casts."
+                ))
+            }
+        }
+    }
+
+    /// Coerces an IN item (or an element of a constructor in one) to `target`. Text that is
+    /// not a valid `target` is a statement error at once; other mismatches are reported by
+    /// the caller for the whole item.
+    fn coerce_in(&mut self, item: &Expr, target: &SqlType) -> Result<Coerced, CompileError> {
+        match (item, target) {
+            (Expr::Literal(Literal::Null), _) => {
+                return Ok(Coerced::To(
+                    CompiledExpr::Literal(Value::Null),
+                    target.clone(),
+                ))
+            }
+            (Expr::Literal(Literal::String(text)), t)
+                if t.is_primitive() && *t != SqlType::String =>
+            {
+                let value = if t.is_numeric() {
+                    let (value, _) =
+                        parse_number_text(text).ok_or_else(|| invalid_input_syntax(t, text))?;
+                    super::cast::cast_value(&value, t).map_err(|_| invalid_input_syntax(t, text))?
+                } else if *t == SqlType::Boolean {
+                    Value::Boolean(
+                        parse_boolean_text(text).ok_or_else(|| invalid_input_syntax(t, text))?,
+                    )
+                } else {
+                    super::cast::cast_value(&Value::String(text.clone()), t)
+                        .map_err(|_| invalid_input_syntax(t, text))?
+                };
+                return Ok(Coerced::To(CompiledExpr::Literal(value), t.clone()));
+            }
+            (literal, SqlType::String) => {
+                if let Some(text) = literal_text(literal) {
+                    return Ok(Coerced::To(
+                        CompiledExpr::Literal(Value::String(text)),
+                        SqlType::String,
+                    ));
                 }
             }
-            return Ok(CompiledExpr::MakeArray(compiled));
+            (Expr::Array(elements), SqlType::Array(element_type)) => {
+                let mut compiled = Vec::new();
+                for element in elements {
+                    match self.coerce_in(element, element_type)? {
+                        Coerced::To(c, _) => compiled.push(c),
+                        other => return Ok(other),
+                    }
+                }
+                return Ok(Coerced::To(
+                    CompiledExpr::MakeArray(compiled),
+                    target.clone(),
+                ));
+            }
+            (Expr::Map(entries), SqlType::Map(key_type, value_type)) => {
+                let mut compiled = Vec::new();
+                for (key, value) in entries {
+                    let key = match self.coerce_in(key, key_type)? {
+                        Coerced::To(c, _) => c,
+                        other => return Ok(other),
+                    };
+                    let value = match self.coerce_in(value, value_type)? {
+                        Coerced::To(c, _) => c,
+                        other => return Ok(other),
+                    };
+                    compiled.push((key, value));
+                }
+                return Ok(Coerced::To(CompiledExpr::MakeMap(compiled), target.clone()));
+            }
+            (Expr::Struct(fields), SqlType::Struct(target_fields)) => {
+                let mut values: Vec<CompiledExpr> = target_fields
+                    .iter()
+                    .map(|_| CompiledExpr::Literal(Value::Null))
+                    .collect();
+                let mut never = false;
+                for (name, value) in fields {
+                    match target_fields.iter().position(|(f, _)| f == name) {
+                        Some(index) => match self.coerce_in(value, &target_fields[index].1)? {
+                            Coerced::To(c, _) => values[index] = c,
+                            Coerced::Never => never = true,
+                            Coerced::Mismatch => return Ok(Coerced::Mismatch),
+                        },
+                        // A field the type lacks: the struct is of another type, never equal.
+                        None => {
+                            self.compile(value)?;
+                            never = true;
+                        }
+                    }
+                }
+                if never {
+                    return Ok(Coerced::Never);
+                }
+                return Ok(Coerced::To(
+                    CompiledExpr::MakeStruct(values),
+                    target.clone(),
+                ));
+            }
+            _ => {}
         }
         let (compiled, item_type) = self.compile(item)?;
-        match item_type {
-            None => Ok(compiled),
-            Some(item_type) if in_types_compatible(target, &item_type) => Ok(compiled),
-            Some(item_type) => err(format!(
-                "Invalid Predicate: operator does not exist: {target} = {item_type} ({item})"
-            )),
-        }
+        Ok(match item_type {
+            None => Coerced::To(compiled, target.clone()),
+            Some(item_type) if in_types_compatible(target, &item_type) => {
+                Coerced::To(compiled, item_type)
+            }
+            Some(_) => Coerced::Mismatch,
+        })
     }
 
     fn column(
@@ -1078,6 +1160,80 @@ fn in_types_compatible(a: &SqlType, b: &SqlType) -> bool {
                     .all(|((n1, t1), (n2, t2))| n1 == n2 && in_types_compatible(t1, t2))
         }
         _ => false,
+    }
+}
+
+/// What coercing an IN item to the common type gave.
+enum Coerced {
+    To(CompiledExpr, SqlType),
+    /// Of a type that can never be equal (a struct with fields the type lacks).
+    Never,
+    /// Not coercible: the caller names the whole item in its error.
+    Mismatch,
+}
+
+fn invalid_input_syntax(target: &SqlType, text: &str) -> CompileError {
+    CompileError(format!(
+        "Invalid Predicate: invalid input syntax for type {}: \"{text}\".",
+        type_name_for_message(target)
+    ))
+}
+
+/// Text as the narrowest number it writes: INTEGER, BIGINT, DECIMAL, else DOUBLE.
+pub(crate) fn parse_number_text(text: &str) -> Option<(Value, SqlType)> {
+    let trimmed = text.trim();
+    if let Ok(v) = trimmed.parse::<i32>() {
+        return Some((Value::Integer(v), SqlType::Integer));
+    }
+    if let Ok(v) = trimmed.parse::<i64>() {
+        return Some((Value::BigInt(v), SqlType::BigInt));
+    }
+    if !trimmed.contains(['e', 'E']) {
+        if let Some((unscaled, scale)) = super::cast::parse_decimal(trimmed) {
+            let digits = unscaled.unsigned_abs().to_string().len() as u8;
+            let precision = digits.max(scale).max(1);
+            if precision <= 38 {
+                return Some((
+                    Value::Decimal { unscaled, scale },
+                    SqlType::Decimal { precision, scale },
+                ));
+            }
+        }
+    }
+    let value: f64 = trimmed.parse().ok()?;
+    value
+        .is_finite()
+        .then_some((Value::Double(value), SqlType::Double))
+}
+
+/// ksqlDB's SqlBooleans: any prefix of true/yes or false/no, in any case.
+pub(crate) fn parse_boolean_text(text: &str) -> Option<bool> {
+    let lower = text.trim().to_ascii_lowercase();
+    if lower.is_empty() {
+        return None;
+    }
+    if "true".starts_with(&lower) || "yes".starts_with(&lower) {
+        Some(true)
+    } else if "false".starts_with(&lower) || "no".starts_with(&lower) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// A non-string literal's text, as ksqlDB turns it into a STRING in an IN list.
+fn literal_text(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Literal(Literal::Boolean(b)) => Some(b.to_string()),
+        Expr::Literal(Literal::Integer(t) | Literal::Decimal(t)) => Some(t.clone()),
+        Expr::Literal(Literal::Double(t)) => t
+            .parse::<f64>()
+            .ok()
+            .map(crate::value::java_double_to_string),
+        Expr::Negate(inner) => literal_text(inner)
+            .filter(|t| !t.starts_with('-'))
+            .map(|t| format!("-{t}")),
+        _ => None,
     }
 }
 

@@ -86,6 +86,21 @@ fn contains_call(expr: &CompiledExpr) -> bool {
     matches!(expr, CompiledExpr::Call { .. }) || children(expr).iter().any(|c| contains_call(c))
 }
 
+/// The batch columns an expression reads (lambda bodies included).
+pub fn columns_used(expr: &CompiledExpr) -> Vec<usize> {
+    let mut used = Vec::new();
+    let mut stack = vec![expr];
+    while let Some(next) = stack.pop() {
+        match next {
+            CompiledExpr::Column(index) => used.push(*index),
+            CompiledExpr::Lambda { body, .. } => stack.push(body),
+            _ => {}
+        }
+        stack.extend(children(next));
+    }
+    used
+}
+
 /// The sub-expressions `combine` takes, in its order.
 fn children(expr: &CompiledExpr) -> Vec<&CompiledExpr> {
     match expr {

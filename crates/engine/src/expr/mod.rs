@@ -8,4 +8,4 @@ mod eval;
 
 pub use cast::{cast_value, value_to_string};
 pub use compile::{compile, CompileError, CompiledExpr, Scope};
-pub use eval::{eval_column, eval_row, Batch};
+pub use eval::{columns_used, eval_column, eval_row, Batch};

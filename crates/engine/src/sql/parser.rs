@@ -741,7 +741,16 @@ impl<'a> Parser<'a> {
         let mut partition_by = Vec::new();
         if self.eat_word("PARTITION") {
             self.expect_word("BY")?;
-            partition_by = self.expr_list_maybe_parenthesised()?;
+            if self.is_symbol("(") && matches!(self.peek_at(1), TokenKind::Symbol(")")) {
+                return self.error("PARTITION BY requires at least one expression");
+            }
+            // ksqlDB's grammar takes value expressions here: `a AND b` needs parentheses.
+            loop {
+                partition_by.push(self.additive()?);
+                if !self.eat_symbol(",") {
+                    break;
+                }
+            }
         }
         let having = if self.eat_word("HAVING") {
             Some(self.expr()?)
