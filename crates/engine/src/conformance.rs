@@ -253,6 +253,7 @@ pub fn run_case(case: &Json, format: Option<&str>) -> Result<(), String> {
 
     // Topics the case names exist before its statements run, as in ksqlDB's harness.
     let mut declared_schemas: BTreeMap<(String, bool), Json> = BTreeMap::new();
+    let mut pending_schemas: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
     for topic in case
         .get("topics")
         .and_then(Json::as_array)
@@ -264,9 +265,10 @@ pub fn run_case(case: &Json, format: Option<&str>) -> Result<(), String> {
         };
         let partitions = topic.get("partitions").and_then(Json::as_i64).unwrap_or(1) as i32;
         cluster.create_topic(name, partitions, 1)?;
+        // Keys first: the corpus's ids (KEY_SCHEMA_ID=1, VALUE_SCHEMA_ID=2) follow that order.
         for (field, side, suffix) in [
-            ("valueSchema", Side::Value, "value"),
             ("keySchema", Side::Key, "key"),
+            ("valueSchema", Side::Value, "value"),
         ] {
             if let Some(schema) = topic.get(field).filter(|s| !s.is_null()) {
                 let format = topic
@@ -278,13 +280,28 @@ pub fn run_case(case: &Json, format: Option<&str>) -> Result<(), String> {
                     .and_then(Json::as_str)
                     .unwrap_or("AVRO");
                 if format.eq_ignore_ascii_case("AVRO") {
+                    // A string is a schema's JSON text, or a primitive's name (`"int"`).
                     let text = match schema {
-                        Json::String(s) => s.clone(),
+                        Json::String(s) if serde_json::from_str::<Json>(s).is_ok() => s.clone(),
                         other => other.to_string(),
                     };
-                    registry
-                        .register(&format!("{name}-{suffix}"), &text)
-                        .map_err(|e| format!("cannot register the case's schema: {e}"))?;
+                    let subject = format!("{name}-{suffix}");
+                    let id_field = if side == Side::Value {
+                        "valueSchemaId"
+                    } else {
+                        "keySchemaId"
+                    };
+                    // A chosen id is the case's; otherwise ids follow the order schemas reach
+                    // the registry, as in ksqlDB's harness: when a statement first uses the topic.
+                    match topic.get(id_field).and_then(Json::as_i64) {
+                        Some(id) => registry
+                            .register_with_id(&subject, &text, id as i32)
+                            .map_err(|e| format!("cannot register the case's schema: {e}"))?,
+                        None => pending_schemas
+                            .entry(name.to_string())
+                            .or_default()
+                            .push((subject, text)),
+                    }
                     declared_schemas
                         .insert((name.to_string(), side == Side::Value), schema.clone());
                 }
@@ -317,6 +334,13 @@ pub fn run_case(case: &Json, format: Option<&str>) -> Result<(), String> {
 
     let expected_error = case.get("expectedException");
     for statement in &statements {
+        for topic in statement_topics(&engine, statement) {
+            for (subject, text) in pending_schemas.remove(&topic).unwrap_or_default() {
+                registry
+                    .register(&subject, &text)
+                    .map_err(|e| format!("cannot register the case's schema: {e}"))?;
+            }
+        }
         if let Err(error) = engine.execute(statement) {
             return match expected_error {
                 Some(expected) => {
@@ -337,6 +361,12 @@ pub fn run_case(case: &Json, format: Option<&str>) -> Result<(), String> {
                 )),
             };
         }
+    }
+
+    for (subject, text) in pending_schemas.into_values().flatten() {
+        registry
+            .register(&subject, &text)
+            .map_err(|e| format!("cannot register the case's schema: {e}"))?;
     }
 
     // Feed the inputs one at a time; what a query writes goes on to the queries reading it.
@@ -427,6 +457,48 @@ pub fn run_case(case: &Json, format: Option<&str>) -> Result<(), String> {
     }
     check_outputs(case, &engine, &cluster, &registry)?;
     check_post(case, &engine)
+}
+
+/// The topics a statement reads or writes: its WITH clause's, its sink's, its sources'.
+fn statement_topics(engine: &Engine, statement: &str) -> Vec<String> {
+    let Ok(parsed) = crate::sql::parse_statements(statement) else {
+        return Vec::new();
+    };
+    let topic_of = |name: &str| {
+        engine
+            .catalog
+            .sources
+            .get(name)
+            .map(|s| s.topic.clone())
+    };
+    let mut topics = Vec::new();
+    for parsed in parsed {
+        match &parsed.statement {
+            Statement::CreateSource { properties, .. } => {
+                topics.extend(properties.get("KAFKA_TOPIC").map(|t| t.text()));
+            }
+            Statement::CreateAsSelect {
+                name,
+                properties,
+                query,
+                ..
+            } => {
+                topics.extend(topic_of(&query.from.name));
+                topics.push(
+                    properties
+                        .get("KAFKA_TOPIC")
+                        .map(|t| t.text())
+                        .unwrap_or_else(|| name.clone()),
+                );
+            }
+            Statement::InsertInto { target, query, .. } => {
+                topics.extend(topic_of(&query.from.name));
+                topics.extend(topic_of(target));
+            }
+            _ => {}
+        }
+    }
+    topics
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -551,9 +623,10 @@ fn check_outputs(
         for (index, expected_record) in expected.iter().enumerate() {
             let Some(actual) = written.get(index) else {
                 return Err(format!(
-                    "topic {topic}: expected {} records, got {}",
+                    "topic {topic}: expected {} records, got {}{}",
                     expected.len(),
-                    written.len()
+                    written.len(),
+                    first_processing_error(engine)
                 ));
             };
             let actual_key =
@@ -592,6 +665,21 @@ fn check_outputs(
         }
     }
     Ok(())
+}
+
+/// The first record a query could not process, to explain missing output.
+fn first_processing_error(engine: &Engine) -> String {
+    engine
+        .queries
+        .values()
+        .find_map(|q| {
+            q.topology
+                .lock()
+                .ok()
+                .and_then(|t| t.errors.first().map(|e| e.message.clone()))
+        })
+        .map(|message| format!(" (processing error: {message})"))
+        .unwrap_or_default()
 }
 
 fn input_count(case: &Json, topic: &str) -> usize {

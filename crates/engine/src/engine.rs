@@ -612,8 +612,26 @@ impl Engine {
                 ColumnConstraint::None => value_columns.push(Column::new(column.name.clone(), column.sql_type.clone(), ColumnKind::Value)),
             }
         }
-        if key_columns.is_empty() && value_columns.is_empty() && value_format.format != Format::Avro
+        // AVRO sources may leave their columns to the registry's schema.
+        if value_columns.is_empty() && value_format.format == Format::Avro {
+            let wrapped = value_format.wrap_single_value != Some(false);
+            value_columns = self
+                .infer_columns(&topic, Side::Value, value_format.schema_id, wrapped)?
+                .into_iter()
+                .map(|(name, ty)| Column::new(name, ty, ColumnKind::Value))
+                .collect();
+        }
+        if key_columns.is_empty()
+            && key_format.format == Format::Avro
+            && (properties.contains_key("KEY_FORMAT") || properties.contains_key("FORMAT"))
         {
+            key_columns = self
+                .infer_columns(&topic, Side::Key, key_format.schema_id, false)?
+                .into_iter()
+                .map(|(name, ty)| Column::new(name, ty, ColumnKind::Key))
+                .collect();
+        }
+        if key_columns.is_empty() && value_columns.is_empty() {
             return Err("No columns supplied.".into());
         }
         let key_format = if key_columns.is_empty()
@@ -679,6 +697,78 @@ impl Engine {
             message: format!("{} created", title(kind)),
             query_id: None,
         })
+    }
+
+    /// A side's columns from the Schema Registry: the schema `schema_id` names (its field
+    /// names kept), else the latest under the topic's subject (names upper-cased).
+    fn infer_columns(
+        &self,
+        topic: &str,
+        side: Side,
+        schema_id: Option<i32>,
+        wrapped: bool,
+    ) -> Result<Vec<(String, SqlType)>> {
+        let registry = self
+            .registry
+            .as_ref()
+            .ok_or("AVRO needs a Schema Registry: set 'ksql.schema.registry.url'")?;
+        let noun = if side == Side::Key { "keys" } else { "values" };
+        let suffix = if side == Side::Key { "key" } else { "value" };
+        let subject = format!("{topic}-{suffix}");
+        let (text, upper_case) = match schema_id {
+            Some(id) => (registry.schema_by_id(id)?, false),
+            None => match registry.latest(&subject)? {
+                Some((_, text)) => (text, true),
+                None => return Err(format!(
+                    "Schema for message {noun} on topic '{topic}' does not exist in the Schema Registry.\nSubject: {subject}\n\nPossible causes include:\n- The topic itself does not exist\n\t-> Use SHOW TOPICS; to check\n- Messages on the topic are not serialized using a format Schema Registry supports\n\t-> Use PRINT '{topic}' FROM BEGINNING; to verify\n- Messages on the topic have not been serialized using a Confluent Schema Registry supported serializer\n\t-> See https://docs.confluent.io/current/schema-registry/docs/serializer-formatter.html\n- The schema is registered on a different instance of the Schema Registry\n\t-> Use the REST API to list available subjects\thttps://docs.confluent.io/current/schema-registry/docs/api.html#get--subjects\n- You do not have permissions to access the Schema Registry.\n\t-> See https://docs.confluent.io/current/schema-registry/docs/security.html"
+                )),
+            },
+        };
+        crate::formats::infer_columns_named(&text, side, wrapped, upper_case)
+    }
+
+    /// A sink given a registry schema by id must produce its columns, in its order (the
+    /// schema may have more, which it fills with defaults).
+    fn check_schema_columns(
+        &self,
+        id: i32,
+        side: Side,
+        spec: &FormatSpec,
+        produced: &[Column],
+    ) -> Result<()> {
+        let registry = self
+            .registry
+            .as_ref()
+            .ok_or("AVRO needs a Schema Registry: set 'ksql.schema.registry.url'")?;
+        let text = registry.schema_by_id(id)?;
+        let wrapped = match side {
+            Side::Key => produced.len() != 1,
+            Side::Value => !(produced.len() == 1 && spec.wrap_single_value == Some(false)),
+        };
+        let expected = crate::formats::infer_columns_named(&text, side, wrapped, false)?;
+        let changed: Vec<String> = produced
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| {
+                expected
+                    .get(*i)
+                    .is_none_or(|(name, ty)| *name != c.name || *ty != c.sql_type)
+            })
+            .map(|(_, c)| format!("`{}` {}", c.name, c.sql_type))
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let registry_columns: Vec<String> = expected
+            .iter()
+            .map(|(name, ty)| format!("`{name}` {ty}"))
+            .collect();
+        Err(format!(
+            "The following {} columns are changed, missing or reordered: [{}]. Schema from schema registry is [{}]",
+            if side == Side::Key { "key" } else { "value" },
+            changed.join(", "),
+            registry_columns.join(", ")
+        ))
     }
 
     /// The key and value formats a statement's WITH clause gives, falling back to `inherit`
@@ -836,15 +926,30 @@ impl Engine {
         } else {
             key_format
         };
+        for (spec, side, produced) in [
+            (&key_format, Side::Key, &plan.key_columns),
+            (&value_format, Side::Value, &plan.value_columns),
+        ] {
+            if let (Format::Avro, Some(id)) = (spec.format, spec.schema_id) {
+                self.check_schema_columns(id, side, spec, produced)?;
+            }
+        }
         let mut columns: Vec<Column> = plan.key_columns.clone();
         columns.extend(plan.value_columns.iter().cloned());
         let sink_key = self.serde(&key_format, &topic, Side::Key, &plan.key_columns)?;
         let sink_value = self.serde(&value_format, &topic, Side::Value, &plan.value_columns)?;
         let output_timestamp = match timestamp_property(properties, &columns)? {
             Some(ts) => {
-                let index = plan.value_columns.iter().position(|c| c.name == ts.column).ok_or_else(|| format!("The TIMESTAMP column set in the WITH clause does not exist in the schema: '{}'", ts.column))?;
+                let in_value = plan.value_columns.iter().position(|c| c.name == ts.column);
+                let in_key = plan.key_columns.iter().position(|c| c.name == ts.column);
+                let (index, key) = match (in_value, in_key) {
+                    (Some(index), _) => (index, false),
+                    (None, Some(index)) => (index, true),
+                    (None, None) => return Err(format!("The TIMESTAMP column set in the WITH clause does not exist in the schema: '{}'", ts.column)),
+                };
                 OutputTimestamp::Column {
                     index,
+                    key,
                     format: self.timestamp_format(ts.format.as_deref())?,
                 }
             }
@@ -874,8 +979,8 @@ impl Engine {
             topic: topic.clone(),
             key_format,
             value_format,
+            timestamp: timestamp_property(properties, &columns)?,
             columns,
-            timestamp: timestamp_property(properties, &plan.value_columns)?,
             partitions,
             replicas,
             read_only: false,

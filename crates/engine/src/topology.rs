@@ -70,6 +70,8 @@ pub enum OutputTimestamp {
     /// The value of an output column (`WITH (timestamp='col')` on the sink).
     Column {
         index: usize,
+        /// The column is a key column (`index` counts key columns), else a value column.
+        key: bool,
         format: Option<TimestampFormat>,
     },
 }
@@ -281,9 +283,11 @@ impl StreamTopology {
             let value: Vec<Value> = values.iter().map(|c| c[row].clone()).collect();
             let timestamp = match &self.output_timestamp {
                 OutputTimestamp::Input => timestamps[row],
-                OutputTimestamp::Column { index, format } => {
-                    match timestamp_of(&value[*index], format.as_ref()) {
-                        Ok(Some(t)) => t,
+                OutputTimestamp::Column { index, key: in_key, format } => {
+                    let cell = if *in_key { &key[*index] } else { &value[*index] };
+                    match timestamp_of(cell, format.as_ref()) {
+                        // Kafka takes no negative timestamps: ksqlDB drops the record.
+                        Ok(Some(t)) if t >= 0 => t,
                         _ => {
                             self.stats.skipped += 1;
                             continue;
