@@ -266,9 +266,14 @@ impl Engine {
     ) -> std::result::Result<Vec<StatementResult>, StatementError> {
         let mut results = Vec::new();
         // Statements are substituted one at a time, so a DEFINE applies to those after it.
-        for statement_text in crate::sql::split_statements(text) {
+        for (statement_text, line, column) in crate::sql::split_statements_located(text) {
             let substituted = self.substitute(&statement_text)?;
-            for parsed in self.parse(&substituted)? {
+            // Positions in errors are the request's, as ksqlDB gives them.
+            let parsed = parse_statements(&substituted).map_err(|e| StatementError {
+                message: e.shifted(line, column).to_string(),
+                statement: substituted.clone(),
+            })?;
+            for parsed in parsed {
                 let result = self
                     .execute_statement(&parsed)
                     .map_err(|message| StatementError {
@@ -833,11 +838,20 @@ impl Engine {
             },
             _ => FormatSpec::new(value_format),
         };
-        if let Some(delimiter) = properties.get("VALUE_DELIMITER") {
-            value_spec.delimiter = delimiter_property(&delimiter.text())?;
-        }
-        if let Some(delimiter) = properties.get("KEY_DELIMITER") {
-            key_spec.delimiter = delimiter_property(&delimiter.text())?;
+        for (option, spec) in [
+            ("VALUE_DELIMITER", &mut value_spec),
+            ("KEY_DELIMITER", &mut key_spec),
+        ] {
+            if let Some(delimiter) = properties.get(option) {
+                spec.delimiter =
+                    crate::formats::parse_delimiter(option, &delimiter.text()).map_err(|e| e.0)?;
+                if spec.format != Format::Delimited {
+                    return Err(format!(
+                        "{} does not support the following configs: [delimiter]",
+                        spec.format.name()
+                    ));
+                }
+            }
         }
         if let Some(wrap) = properties.get("WRAP_SINGLE_VALUE") {
             value_spec.wrap_single_value = Some(match wrap {
@@ -1738,16 +1752,6 @@ fn int_property(properties: &Properties, key: &str) -> Result<Option<i64>> {
             .parse()
             .map(Some)
             .map_err(|_| format!("Invalid value for property {key}: {}", value.text())),
-    }
-}
-
-fn delimiter_property(text: &str) -> Result<char> {
-    match text {
-        "" => Err("Failed to prepare statement: Configuration VALUE_DELIMITER is invalid: Delimiter cannot be empty, if you meant to have a tab or space for delimiter, please use the special values 'TAB' or 'SPACE'\nExample valid value: ';'".into()),
-        t if t.eq_ignore_ascii_case("TAB") => Ok('\t'),
-        t if t.eq_ignore_ascii_case("SPACE") => Ok(' '),
-        t if t.chars().count() == 1 => Ok(t.chars().next().unwrap_or(',')),
-        t => Err(format!("Failed to prepare statement: Configuration VALUE_DELIMITER is invalid: Invalid delimiter value: '{t}'. Delimiter must be a single character or TAB or SPACE\nExample valid value: ';'")),
     }
 }
 

@@ -283,8 +283,16 @@ impl StreamTopology {
             let value: Vec<Value> = values.iter().map(|c| c[row].clone()).collect();
             let timestamp = match &self.output_timestamp {
                 OutputTimestamp::Input => timestamps[row],
-                OutputTimestamp::Column { index, key: in_key, format } => {
-                    let cell = if *in_key { &key[*index] } else { &value[*index] };
+                OutputTimestamp::Column {
+                    index,
+                    key: in_key,
+                    format,
+                } => {
+                    let cell = if *in_key {
+                        &key[*index]
+                    } else {
+                        &value[*index]
+                    };
                     match timestamp_of(cell, format.as_ref()) {
                         // Kafka takes no negative timestamps: ksqlDB drops the record.
                         Ok(Some(t)) if t >= 0 => t,

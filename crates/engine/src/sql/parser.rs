@@ -6,25 +6,74 @@ use super::ast::*;
 use super::lexer::{tokenize, Token, TokenKind};
 use crate::types::SqlType;
 
-/// A syntax error, with ksqlDB's "line:col" position.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("line {line}:{column}: {message}")]
+/// A syntax error, with ksqlDB's "line:col" position (both counted from 1, in the request's
+/// text).
+#[derive(Debug, Clone, PartialEq)]
 pub struct ParseError {
     pub line: usize,
     pub column: usize,
     pub message: String,
+    pub style: ErrorStyle,
 }
+
+/// How ksqlDB words the error's position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorStyle {
+    /// `line 1:8: Syntax Error: ...`
+    Located,
+    /// `Failed to prepare statement: line 2:40: Invalid numeric literal: ...` (ksqlDB's AST
+    /// builder, which counts the column once more).
+    Prepare,
+    /// `Syntax error at or near 'NULL' at line 2:47` (ksqlDB's type parser).
+    Near,
+    /// `Line: 1, Col: 22: Column ...` (ksqlDB's checks on a parsed node).
+    Node,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (line, column, message) = (self.line, self.column, &self.message);
+        match self.style {
+            ErrorStyle::Located => write!(f, "line {line}:{column}: {message}"),
+            ErrorStyle::Prepare => write!(
+                f,
+                "Failed to prepare statement: line {line}:{}: {message}",
+                column + 1
+            ),
+            ErrorStyle::Near => write!(f, "{message} at line {line}:{column}"),
+            ErrorStyle::Node => write!(f, "Line: {line}, Col: {column}: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
 
 impl ParseError {
     pub(crate) fn at(text: &str, offset: usize, message: &str) -> ParseError {
         let before = &text[..offset.min(text.len())];
         let line = before.matches('\n').count() + 1;
-        let column = offset - before.rfind('\n').map_or(0, |i| i + 1);
+        let column = offset - before.rfind('\n').map_or(0, |i| i + 1) + 1;
         ParseError {
             line,
             column,
             message: message.to_string(),
+            style: ErrorStyle::Located,
         }
+    }
+
+    fn styled(mut self, style: ErrorStyle) -> ParseError {
+        self.style = style;
+        self
+    }
+
+    /// Moves a position within a statement to its place in the request's text, the statement
+    /// starting at `line`:`column`.
+    pub(crate) fn shifted(mut self, line: usize, column: usize) -> ParseError {
+        if self.line == 1 {
+            self.column += column - 1;
+        }
+        self.line += line - 1;
+        self
     }
 }
 
@@ -82,25 +131,49 @@ pub fn split_statements(text: &str) -> Vec<String> {
     statements
 }
 
-/// Parses every statement in `text`.
-pub fn parse_statements(text: &str) -> Result<Vec<ParsedStatement>, ParseError> {
+/// As `split_statements`, with the line and column (from 1) where each starts in `text`.
+pub fn split_statements_located(text: &str) -> Vec<(String, usize, usize)> {
+    let mut search_from = 0;
     split_statements(text)
         .into_iter()
         .map(|statement_text| {
-            let tokens = tokenize(&statement_text)?;
-            let mut parser = Parser {
-                text: &statement_text,
-                tokens,
-                pos: 0,
-            };
-            let statement = parser.statement()?;
-            parser.expect_end()?;
-            Ok(ParsedStatement {
-                statement,
-                text: format!("{statement_text};"),
-            })
+            // Comments inside a statement were dropped: only its first characters are looked for.
+            let head: String = statement_text.chars().take(16).collect();
+            let start = text[search_from..]
+                .find(&head)
+                .map_or(search_from, |i| search_from + i);
+            search_from = start + head.len();
+            let before = &text[..start];
+            let line = before.matches('\n').count() + 1;
+            let column = start - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            (statement_text, line, column)
         })
         .collect()
+}
+
+/// Parses every statement in `text`; error positions are in `text`.
+pub fn parse_statements(text: &str) -> Result<Vec<ParsedStatement>, ParseError> {
+    split_statements_located(text)
+        .into_iter()
+        .map(|(statement_text, line, column)| {
+            parse_one(&statement_text).map_err(|e| e.shifted(line, column))
+        })
+        .collect()
+}
+
+fn parse_one(statement_text: &str) -> Result<ParsedStatement, ParseError> {
+    let tokens = tokenize(statement_text)?;
+    let mut parser = Parser {
+        text: statement_text,
+        tokens,
+        pos: 0,
+    };
+    let statement = parser.statement()?;
+    parser.expect_end()?;
+    Ok(ParsedStatement {
+        statement,
+        text: format!("{statement_text};"),
+    })
 }
 
 /// Parses a type as written in a column definition or CAST (`DECIMAL(4, 2)`, `ARRAY<INT>`).
@@ -400,7 +473,20 @@ impl<'a> Parser<'a> {
         let mut columns = Vec::new();
         if self.eat_symbol("(") {
             loop {
-                columns.push(self.column_def()?);
+                let column_at = self.tokens[self.pos].offset;
+                let column = self.column_def()?;
+                if kind == SourceKind::Stream && column.constraint == ColumnConstraint::PrimaryKey {
+                    return Err(ParseError::at(
+                        self.text,
+                        column_at,
+                        &format!(
+                            "Column `{}` is a 'PRIMARY KEY' column: please use 'KEY' for streams.\nTables have PRIMARY KEYs, which are unique and NON NULL.\nStreams have KEYs which have no uniqueness or NULL constraints.",
+                            column.name
+                        ),
+                    )
+                    .styled(ErrorStyle::Node));
+                }
+                columns.push(column);
                 if !self.eat_symbol(",") {
                     break;
                 }
@@ -1123,8 +1209,9 @@ impl<'a> Parser<'a> {
             // A negative number literal stays a literal (so -2147483648 is an INTEGER).
             if let TokenKind::Number(n) = self.peek().clone() {
                 if !self.is_postfix_after_number() {
+                    let literal = self.checked_number(&format!("-{n}"))?;
                     self.advance();
-                    return self.postfix(number_literal(&format!("-{n}")));
+                    return self.postfix(literal);
                 }
             }
             return Ok(Expr::Negate(Box::new(self.unary()?)));
@@ -1134,6 +1221,30 @@ impl<'a> Parser<'a> {
         }
         let primary = self.primary()?;
         self.postfix(primary)
+    }
+
+    /// A number literal at the current token, refused as ksqlDB's AST builder refuses it
+    /// when it does not fit its type (BIGINT for whole numbers, DOUBLE with an exponent).
+    fn checked_number(&self, text: &str) -> Result<Expr, ParseError> {
+        let literal = number_literal(text);
+        let refused = match &literal {
+            Expr::Literal(Literal::Integer(t)) => t
+                .parse::<i64>()
+                .is_err()
+                .then(|| format!("Invalid numeric literal: {t}")),
+            Expr::Literal(Literal::Double(t)) => t
+                .parse::<f64>()
+                .map_or(true, |v| v.is_infinite())
+                .then(|| format!("Number overflows DOUBLE: {t}")),
+            _ => None,
+        };
+        match refused {
+            Some(message) => Err(
+                ParseError::at(self.text, self.tokens[self.pos].offset, &message)
+                    .styled(ErrorStyle::Prepare),
+            ),
+            None => Ok(literal),
+        }
     }
 
     fn is_postfix_after_number(&self) -> bool {
@@ -1167,8 +1278,9 @@ impl<'a> Parser<'a> {
     fn primary(&mut self) -> Result<Expr, ParseError> {
         match self.peek().clone() {
             TokenKind::Number(n) => {
+                let literal = self.checked_number(&n)?;
                 self.advance();
-                Ok(number_literal(&n))
+                Ok(literal)
             }
             TokenKind::Str(s) => {
                 self.advance();
@@ -1202,7 +1314,21 @@ impl<'a> Parser<'a> {
                         self.expect_symbol("(")?;
                         let expr = self.expr()?;
                         self.expect_word("AS")?;
-                        let to = self.sql_type()?;
+                        // ksqlDB parses a CAST's type on its own, and says so differently.
+                        let type_at = self.tokens[self.pos].offset;
+                        let to = self.sql_type().map_err(|e| {
+                            if e.message.starts_with("Syntax Error: unknown type") {
+                                let word = e.message.rsplit(' ').next().unwrap_or_default();
+                                ParseError::at(
+                                    self.text,
+                                    type_at,
+                                    &format!("Syntax error at or near '{word}'"),
+                                )
+                                .styled(ErrorStyle::Near)
+                            } else {
+                                e
+                            }
+                        })?;
                         self.expect_symbol(")")?;
                         Ok(Expr::Cast {
                             expr: Box::new(expr),
@@ -1524,7 +1650,7 @@ mod tests {
     #[test]
     fn errors_say_where() {
         let error = parse_statements("SELECT FROM x;").unwrap_err();
-        assert_eq!((error.line, error.column), (1, 7));
+        assert_eq!((error.line, error.column), (1, 8));
         assert!(error.message.contains("FROM"), "{error}");
     }
 
