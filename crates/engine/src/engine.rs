@@ -1388,6 +1388,18 @@ impl Engine {
                 break candidate;
             }
         };
+        // A struct field's name, `_1`, `_2`... added while the source or the projection has it.
+        let unique_name = |field: &str, items: &[Item]| {
+            let taken =
+                |name: &str| source_names.contains(&name) || items.iter().any(|i| i.name == name);
+            if !taken(field) {
+                return field.to_string();
+            }
+            (1..)
+                .map(|n| format!("{field}_{n}"))
+                .find(|candidate| !taken(candidate))
+                .unwrap_or_default()
+        };
         let key_names: Vec<String> = source.key_columns().map(|c| c.name.clone()).collect();
         let partitioned = !query.partition_by.is_empty();
         let mut has_star = false;
@@ -1431,7 +1443,7 @@ impl Engine {
                     let name = match (alias, expr) {
                         (Some(alias), _) => alias.clone(),
                         (None, Expr::Column { name, .. }) => name.clone(),
-                        (None, Expr::Field { field, .. }) => field.clone(),
+                        (None, Expr::Field { field, .. }) => unique_name(field, &items),
                         (None, _) => next_generated(&items),
                     };
                     let reserved = PSEUDO_COLUMNS.iter().any(|(n, _)| *n == name)
@@ -1512,7 +1524,7 @@ impl Engine {
                             continue;
                         }
                         (None, Expr::Column { name, .. }) => name.clone(),
-                        (None, Expr::Field { field, .. }) => field.clone(),
+                        (None, Expr::Field { field, .. }) => unique_name(field, &items),
                         (None, _) => next_generated(&items),
                     };
                     if let Some(&index) = matching.first() {

@@ -55,6 +55,8 @@ pub enum CompiledExpr {
     },
     Cast {
         expr: Box<CompiledExpr>,
+        /// The operand's type when it matters (structs are cast field by field by name).
+        from: Option<SqlType>,
         to: SqlType,
     },
     Case {
@@ -299,6 +301,7 @@ impl Compiler<'_, '_> {
                 (
                     CompiledExpr::Cast {
                         expr: Box::new(inner),
+                        from: from.filter(super::cast::has_struct),
                         to: to.clone(),
                     },
                     Some(to.clone()),
@@ -1129,6 +1132,7 @@ fn coerce_comparison(
         (Some(SqlType::String), t) if temporal(t) => (
             CompiledExpr::Cast {
                 expr: Box::new(l),
+                from: None,
                 to: t.clone().unwrap_or(SqlType::Timestamp),
             },
             r,
@@ -1137,6 +1141,7 @@ fn coerce_comparison(
             l,
             CompiledExpr::Cast {
                 expr: Box::new(r),
+                from: None,
                 to: t.clone().unwrap_or(SqlType::Timestamp),
             },
         ),
@@ -1291,6 +1296,7 @@ fn widen_expr(expr: CompiledExpr, to: &SqlType) -> CompiledExpr {
     if to.is_numeric() {
         CompiledExpr::Cast {
             expr: Box::new(expr),
+            from: None,
             to: to.clone(),
         }
     } else {

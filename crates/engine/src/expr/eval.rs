@@ -5,7 +5,7 @@
 use std::cmp::Ordering;
 
 use super::arith::{arithmetic, compare, values_equal};
-use super::cast::cast_value;
+use super::cast::{cast_typed, cast_value};
 use super::compile::{like_regex, CompiledExpr, LambdaKind, LikePattern};
 use crate::functions::RowError;
 use crate::sql::ast::BinaryOp;
@@ -320,7 +320,10 @@ fn combine(expr: &CompiledExpr, values: &[Value]) -> Result<Value, String> {
             _ => Value::Null,
         },
         CompiledExpr::Call { function, .. } => function.call(values)?,
-        CompiledExpr::Cast { to, .. } => cast_value(&values[0], to)?,
+        CompiledExpr::Cast { from, to, .. } => match from {
+            Some(from) => cast_typed(&values[0], from, to)?,
+            None => cast_value(&values[0], to)?,
+        },
         CompiledExpr::Arithmetic { op, result, .. } => {
             arithmetic(*op, &values[0], &values[1], result)?
         }
