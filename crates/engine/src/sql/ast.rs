@@ -118,6 +118,12 @@ pub enum Statement {
         value: String,
     },
     Undefine(String),
+    /// `ALTER STREAM name ADD [COLUMN] col type, ...`
+    Alter {
+        kind: SourceKind,
+        name: String,
+        columns: Vec<(String, SqlType)>,
+    },
     Print {
         topic: String,
         from_beginning: bool,

@@ -369,6 +369,26 @@ impl<'a> Parser<'a> {
             "CREATE" => self.create(),
             "INSERT" => self.insert(),
             "DROP" => self.drop(),
+            "ALTER" => {
+                self.advance();
+                let kind = self.source_kind()?;
+                let name = self.identifier()?;
+                let mut columns = Vec::new();
+                loop {
+                    self.expect_word("ADD")?;
+                    self.eat_word("COLUMN");
+                    let column = self.identifier()?;
+                    columns.push((column, self.sql_type()?));
+                    if !self.eat_symbol(",") {
+                        break;
+                    }
+                }
+                Ok(Statement::Alter {
+                    kind,
+                    name,
+                    columns,
+                })
+            }
             "SHOW" | "LIST" => self.show(),
             "DESCRIBE" => self.describe(),
             "EXPLAIN" => {
