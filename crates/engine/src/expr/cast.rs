@@ -358,9 +358,22 @@ fn parse_string(text: &str, to: &SqlType) -> Result<Value, String> {
             "false" | "f" | "no" | "n" => Value::Boolean(false),
             _ => return Err(invalid()),
         },
-        SqlType::Date => Value::Date(parse_date(trimmed).ok_or_else(invalid)?),
-        SqlType::Time => Value::Time(parse_time(trimmed).ok_or_else(invalid)?),
-        SqlType::Timestamp => Value::Timestamp(parse_timestamp(trimmed).ok_or_else(invalid)?),
+        // Partial text (`1970-01`) is the start of its period, as ksqlDB reads it.
+        SqlType::Date => match parse_date(trimmed) {
+            Some(days) => Value::Date(days),
+            None => crate::functions::datetime::parse_temporal_literal(trimmed, to)
+                .map_err(|_| invalid())?,
+        },
+        SqlType::Time => match parse_time(trimmed) {
+            Some(millis) => Value::Time(millis),
+            None => crate::functions::datetime::parse_temporal_literal(trimmed, to)
+                .map_err(|_| invalid())?,
+        },
+        SqlType::Timestamp => match parse_timestamp(trimmed) {
+            Some(millis) => Value::Timestamp(millis),
+            None => crate::functions::datetime::parse_temporal_literal(trimmed, to)
+                .map_err(|_| invalid())?,
+        },
         _ => return Err(invalid()),
     })
 }

@@ -411,6 +411,9 @@ impl Compiler<'_, '_> {
                 let (h, ht) = self.compile(high)?;
                 check_comparable(BinaryOp::GtEq, &et, &lt, (expr, low))?;
                 check_comparable(BinaryOp::LtEq, &et, &ht, (expr, high))?;
+                // Text bounds of a DATE/TIME/TIMESTAMP are parsed as one (and the reverse).
+                let (e, l) = coerce_comparison(e, &et, l, &lt);
+                let (e, h) = coerce_comparison(e, &et, h, &ht);
                 (
                     CompiledExpr::Between {
                         expr: Box::new(e),
