@@ -1125,11 +1125,13 @@ impl Engine {
             .chain(plan.value_columns.iter())
             .cloned()
             .collect();
+        // Results may widen to the sink's types (INTEGER into DECIMAL), cast on the way.
         let compatible = produced.len() == sink.columns.len()
-            && produced
-                .iter()
-                .zip(&sink.columns)
-                .all(|(a, b)| a.sql_type == b.sql_type && a.kind == b.kind && a.name == b.name);
+            && produced.iter().zip(&sink.columns).all(|(a, b)| {
+                crate::functions::widens_to(&a.sql_type, &b.sql_type)
+                    && a.kind == b.kind
+                    && a.name == b.name
+            });
         if !compatible {
             return Err(format!(
                 "Incompatible schema between results and sink.\nResult schema is {}\nSink schema is {}",
@@ -1145,14 +1147,36 @@ impl Engine {
             .ok_or("source vanished")?;
         let query_id = self.next_query_id("INSERTQUERY");
         let mut topology = plan.topology;
+        let sink_keys: Vec<&Column> = sink.key_columns().collect();
+        let sink_values: Vec<&Column> = sink.value_columns().collect();
+        for (projection, produced, wanted) in [
+            (&mut topology.key_projection, &plan.key_columns, &sink_keys),
+            (
+                &mut topology.value_projection,
+                &plan.value_columns,
+                &sink_values,
+            ),
+        ] {
+            for ((expr, column), target) in projection.iter_mut().zip(produced).zip(wanted) {
+                if column.sql_type != target.sql_type {
+                    *expr = CompiledExpr::Cast {
+                        expr: Box::new(expr.clone()),
+                        from: None,
+                        to: target.sql_type.clone(),
+                    };
+                }
+            }
+        }
         topology.sink_topic = Some(sink.topic.clone());
+        let sink_key_columns: Vec<Column> = sink.key_columns().cloned().collect();
+        let sink_value_columns: Vec<Column> = sink.value_columns().cloned().collect();
         topology.sink_key =
-            Some(self.serde(&sink.key_format, &sink.topic, Side::Key, &plan.key_columns)?);
+            Some(self.serde(&sink.key_format, &sink.topic, Side::Key, &sink_key_columns)?);
         topology.sink_value = Some(self.serde(
             &sink.value_format,
             &sink.topic,
             Side::Value,
-            &plan.value_columns,
+            &sink_value_columns,
         )?);
         let persistent = PersistentQuery {
             id: query_id.clone(),
@@ -1178,7 +1202,26 @@ impl Engine {
         values: &[Expr],
     ) -> Result<StatementResult> {
         let sink = self.catalog.sources.get(target).cloned().ok_or_else(|| {
-            format!("Cannot insert values into an unknown stream/table: {target}")
+            let mut message =
+                format!("Cannot insert values into an unknown stream/table: `{target}`");
+            // A name differing only in case: the quoting is likely what went wrong.
+            if let Some(near) = self
+                .catalog
+                .sources
+                .keys()
+                .find(|name| name.eq_ignore_ascii_case(target))
+            {
+                if *near == near.to_ascii_uppercase() {
+                    message.push_str(&format!(
+                        "\nDid you mean {near}? Hint: try removing double quotes from the source name."
+                    ));
+                } else {
+                    message.push_str(&format!(
+                        "\nDid you mean \"{near}\"? Hint: wrap the source name in double quotes to make it case-sensitive."
+                    ));
+                }
+            }
+            message
         })?;
         if sink.read_only {
             return Err(format!(
