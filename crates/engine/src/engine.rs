@@ -1250,8 +1250,16 @@ impl Engine {
         };
         if names.len() != values.len() {
             return Err(format!(
-                "Expected a value for each column. Expected Columns: {names:?}. Got {values:?}"
+                "Failed to prepare statement: Expected number columns and values to match: {}, {}",
+                names.len(),
+                values.len()
             ));
+        }
+        if let Some(pseudo) = names
+            .iter()
+            .find(|n| *n != "ROWTIME" && PSEUDO_COLUMNS.iter().any(|(p, _)| p == n))
+        {
+            return Err(format!("Inserting into column `{pseudo}` is not allowed."));
         }
         let scope = Scope {
             columns: &[],
@@ -1261,7 +1269,8 @@ impl Engine {
         let mut row: BTreeMap<String, Value> = BTreeMap::new();
         let mut timestamp: Option<i64> = None;
         for (name, expr) in names.iter().zip(values) {
-            let (compiled, _) = compile(expr, &scope).map_err(|e| e.0)?;
+            let (compiled, value_type) = compile(expr, &scope)
+                .map_err(|e| format!("Failed to prepare statement: {}", e.0))?;
             let value = crate::expr::eval_row(&compiled, &|_| Value::Null, &mut Vec::new())?;
             if name == "ROWTIME" {
                 timestamp = value.as_i64();
@@ -1272,6 +1281,13 @@ impl Engine {
                 .iter()
                 .find(|c| &c.name == name)
                 .ok_or_else(|| format!("Column name {name} does not exist."))?;
+            // Structs (also inside arrays and maps) take the column's fields by name.
+            let value = match &value_type {
+                Some(from) if crate::expr::has_struct(from) => {
+                    crate::expr::cast_typed(&value, from, &column.sql_type)?
+                }
+                _ => value,
+            };
             let coerced = crate::functions::widen(&value, &column.sql_type);
             let coerced = if coerced.is_null() || value_matches(&coerced, &column.sql_type) {
                 coerced
@@ -1721,6 +1737,11 @@ impl Engine {
                 return Err(format!("The query used to build `{sink_name}` must include the key {noun} {} in its projection (eg, SELECT {}...).", and_list(&key_names), key_names.join(", ")));
             }
         }
+        // A push query's rows are its projection, in order: no separate key.
+        if push {
+            key_columns.clear();
+            key_projection.clear();
+        }
         let mut value_columns = Vec::new();
         let mut value_projection = Vec::new();
         for (index, item) in items.into_iter().enumerate() {
@@ -1782,6 +1803,7 @@ impl Engine {
             filter,
             key_projection,
             rekeyed: partitioned,
+            push,
             value_projection,
             sink_key: None,
             sink_value: None,

@@ -109,6 +109,8 @@ pub struct StreamTopology {
     pub key_projection: Vec<CompiledExpr>,
     /// PARTITION BY: the key is computed, not the input's.
     pub rekeyed: bool,
+    /// A push query: ksqlDB's push queries over streams skip records without a value.
+    pub push: bool,
     pub value_projection: Vec<CompiledExpr>,
     pub sink_key: Option<RecordSerde>,
     pub sink_value: Option<RecordSerde>,
@@ -268,6 +270,10 @@ impl StreamTopology {
         for row in 0..batch.rows {
             if self.is_done() {
                 break;
+            }
+            if self.push && tombstones[row] {
+                self.stats.skipped += 1;
+                continue;
             }
             let key: Vec<Value> = keys
                 .iter()

@@ -800,6 +800,20 @@ impl Compiler<'_, '_> {
                         Some(SqlType::String),
                     ));
                 }
+                // A bare NULL has no type to do arithmetic in.
+                if lt.is_none() || rt.is_none() {
+                    let name = |t: &Option<SqlType>| {
+                        t.as_ref().map_or("null".to_string(), |t| t.to_string())
+                    };
+                    return err(format!(
+                        "Error processing expression: ({} {} {}). Arithmetic on types {} and {} are not supported.",
+                        describe_literal(left),
+                        op.symbol(),
+                        describe_literal(right),
+                        name(&lt),
+                        name(&rt)
+                    ));
+                }
                 let (lt2, rt2) = (lt.clone().or(rt.clone()), rt.clone().or(lt.clone()));
                 let result = match (&lt2, &rt2) {
                     (None, None) => SqlType::Integer,
