@@ -1484,6 +1484,8 @@ impl Engine {
         let compile_in = |clause: &str, expr: &Expr| -> Result<(CompiledExpr, Option<SqlType>)> {
             compile(expr, &scope).map_err(|CompileError(m)| match m.strip_prefix("Column '") {
                 Some(rest) => format!("{clause} column '{rest}"),
+                // ksqlDB names the clause of other errors in WHERE.
+                None if clause == "WHERE" => format!("Error in WHERE expression: {m}"),
                 None => m,
             })
         };

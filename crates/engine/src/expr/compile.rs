@@ -406,6 +406,9 @@ impl Compiler<'_, '_> {
                 high,
                 negated,
             } => {
+                let low = magic_timestamp(expr, low)?.unwrap_or_else(|| low.as_ref().clone());
+                let high = magic_timestamp(expr, high)?.unwrap_or_else(|| high.as_ref().clone());
+                let (low, high) = (&low, &high);
                 let (e, et) = self.compile(expr)?;
                 let (l, lt) = self.compile(low)?;
                 let (h, ht) = self.compile(high)?;
@@ -745,6 +748,15 @@ impl Compiler<'_, '_> {
         left: &Expr,
         right: &Expr,
     ) -> Result<(CompiledExpr, Option<SqlType>), CompileError> {
+        let (left, right) = if op.is_comparison() {
+            (
+                magic_timestamp(right, left)?.unwrap_or_else(|| left.clone()),
+                magic_timestamp(left, right)?.unwrap_or_else(|| right.clone()),
+            )
+        } else {
+            (left.clone(), right.clone())
+        };
+        let (left, right) = (&left, &right);
         let (l, lt) = self.compile(left)?;
         let (r, rt) = self.compile(right)?;
         Ok(match op {
@@ -1182,6 +1194,25 @@ fn in_types_compatible(a: &SqlType, b: &SqlType) -> bool {
                     .all(|((n1, t1), (n2, t2))| n1 == n2 && in_types_compatible(t1, t2))
         }
         _ => false,
+    }
+}
+
+/// ksqlDB compares ROWTIME, WINDOWSTART and WINDOWEND with timestamp text by reading the
+/// text as epoch milliseconds: `other`, as the literal to compare `column` with.
+fn magic_timestamp(column: &Expr, other: &Expr) -> Result<Option<Expr>, CompileError> {
+    let (Expr::Column { name, .. }, Expr::Literal(Literal::String(text))) = (column, other) else {
+        return Ok(None);
+    };
+    if !["ROWTIME", "WINDOWSTART", "WINDOWEND"].contains(&name.as_str()) {
+        return Ok(None);
+    }
+    match crate::functions::datetime::parse_temporal_literal(text, &SqlType::Timestamp) {
+        Ok(Value::Timestamp(millis)) => {
+            Ok(Some(Expr::Literal(Literal::Integer(millis.to_string()))))
+        }
+        _ => err(format!(
+            "Failed to parse timestamp '{text}' to compare with {name}"
+        )),
     }
 }
 
