@@ -485,49 +485,43 @@ impl Compiler<'_, '_> {
                 "Lambda expressions are only allowed as arguments of TRANSFORM, FILTER and REDUCE",
             ),
             Expr::Array(items) => {
-                let mut compiled = Vec::new();
-                let mut element: Option<SqlType> = None;
-                for item in items {
-                    let (c, t) = self.compile(item)?;
-                    element = merge_result_type(element, t, "ARRAY element")?;
-                    compiled.push(c);
+                if items.is_empty() {
+                    return err("Array constructor cannot be empty. Please supply at least one element (see https://github.com/confluentinc/ksql/issues/4239).");
                 }
+                let (compiled, element) = self.coerce_list(items)?;
                 let Some(element) = element else {
                     return err("Cannot construct an array with all NULL elements (see https://github.com/confluentinc/ksql/issues/4239). As a workaround, you may cast a NULL value to the desired type.");
                 };
-                let compiled = compiled
-                    .into_iter()
-                    .map(|c| widen_expr(c, &element))
-                    .collect();
                 (
                     CompiledExpr::MakeArray(compiled),
                     Some(SqlType::Array(Box::new(element))),
                 )
             }
             Expr::Map(entries) => {
-                let mut compiled = Vec::new();
-                let (mut key_type, mut value_type): (Option<SqlType>, Option<SqlType>) =
-                    (None, None);
-                for (key, value) in entries {
-                    let (k, kt) = self.compile(key)?;
-                    let (v, vt) = self.compile(value)?;
-                    key_type = merge_result_type(key_type, kt, "MAP key")?;
-                    value_type = merge_result_type(value_type, vt, "MAP value")?;
-                    compiled.push((k, v));
+                if entries.is_empty() {
+                    return err("Map constructor cannot be empty. Please supply at least one key value pair (see https://github.com/confluentinc/ksql/issues/4239).");
                 }
-                let (Some(key_type), Some(value_type)) = (key_type, value_type) else {
+                let keys: Vec<Expr> = entries.iter().map(|(k, _)| k.clone()).collect();
+                let values: Vec<Expr> = entries.iter().map(|(_, v)| v.clone()).collect();
+                let (keys, key_type) = self.coerce_list(&keys)?;
+                let (values, value_type) = self.coerce_list(&values)?;
+                let Some(key_type) = key_type else {
+                    return err("Cannot construct a map with all NULL keys (see https://github.com/confluentinc/ksql/issues/4239). As a workaround, you may cast a NULL key to the desired type.");
+                };
+                let Some(value_type) = value_type else {
                     return err("Cannot construct a map with all NULL values (see https://github.com/confluentinc/ksql/issues/4239). As a workaround, you may cast a NULL value to the desired type.");
                 };
-                let compiled = compiled
-                    .into_iter()
-                    .map(|(k, v)| (widen_expr(k, &key_type), widen_expr(v, &value_type)))
-                    .collect();
                 (
-                    CompiledExpr::MakeMap(compiled),
+                    CompiledExpr::MakeMap(keys.into_iter().zip(values).collect()),
                     Some(SqlType::Map(Box::new(key_type), Box::new(value_type))),
                 )
             }
             Expr::Struct(fields) => {
+                for (i, (name, _)) in fields.iter().enumerate() {
+                    if fields[..i].iter().any(|(other, _)| other == name) {
+                        return err("Duplicate field names found in STRUCT");
+                    }
+                }
                 let mut compiled = Vec::new();
                 let mut types = Vec::new();
                 for (name, value) in fields {
@@ -541,6 +535,77 @@ impl Compiler<'_, '_> {
                 )
             }
         })
+    }
+
+    /// The elements of an ARRAY (or the keys, or the values, of a MAP) brought to their
+    /// common type as ksqlDB's CoercionUtil does: the first typed element's type, widened by
+    /// numbers; text parsed as that type; other literals as text for STRING; structs merged
+    /// into one struct type with every field any of them has. `None`: all NULL.
+    fn coerce_list(
+        &mut self,
+        items: &[Expr],
+    ) -> Result<(Vec<CompiledExpr>, Option<SqlType>), CompileError> {
+        let typed: Vec<(CompiledExpr, Option<SqlType>)> = items
+            .iter()
+            .map(|item| self.compile(item))
+            .collect::<Result<_, _>>()?;
+        let known: Vec<&SqlType> = typed.iter().filter_map(|(_, t)| t.as_ref()).collect();
+        if known.is_empty() {
+            return Ok((typed.into_iter().map(|(c, _)| c).collect(), None));
+        }
+        if known.iter().all(|t| matches!(t, SqlType::Struct(_))) {
+            let mut merged: Vec<(String, SqlType)> = Vec::new();
+            for t in &known {
+                let SqlType::Struct(fields) = t else { continue };
+                for (name, field_type) in fields {
+                    match merged.iter_mut().find(|(n, _)| n == name) {
+                        Some((_, existing)) if existing.is_numeric() && field_type.is_numeric() => {
+                            *existing = wider(existing, field_type);
+                        }
+                        Some(_) => {}
+                        None => merged.push((name.clone(), field_type.clone())),
+                    }
+                }
+            }
+            let target = SqlType::Struct(merged);
+            let compiled = typed
+                .into_iter()
+                .map(|(c, t)| match t {
+                    Some(t) if t != target => CompiledExpr::Cast {
+                        expr: Box::new(c),
+                        from: Some(t),
+                        to: target.clone(),
+                    },
+                    _ => c,
+                })
+                .collect();
+            return Ok((compiled, Some(target)));
+        }
+        let first_typed = items
+            .iter()
+            .zip(&typed)
+            .find(|(item, (_, t))| {
+                t.is_some() && !matches!(item, Expr::Literal(Literal::String(_)))
+            })
+            .and_then(|(_, (_, t))| t.clone());
+        let mut common = first_typed.or(Some(SqlType::String));
+        let mut compiled = Vec::new();
+        for item in items {
+            let coerced = self.in_item(item, &mut common).map_err(|CompileError(m)| {
+                CompileError(
+                    m.strip_prefix("Invalid Predicate: ")
+                        .map(str::to_string)
+                        .unwrap_or(m),
+                )
+            })?;
+            compiled.push(coerced.unwrap_or(CompiledExpr::Literal(Value::Null)));
+        }
+        let common = common.unwrap_or(SqlType::String);
+        let compiled = compiled
+            .into_iter()
+            .map(|c| widen_expr(c, &common))
+            .collect();
+        Ok((compiled, Some(common)))
     }
 
     /// One item of `x IN (...)`, as ksqlDB's CoercionUtil treats it: the tested value's type
@@ -1241,16 +1306,15 @@ pub(crate) fn parse_number_text(text: &str) -> Option<(Value, SqlType)> {
     if let Ok(v) = trimmed.parse::<i64>() {
         return Some((Value::BigInt(v), SqlType::BigInt));
     }
-    if !trimmed.contains(['e', 'E']) {
-        if let Some((unscaled, scale)) = super::cast::parse_decimal(trimmed) {
-            let digits = unscaled.unsigned_abs().to_string().len() as u8;
-            let precision = digits.max(scale).max(1);
-            if precision <= 38 {
-                return Some((
-                    Value::Decimal { unscaled, scale },
-                    SqlType::Decimal { precision, scale },
-                ));
-            }
+    // Other numbers as BigDecimal reads them (`2e1` is DECIMAL(2, 0)).
+    if let Some((unscaled, scale)) = super::cast::parse_decimal(trimmed) {
+        let digits = unscaled.unsigned_abs().to_string().len() as u8;
+        let precision = digits.max(scale).max(1);
+        if precision <= 38 {
+            return Some((
+                Value::Decimal { unscaled, scale },
+                SqlType::Decimal { precision, scale },
+            ));
         }
     }
     let value: f64 = trimmed.parse().ok()?;
