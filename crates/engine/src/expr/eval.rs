@@ -214,6 +214,14 @@ pub fn eval_row(
                 .into_iter()
                 .map(|c| eval_row(c, column, lambda_values))
                 .collect::<Result<Vec<_>, _>>()?;
+            // A lambda's body is Java code in ksqlDB: arithmetic on a NULL there throws, and
+            // the whole lambda function's result is NULL.
+            if matches!(expr, CompiledExpr::Arithmetic { .. })
+                && !lambda_values.is_empty()
+                && values.iter().any(Value::is_null)
+            {
+                return Err("arithmetic on NULL in a lambda".into());
+            }
             combine(expr, &values)
         }
     }
@@ -236,6 +244,10 @@ fn run_lambda(
         result
     };
     Ok(match (kind, input) {
+        // REDUCE of a NULL collection is its initial state; the others are NULL.
+        (LambdaKind::ReduceArray | LambdaKind::ReduceMap, Value::Null) => {
+            initial.unwrap_or(Value::Null)
+        }
         (_, Value::Null) => Value::Null,
         (LambdaKind::TransformArray, Value::Array(items)) => Value::Array(
             items
@@ -257,10 +269,11 @@ fn run_lambda(
             for (k, v) in entries {
                 if let Value::Array(pair) = apply(vec![k, v], lambda_values)? {
                     let mut pair = pair.into_iter();
-                    out.push((
-                        pair.next().unwrap_or(Value::Null),
-                        pair.next().unwrap_or(Value::Null),
-                    ));
+                    let key = pair.next().unwrap_or(Value::Null);
+                    if out.iter().any(|(existing, _)| values_equal(existing, &key)) {
+                        return Err(format!("Duplicate key {key:?} in the transformed map"));
+                    }
+                    out.push((key, pair.next().unwrap_or(Value::Null)));
                 }
             }
             Value::Map(out)
