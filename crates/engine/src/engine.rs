@@ -1577,6 +1577,31 @@ impl Engine {
                         });
                     }
                 }
+                SelectItem::StructAll(expr) => {
+                    let (compiled, sql_type) = compile_in("SELECT", expr)?;
+                    let Some(SqlType::Struct(fields)) = sql_type else {
+                        return Err(format!(
+                            "Expected STRUCT type for {}->*, got: {}",
+                            expr_text(expr),
+                            sql_type.map_or("NULL".to_string(), |t| t.to_string())
+                        ));
+                    };
+                    for (index, (field, field_type)) in fields.into_iter().enumerate() {
+                        items.push(Item {
+                            ast: Some(unqualified(&Expr::Field {
+                                base: Box::new(expr.clone()),
+                                field: field.clone(),
+                            })),
+                            name: field,
+                            expr: CompiledExpr::Field {
+                                base: Box::new(compiled.clone()),
+                                index,
+                            },
+                            sql_type: field_type,
+                            source_key: None,
+                        });
+                    }
+                }
                 SelectItem::Expr { expr, alias } => {
                     let (compiled, sql_type) = compile_in("SELECT", expr)?;
                     let Some(sql_type) = sql_type else {

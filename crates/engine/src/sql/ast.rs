@@ -151,6 +151,8 @@ pub enum SelectItem {
     All,
     /// `alias.*`.
     AllOf(String),
+    /// `struct->*`: the struct's fields as columns.
+    StructAll(Expr),
     Expr {
         expr: Expr,
         alias: Option<String>,

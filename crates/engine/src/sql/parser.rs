@@ -959,6 +959,12 @@ impl<'a> Parser<'a> {
             return Ok(SelectItem::AllOf(source));
         }
         let expr = self.expr()?;
+        // `struct->*`: every field of the struct.
+        if self.is_symbol("->") && matches!(self.peek_at(1), TokenKind::Symbol("*")) {
+            self.advance();
+            self.advance();
+            return Ok(SelectItem::StructAll(expr));
+        }
         let alias = if self.eat_word("AS") || self.is_alias_candidate() {
             Some(self.identifier()?)
         } else {
@@ -1283,7 +1289,8 @@ impl<'a> Parser<'a> {
                     base: Box::new(expr),
                     index: Box::new(index),
                 };
-            } else if self.eat_symbol("->") {
+            } else if self.is_symbol("->") && !matches!(self.peek_at(1), TokenKind::Symbol("*")) {
+                self.advance();
                 let field = self.identifier()?;
                 expr = Expr::Field {
                     base: Box::new(expr),
