@@ -32,6 +32,9 @@ pub struct Source {
     pub sql: String,
     /// The persistent query writing it (`CREATE ... AS SELECT`), if any.
     pub writer: Option<String>,
+    /// The key format was written in the statement (an implicit NONE for a keyless stream
+    /// does not carry over to a sink that has keys).
+    pub key_format_declared: bool,
     /// `WINDOW_TYPE` of a source whose keys are windowed (`SESSION`, `TUMBLING`, `HOPPING`).
     pub window_type: Option<String>,
 }

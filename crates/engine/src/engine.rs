@@ -757,6 +757,8 @@ impl Engine {
             return Err("Windowed sources require a key column.".into());
         }
         let source = Source {
+            key_format_declared: properties.contains_key("KEY_FORMAT")
+                || properties.contains_key("FORMAT"),
             window_type,
             kind,
             name: name.to_string(),
@@ -869,7 +871,8 @@ impl Engine {
         let key = parse("KEY_FORMAT")?;
         let value = parse("VALUE_FORMAT")?;
         if format.is_some() && (key.is_some() || value.is_some()) {
-            return Err("Cannot supply both 'KEY_FORMAT' and 'FORMAT' properties, as 'FORMAT' sets both key and value formats. Either use just 'FORMAT', or use 'KEY_FORMAT' and 'VALUE_FORMAT'.".into());
+            let other = if key.is_some() { "KEY_FORMAT" } else { "VALUE_FORMAT" };
+            return Err(format!("Cannot supply both '{other}' and 'FORMAT' properties, as 'FORMAT' sets both key and value formats. Either use just 'FORMAT', or use 'KEY_FORMAT' and 'VALUE_FORMAT'."));
         }
         let default_value = self
             .config
@@ -1013,10 +1016,29 @@ impl Engine {
         {
             return Err("Key format specified for stream without key columns.".into());
         }
+        let explicit_key_format =
+            properties.contains_key("KEY_FORMAT") || properties.contains_key("FORMAT");
         let key_format = if plan.key_columns.is_empty() {
             FormatSpec::new(Format::None)
         } else if key_format.format == Format::None {
-            FormatSpec::new(Format::Kafka)
+            if explicit_key_format {
+                return Err(format!(
+                    "The 'NONE' format can only be used when no columns are defined. Got: [{}]",
+                    plan.key_columns
+                        .iter()
+                        .map(|c| format!("`{}` {} KEY", c.name, c.sql_type))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            // A stream declared keyless with KEY_FORMAT='NONE' gives a new key the value's
+            // format where it can; an implicit NONE is ksqlDB's default KAFKA.
+            match value_format.format {
+                Format::Json | Format::Delimited | Format::Avro if source.key_format_declared => {
+                    FormatSpec::new(value_format.format)
+                }
+                _ => FormatSpec::new(Format::Kafka),
+            }
         } else {
             key_format
         };
@@ -1068,6 +1090,7 @@ impl Engine {
             _ => self.next_query_id(&format!("CSAS_{name}")),
         };
         let sink = Source {
+            key_format_declared: true,
             window_type: source.window_type.clone(),
             kind,
             name: name.to_string(),
@@ -1337,7 +1360,7 @@ impl Engine {
                     query_id: None,
                 });
             }
-            return Err(format!("Source {name} does not exist."));
+            return Err(format!("{} {name} does not exist.", title(kind)));
         };
         if source.kind != kind {
             return Err(format!(
