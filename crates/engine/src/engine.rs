@@ -715,6 +715,11 @@ impl Engine {
             key_format
         };
         self.serde(&key_format, &topic, Side::Key, &key_columns)?;
+        // The configured default wrapping applies to single-column values only.
+        let mut value_format = value_format;
+        if !properties.contains_key("WRAP_SINGLE_VALUE") && value_columns.len() != 1 {
+            value_format.wrap_single_value = None;
+        }
         self.serde(&value_format, &topic, Side::Value, &value_columns)?;
         let timestamp = timestamp_property(
             properties,
@@ -1053,6 +1058,10 @@ impl Engine {
         let mut columns: Vec<Column> = plan.key_columns.clone();
         columns.extend(plan.value_columns.iter().cloned());
         let sink_key = self.serde(&key_format, &topic, Side::Key, &plan.key_columns)?;
+        let mut value_format = value_format;
+        if !properties.contains_key("WRAP_SINGLE_VALUE") && plan.value_columns.len() != 1 {
+            value_format.wrap_single_value = None;
+        }
         let sink_value = self.serde(&value_format, &topic, Side::Value, &plan.value_columns)?;
         let output_timestamp = match timestamp_property(properties, &columns)? {
             Some(ts) => {
