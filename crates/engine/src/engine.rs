@@ -876,7 +876,11 @@ impl Engine {
         let key = parse("KEY_FORMAT")?;
         let value = parse("VALUE_FORMAT")?;
         if format.is_some() && (key.is_some() || value.is_some()) {
-            let other = if key.is_some() { "KEY_FORMAT" } else { "VALUE_FORMAT" };
+            let other = if key.is_some() {
+                "KEY_FORMAT"
+            } else {
+                "VALUE_FORMAT"
+            };
             return Err(format!("Cannot supply both '{other}' and 'FORMAT' properties, as 'FORMAT' sets both key and value formats. Either use just 'FORMAT', or use 'KEY_FORMAT' and 'VALUE_FORMAT'."));
         }
         let default_value = self
@@ -1863,6 +1867,12 @@ impl Engine {
             key_projection,
             rekeyed: partitioned,
             push,
+            fail_on_invalid_timestamp: self
+                .config
+                .properties
+                .get("ksql.timestamp.throw.on.invalid")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+            failed: None,
             value_projection,
             sink_key: None,
             sink_value: None,

@@ -111,6 +111,10 @@ pub struct StreamTopology {
     pub rekeyed: bool,
     /// A push query: ksqlDB's push queries over streams skip records without a value.
     pub push: bool,
+    /// `ksql.timestamp.throw.on.invalid`: an unreadable timestamp stops the query.
+    pub fail_on_invalid_timestamp: bool,
+    /// Why the query stopped, when it did: it reads nothing more (its runtime reports it).
+    pub failed: Option<String>,
     pub value_projection: Vec<CompiledExpr>,
     pub sink_key: Option<RecordSerde>,
     pub sink_value: Option<RecordSerde>,
@@ -154,6 +158,9 @@ impl StreamTopology {
         let mut tombstones: Vec<bool> = Vec::with_capacity(records.len());
         let mut keyless: Vec<bool> = Vec::with_capacity(records.len());
         for record in records {
+            if self.failed.is_some() {
+                break;
+            }
             self.stats.records_in += 1;
             let mut no_key = false;
             let key = match self.source_key.deserialize(record.key.as_deref()) {
@@ -191,6 +198,15 @@ impl StreamTopology {
                         }
                         Err(message) => {
                             self.stats.skipped += 1;
+                            if self.fail_on_invalid_timestamp {
+                                // `ksql.timestamp.throw.on.invalid`: the query stops, as
+                                // Kafka Streams does on a failing extractor.
+                                self.failed = Some(format!(
+                                    "Fatal user code error in TimestampExtractor callback for record {}-{}@{}: {message}",
+                                    record.topic, record.partition, record.offset
+                                ));
+                                break;
+                            }
                             self.log(record, message);
                             continue;
                         }
