@@ -226,6 +226,7 @@ fn out_of_scope(statements: &[String]) -> Option<String> {
     let part_two = if has_pair("CREATE", "TABLE")
         || text.contains("CREATE OR REPLACE TABLE")
         || text.contains("CREATE SOURCE TABLE")
+        || text.contains("CREATE OR REPLACE SOURCE TABLE")
     {
         Some("a table")
     } else if has_pair("GROUP", "BY") || aggregate {

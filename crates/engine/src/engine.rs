@@ -1006,6 +1006,12 @@ impl Engine {
             }
         }
         check_property_names(properties)?;
+        // ksqlDB checks the sink's TIMESTAMP column before the projection's keys.
+        if properties.contains_key("TIMESTAMP") {
+            if let Ok(projected) = self.plan_query(query, true, name) {
+                timestamp_property(properties, &projected.value_columns)?;
+            }
+        }
         let plan = self.plan_query(query, false, name)?;
         let source = self
             .catalog

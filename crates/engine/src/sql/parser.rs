@@ -432,7 +432,20 @@ impl<'a> Parser<'a> {
             }
             "PRINT" => self.print(),
             "SELECT" => Ok(Statement::Select(Box::new(self.query()?))),
-            _ => self.unexpected("a statement"),
+            "ASSERT" => {
+                self.advance();
+                if self.is_word("NOT") || self.is_word("TOPIC") || self.is_word("SCHEMA") {
+                    return self.error("ASSERT statements are not supported by this engine");
+                }
+                let near = self.word_text();
+                Err(ParseError::at(
+                    self.text,
+                    self.tokens[self.pos].offset,
+                    &format!("Syntax error at or near '{near}'"),
+                )
+                .styled(ErrorStyle::Near))
+            }
+            _ => self.error(&format!("Syntax Error\nUnknown statement '{first}'")),
         }
     }
 
