@@ -1415,3 +1415,123 @@ fn widen_expr(expr: CompiledExpr, to: &SqlType) -> CompiledExpr {
         expr
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::ast::{SelectItem, Statement};
+    use crate::sql::parse_statements;
+
+    /// Compiles the first projection of `SELECT <expr> FROM S` over columns `columns`.
+    fn compile_select(expr: &str, columns: &[(&str, SqlType)]) -> Result<SqlType, String> {
+        let parsed = parse_statements(&format!("SELECT {expr} FROM S EMIT CHANGES;"))
+            .map_err(|e| e.to_string())?;
+        let Statement::Select(query) = &parsed[0].statement else {
+            return Err("not a query".into());
+        };
+        let SelectItem::Expr { expr, .. } = &query.select[0] else {
+            return Err("not an expression".into());
+        };
+        let columns: Vec<(String, SqlType)> = columns
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.clone()))
+            .collect();
+        let functions = crate::functions::FunctionRegistry::builtin();
+        let scope = Scope {
+            columns: &columns,
+            qualifiers: &["S".to_string()],
+            functions: &functions,
+        };
+        compile(expr, &scope)
+            .map(|(_, t)| t.unwrap_or(SqlType::String))
+            .map_err(|e| e.0)
+    }
+
+    #[test]
+    fn booleans_in_text_are_prefixes_of_true_yes_false_no() {
+        for text in ["t", "TrUe", "y", "yes", " Y "] {
+            assert_eq!(parse_boolean_text(text), Some(true), "{text}");
+        }
+        for text in ["f", "no", "N", "fals"] {
+            assert_eq!(parse_boolean_text(text), Some(false), "{text}");
+        }
+        for text in ["", "truth", "nope", "1"] {
+            assert_eq!(parse_boolean_text(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn numbers_in_text_take_the_narrowest_type() {
+        assert_eq!(
+            parse_number_text("7").map(|(_, t)| t),
+            Some(SqlType::Integer)
+        );
+        assert_eq!(
+            parse_number_text("2147483648").map(|(_, t)| t),
+            Some(SqlType::BigInt)
+        );
+        assert_eq!(
+            parse_number_text("2e1").map(|(_, t)| t),
+            Some(SqlType::Decimal {
+                precision: 2,
+                scale: 0
+            })
+        );
+        assert_eq!(parse_number_text("ten"), None);
+    }
+
+    #[test]
+    fn in_lists_widen_their_common_type_and_name_it_in_errors() {
+        let decimal = SqlType::Decimal {
+            precision: 4,
+            scale: 2,
+        };
+        let error = compile_select("ID IN (10, true)", &[("ID", decimal.clone())]).unwrap_err();
+        assert!(
+            error.contains("operator does not exist: DECIMAL(12, 2) = BOOLEAN (true)"),
+            "{error}"
+        );
+        let error = compile_select("ID IN (1, 'x')", &[("ID", SqlType::Integer)]).unwrap_err();
+        assert!(
+            error.contains("invalid input syntax for type INTEGER: \"x\""),
+            "{error}"
+        );
+        assert_eq!(
+            compile_select("ID IN (true, 'tr', 'N')", &[("ID", SqlType::Boolean)]),
+            Ok(SqlType::Boolean)
+        );
+        assert_eq!(
+            compile_select("ID IN (true, 10, 1.50)", &[("ID", SqlType::String)]),
+            Ok(SqlType::Boolean)
+        );
+    }
+
+    #[test]
+    fn constructors_coerce_elements_and_merge_structs() {
+        let columns = [("A", SqlType::Integer), ("B", SqlType::BigInt)];
+        assert_eq!(
+            compile_select("ARRAY[NULL, 10, '2e1', A, B]", &columns),
+            Ok(SqlType::Array(Box::new(SqlType::Decimal {
+                precision: 19,
+                scale: 0
+            })))
+        );
+        assert_eq!(
+            compile_select("ARRAY[STRUCT(X := A), STRUCT(Y := B)]", &columns),
+            Ok(SqlType::Array(Box::new(SqlType::Struct(vec![
+                ("X".into(), SqlType::Integer),
+                ("Y".into(), SqlType::BigInt),
+            ]))))
+        );
+        let error = compile_select("ARRAY[1, 'one']", &columns).unwrap_err();
+        assert!(
+            error.contains("invalid input syntax for type INTEGER"),
+            "{error}"
+        );
+        let error = compile_select("1 + NULL", &columns).unwrap_err();
+        assert!(
+            error.contains("Arithmetic on types INTEGER and null are not supported."),
+            "{error}"
+        );
+    }
+}

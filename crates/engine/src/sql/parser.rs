@@ -1702,3 +1702,63 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod position_tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_placed_in_the_request_with_ksqldb_wording() {
+        let error =
+            parse_statements("SELECT 1 FROM S;\nSELECT 9223372036854775808 FROM S;").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "Failed to prepare statement: line 2:9: Invalid numeric literal: 9223372036854775808"
+        );
+        let error = parse_statements("SELECT -1.8E308 FROM S;").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("Number overflows DOUBLE: -1.8E308"),
+            "{error}"
+        );
+        let error = parse_statements("SELECT CAST(x AS NULL) FROM S;").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "Syntax error at or near 'NULL' at line 1:18"
+        );
+        let error =
+            parse_statements("CREATE STREAM S (ID INT PRIMARY KEY) WITH (kafka_topic='t');")
+                .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("Line: 1, Col: 18: Column `ID` is a 'PRIMARY KEY'"),
+            "{error}"
+        );
+        let error = parse_statements("SELECT * FROM S PARTITION BY ();").unwrap_err();
+        assert!(
+            error
+                .message
+                .contains("PARTITION BY requires at least one expression"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn struct_all_and_alter_parse() {
+        let parsed = parse_statements("SELECT v1->a->* FROM S EMIT CHANGES;").unwrap();
+        let Statement::Select(query) = &parsed[0].statement else {
+            panic!("not a query");
+        };
+        assert!(matches!(
+            query.select[0],
+            SelectItem::StructAll(Expr::Field { .. })
+        ));
+        let parsed = parse_statements("ALTER STREAM S ADD COLUMN c INT, ADD d STRING;").unwrap();
+        assert!(matches!(
+            &parsed[0].statement,
+            Statement::Alter { columns, .. } if columns.len() == 2
+        ));
+    }
+}
