@@ -273,6 +273,14 @@ impl<'a> Parser<'a> {
         ))
     }
 
+    /// ksqlDB's ANTLR wording: `Syntax Error`, what it expected, and the statement.
+    fn statement_error<T>(&self, expecting: &str) -> Result<T, ParseError> {
+        self.error(&format!(
+            "Syntax Error\n{expecting}\nStatement: {};",
+            self.text
+        ))
+    }
+
     fn unexpected<T>(&self, expected: &str) -> Result<T, ParseError> {
         let found = match self.peek() {
             TokenKind::End => "<EOF>".to_string(),
@@ -524,7 +532,9 @@ impl<'a> Parser<'a> {
                     break;
                 }
             }
-            self.expect_symbol(")")?;
+            if !self.eat_symbol(")") {
+                return self.statement_error("Expecting {',', ')'}");
+            }
         }
         let properties = self.with_properties()?;
         if self.eat_word("AS") {
@@ -992,6 +1002,39 @@ impl<'a> Parser<'a> {
             _ => return self.unexpected("a type"),
         };
         self.advance();
+        let primitive = match word.as_str() {
+            "BOOLEAN" => Some(SqlType::Boolean),
+            "INT" | "INTEGER" => Some(SqlType::Integer),
+            "BIGINT" => Some(SqlType::BigInt),
+            "DOUBLE" => Some(SqlType::Double),
+            "STRING" | "VARCHAR" => Some(SqlType::String),
+            "BYTES" => Some(SqlType::Bytes),
+            "DATE" => Some(SqlType::Date),
+            "TIME" => Some(SqlType::Time),
+            "TIMESTAMP" => Some(SqlType::Timestamp),
+            _ => None,
+        };
+        if let Some(primitive) = primitive {
+            // ksqlDB's grammar lets any type take parameters (`VARCHAR(STRING)`); they are
+            // ignored on primitives.
+            if self.eat_symbol("(") {
+                loop {
+                    let parameter =
+                        matches!(self.peek(), TokenKind::Number(_)) || self.is_word("STRING");
+                    if !parameter {
+                        return self.statement_error("Expecting {'STRING', INTEGER_VALUE}");
+                    }
+                    self.advance();
+                    if self.eat_symbol(")") {
+                        break;
+                    }
+                    if !self.eat_symbol(",") {
+                        return self.statement_error("Expecting {',', ')'}");
+                    }
+                }
+            }
+            return Ok(primitive);
+        }
         Ok(match word.as_str() {
             "BOOLEAN" => SqlType::Boolean,
             "INT" | "INTEGER" => SqlType::Integer,
