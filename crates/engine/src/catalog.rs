@@ -37,6 +37,8 @@ pub struct Source {
     pub key_format_declared: bool,
     /// `WINDOW_TYPE` of a source whose keys are windowed (`SESSION`, `TUMBLING`, `HOPPING`).
     pub window_type: Option<String>,
+    /// How its keys carry their window (`WINDOW_SIZE` for time windows).
+    pub key_window: Option<crate::topology::KeyWindow>,
 }
 
 /// Pseudo-columns every stream has, in ksqlDB's order.

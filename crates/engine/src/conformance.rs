@@ -461,6 +461,15 @@ pub fn run_case(case: &Json, format: Option<&str>) -> Result<(), String> {
                     input.get("key"),
                     declared_schemas.get(&(topic.clone(), false)),
                 )?;
+                // A windowed source's keys carry the record's window.
+                let key = match (source.key_window, key, input.get("window")) {
+                    (Some(kind), Some(bytes), Some(window)) => {
+                        let bound =
+                            |name: &str| window.get(name).and_then(Json::as_i64).unwrap_or(0);
+                        Some(kind.join(bytes, (bound("start"), bound("end"))))
+                    }
+                    (_, key, _) => key,
+                };
                 let value = encode(
                     &source.value_format,
                     &topic,
@@ -816,9 +825,27 @@ fn check_outputs(
                     first_processing_error(engine)
                 ));
             };
-            let actual_key =
-                decode_test_value(&sink.key_format, &key_context, actual.key.as_deref())
-                    .map_err(|e| format!("topic {topic} record {index}: {}", e.0))?;
+            let (key_bytes, window) = match (sink.key_window, actual.key.as_deref()) {
+                (Some(kind), Some(bytes)) => {
+                    let (key, window) = kind
+                        .split(bytes)
+                        .map_err(|e| format!("topic {topic} record {index}: {e}"))?;
+                    (Some(key), Some(window))
+                }
+                (_, bytes) => (bytes, None),
+            };
+            if let (Some(expected), Some((start, end))) = (expected_record.get("window"), window) {
+                let bound = |name: &str| expected.get(name).and_then(Json::as_i64);
+                if bound("start").is_some_and(|s| s != start)
+                    || bound("end").is_some_and(|e| e != end)
+                {
+                    return Err(format!(
+                        "topic {topic} record {index}: window [{start}, {end}], expected {expected}"
+                    ));
+                }
+            }
+            let actual_key = decode_test_value(&sink.key_format, &key_context, key_bytes)
+                .map_err(|e| format!("topic {topic} record {index}: {}", e.0))?;
             let actual_value =
                 decode_test_value(&sink.value_format, &value_context, actual.value.as_deref())
                     .map_err(|e| format!("topic {topic} record {index}: {}", e.0))?;

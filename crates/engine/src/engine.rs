@@ -15,7 +15,7 @@ use crate::sql::ast::{
 };
 use crate::sql::{parse_statements, ParsedStatement};
 use crate::topology::{
-    InputTimestamp, OutputRecord, OutputTimestamp, StreamTopology, TimestampFormat,
+    InputTimestamp, KeyWindow, OutputRecord, OutputTimestamp, StreamTopology, TimestampFormat,
 };
 use crate::types::{Column, ColumnKind, SqlType};
 use crate::value::Value;
@@ -761,10 +761,28 @@ impl Engine {
         if window_type.is_some() && key_columns.is_empty() {
             return Err("Windowed sources require a key column.".into());
         }
+        let key_window = match window_type.as_deref() {
+            None => None,
+            Some("SESSION") => Some(KeyWindow::Session),
+            Some("TUMBLING" | "HOPPING") => {
+                let size = properties.get("WINDOW_SIZE").map(|p| p.text()).ok_or(
+                    "Tumbling and Hopping window types should set WINDOW_SIZE in the WITH clause.",
+                )?;
+                Some(KeyWindow::Time {
+                    size_ms: window_size_millis(&size)?,
+                })
+            }
+            Some(other) => {
+                return Err(format!(
+                    "Invalid value for property WINDOW_TYPE: {other}. Valid values are SESSION, HOPPING, TUMBLING"
+                ))
+            }
+        };
         let source = Source {
             key_format_declared: properties.contains_key("KEY_FORMAT")
                 || properties.contains_key("FORMAT"),
             window_type,
+            key_window,
             kind,
             name: name.to_string(),
             topic,
@@ -1111,6 +1129,7 @@ impl Engine {
         let sink = Source {
             key_format_declared: true,
             window_type: source.window_type.clone(),
+            key_window: source.key_window,
             kind,
             name: name.to_string(),
             topic: topic.clone(),
@@ -1604,7 +1623,33 @@ impl Engine {
                     if partitioned {
                         order.sort_by_key(|&i| source.columns[i].kind == ColumnKind::Key);
                     }
+                    // A push query's `*` over a windowed source shows the window after the keys.
+                    let key_count = source.key_columns().count();
+                    if push && source.key_window.is_some() {
+                        let first_window = source.columns.len() + PSEUDO_COLUMNS.len();
+                        let at = order
+                            .iter()
+                            .position(|&i| source.columns[i].kind != ColumnKind::Key)
+                            .unwrap_or(order.len())
+                            .min(key_count);
+                        order.splice(at..at, [first_window, first_window + 1]);
+                    }
                     for index in order {
+                        if index >= source.columns.len() {
+                            let (name, sql_type) = &crate::catalog::WINDOW_COLUMNS
+                                [index - source.columns.len() - PSEUDO_COLUMNS.len()];
+                            items.push(Item {
+                                name: name.to_string(),
+                                expr: CompiledExpr::Column(index),
+                                sql_type: sql_type.clone(),
+                                source_key: None,
+                                ast: Some(Expr::Column {
+                                    qualifier: None,
+                                    name: name.to_string(),
+                                }),
+                            });
+                            continue;
+                        }
                         let column = &source.columns[index];
                         items.push(Item {
                             name: column.name.clone(),
@@ -1823,21 +1868,6 @@ impl Engine {
         if value_columns.is_empty() && !push {
             return Err("The projection contains no value columns.".into());
         }
-        // The batch holds the declared and pseudo-columns; a windowed source's bounds are
-        // read from its windowed keys, which come with part 2.
-        let batch_width = source.columns.len() + PSEUDO_COLUMNS.len();
-        let reads_window = filter
-            .iter()
-            .chain(&key_projection)
-            .chain(&value_projection)
-            .any(|e| {
-                crate::expr::columns_used(e)
-                    .iter()
-                    .any(|&i| i >= batch_width)
-            });
-        if reads_window {
-            return Err("WINDOWSTART and WINDOWEND of windowed sources are not supported yet: windows come with part 2 of the embedded engine".into());
-        }
         let source_key_columns: Vec<Column> = source.key_columns().cloned().collect();
         let source_value_columns: Vec<Column> = source.value_columns().cloned().collect();
         let input_timestamp = match &source.timestamp {
@@ -1873,6 +1903,7 @@ impl Engine {
             key_projection,
             rekeyed: partitioned,
             push,
+            key_window: source.key_window,
             fail_on_invalid_timestamp: self
                 .config
                 .properties
@@ -1954,6 +1985,26 @@ fn title(kind: SourceKind) -> &'static str {
         SourceKind::Stream => "Stream",
         SourceKind::Table => "Table",
     }
+}
+
+/// `WINDOW_SIZE` text (`10 SECONDS`, `1 minute`) in milliseconds.
+fn window_size_millis(text: &str) -> Result<i64> {
+    let invalid = || format!("Invalid WINDOW_SIZE property : {text}");
+    let mut parts = text.split_whitespace();
+    let amount: i64 = parts
+        .next()
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(invalid)?;
+    let unit = parts.next().ok_or_else(invalid)?.to_ascii_uppercase();
+    let millis = match unit.trim_end_matches('S') {
+        "MILLISECOND" => 1,
+        "SECOND" => 1000,
+        "MINUTE" => 60_000,
+        "HOUR" => 3_600_000,
+        "DAY" => 86_400_000,
+        _ => return Err(invalid()),
+    };
+    Ok(amount.saturating_mul(millis))
 }
 
 /// `A`, `A and B`, `A, B and C`.

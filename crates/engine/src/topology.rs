@@ -37,6 +37,8 @@ pub struct ResultRow {
     pub key: Vec<Value>,
     /// The input record had no key and the query kept its key: the output has none either.
     pub key_absent: bool,
+    /// The window (start, end) of a windowed source's record.
+    pub window: Option<(i64, i64)>,
     /// `None` for a tombstone: a stream passes a record with no value on as one.
     pub value: Option<Vec<Value>>,
     pub timestamp: i64,
@@ -95,6 +97,53 @@ pub struct TimestampFormat {
     pub parser: Arc<dyn BoundFunction>,
 }
 
+/// How a windowed source's keys carry their window (Kafka Streams' windowed serdes): the
+/// key's bytes, then the window's end and start (session windows, 8 bytes each, big-endian),
+/// or its start only (time windows, whose end is start + size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyWindow {
+    Session,
+    Time { size_ms: i64 },
+}
+
+impl KeyWindow {
+    /// Splits a windowed key into the key's own bytes and the window (start, end).
+    pub fn split(self, bytes: &[u8]) -> Result<(&[u8], (i64, i64)), String> {
+        let read = |b: &[u8]| {
+            let mut array = [0u8; 8];
+            array.copy_from_slice(b);
+            i64::from_be_bytes(array)
+        };
+        match self {
+            KeyWindow::Session if bytes.len() >= 16 => {
+                let at = bytes.len() - 16;
+                let end = read(&bytes[at..at + 8]);
+                let start = read(&bytes[at + 8..]);
+                Ok((&bytes[..at], (start, end)))
+            }
+            KeyWindow::Time { size_ms } if bytes.len() >= 8 => {
+                let at = bytes.len() - 8;
+                let start = read(&bytes[at..]);
+                Ok((&bytes[..at], (start, start.saturating_add(size_ms))))
+            }
+            _ => Err(format!(
+                "A windowed key needs at least {} bytes, got {}",
+                if self == KeyWindow::Session { 16 } else { 8 },
+                bytes.len()
+            )),
+        }
+    }
+
+    /// A key's bytes with its window appended.
+    pub fn join(self, mut key: Vec<u8>, (start, end): (i64, i64)) -> Vec<u8> {
+        if self == KeyWindow::Session {
+            key.extend_from_slice(&end.to_be_bytes());
+        }
+        key.extend_from_slice(&start.to_be_bytes());
+        key
+    }
+}
+
 /// A stateless stream query: source -> WHERE -> SELECT / PARTITION BY -> sink.
 pub struct StreamTopology {
     pub source_topic: String,
@@ -111,6 +160,9 @@ pub struct StreamTopology {
     pub rekeyed: bool,
     /// A push query: ksqlDB's push queries over streams skip records without a value.
     pub push: bool,
+    /// The source's keys are windowed: WINDOWSTART and WINDOWEND follow the pseudo-columns in
+    /// the batch, and the sink's keys carry the same window.
+    pub key_window: Option<KeyWindow>,
     /// `ksql.timestamp.throw.on.invalid`: an unreadable timestamp stops the query.
     pub fail_on_invalid_timestamp: bool,
     /// Why the query stopped, when it did: it reads nothing more (its runtime reports it).
@@ -148,7 +200,8 @@ impl StreamTopology {
 
     /// Runs records through the query, returning result rows (push queries).
     pub fn process_rows(&mut self, records: &[InputRecord]) -> Vec<ResultRow> {
-        let scope_width = self.key_count + self.value_count + 3;
+        let window_columns = if self.key_window.is_some() { 2 } else { 0 };
+        let scope_width = self.key_count + self.value_count + 3 + window_columns;
         let mut batch = Batch {
             columns: vec![Vec::with_capacity(records.len()); scope_width],
             rows: 0,
@@ -157,13 +210,25 @@ impl StreamTopology {
         let mut timestamps: Vec<i64> = Vec::with_capacity(records.len());
         let mut tombstones: Vec<bool> = Vec::with_capacity(records.len());
         let mut keyless: Vec<bool> = Vec::with_capacity(records.len());
+        let mut windows: Vec<Option<(i64, i64)>> = Vec::with_capacity(records.len());
         for record in records {
             if self.failed.is_some() {
                 break;
             }
             self.stats.records_in += 1;
             let mut no_key = false;
-            let key = match self.source_key.deserialize(record.key.as_deref()) {
+            let (key_bytes, window) = match (self.key_window, record.key.as_deref()) {
+                (Some(kind), Some(bytes)) => match kind.split(bytes) {
+                    Ok((key, window)) => (Some(key), Some(window)),
+                    Err(message) => {
+                        self.stats.skipped += 1;
+                        self.log(record, message);
+                        continue;
+                    }
+                },
+                (_, bytes) => (bytes, None),
+            };
+            let key = match self.source_key.deserialize(key_bytes) {
                 Ok(Some(values)) => values,
                 Ok(None) => {
                     no_key = true;
@@ -225,6 +290,13 @@ impl StreamTopology {
                 row.push(Value::Integer(record.partition));
                 row.push(Value::BigInt(record.offset));
             }
+            if self.key_window.is_some() {
+                let (start, end) = window.map_or((Value::Null, Value::Null), |(s, e)| {
+                    (Value::BigInt(s), Value::BigInt(e))
+                });
+                row.push(start);
+                row.push(end);
+            }
             for (column, value) in batch.columns.iter_mut().zip(row) {
                 column.push(value);
             }
@@ -233,6 +305,7 @@ impl StreamTopology {
             timestamps.push(timestamp);
             tombstones.push(tombstone);
             keyless.push(no_key);
+            windows.push(window);
         }
         let mut errors: Vec<RowError> = Vec::new();
         if let Some(filter) = &self.filter {
@@ -254,6 +327,7 @@ impl StreamTopology {
                 timestamps = selected.iter().map(|&i| timestamps[i]).collect();
                 tombstones = selected.iter().map(|&i| tombstones[i]).collect();
                 keyless = selected.iter().map(|&i| keyless[i]).collect();
+                windows = selected.iter().map(|&i| windows[i]).collect();
             }
         }
         let keys: Vec<Vec<Value>> = self
@@ -330,6 +404,7 @@ impl StreamTopology {
             rows.push(ResultRow {
                 key,
                 key_absent: keyless[row] && !self.rekeyed,
+                window: windows[row],
                 value,
                 timestamp,
             });
@@ -358,6 +433,11 @@ impl StreamTopology {
                 Ok(None)
             } else {
                 sink_key.serialize(&row.key)
+            };
+            // A windowed source's sink keys keep the window.
+            let key = match (key, self.key_window, row.window) {
+                (Ok(Some(bytes)), Some(kind), Some(window)) => Ok(Some(kind.join(bytes, window))),
+                (key, _, _) => key,
             };
             match (key, value) {
                 (Ok(key), Ok(value)) => out.push(OutputRecord {
@@ -422,4 +502,25 @@ pub fn timestamp_of(
             ))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windowed_keys_carry_their_window_as_kafka_streams_writes_it() {
+        let session = KeyWindow::Session.join(b"k".to_vec(), (12, 465));
+        assert_eq!(session.len(), 17);
+        assert_eq!(&session[1..9], &465i64.to_be_bytes());
+        assert_eq!(
+            KeyWindow::Session.split(&session),
+            Ok((&b"k"[..], (12, 465)))
+        );
+        let time = KeyWindow::Time { size_ms: 1000 };
+        let bytes = time.join(b"k".to_vec(), (2000, 0));
+        assert_eq!(bytes.len(), 9);
+        assert_eq!(time.split(&bytes), Ok((&b"k"[..], (2000, 3000))));
+        assert!(KeyWindow::Session.split(b"short").is_err());
+    }
 }
