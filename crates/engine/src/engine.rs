@@ -97,6 +97,8 @@ pub struct QuerySummary {
 
 /// What a statement produced: one of ksqlDB's `/ksql` entities.
 #[derive(Debug, Clone, PartialEq)]
+// One result per statement: its size does not matter, a Box would only burden its users.
+#[allow(clippy::large_enum_variant)]
 pub enum StatementResult {
     /// DDL and DML: ksqlDB's `currentStatus` entity.
     Status {
