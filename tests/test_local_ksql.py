@@ -119,9 +119,10 @@ def test_the_talks_car_sensor_demo_runs_verbatim(
                 "WHERE ANOMALY_VAL > 3;"
             )
             breaches = consume(bootstrap, "ANOMALYDETECTIONWITHFILTER", count=2, timeout=60)
-            values = [json.loads(message.value) for message in breaches]
-            assert [v["EVENTID"] for v in values] == [1, 3]
-            assert values[0]["ANOMALY_VAL"] == pytest.approx(expected[1], rel=1e-5)
+            # The derived streams keep the source's DELIMITED format, as in ksqlDB.
+            values = [message.value.decode().split(",") for message in breaches]
+            assert [int(eventid) for eventid, _ in values] == [1, 3]
+            assert float(values[0][1]) == pytest.approx(expected[1], rel=1e-5)
             stats = ksql.stats()["queries"]
             assert all(query["error"] is None for query in stats.values()), stats
 
@@ -149,7 +150,7 @@ def test_persistent_queries_come_back_after_a_restart(
         got = consume(bootstrap, sink, count=50, timeout=60)
         ids = sorted(json.loads(m.value)["ID"] for m in got)
         assert ids == list(range(50, 100))
-        assert len(consume(bootstrap, sink, count=51, timeout=3)) == 50  # nothing written twice
+        assert kafkaml.read_topic(bootstrap, sink, format="json").num_rows == 50  # nothing written twice
     admin.delete_topics([f"_confluent-ksql-{service_id}_command_topic", sink], operation_timeout=30)
 
 

@@ -21,9 +21,9 @@ use serde_json::{json, Map, Value as Json};
 
 use kafkaml_engine::catalog::Source;
 use kafkaml_engine::engine::{StatementError, StatementResult};
+use kafkaml_engine::rest::value_json;
 use kafkaml_engine::sql::ast::{Expr, Literal, SourceKind};
 use kafkaml_engine::types::{Column, ColumnKind, SqlType};
-use kafkaml_engine::value::{decimal_to_f64, Value};
 
 use super::kafka::PushReader;
 use super::Shared;
@@ -591,46 +591,6 @@ fn command_id(statement: &str) -> String {
     }
 }
 
-/// A value as ksqlDB's REST API writes it in rows.
-pub fn value_json(value: &Value, sql_type: &SqlType) -> Json {
-    match (value, sql_type) {
-        (Value::Null, _) => Json::Null,
-        (Value::Boolean(b), _) => json!(b),
-        (Value::Integer(v), _) => json!(v),
-        (Value::BigInt(v), _) => json!(v),
-        (Value::Double(v), _) => serde_json::Number::from_f64(*v)
-            .map(Json::Number)
-            .unwrap_or_else(|| json!(kafkaml_engine::value::java_double_to_string(*v))),
-        (Value::Decimal { unscaled, scale }, _) => {
-            serde_json::Number::from_f64(decimal_to_f64(*unscaled, *scale))
-                .map(Json::Number)
-                .unwrap_or(Json::Null)
-        }
-        (Value::Array(items), SqlType::Array(inner)) => {
-            Json::Array(items.iter().map(|v| value_json(v, inner)).collect())
-        }
-        (Value::Map(entries), SqlType::Map(key, inner)) => {
-            let mut map = Map::new();
-            for (k, v) in entries {
-                let key_text = match value_json(k, key) {
-                    Json::String(s) => s,
-                    other => other.to_string(),
-                };
-                map.insert(key_text, value_json(v, inner));
-            }
-            Json::Object(map)
-        }
-        (Value::Struct(values), SqlType::Struct(fields)) => {
-            let mut map = Map::new();
-            for ((name, field_type), v) in fields.iter().zip(values) {
-                map.insert(name.clone(), value_json(v, field_type));
-            }
-            Json::Object(map)
-        }
-        (other, _) => json!(kafkaml_engine::expr::value_to_string(other)),
-    }
-}
-
 /// The three streamed shapes of push query results.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Format {
@@ -749,7 +709,7 @@ fn push_query(
                     continue;
                 }
                 for row in topology.process_rows(&records) {
-                    let values: Vec<Json> = row.key.iter().chain(row.value.iter().flatten()).zip(&columns).map(|(v, c)| value_json(v, &c.sql_type)).collect();
+                    let values: Vec<Json> = row.key.iter().chain(row.value.iter()).zip(&columns).map(|(v, c)| value_json(v, &c.sql_type)).collect();
                     let line = match format {
                         Format::QueryArray => format!("{{\"row\":{{\"columns\":{}}}}},\n", Json::Array(values)),
                         Format::Delimited => format!("{}\n", Json::Array(values)),

@@ -22,6 +22,7 @@ use kafkaml_engine::engine::{Cluster, PersistentQuery, QueryRuntime};
 use kafkaml_engine::topology::{InputRecord, OutputRecord, StreamTopology};
 
 use crate::kafka::config::{client_config, QuietContext};
+use crate::kafka::local::is_local_bootstrap;
 
 /// How long admin requests and acknowledgements may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -160,6 +161,15 @@ impl Cluster for KafkaCluster {
     }
 
     fn create_topic(&self, topic: &str, partitions: i32, replicas: i16) -> Result<(), String> {
+        if is_local_bootstrap(&self.bootstrap) {
+            // librdkafka's mock cluster never answers CreateTopics; a producer's metadata
+            // request creates the topic (with the mock's default partition count).
+            self.producer
+                .client()
+                .fetch_metadata(Some(topic), TIMEOUT)
+                .map_err(|e| format!("cannot create topic {topic} on LocalKafka: {e}"))?;
+            return Ok(());
+        }
         let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replicas as i32));
         let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
         let results = self

@@ -24,7 +24,12 @@ pub struct PyModelUdf {
 impl PyModelUdf {
     #[new]
     #[pyo3(signature = (model, *, separator=None, columns=None, output="reconstruction_error"))]
-    fn new(model: PyRef<'_, PyModel>, separator: Option<String>, columns: Option<Vec<String>>, output: &str) -> PyResult<Self> {
+    fn new(
+        model: PyRef<'_, PyModel>,
+        separator: Option<String>,
+        columns: Option<Vec<String>>,
+        output: &str,
+    ) -> PyResult<Self> {
         let input = match (separator, columns) {
             (Some(separator), None) => UdfInput::Separated(separator),
             (None, Some(columns)) => UdfInput::Columns(columns),
@@ -33,12 +38,20 @@ impl PyModelUdf {
         let output = match output {
             "reconstruction_error" => UdfOutput::ReconstructionError,
             "prediction" => UdfOutput::Prediction,
-            other => return Err(ConfigError::new_err(format!("output must be \"reconstruction_error\" or \"prediction\", not {other:?}"))),
+            other => {
+                return Err(ConfigError::new_err(format!(
+                    "output must be \"reconstruction_error\" or \"prediction\", not {other:?}"
+                )))
+            }
         };
         let model = model.model();
         // Checked here, so a mismatch is reported where the UDF is made.
         ModelUdf::new("UDF", model.clone(), input.clone(), output).map_err(ConfigError::new_err)?;
-        Ok(PyModelUdf { model, input, output })
+        Ok(PyModelUdf {
+            model,
+            input,
+            output,
+        })
     }
 }
 
@@ -66,7 +79,8 @@ impl PyKsqlServer {
     ) -> PyResult<Self> {
         let mut functions: Vec<Arc<dyn kafkaml_engine::functions::ScalarFunction>> = Vec::new();
         for (name, udf) in &udfs {
-            let function = ModelUdf::new(name, udf.model.clone(), udf.input.clone(), udf.output).map_err(ConfigError::new_err)?;
+            let function = ModelUdf::new(name, udf.model.clone(), udf.input.clone(), udf.output)
+                .map_err(ConfigError::new_err)?;
             functions.push(Arc::new(function));
         }
         let options = KsqlServerOptions {
@@ -77,14 +91,22 @@ impl PyKsqlServer {
             schema_registry: schema_registry.map(SchemaRegistryHandle::Url),
             udfs: functions,
         };
-        let server = py.detach(move || KsqlServer::start(options)).map_err(|message| {
-            if message.starts_with("cannot listen") {
-                ConfigError::new_err(message)
-            } else {
-                KafkaError::new_err(message)
-            }
-        })?;
-        Ok(PyKsqlServer { url: server.url(), port: server.port(), service_id: server.service_id().to_string(), command_topic: server.command_topic().to_string(), server: Some(server) })
+        let server = py
+            .detach(move || KsqlServer::start(options))
+            .map_err(|message| {
+                if message.starts_with("cannot listen") {
+                    ConfigError::new_err(message)
+                } else {
+                    KafkaError::new_err(message)
+                }
+            })?;
+        Ok(PyKsqlServer {
+            url: server.url(),
+            port: server.port(),
+            service_id: server.service_id().to_string(),
+            command_topic: server.command_topic().to_string(),
+            server: Some(server),
+        })
     }
 
     #[getter]
@@ -149,14 +171,22 @@ impl PyKsqlServer {
 /// Runs ksqlDB's conformance cases in `paths` (files or folders of `*.json`) against the
 /// engine; one dict per case: file, name, status ("passed"/"failed"), reason.
 #[pyfunction]
-pub fn ksql_conformance<'py>(py: Python<'py>, paths: Vec<String>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+pub fn ksql_conformance<'py>(
+    py: Python<'py>,
+    paths: Vec<String>,
+) -> PyResult<Vec<Bound<'py, PyDict>>> {
     let reports = py.detach(move || {
         let mut files: Vec<(std::path::PathBuf, String)> = Vec::new();
         for given in &paths {
             let path = std::path::PathBuf::from(given);
             if path.is_dir() {
-                let mut entries: Vec<std::path::PathBuf> =
-                    std::fs::read_dir(&path).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
+                let mut entries: Vec<std::path::PathBuf> = std::fs::read_dir(&path)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                    .collect();
                 entries.sort();
                 files.extend(entries.into_iter().map(|p| {
                     let shown = p.display().to_string();
@@ -166,7 +196,10 @@ pub fn ksql_conformance<'py>(py: Python<'py>, paths: Vec<String>) -> PyResult<Ve
                 files.push((path, given.clone()));
             }
         }
-        files.iter().flat_map(|(path, shown)| kafkaml_engine::conformance::run_file(path, shown)).collect::<Vec<_>>()
+        files
+            .iter()
+            .flat_map(|(path, shown)| kafkaml_engine::conformance::run_file(path, shown))
+            .collect::<Vec<_>>()
     });
     reports
         .into_iter()

@@ -7,11 +7,11 @@ mod arrow;
 mod consumer;
 mod errors;
 mod ksql;
+mod ksql_server;
 mod local;
 mod matrix;
 mod model;
 mod producer;
-mod ksql_server;
 mod registry;
 mod scorer;
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value as Json;
 
-use crate::engine::{Cluster, Engine, EngineConfig, ManualRuntime, PushQuery};
+use crate::engine::{Cluster, Engine, EngineConfig, ManualRuntime};
 use crate::formats::{
     decode_test_value, encode_test_value_with_schema, test_values_match, FormatSpec,
     MemoryRegistry, SchemaRegistry, SerdeContext, Side,
@@ -369,8 +369,7 @@ pub fn run_case(case: &Json, format: Option<&str>) -> Result<(), String> {
     // ksqlDB's harness parses the statements joined by newlines: positions in its messages
     // count the lines of the statements before.
     let mut lines_before = 0;
-    let mut push_queries: Vec<(usize, PushQuery)> = Vec::new();
-    for (index, statement) in statements.iter().enumerate() {
+    for statement in &statements {
         let located = format!("{}{statement}", "\n".repeat(lines_before));
         lines_before += statement.matches('\n').count() + 1;
         for topic in statement_topics(&engine, statement) {
@@ -380,7 +379,8 @@ pub fn run_case(case: &Json, format: Option<&str>) -> Result<(), String> {
                     .map_err(|e| format!("cannot register the case's schema: {e}"))?;
             }
         }
-        // A push query (REST cases) is planned, and run once the inputs are in.
+        // A push query (REST cases) is planned here, so that its errors are the statement's;
+        // it runs once the inputs are in (`rest::check_push_responses`).
         let is_select = crate::sql::parse_statements(statement).is_ok_and(|parsed| {
             matches!(
                 parsed.first().map(|p| &p.statement),
@@ -388,9 +388,7 @@ pub fn run_case(case: &Json, format: Option<&str>) -> Result<(), String> {
             )
         });
         let outcome = if is_select {
-            engine
-                .plan_push_query(&located)
-                .map(|query| push_queries.push((index, query)))
+            engine.plan_push_query(&located).map(|_| ())
         } else {
             engine.execute(&located).map(|_| ())
         };
@@ -529,136 +527,10 @@ pub fn run_case(case: &Json, format: Option<&str>) -> Result<(), String> {
         };
     }
     check_outputs(case, &engine, &cluster, &registry)?;
-    check_post(case, &engine)?;
-    check_push_queries(case, &cluster, push_queries)
-}
-
-/// REST cases: each push query's header and rows (`responses[i].query`), the query having
-/// read its source topic from the start.
-fn check_push_queries(
-    case: &Json,
-    cluster: &MemoryCluster,
-    push_queries: Vec<(usize, PushQuery)>,
-) -> Result<(), String> {
-    let responses = case.get("responses").and_then(Json::as_array);
-    for (index, mut query) in push_queries {
-        let Some(expected) = responses
-            .and_then(|r| r.get(index))
-            .and_then(|r| r.get("query"))
-            .and_then(Json::as_array)
-        else {
-            continue;
-        };
-        let schema = query
-            .columns
-            .iter()
-            .map(|c| format!("`{}` {}", c.name, c.sql_type))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let records: Vec<InputRecord> = cluster
-            .records(&query.source_topic)
-            .into_iter()
-            .enumerate()
-            .map(|(offset, r)| InputRecord {
-                topic: r.topic,
-                partition: 0,
-                offset: offset as i64,
-                timestamp: r.timestamp,
-                key: r.key,
-                value: r.value,
-            })
-            .collect();
-        let mut rows: Vec<Json> = Vec::new();
-        for record in &records {
-            for row in query.topology.process_rows(std::slice::from_ref(record)) {
-                let values: Vec<Json> = row
-                    .key
-                    .iter()
-                    .chain(row.value.iter().flatten())
-                    .zip(&query.columns)
-                    .map(|(v, c)| rest_value(v, &c.sql_type))
-                    .collect();
-                rows.push(Json::Array(values));
-            }
-        }
-        if let Some(limit) = query.limit {
-            rows.truncate(limit as usize);
-        }
-        let mut expected_rows = Vec::new();
-        for item in expected {
-            if let Some(header) = item.get("header") {
-                let wanted = header.get("schema").and_then(Json::as_str).unwrap_or("");
-                if wanted != schema {
-                    return Err(format!(
-                        "push query {index}: schema {schema}, expected {wanted}"
-                    ));
-                }
-            }
-            if let Some(row) = item.get("row") {
-                expected_rows.push(row.get("columns").cloned().unwrap_or(Json::Null));
-            }
-        }
-        if rows.len() != expected_rows.len() {
-            return Err(format!(
-                "push query {index}: {} rows {}, expected {} {}",
-                rows.len(),
-                Json::Array(rows),
-                expected_rows.len(),
-                Json::Array(expected_rows)
-            ));
-        }
-        for (row, (actual, wanted)) in rows.iter().zip(&expected_rows).enumerate() {
-            if !test_values_match(&align_names(wanted, actual), actual) {
-                return Err(format!(
-                    "push query {index} row {row}: {actual}, expected {wanted}"
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A value as ksqlDB's REST API writes it in a row.
-fn rest_value(value: &crate::value::Value, sql_type: &crate::types::SqlType) -> Json {
-    use crate::types::SqlType;
-    use crate::value::Value;
-    match (value, sql_type) {
-        (Value::Null, _) => Json::Null,
-        (Value::Boolean(b), _) => Json::from(*b),
-        (Value::Integer(v), _) => Json::from(*v),
-        (Value::BigInt(v), _) => Json::from(*v),
-        (Value::Double(v), _) => serde_json::Number::from_f64(*v)
-            .map(Json::Number)
-            .unwrap_or_else(|| Json::from(crate::value::java_double_to_string(*v))),
-        (Value::Decimal { unscaled, scale }, _) => {
-            serde_json::Number::from_f64(crate::value::decimal_to_f64(*unscaled, *scale))
-                .map(Json::Number)
-                .unwrap_or(Json::Null)
-        }
-        (Value::Array(items), SqlType::Array(inner)) => {
-            Json::Array(items.iter().map(|v| rest_value(v, inner)).collect())
-        }
-        (Value::Map(entries), SqlType::Map(key, inner)) => Json::Object(
-            entries
-                .iter()
-                .map(|(k, v)| {
-                    let key_text = match rest_value(k, key) {
-                        Json::String(s) => s,
-                        other => other.to_string(),
-                    };
-                    (key_text, rest_value(v, inner))
-                })
-                .collect(),
-        ),
-        (Value::Struct(values), SqlType::Struct(fields)) => Json::Object(
-            fields
-                .iter()
-                .zip(values)
-                .map(|((name, ty), v)| (name.clone(), rest_value(v, ty)))
-                .collect(),
-        ),
-        (other, _) => Json::from(crate::expr::value_to_string(other)),
-    }
+    crate::rest::check_push_responses(case, &mut engine, &statements, &|topic| {
+        cluster.records(topic)
+    })?;
+    check_post(case, &engine)
 }
 
 /// The topics a statement reads or writes: its WITH clause's, its sink's, its sources'.

@@ -17,6 +17,7 @@ pub mod engine;
 pub mod expr;
 pub mod formats;
 pub mod functions;
+pub mod rest;
 pub mod sql;
 pub mod topology;
 pub mod types;

@@ -39,8 +39,11 @@ pub struct ResultRow {
     pub key_absent: bool,
     /// The window (start, end) of a windowed source's record.
     pub window: Option<(i64, i64)>,
-    /// `None` for a tombstone: a stream passes a record with no value on as one.
-    pub value: Option<Vec<Value>>,
+    /// The projected values (NULLs for value columns when the record was a tombstone).
+    pub value: Vec<Value>,
+    /// The input had no value: a stream passes it on as a record without a value (sinks);
+    /// push queries skip it, as ksqlDB's do.
+    pub tombstone: bool,
     pub timestamp: i64,
 }
 
@@ -400,12 +403,12 @@ impl StreamTopology {
                 }
             };
             self.stats.records_out += 1;
-            let value = if tombstones[row] { None } else { Some(value) };
             rows.push(ResultRow {
                 key,
                 key_absent: keyless[row] && !self.rekeyed,
                 window: windows[row],
                 value,
+                tombstone: tombstones[row],
                 timestamp,
             });
         }
@@ -423,9 +426,10 @@ impl StreamTopology {
         let mut out = Vec::with_capacity(rows.len());
         let mut failures = Vec::new();
         for row in rows {
-            let value = match &row.value {
-                Some(value) => sink_value.serialize(value),
-                None => Ok(None),
+            let value = if row.tombstone {
+                Ok(None)
+            } else {
+                sink_value.serialize(&row.value)
             };
             // A single NULL key column is written as no key (several are written as a
             // record of NULLs).

@@ -686,6 +686,14 @@ mod tests {
             parse("1970-01-01T01:00:00+01:00", &Timestamp),
             Ok(Value::Timestamp(0))
         );
+        assert_eq!(
+            parse("1970-01-01T04:45:00+0445", &Timestamp),
+            Ok(Value::Timestamp(0))
+        );
+        assert_eq!(
+            parse("1970-01-01T00:00:00.001+0000", &Timestamp),
+            Ok(Value::Timestamp(1))
+        );
         assert_eq!(format_date_iso(-1), Ok("1969-12-31".to_string()));
         assert_eq!(format_time_iso(5_000), "00:00:05");
         assert_eq!(format_time_iso(5_010), "00:00:05.010");

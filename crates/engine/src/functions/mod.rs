@@ -25,6 +25,8 @@ pub mod json;
 pub mod math;
 mod nulls;
 mod string;
+/// Table functions: EXPLODE and CUBE_EXPLODE, and how several in one SELECT combine.
+pub mod table;
 mod url;
 
 /// Why a function cannot be bound to the given argument types (a statement error).
@@ -150,6 +152,8 @@ pub trait BoundFunction: Send + Sync {
 #[derive(Clone, Default)]
 pub struct FunctionRegistry {
     functions: BTreeMap<String, Arc<dyn ScalarFunction>>,
+    /// Table functions (EXPLODE, CUBE_EXPLODE): one input row, many output rows.
+    table_functions: BTreeMap<String, Arc<dyn table::TableFunction>>,
 }
 
 impl FunctionRegistry {
@@ -163,7 +167,24 @@ impl FunctionRegistry {
         datetime::register(&mut registry);
         collections::register(&mut registry);
         url::register(&mut registry);
+        table::register(&mut registry);
         registry
+    }
+
+    /// Adds or replaces a table function (names are case-insensitive).
+    pub fn register_table(&mut self, function: Arc<dyn table::TableFunction>) {
+        self.table_functions
+            .insert(function.name().to_ascii_uppercase(), function);
+    }
+
+    /// A table function by name; scalar functions are looked up with `get`.
+    pub fn get_table(&self, name: &str) -> Option<&Arc<dyn table::TableFunction>> {
+        self.table_functions.get(&name.to_ascii_uppercase())
+    }
+
+    /// Every table function, by name.
+    pub fn iter_table(&self) -> impl Iterator<Item = &Arc<dyn table::TableFunction>> {
+        self.table_functions.values()
     }
 
     /// Adds or replaces a function (names are case-insensitive).
