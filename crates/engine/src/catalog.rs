@@ -32,6 +32,13 @@ pub struct Source {
     pub sql: String,
     /// The persistent query writing it (`CREATE ... AS SELECT`), if any.
     pub writer: Option<String>,
+    /// The key format was written in the statement (an implicit NONE for a keyless stream
+    /// does not carry over to a sink that has keys).
+    pub key_format_declared: bool,
+    /// `WINDOW_TYPE` of a source whose keys are windowed (`SESSION`, `TUMBLING`, `HOPPING`).
+    pub window_type: Option<String>,
+    /// How its keys carry their window (`WINDOW_SIZE` for time windows).
+    pub key_window: Option<crate::topology::KeyWindow>,
 }
 
 /// Pseudo-columns every stream has, in ksqlDB's order.
@@ -39,6 +46,12 @@ pub const PSEUDO_COLUMNS: [(&str, SqlType); 3] = [
     ("ROWTIME", SqlType::BigInt),
     ("ROWPARTITION", SqlType::Integer),
     ("ROWOFFSET", SqlType::BigInt),
+];
+
+/// The window bounds of a windowed source's records.
+pub const WINDOW_COLUMNS: [(&str, SqlType); 2] = [
+    ("WINDOWSTART", SqlType::BigInt),
+    ("WINDOWEND", SqlType::BigInt),
 ];
 
 impl Source {
@@ -51,14 +64,21 @@ impl Source {
     }
 
     /// The columns an expression over this source can name: the declared ones, then the
-    /// pseudo-columns.
+    /// pseudo-columns (and a windowed source's window bounds after them).
     pub fn scope_columns(&self) -> Vec<(String, SqlType)> {
+        let window = self
+            .window_type
+            .as_ref()
+            .map(|_| WINDOW_COLUMNS.iter())
+            .into_iter()
+            .flatten();
         self.columns
             .iter()
             .map(|c| (c.name.clone(), c.sql_type.clone()))
             .chain(
                 PSEUDO_COLUMNS
                     .iter()
+                    .chain(window)
                     .map(|(n, t)| (n.to_string(), t.clone())),
             )
             .collect()

@@ -179,6 +179,27 @@ fn report(file: &str, name: &str, outcome: Result<(), String>) -> CaseReport {
     }
 }
 
+/// ksqlDB's aggregate functions (part 2).
+const AGGREGATE_FUNCTIONS: &[&str] = &[
+    "COUNT",
+    "SUM",
+    "AVG",
+    "MIN",
+    "MAX",
+    "COUNT_DISTINCT",
+    "COLLECT_LIST",
+    "COLLECT_SET",
+    "EARLIEST_BY_OFFSET",
+    "LATEST_BY_OFFSET",
+    "TOPK",
+    "TOPKDISTINCT",
+    "HISTOGRAM",
+    "STDDEV_SAMP",
+    "STDDEV_SAMPLE",
+    "CORRELATION",
+    "ATTR",
+];
+
 /// Why a case is outside part 1's scope, from its statements.
 fn out_of_scope(statements: &[String]) -> Option<String> {
     let text = statements.join("\n").to_ascii_uppercase();
@@ -194,12 +215,21 @@ fn out_of_scope(statements: &[String]) -> Option<String> {
     let has_pair = |a: &str, b: &str| {
         words.windows(2).any(|w| w[0] == a && w[1] == b) || text.contains(&format!("{a}  {b}"))
     };
+    // An aggregate function call aggregates even without GROUP BY.
+    let aggregate = AGGREGATE_FUNCTIONS.iter().any(|f| {
+        text.match_indices(f).any(|(at, _)| {
+            let before = text[..at].chars().next_back();
+            let after = text[at + f.len()..].trim_start();
+            !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') && after.starts_with('(')
+        })
+    });
     let part_two = if has_pair("CREATE", "TABLE")
         || text.contains("CREATE OR REPLACE TABLE")
         || text.contains("CREATE SOURCE TABLE")
+        || text.contains("CREATE OR REPLACE SOURCE TABLE")
     {
         Some("a table")
-    } else if has_pair("GROUP", "BY") {
+    } else if has_pair("GROUP", "BY") || aggregate {
         Some("an aggregation")
     } else if has("WINDOW") {
         Some("a window")
@@ -253,6 +283,7 @@ pub fn run_case(case: &Json, format: Option<&str>) -> Result<(), String> {
 
     // Topics the case names exist before its statements run, as in ksqlDB's harness.
     let mut declared_schemas: BTreeMap<(String, bool), Json> = BTreeMap::new();
+    let mut pending_schemas: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
     for topic in case
         .get("topics")
         .and_then(Json::as_array)
@@ -264,9 +295,10 @@ pub fn run_case(case: &Json, format: Option<&str>) -> Result<(), String> {
         };
         let partitions = topic.get("partitions").and_then(Json::as_i64).unwrap_or(1) as i32;
         cluster.create_topic(name, partitions, 1)?;
+        // Keys first: the corpus's ids (KEY_SCHEMA_ID=1, VALUE_SCHEMA_ID=2) follow that order.
         for (field, side, suffix) in [
-            ("valueSchema", Side::Value, "value"),
             ("keySchema", Side::Key, "key"),
+            ("valueSchema", Side::Value, "value"),
         ] {
             if let Some(schema) = topic.get(field).filter(|s| !s.is_null()) {
                 let format = topic
@@ -278,13 +310,28 @@ pub fn run_case(case: &Json, format: Option<&str>) -> Result<(), String> {
                     .and_then(Json::as_str)
                     .unwrap_or("AVRO");
                 if format.eq_ignore_ascii_case("AVRO") {
+                    // A string is a schema's JSON text, or a primitive's name (`"int"`).
                     let text = match schema {
-                        Json::String(s) => s.clone(),
+                        Json::String(s) if serde_json::from_str::<Json>(s).is_ok() => s.clone(),
                         other => other.to_string(),
                     };
-                    registry
-                        .register(&format!("{name}-{suffix}"), &text)
-                        .map_err(|e| format!("cannot register the case's schema: {e}"))?;
+                    let subject = format!("{name}-{suffix}");
+                    let id_field = if side == Side::Value {
+                        "valueSchemaId"
+                    } else {
+                        "keySchemaId"
+                    };
+                    // A chosen id is the case's; otherwise ids follow the order schemas reach
+                    // the registry, as in ksqlDB's harness: when a statement first uses the topic.
+                    match topic.get(id_field).and_then(Json::as_i64) {
+                        Some(id) => registry
+                            .register_with_id(&subject, &text, id as i32)
+                            .map_err(|e| format!("cannot register the case's schema: {e}"))?,
+                        None => pending_schemas
+                            .entry(name.to_string())
+                            .or_default()
+                            .push((subject, text)),
+                    }
                     declared_schemas
                         .insert((name.to_string(), side == Side::Value), schema.clone());
                 }
@@ -315,9 +362,37 @@ pub fn run_case(case: &Json, format: Option<&str>) -> Result<(), String> {
         }
     }
 
-    let expected_error = case.get("expectedException");
+    // Query-validation cases say `expectedException`, REST cases `expectedError`.
+    let expected_error = case
+        .get("expectedException")
+        .or_else(|| case.get("expectedError"));
+    // ksqlDB's harness parses the statements joined by newlines: positions in its messages
+    // count the lines of the statements before.
+    let mut lines_before = 0;
     for statement in &statements {
-        if let Err(error) = engine.execute(statement) {
+        let located = format!("{}{statement}", "\n".repeat(lines_before));
+        lines_before += statement.matches('\n').count() + 1;
+        for topic in statement_topics(&engine, statement) {
+            for (subject, text) in pending_schemas.remove(&topic).unwrap_or_default() {
+                registry
+                    .register(&subject, &text)
+                    .map_err(|e| format!("cannot register the case's schema: {e}"))?;
+            }
+        }
+        // A push query (REST cases) is planned here, so that its errors are the statement's;
+        // it runs once the inputs are in (`rest::check_push_responses`).
+        let is_select = crate::sql::parse_statements(statement).is_ok_and(|parsed| {
+            matches!(
+                parsed.first().map(|p| &p.statement),
+                Some(Statement::Select(_))
+            )
+        });
+        let outcome = if is_select {
+            engine.plan_push_query(&located).map(|_| ())
+        } else {
+            engine.execute(&located).map(|_| ())
+        };
+        if let Err(error) = outcome {
             return match expected_error {
                 Some(expected) => {
                     let message = expected.get("message").and_then(Json::as_str).unwrap_or("");
@@ -337,6 +412,12 @@ pub fn run_case(case: &Json, format: Option<&str>) -> Result<(), String> {
                 )),
             };
         }
+    }
+
+    for (subject, text) in pending_schemas.into_values().flatten() {
+        registry
+            .register(&subject, &text)
+            .map_err(|e| format!("cannot register the case's schema: {e}"))?;
     }
 
     // Feed the inputs one at a time; what a query writes goes on to the queries reading it.
@@ -378,6 +459,15 @@ pub fn run_case(case: &Json, format: Option<&str>) -> Result<(), String> {
                     input.get("key"),
                     declared_schemas.get(&(topic.clone(), false)),
                 )?;
+                // A windowed source's keys carry the record's window.
+                let key = match (source.key_window, key, input.get("window")) {
+                    (Some(kind), Some(bytes), Some(window)) => {
+                        let bound =
+                            |name: &str| window.get(name).and_then(Json::as_i64).unwrap_or(0);
+                        Some(kind.join(bytes, (bound("start"), bound("end"))))
+                    }
+                    (_, key, _) => key,
+                };
                 let value = encode(
                     &source.value_format,
                     &topic,
@@ -421,15 +511,62 @@ pub fn run_case(case: &Json, format: Option<&str>) -> Result<(), String> {
 
     if let Some(expected) = expected_error {
         let message = expected.get("message").and_then(Json::as_str).unwrap_or("");
-        return Err(format!(
-            "expected the statements to be refused with '{message}', but they were accepted"
-        ));
+        // A query that stopped while processing is ksqlDB's exception at run time.
+        let failure = engine
+            .queries
+            .values()
+            .find_map(|q| q.topology.lock().ok().and_then(|t| t.failed.clone()));
+        return match failure {
+            Some(failure) if failure.contains(message) => Ok(()),
+            Some(failure) => Err(format!(
+                "failed with a different message: expected '{message}', got '{failure}'"
+            )),
+            None => Err(format!(
+                "expected the statements to be refused with '{message}', but they were accepted"
+            )),
+        };
     }
     check_outputs(case, &engine, &cluster, &registry)?;
     crate::rest::check_push_responses(case, &mut engine, &statements, &|topic| {
         cluster.records(topic)
     })?;
     check_post(case, &engine)
+}
+
+/// The topics a statement reads or writes: its WITH clause's, its sink's, its sources'.
+fn statement_topics(engine: &Engine, statement: &str) -> Vec<String> {
+    let Ok(parsed) = crate::sql::parse_statements(statement) else {
+        return Vec::new();
+    };
+    let topic_of = |name: &str| engine.catalog.sources.get(name).map(|s| s.topic.clone());
+    let mut topics = Vec::new();
+    for parsed in parsed {
+        match &parsed.statement {
+            Statement::CreateSource { properties, .. } => {
+                topics.extend(properties.get("KAFKA_TOPIC").map(|t| t.text()));
+            }
+            Statement::CreateAsSelect {
+                name,
+                properties,
+                query,
+                ..
+            } => {
+                topics.extend(topic_of(&query.from.name));
+                topics.push(
+                    properties
+                        .get("KAFKA_TOPIC")
+                        .map(|t| t.text())
+                        .unwrap_or_else(|| name.clone()),
+                );
+            }
+            Statement::InsertInto { target, query, .. } => {
+                topics.extend(topic_of(&query.from.name));
+                topics.extend(topic_of(target));
+            }
+            _ => {}
+        }
+    }
+    topics
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -554,19 +691,44 @@ fn check_outputs(
         for (index, expected_record) in expected.iter().enumerate() {
             let Some(actual) = written.get(index) else {
                 return Err(format!(
-                    "topic {topic}: expected {} records, got {}",
+                    "topic {topic}: expected {} records, got {}{}",
                     expected.len(),
-                    written.len()
+                    written.len(),
+                    first_processing_error(engine)
                 ));
             };
-            let actual_key =
-                decode_test_value(&sink.key_format, &key_context, actual.key.as_deref())
-                    .map_err(|e| format!("topic {topic} record {index}: {}", e.0))?;
+            let (key_bytes, window) = match (sink.key_window, actual.key.as_deref()) {
+                (Some(kind), Some(bytes)) => {
+                    let (key, window) = kind
+                        .split(bytes)
+                        .map_err(|e| format!("topic {topic} record {index}: {e}"))?;
+                    (Some(key), Some(window))
+                }
+                (_, bytes) => (bytes, None),
+            };
+            if let (Some(expected), Some((start, end))) = (expected_record.get("window"), window) {
+                let bound = |name: &str| expected.get(name).and_then(Json::as_i64);
+                if bound("start").is_some_and(|s| s != start)
+                    || bound("end").is_some_and(|e| e != end)
+                {
+                    return Err(format!(
+                        "topic {topic} record {index}: window [{start}, {end}], expected {expected}"
+                    ));
+                }
+            }
+            let actual_key = decode_test_value(&sink.key_format, &key_context, key_bytes)
+                .map_err(|e| format!("topic {topic} record {index}: {}", e.0))?;
             let actual_value =
                 decode_test_value(&sink.value_format, &value_context, actual.value.as_deref())
                     .map_err(|e| format!("topic {topic} record {index}: {}", e.0))?;
-            let expected_key = expected_record.get("key").unwrap_or(&Json::Null);
-            let expected_value = expected_record.get("value").unwrap_or(&Json::Null);
+            let expected_key = &align_names(
+                expected_record.get("key").unwrap_or(&Json::Null),
+                &actual_key,
+            );
+            let expected_value = &align_names(
+                expected_record.get("value").unwrap_or(&Json::Null),
+                &actual_value,
+            );
             if !test_values_match(expected_key, &actual_key) {
                 return Err(format!(
                     "topic {topic} record {index}: key {actual_key}, expected {expected_key}"
@@ -595,6 +757,50 @@ fn check_outputs(
         }
     }
     Ok(())
+}
+
+/// The first record a query could not process, to explain missing output.
+fn first_processing_error(engine: &Engine) -> String {
+    engine
+        .queries
+        .values()
+        .find_map(|q| {
+            q.topology
+                .lock()
+                .ok()
+                .and_then(|t| t.errors.first().map(|e| e.message.clone()))
+        })
+        .map(|message| format!(" (processing error: {message})"))
+        .unwrap_or_default()
+}
+
+/// The expected record with its field names spelt as in the actual one where they differ
+/// only in case: ksqlDB's harness reads expected records through the sink's schema, whose
+/// field lookup ignores case.
+fn align_names(expected: &Json, actual: &Json) -> Json {
+    match (expected, actual) {
+        (Json::Object(e), Json::Object(a)) => Json::Object(
+            e.iter()
+                .map(|(key, value)| {
+                    let (name, inner) = match a.get_key_value(key) {
+                        Some((name, inner)) => (name, inner),
+                        None => a
+                            .iter()
+                            .find(|(name, _)| name.eq_ignore_ascii_case(key))
+                            .unwrap_or((key, &Json::Null)),
+                    };
+                    (name.clone(), align_names(value, inner))
+                })
+                .collect(),
+        ),
+        (Json::Array(e), Json::Array(a)) => Json::Array(
+            e.iter()
+                .enumerate()
+                .map(|(i, value)| align_names(value, a.get(i).unwrap_or(&Json::Null)))
+                .collect(),
+        ),
+        _ => expected.clone(),
+    }
 }
 
 fn input_count(case: &Json, topic: &str) -> usize {

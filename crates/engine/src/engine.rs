@@ -15,7 +15,7 @@ use crate::sql::ast::{
 };
 use crate::sql::{parse_statements, ParsedStatement};
 use crate::topology::{
-    InputTimestamp, OutputRecord, OutputTimestamp, StreamTopology, TimestampFormat,
+    InputTimestamp, KeyWindow, OutputRecord, OutputTimestamp, StreamTopology, TimestampFormat,
 };
 use crate::types::{Column, ColumnKind, SqlType};
 use crate::value::Value;
@@ -97,6 +97,8 @@ pub struct QuerySummary {
 
 /// What a statement produced: one of ksqlDB's `/ksql` entities.
 #[derive(Debug, Clone, PartialEq)]
+// One result per statement: its size does not matter, a Box would only burden its users.
+#[allow(clippy::large_enum_variant)]
 pub enum StatementResult {
     /// DDL and DML: ksqlDB's `currentStatus` entity.
     Status {
@@ -266,9 +268,14 @@ impl Engine {
     ) -> std::result::Result<Vec<StatementResult>, StatementError> {
         let mut results = Vec::new();
         // Statements are substituted one at a time, so a DEFINE applies to those after it.
-        for statement_text in crate::sql::split_statements(text) {
+        for (statement_text, line, column) in crate::sql::split_statements_located(text) {
             let substituted = self.substitute(&statement_text)?;
-            for parsed in self.parse(&substituted)? {
+            // Positions in errors are the request's, as ksqlDB gives them.
+            let parsed = parse_statements(&substituted).map_err(|e| StatementError {
+                message: e.shifted(line, column).to_string(),
+                statement: substituted.clone(),
+            })?;
+            for parsed in parsed {
                 let result = self
                     .execute_statement(&parsed)
                     .map_err(|message| StatementError {
@@ -433,8 +440,68 @@ impl Engine {
                     query_id: None,
                 })
             }
+            Statement::Alter {
+                kind,
+                name,
+                columns,
+            } => self.alter(*kind, name, columns),
             Statement::Print { .. } | Statement::Select(_) => Ok(StatementResult::Streaming),
         }
+    }
+
+    /// `ALTER STREAM ... ADD COLUMN`: new value columns at the end of a declared stream.
+    fn alter(
+        &mut self,
+        kind: SourceKind,
+        name: &str,
+        columns: &[(String, SqlType)],
+    ) -> Result<StatementResult> {
+        let noun = kind.name().to_lowercase();
+        let source = self
+            .catalog
+            .sources
+            .get_mut(name)
+            .ok_or_else(|| format!("Source {name} does not exist."))?;
+        if source.kind != kind {
+            return Err(format!(
+                "Incompatible data source type is {}, but statement was ALTER {}",
+                source.kind.name(),
+                kind.name()
+            ));
+        }
+        if source.read_only {
+            return Err(format!(
+                "Cannot alter {noun} '{name}': ALTER operations are not supported on source {noun}s."
+            ));
+        }
+        if source.writer.is_some() {
+            return Err("ALTER command is not supported for CREATE ... AS statements.".into());
+        }
+        for (column, _) in columns {
+            if source.columns.iter().any(|c| &c.name == column) {
+                return Err(format!(
+                    "Cannot add column `{column}` to schema. A column with the same name already exists."
+                ));
+            }
+        }
+        let mut altered = source.clone();
+        altered.columns.extend(
+            columns
+                .iter()
+                .map(|(n, t)| Column::new(n.clone(), t.clone(), ColumnKind::Value)),
+        );
+        let value_columns: Vec<Column> = altered.value_columns().cloned().collect();
+        self.serde(
+            &altered.value_format,
+            &altered.topic,
+            Side::Value,
+            &value_columns,
+        )?;
+        self.catalog.sources.insert(name.to_string(), altered);
+        Ok(StatementResult::Status {
+            message: format!("{} altered.", title(kind)),
+            query_id: None,
+        })
     }
 
     fn show(&self, what: ShowWhat) -> Result<StatementResult> {
@@ -567,6 +634,13 @@ impl Engine {
                     existing.kind.name().to_lowercase()
                 ));
             }
+            if existing.read_only {
+                return Err(format!(
+                    "Cannot add {} '{name}': CREATE OR REPLACE is not supported on source {}s.",
+                    kind.name().to_lowercase(),
+                    existing.kind.name().to_lowercase()
+                ));
+            }
         }
         if or_replace && read_only {
             return Err(format!(
@@ -612,8 +686,26 @@ impl Engine {
                 ColumnConstraint::None => value_columns.push(Column::new(column.name.clone(), column.sql_type.clone(), ColumnKind::Value)),
             }
         }
-        if key_columns.is_empty() && value_columns.is_empty() && value_format.format != Format::Avro
+        // AVRO sources may leave their columns to the registry's schema.
+        if value_columns.is_empty() && value_format.format == Format::Avro {
+            let wrapped = value_format.wrap_single_value != Some(false);
+            value_columns = self
+                .infer_columns(&topic, Side::Value, value_format.schema_id, wrapped)?
+                .into_iter()
+                .map(|(name, ty)| Column::new(name, ty, ColumnKind::Value))
+                .collect();
+        }
+        if key_columns.is_empty()
+            && key_format.format == Format::Avro
+            && (properties.contains_key("KEY_FORMAT") || properties.contains_key("FORMAT"))
         {
+            key_columns = self
+                .infer_columns(&topic, Side::Key, key_format.schema_id, false)?
+                .into_iter()
+                .map(|(name, ty)| Column::new(name, ty, ColumnKind::Key))
+                .collect();
+        }
+        if key_columns.is_empty() && value_columns.is_empty() {
             return Err("No columns supplied.".into());
         }
         let key_format = if key_columns.is_empty()
@@ -625,6 +717,11 @@ impl Engine {
             key_format
         };
         self.serde(&key_format, &topic, Side::Key, &key_columns)?;
+        // The configured default wrapping applies to single-column values only.
+        let mut value_format = value_format;
+        if !properties.contains_key("WRAP_SINGLE_VALUE") && value_columns.len() != 1 {
+            value_format.wrap_single_value = None;
+        }
         self.serde(&value_format, &topic, Side::Value, &value_columns)?;
         let timestamp = timestamp_property(
             properties,
@@ -660,7 +757,34 @@ impl Engine {
                 }
             },
         };
+        let window_type = properties
+            .get("WINDOW_TYPE")
+            .map(|w| w.text().to_uppercase());
+        if window_type.is_some() && key_columns.is_empty() {
+            return Err("Windowed sources require a key column.".into());
+        }
+        let key_window = match window_type.as_deref() {
+            None => None,
+            Some("SESSION") => Some(KeyWindow::Session),
+            Some("TUMBLING" | "HOPPING") => {
+                let size = properties.get("WINDOW_SIZE").map(|p| p.text()).ok_or(
+                    "Tumbling and Hopping window types should set WINDOW_SIZE in the WITH clause.",
+                )?;
+                Some(KeyWindow::Time {
+                    size_ms: window_size_millis(&size)?,
+                })
+            }
+            Some(other) => {
+                return Err(format!(
+                    "Invalid value for property WINDOW_TYPE: {other}. Valid values are SESSION, HOPPING, TUMBLING"
+                ))
+            }
+        };
         let source = Source {
+            key_format_declared: properties.contains_key("KEY_FORMAT")
+                || properties.contains_key("FORMAT"),
+            window_type,
+            key_window,
             kind,
             name: name.to_string(),
             topic,
@@ -679,6 +803,78 @@ impl Engine {
             message: format!("{} created", title(kind)),
             query_id: None,
         })
+    }
+
+    /// A side's columns from the Schema Registry: the schema `schema_id` names (its field
+    /// names kept), else the latest under the topic's subject (names upper-cased).
+    fn infer_columns(
+        &self,
+        topic: &str,
+        side: Side,
+        schema_id: Option<i32>,
+        wrapped: bool,
+    ) -> Result<Vec<(String, SqlType)>> {
+        let registry = self
+            .registry
+            .as_ref()
+            .ok_or("AVRO needs a Schema Registry: set 'ksql.schema.registry.url'")?;
+        let noun = if side == Side::Key { "keys" } else { "values" };
+        let suffix = if side == Side::Key { "key" } else { "value" };
+        let subject = format!("{topic}-{suffix}");
+        let (text, upper_case) = match schema_id {
+            Some(id) => (registry.schema_by_id(id)?, false),
+            None => match registry.latest(&subject)? {
+                Some((_, text)) => (text, true),
+                None => return Err(format!(
+                    "Schema for message {noun} on topic '{topic}' does not exist in the Schema Registry.\nSubject: {subject}\n\nPossible causes include:\n- The topic itself does not exist\n\t-> Use SHOW TOPICS; to check\n- Messages on the topic are not serialized using a format Schema Registry supports\n\t-> Use PRINT '{topic}' FROM BEGINNING; to verify\n- Messages on the topic have not been serialized using a Confluent Schema Registry supported serializer\n\t-> See https://docs.confluent.io/current/schema-registry/docs/serializer-formatter.html\n- The schema is registered on a different instance of the Schema Registry\n\t-> Use the REST API to list available subjects\thttps://docs.confluent.io/current/schema-registry/docs/api.html#get--subjects\n- You do not have permissions to access the Schema Registry.\n\t-> See https://docs.confluent.io/current/schema-registry/docs/security.html"
+                )),
+            },
+        };
+        crate::formats::infer_columns_named(&text, side, wrapped, upper_case)
+    }
+
+    /// A sink given a registry schema by id must produce its columns, in its order (the
+    /// schema may have more, which it fills with defaults).
+    fn check_schema_columns(
+        &self,
+        id: i32,
+        side: Side,
+        spec: &FormatSpec,
+        produced: &[Column],
+    ) -> Result<()> {
+        let registry = self
+            .registry
+            .as_ref()
+            .ok_or("AVRO needs a Schema Registry: set 'ksql.schema.registry.url'")?;
+        let text = registry.schema_by_id(id)?;
+        let wrapped = match side {
+            Side::Key => produced.len() != 1,
+            Side::Value => !(produced.len() == 1 && spec.wrap_single_value == Some(false)),
+        };
+        let expected = crate::formats::infer_columns_named(&text, side, wrapped, false)?;
+        let changed: Vec<String> = produced
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| {
+                expected
+                    .get(*i)
+                    .is_none_or(|(name, ty)| *name != c.name || *ty != c.sql_type)
+            })
+            .map(|(_, c)| format!("`{}` {}", c.name, c.sql_type))
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let registry_columns: Vec<String> = expected
+            .iter()
+            .map(|(name, ty)| format!("`{name}` {ty}"))
+            .collect();
+        Err(format!(
+            "The following {} columns are changed, missing or reordered: [{}]. Schema from schema registry is [{}]",
+            if side == Side::Key { "key" } else { "value" },
+            changed.join(", "),
+            registry_columns.join(", ")
+        ))
     }
 
     /// The key and value formats a statement's WITH clause gives, falling back to `inherit`
@@ -700,7 +896,12 @@ impl Engine {
         let key = parse("KEY_FORMAT")?;
         let value = parse("VALUE_FORMAT")?;
         if format.is_some() && (key.is_some() || value.is_some()) {
-            return Err("Cannot supply both 'KEY_FORMAT' and 'FORMAT' properties, as 'FORMAT' sets both key and value formats. Either use just 'FORMAT', or use 'KEY_FORMAT' and 'VALUE_FORMAT'.".into());
+            let other = if key.is_some() {
+                "KEY_FORMAT"
+            } else {
+                "VALUE_FORMAT"
+            };
+            return Err(format!("Cannot supply both '{other}' and 'FORMAT' properties, as 'FORMAT' sets both key and value formats. Either use just 'FORMAT', or use 'KEY_FORMAT' and 'VALUE_FORMAT'."));
         }
         let default_value = self
             .config
@@ -743,11 +944,20 @@ impl Engine {
             },
             _ => FormatSpec::new(value_format),
         };
-        if let Some(delimiter) = properties.get("VALUE_DELIMITER") {
-            value_spec.delimiter = delimiter_property(&delimiter.text())?;
-        }
-        if let Some(delimiter) = properties.get("KEY_DELIMITER") {
-            key_spec.delimiter = delimiter_property(&delimiter.text())?;
+        for (option, spec) in [
+            ("VALUE_DELIMITER", &mut value_spec),
+            ("KEY_DELIMITER", &mut key_spec),
+        ] {
+            if let Some(delimiter) = properties.get(option) {
+                spec.delimiter =
+                    crate::formats::parse_delimiter(option, &delimiter.text()).map_err(|e| e.0)?;
+                if spec.format != Format::Delimited {
+                    return Err(format!(
+                        "{} does not support the following configs: [delimiter]",
+                        spec.format.name()
+                    ));
+                }
+            }
         }
         if let Some(wrap) = properties.get("WRAP_SINGLE_VALUE") {
             value_spec.wrap_single_value = Some(match wrap {
@@ -816,6 +1026,12 @@ impl Engine {
             }
         }
         check_property_names(properties)?;
+        // ksqlDB checks the sink's TIMESTAMP column before the projection's keys.
+        if properties.contains_key("TIMESTAMP") {
+            if let Ok(projected) = self.plan_query(query, true, name) {
+                timestamp_property(properties, &projected.value_columns)?;
+            }
+        }
         let plan = self.plan_query(query, false, name)?;
         let source = self
             .catalog
@@ -829,22 +1045,66 @@ impl Engine {
             .unwrap_or_else(|| name.to_string());
         let (key_format, value_format) =
             self.formats(properties, Some((&source.key_format, &source.value_format)))?;
+        if plan.key_columns.is_empty()
+            && properties.contains_key("KEY_FORMAT")
+            && key_format.format != Format::None
+        {
+            return Err("Key format specified for stream without key columns.".into());
+        }
+        let explicit_key_format =
+            properties.contains_key("KEY_FORMAT") || properties.contains_key("FORMAT");
         let key_format = if plan.key_columns.is_empty() {
             FormatSpec::new(Format::None)
         } else if key_format.format == Format::None {
-            FormatSpec::new(Format::Kafka)
+            if explicit_key_format {
+                return Err(format!(
+                    "The 'NONE' format can only be used when no columns are defined. Got: [{}]",
+                    plan.key_columns
+                        .iter()
+                        .map(|c| format!("`{}` {} KEY", c.name, c.sql_type))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            // A stream declared keyless with KEY_FORMAT='NONE' gives a new key the value's
+            // format where it can; an implicit NONE is ksqlDB's default KAFKA.
+            match value_format.format {
+                Format::Json | Format::Delimited | Format::Avro if source.key_format_declared => {
+                    FormatSpec::new(value_format.format)
+                }
+                _ => FormatSpec::new(Format::Kafka),
+            }
         } else {
             key_format
         };
+        for (spec, side, produced) in [
+            (&key_format, Side::Key, &plan.key_columns),
+            (&value_format, Side::Value, &plan.value_columns),
+        ] {
+            if let (Format::Avro, Some(id)) = (spec.format, spec.schema_id) {
+                self.check_schema_columns(id, side, spec, produced)?;
+            }
+        }
         let mut columns: Vec<Column> = plan.key_columns.clone();
         columns.extend(plan.value_columns.iter().cloned());
         let sink_key = self.serde(&key_format, &topic, Side::Key, &plan.key_columns)?;
+        let mut value_format = value_format;
+        if !properties.contains_key("WRAP_SINGLE_VALUE") && plan.value_columns.len() != 1 {
+            value_format.wrap_single_value = None;
+        }
         let sink_value = self.serde(&value_format, &topic, Side::Value, &plan.value_columns)?;
         let output_timestamp = match timestamp_property(properties, &columns)? {
             Some(ts) => {
-                let index = plan.value_columns.iter().position(|c| c.name == ts.column).ok_or_else(|| format!("The TIMESTAMP column set in the WITH clause does not exist in the schema: '{}'", ts.column))?;
+                let in_value = plan.value_columns.iter().position(|c| c.name == ts.column);
+                let in_key = plan.key_columns.iter().position(|c| c.name == ts.column);
+                let (index, key) = match (in_value, in_key) {
+                    (Some(index), _) => (index, false),
+                    (None, Some(index)) => (index, true),
+                    (None, None) => return Err(format!("The TIMESTAMP column set in the WITH clause does not exist in the schema: '{}'", ts.column)),
+                };
                 OutputTimestamp::Column {
                     index,
+                    key,
                     format: self.timestamp_format(ts.format.as_deref())?,
                 }
             }
@@ -869,13 +1129,16 @@ impl Engine {
             _ => self.next_query_id(&format!("CSAS_{name}")),
         };
         let sink = Source {
+            key_format_declared: true,
+            window_type: source.window_type.clone(),
+            key_window: source.key_window,
             kind,
             name: name.to_string(),
             topic: topic.clone(),
             key_format,
             value_format,
+            timestamp: timestamp_property(properties, &columns)?,
             columns,
-            timestamp: timestamp_property(properties, &plan.value_columns)?,
             partitions,
             replicas,
             read_only: false,
@@ -925,11 +1188,13 @@ impl Engine {
             .chain(plan.value_columns.iter())
             .cloned()
             .collect();
+        // Results may widen to the sink's types (INTEGER into DECIMAL), cast on the way.
         let compatible = produced.len() == sink.columns.len()
-            && produced
-                .iter()
-                .zip(&sink.columns)
-                .all(|(a, b)| a.sql_type == b.sql_type && a.kind == b.kind && a.name == b.name);
+            && produced.iter().zip(&sink.columns).all(|(a, b)| {
+                crate::functions::widens_to(&a.sql_type, &b.sql_type)
+                    && a.kind == b.kind
+                    && a.name == b.name
+            });
         if !compatible {
             return Err(format!(
                 "Incompatible schema between results and sink.\nResult schema is {}\nSink schema is {}",
@@ -945,14 +1210,36 @@ impl Engine {
             .ok_or("source vanished")?;
         let query_id = self.next_query_id("INSERTQUERY");
         let mut topology = plan.topology;
+        let sink_keys: Vec<&Column> = sink.key_columns().collect();
+        let sink_values: Vec<&Column> = sink.value_columns().collect();
+        for (projection, produced, wanted) in [
+            (&mut topology.key_projection, &plan.key_columns, &sink_keys),
+            (
+                &mut topology.value_projection,
+                &plan.value_columns,
+                &sink_values,
+            ),
+        ] {
+            for ((expr, column), target) in projection.iter_mut().zip(produced).zip(wanted) {
+                if column.sql_type != target.sql_type {
+                    *expr = CompiledExpr::Cast {
+                        expr: Box::new(expr.clone()),
+                        from: None,
+                        to: target.sql_type.clone(),
+                    };
+                }
+            }
+        }
         topology.sink_topic = Some(sink.topic.clone());
+        let sink_key_columns: Vec<Column> = sink.key_columns().cloned().collect();
+        let sink_value_columns: Vec<Column> = sink.value_columns().cloned().collect();
         topology.sink_key =
-            Some(self.serde(&sink.key_format, &sink.topic, Side::Key, &plan.key_columns)?);
+            Some(self.serde(&sink.key_format, &sink.topic, Side::Key, &sink_key_columns)?);
         topology.sink_value = Some(self.serde(
             &sink.value_format,
             &sink.topic,
             Side::Value,
-            &plan.value_columns,
+            &sink_value_columns,
         )?);
         let persistent = PersistentQuery {
             id: query_id.clone(),
@@ -978,7 +1265,26 @@ impl Engine {
         values: &[Expr],
     ) -> Result<StatementResult> {
         let sink = self.catalog.sources.get(target).cloned().ok_or_else(|| {
-            format!("Cannot insert values into an unknown stream/table: {target}")
+            let mut message =
+                format!("Cannot insert values into an unknown stream/table: `{target}`");
+            // A name differing only in case: the quoting is likely what went wrong.
+            if let Some(near) = self
+                .catalog
+                .sources
+                .keys()
+                .find(|name| name.eq_ignore_ascii_case(target))
+            {
+                if *near == near.to_ascii_uppercase() {
+                    message.push_str(&format!(
+                        "\nDid you mean {near}? Hint: try removing double quotes from the source name."
+                    ));
+                } else {
+                    message.push_str(&format!(
+                        "\nDid you mean \"{near}\"? Hint: wrap the source name in double quotes to make it case-sensitive."
+                    ));
+                }
+            }
+            message
         })?;
         if sink.read_only {
             return Err(format!(
@@ -1007,8 +1313,16 @@ impl Engine {
         };
         if names.len() != values.len() {
             return Err(format!(
-                "Expected a value for each column. Expected Columns: {names:?}. Got {values:?}"
+                "Failed to prepare statement: Expected number columns and values to match: {}, {}",
+                names.len(),
+                values.len()
             ));
+        }
+        if let Some(pseudo) = names
+            .iter()
+            .find(|n| *n != "ROWTIME" && PSEUDO_COLUMNS.iter().any(|(p, _)| p == n))
+        {
+            return Err(format!("Inserting into column `{pseudo}` is not allowed."));
         }
         let scope = Scope {
             columns: &[],
@@ -1018,7 +1332,8 @@ impl Engine {
         let mut row: BTreeMap<String, Value> = BTreeMap::new();
         let mut timestamp: Option<i64> = None;
         for (name, expr) in names.iter().zip(values) {
-            let (compiled, _) = compile(expr, &scope).map_err(|e| e.0)?;
+            let (compiled, value_type) = compile(expr, &scope)
+                .map_err(|e| format!("Failed to prepare statement: {}", e.0))?;
             let value = crate::expr::eval_row(&compiled, &|_| Value::Null, &mut Vec::new())?;
             if name == "ROWTIME" {
                 timestamp = value.as_i64();
@@ -1029,6 +1344,13 @@ impl Engine {
                 .iter()
                 .find(|c| &c.name == name)
                 .ok_or_else(|| format!("Column name {name} does not exist."))?;
+            // Structs (also inside arrays and maps) take the column's fields by name.
+            let value = match &value_type {
+                Some(from) if crate::expr::has_struct(from) => {
+                    crate::expr::cast_typed(&value, from, &column.sql_type)?
+                }
+                _ => value,
+            };
             let coerced = crate::functions::widen(&value, &column.sql_type);
             let coerced = if coerced.is_null() || value_matches(&coerced, &column.sql_type) {
                 coerced
@@ -1078,7 +1400,7 @@ impl Engine {
                     query_id: None,
                 });
             }
-            return Err(format!("Source {name} does not exist."));
+            return Err(format!("{} {name} does not exist.", title(kind)));
         };
         if source.kind != kind {
             return Err(format!(
@@ -1221,18 +1543,33 @@ impl Engine {
             qualifiers: &qualifiers,
             functions: &self.functions,
         };
-        let compile_expr = |expr: &Expr| -> Result<(CompiledExpr, Option<SqlType>)> {
-            compile(expr, &scope).map_err(|CompileError(m)| m)
+        // ksqlDB names the clause an unknown column was met in.
+        let compile_in = |clause: &str, expr: &Expr| -> Result<(CompiledExpr, Option<SqlType>)> {
+            compile(expr, &scope).map_err(|CompileError(m)| match m.strip_prefix("Column '") {
+                Some(rest) => format!("{clause} column '{rest}"),
+                // ksqlDB names the clause of other errors in WHERE.
+                None if clause == "WHERE" => format!("Error in WHERE expression: {m}"),
+                None => m,
+            })
         };
         let filter = match &query.filter {
             Some(filter) => {
-                let (compiled, sql_type) = compile_expr(filter)?;
+                let (compiled, sql_type) = compile_in("WHERE", filter)?;
                 if let Some(t) = sql_type.filter(|t| *t != SqlType::Boolean) {
                     return Err(format!("Type error in WHERE expression: Should evaluate to boolean but is {} ({t}) instead.", expr_text(filter)));
                 }
                 Some(compiled)
             }
             None => None,
+        };
+        // Expressions compared without the source's qualifier (`INPUT.ID` is `ID`).
+        let unqualified = |expr: &Expr| {
+            expr.map_columns(&|qualifier, name| Expr::Column {
+                qualifier: qualifier
+                    .filter(|q| !qualifiers.iter().any(|s| s == q))
+                    .map(str::to_string),
+                name: name.to_string(),
+            })
         };
         // The projection, with names.
         struct Item {
@@ -1245,7 +1582,32 @@ impl Engine {
         }
         let mut items: Vec<Item> = Vec::new();
         let mut generated = 0usize;
+        let source_names: Vec<&str> = source.columns.iter().map(|c| c.name.as_str()).collect();
+        // ksqlDB's generated names skip those the source or the projection already has.
+        let mut next_generated = |items: &[Item]| loop {
+            let candidate = format!("KSQL_COL_{generated}");
+            generated += 1;
+            if !items.iter().any(|i| i.name == candidate)
+                && !source_names.contains(&candidate.as_str())
+            {
+                break candidate;
+            }
+        };
+        // A struct field's name, `_1`, `_2`... added while the source or the projection has it.
+        let unique_name = |field: &str, items: &[Item]| {
+            let taken =
+                |name: &str| source_names.contains(&name) || items.iter().any(|i| i.name == name);
+            if !taken(field) {
+                return field.to_string();
+            }
+            (1..)
+                .map(|n| format!("{field}_{n}"))
+                .find(|candidate| !taken(candidate))
+                .unwrap_or_default()
+        };
         let key_names: Vec<String> = source.key_columns().map(|c| c.name.clone()).collect();
+        let partitioned = !query.partition_by.is_empty();
+        let mut has_star = false;
         for select in &query.select {
             match select {
                 SelectItem::All | SelectItem::AllOf(_) => {
@@ -1256,7 +1618,41 @@ impl Engine {
                             ));
                         }
                     }
-                    for (index, column) in source.columns.iter().enumerate() {
+                    has_star = true;
+                    // After PARTITION BY the old key columns follow the value columns, as in
+                    // ksqlDB's repartitioned schema.
+                    let mut order: Vec<usize> = (0..source.columns.len()).collect();
+                    if partitioned {
+                        order.sort_by_key(|&i| source.columns[i].kind == ColumnKind::Key);
+                    }
+                    // A push query's `*` over a windowed source shows the window after the keys.
+                    let key_count = source.key_columns().count();
+                    if push && source.key_window.is_some() {
+                        let first_window = source.columns.len() + PSEUDO_COLUMNS.len();
+                        let at = order
+                            .iter()
+                            .position(|&i| source.columns[i].kind != ColumnKind::Key)
+                            .unwrap_or(order.len())
+                            .min(key_count);
+                        order.splice(at..at, [first_window, first_window + 1]);
+                    }
+                    for index in order {
+                        if index >= source.columns.len() {
+                            let (name, sql_type) = &crate::catalog::WINDOW_COLUMNS
+                                [index - source.columns.len() - PSEUDO_COLUMNS.len()];
+                            items.push(Item {
+                                name: name.to_string(),
+                                expr: CompiledExpr::Column(index),
+                                sql_type: sql_type.clone(),
+                                source_key: None,
+                                ast: Some(Expr::Column {
+                                    qualifier: None,
+                                    name: name.to_string(),
+                                }),
+                            });
+                            continue;
+                        }
+                        let column = &source.columns[index];
                         items.push(Item {
                             name: column.name.clone(),
                             expr: CompiledExpr::Column(index),
@@ -1270,30 +1666,49 @@ impl Engine {
                         });
                     }
                 }
+                SelectItem::StructAll(expr) => {
+                    let (compiled, sql_type) = compile_in("SELECT", expr)?;
+                    let Some(SqlType::Struct(fields)) = sql_type else {
+                        return Err(format!(
+                            "Expected STRUCT type for {}->*, got: {}",
+                            expr_text(expr),
+                            sql_type.map_or("NULL".to_string(), |t| t.to_string())
+                        ));
+                    };
+                    for (index, (field, field_type)) in fields.into_iter().enumerate() {
+                        items.push(Item {
+                            ast: Some(unqualified(&Expr::Field {
+                                base: Box::new(expr.clone()),
+                                field: field.clone(),
+                            })),
+                            name: field,
+                            expr: CompiledExpr::Field {
+                                base: Box::new(compiled.clone()),
+                                index,
+                            },
+                            sql_type: field_type,
+                            source_key: None,
+                        });
+                    }
+                }
                 SelectItem::Expr { expr, alias } => {
-                    let (compiled, sql_type) = compile_expr(expr)?;
+                    let (compiled, sql_type) = compile_in("SELECT", expr)?;
                     let Some(sql_type) = sql_type else {
                         return Err(format!("Can't infer a type of null. Please explicitly cast it to a required type, e.g. CAST(null AS VARCHAR). ({})", expr_text(expr)));
                     };
                     let name = match (alias, expr) {
                         (Some(alias), _) => alias.clone(),
                         (None, Expr::Column { name, .. }) => name.clone(),
-                        (None, Expr::Field { field, .. }) => field.clone(),
-                        (None, _) => loop {
-                            let candidate = format!("KSQL_COL_{generated}");
-                            generated += 1;
-                            if !items.iter().any(|i| i.name == candidate) {
-                                break candidate;
-                            }
-                        },
+                        (None, Expr::Field { field, .. }) => unique_name(field, &items),
+                        (None, _) => next_generated(&items),
                     };
-                    if !push && alias.is_none() && PSEUDO_COLUMNS.iter().any(|(n, _)| *n == name) {
+                    let reserved = PSEUDO_COLUMNS.iter().any(|(n, _)| *n == name)
+                        || name == "WINDOWSTART"
+                        || name == "WINDOWEND";
+                    if !push && alias.is_none() && reserved {
                         return Err(format!("Reserved column name in select: `{name}`. Please remove or alias the column."));
                     }
-                    if alias
-                        .as_ref()
-                        .is_some_and(|a| PSEUDO_COLUMNS.iter().any(|(n, _)| n == a))
-                    {
+                    if alias.is_some() && reserved {
                         return Err(format!("`{name}` is a reserved column name. You cannot use it as an alias for a column."));
                     }
                     let source_key = match expr {
@@ -1305,7 +1720,7 @@ impl Engine {
                         expr: compiled,
                         sql_type,
                         source_key,
-                        ast: Some(expr.clone()),
+                        ast: Some(unqualified(expr)),
                     });
                 }
             }
@@ -1322,39 +1737,88 @@ impl Engine {
         let mut key_columns = Vec::new();
         let mut key_projection = Vec::new();
         let mut key_items = std::collections::BTreeSet::new();
-        // A push query's rows are its projection in order: no key/value split.
-        if push {
-        } else if !query.partition_by.is_empty() {
-            let is_null = query.partition_by.len() == 1
-                && matches!(
-                    query.partition_by[0],
-                    Expr::Literal(crate::sql::ast::Literal::Null)
-                );
-            if !is_null {
+        if partitioned {
+            let is_null = |e: &Expr| matches!(e, Expr::Literal(crate::sql::ast::Literal::Null));
+            if query.partition_by.len() > 1 && query.partition_by.iter().any(is_null) {
+                return Err("Cannot PARTITION BY multiple columns including NULL".into());
+            }
+            if !is_null(&query.partition_by[0]) {
+                let mut missing = false;
                 for partition_expr in &query.partition_by {
-                    let (compiled, sql_type) = compile_expr(partition_expr)?;
-                    let sql_type = sql_type
-                        .ok_or("PARTITION BY NULL must be the only PARTITION BY expression")?;
-                    let matching = items
-                        .iter()
-                        .position(|i| i.ast.as_ref() == Some(partition_expr));
-                    let name = match (matching, partition_expr) {
-                        (Some(index), _) => items[index].name.clone(),
-                        (None, Expr::Column { name, .. }) => name.clone(),
-                        (None, Expr::Field { field, .. }) => field.clone(),
-                        (None, _) => loop {
-                            let candidate = format!("KSQL_COL_{generated}");
-                            generated += 1;
-                            if !items.iter().any(|i| i.name == candidate) {
-                                break candidate;
+                    let (compiled, sql_type) = compile_in("PARTITION BY", partition_expr)
+                        .map_err(|message| {
+                            // A name the projection gives is not known before it.
+                            match partition_expr {
+                                Expr::Column { qualifier: None, name }
+                                    if message.starts_with("PARTITION BY column")
+                                        && items.iter().any(|i| &i.name == name) =>
+                                {
+                                    format!("{message} '{name}' must be a column in the source schema since PARTITION BY is applied on the input.")
+                                }
+                                _ => message,
                             }
-                        },
+                        })?;
+                    let sql_type =
+                        sql_type.ok_or("Cannot PARTITION BY multiple columns including NULL")?;
+                    let wanted = unqualified(partition_expr);
+                    let matching: Vec<usize> = (0..items.len())
+                        .filter(|&i| items[i].ast.as_ref() == Some(&wanted))
+                        .collect();
+                    if matching.len() > 1 && !push {
+                        let key_name = match &wanted {
+                            Expr::Column { name, .. } => name.clone(),
+                            _ => items[matching[0]].name.clone(),
+                        };
+                        let names: Vec<&str> =
+                            matching.iter().map(|&i| items[i].name.as_str()).collect();
+                        return Err(format!("The projection contains a key column (`{key_name}`) more than once, aliased as: {}.", names.join(" and ")));
+                    }
+                    let name = match (matching.first(), &wanted) {
+                        (Some(&index), _) => items[index].name.clone(),
+                        (None, _) if !has_star => {
+                            missing = true;
+                            continue;
+                        }
+                        (None, Expr::Column { name, .. }) => name.clone(),
+                        (None, Expr::Field { field, .. }) => unique_name(field, &items),
+                        (None, _) => next_generated(&items),
                     };
-                    if let Some(index) = matching {
+                    if let Some(&index) = matching.first() {
                         key_items.insert(index);
                     }
                     key_columns.push(Column::new(name, sql_type, ColumnKind::Key));
                     key_projection.push(compiled);
+                }
+                if missing && !push {
+                    let qualifier = query
+                        .from
+                        .alias
+                        .clone()
+                        .unwrap_or_else(|| source.name.clone());
+                    let shown: Vec<String> = query
+                        .partition_by
+                        .iter()
+                        .map(|e| {
+                            unqualified(e)
+                                .map_columns(&|q, n| Expr::Column {
+                                    qualifier: match q {
+                                        Some(q) => Some(q.to_string()),
+                                        None if source_names.contains(&n) => {
+                                            Some(qualifier.clone())
+                                        }
+                                        None => None,
+                                    },
+                                    name: n.to_string(),
+                                })
+                                .to_string()
+                        })
+                        .collect();
+                    let noun = if shown.len() == 1 {
+                        "expression"
+                    } else {
+                        "expressions"
+                    };
+                    return Err(format!("The query used to build `{sink_name}` must include the partitioning {noun} {} in its projection (eg, SELECT {}...).", and_list(&shown), shown.join(", ")));
                 }
             }
         } else {
@@ -1379,21 +1843,20 @@ impl Engine {
                     missing.push(key.clone());
                 }
             }
+            // ksqlDB names every key column when any is missing.
             if !missing.is_empty() && !push {
-                let (noun, list) = if missing.len() == 1 {
-                    ("column", missing[0].clone())
+                let noun = if key_names.len() == 1 {
+                    "column"
                 } else {
-                    (
-                        "columns",
-                        format!(
-                            "{} and {}",
-                            missing[..missing.len() - 1].join(", "),
-                            missing[missing.len() - 1]
-                        ),
-                    )
+                    "columns"
                 };
-                return Err(format!("The query used to build `{sink_name}` must include the key {noun} {list} in its projection (eg, SELECT {}...).", missing.join(", ")));
+                return Err(format!("The query used to build `{sink_name}` must include the key {noun} {} in its projection (eg, SELECT {}...).", and_list(&key_names), key_names.join(", ")));
             }
+        }
+        // A push query's rows are its projection, in order: no separate key.
+        if push {
+            key_columns.clear();
+            key_projection.clear();
         }
         let mut value_columns = Vec::new();
         let mut value_projection = Vec::new();
@@ -1440,6 +1903,15 @@ impl Engine {
             input_timestamp,
             filter,
             key_projection,
+            rekeyed: partitioned,
+            push,
+            key_window: source.key_window,
+            fail_on_invalid_timestamp: self
+                .config
+                .properties
+                .get("ksql.timestamp.throw.on.invalid")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+            failed: None,
             value_projection,
             sink_key: None,
             sink_value: None,
@@ -1517,6 +1989,35 @@ fn title(kind: SourceKind) -> &'static str {
     }
 }
 
+/// `WINDOW_SIZE` text (`10 SECONDS`, `1 minute`) in milliseconds.
+fn window_size_millis(text: &str) -> Result<i64> {
+    let invalid = || format!("Invalid WINDOW_SIZE property : {text}");
+    let mut parts = text.split_whitespace();
+    let amount: i64 = parts
+        .next()
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(invalid)?;
+    let unit = parts.next().ok_or_else(invalid)?.to_ascii_uppercase();
+    let millis = match unit.trim_end_matches('S') {
+        "MILLISECOND" => 1,
+        "SECOND" => 1000,
+        "MINUTE" => 60_000,
+        "HOUR" => 3_600_000,
+        "DAY" => 86_400_000,
+        _ => return Err(invalid()),
+    };
+    Ok(amount.saturating_mul(millis))
+}
+
+/// `A`, `A and B`, `A, B and C`.
+fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
 fn expr_text(expr: &Expr) -> String {
     expr.to_string()
 }
@@ -1552,16 +2053,6 @@ fn int_property(properties: &Properties, key: &str) -> Result<Option<i64>> {
             .parse()
             .map(Some)
             .map_err(|_| format!("Invalid value for property {key}: {}", value.text())),
-    }
-}
-
-fn delimiter_property(text: &str) -> Result<char> {
-    match text {
-        "" => Err("Failed to prepare statement: Configuration VALUE_DELIMITER is invalid: Delimiter cannot be empty, if you meant to have a tab or space for delimiter, please use the special values 'TAB' or 'SPACE'\nExample valid value: ';'".into()),
-        t if t.eq_ignore_ascii_case("TAB") => Ok('\t'),
-        t if t.eq_ignore_ascii_case("SPACE") => Ok(' '),
-        t if t.chars().count() == 1 => Ok(t.chars().next().unwrap_or(',')),
-        t => Err(format!("Failed to prepare statement: Configuration VALUE_DELIMITER is invalid: Invalid delimiter value: '{t}'. Delimiter must be a single character or TAB or SPACE\nExample valid value: ';'")),
     }
 }
 

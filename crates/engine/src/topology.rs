@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::expr::{eval_column, Batch, CompiledExpr};
+use crate::expr::{columns_used, eval_column, Batch, CompiledExpr};
 use crate::formats::RecordSerde;
 use crate::functions::BoundFunction;
 use crate::functions::RowError;
@@ -35,10 +35,14 @@ pub struct OutputRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResultRow {
     pub key: Vec<Value>,
+    /// The input record had no key and the query kept its key: the output has none either.
+    pub key_absent: bool,
+    /// The window (start, end) of a windowed source's record.
+    pub window: Option<(i64, i64)>,
     /// The projected values (NULLs for value columns when the record was a tombstone).
     pub value: Vec<Value>,
-    /// The input had no value: a stream passes it on as a record without a value (sinks),
-    /// while push queries show its row.
+    /// The input had no value: a stream passes it on as a record without a value (sinks);
+    /// push queries skip it, as ksqlDB's do.
     pub tombstone: bool,
     pub timestamp: i64,
 }
@@ -71,6 +75,8 @@ pub enum OutputTimestamp {
     /// The value of an output column (`WITH (timestamp='col')` on the sink).
     Column {
         index: usize,
+        /// The column is a key column (`index` counts key columns), else a value column.
+        key: bool,
         format: Option<TimestampFormat>,
     },
 }
@@ -94,6 +100,53 @@ pub struct TimestampFormat {
     pub parser: Arc<dyn BoundFunction>,
 }
 
+/// How a windowed source's keys carry their window (Kafka Streams' windowed serdes): the
+/// key's bytes, then the window's end and start (session windows, 8 bytes each, big-endian),
+/// or its start only (time windows, whose end is start + size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyWindow {
+    Session,
+    Time { size_ms: i64 },
+}
+
+impl KeyWindow {
+    /// Splits a windowed key into the key's own bytes and the window (start, end).
+    pub fn split(self, bytes: &[u8]) -> Result<(&[u8], (i64, i64)), String> {
+        let read = |b: &[u8]| {
+            let mut array = [0u8; 8];
+            array.copy_from_slice(b);
+            i64::from_be_bytes(array)
+        };
+        match self {
+            KeyWindow::Session if bytes.len() >= 16 => {
+                let at = bytes.len() - 16;
+                let end = read(&bytes[at..at + 8]);
+                let start = read(&bytes[at + 8..]);
+                Ok((&bytes[..at], (start, end)))
+            }
+            KeyWindow::Time { size_ms } if bytes.len() >= 8 => {
+                let at = bytes.len() - 8;
+                let start = read(&bytes[at..]);
+                Ok((&bytes[..at], (start, start.saturating_add(size_ms))))
+            }
+            _ => Err(format!(
+                "A windowed key needs at least {} bytes, got {}",
+                if self == KeyWindow::Session { 16 } else { 8 },
+                bytes.len()
+            )),
+        }
+    }
+
+    /// A key's bytes with its window appended.
+    pub fn join(self, mut key: Vec<u8>, (start, end): (i64, i64)) -> Vec<u8> {
+        if self == KeyWindow::Session {
+            key.extend_from_slice(&end.to_be_bytes());
+        }
+        key.extend_from_slice(&start.to_be_bytes());
+        key
+    }
+}
+
 /// A stateless stream query: source -> WHERE -> SELECT / PARTITION BY -> sink.
 pub struct StreamTopology {
     pub source_topic: String,
@@ -106,6 +159,17 @@ pub struct StreamTopology {
     pub input_timestamp: InputTimestamp,
     pub filter: Option<CompiledExpr>,
     pub key_projection: Vec<CompiledExpr>,
+    /// PARTITION BY: the key is computed, not the input's.
+    pub rekeyed: bool,
+    /// A push query: ksqlDB's push queries over streams skip records without a value.
+    pub push: bool,
+    /// The source's keys are windowed: WINDOWSTART and WINDOWEND follow the pseudo-columns in
+    /// the batch, and the sink's keys carry the same window.
+    pub key_window: Option<KeyWindow>,
+    /// `ksql.timestamp.throw.on.invalid`: an unreadable timestamp stops the query.
+    pub fail_on_invalid_timestamp: bool,
+    /// Why the query stopped, when it did: it reads nothing more (its runtime reports it).
+    pub failed: Option<String>,
     pub value_projection: Vec<CompiledExpr>,
     pub sink_key: Option<RecordSerde>,
     pub sink_value: Option<RecordSerde>,
@@ -139,7 +203,8 @@ impl StreamTopology {
 
     /// Runs records through the query, returning result rows (push queries).
     pub fn process_rows(&mut self, records: &[InputRecord]) -> Vec<ResultRow> {
-        let scope_width = self.key_count + self.value_count + 3;
+        let window_columns = if self.key_window.is_some() { 2 } else { 0 };
+        let scope_width = self.key_count + self.value_count + 3 + window_columns;
         let mut batch = Batch {
             columns: vec![Vec::with_capacity(records.len()); scope_width],
             rows: 0,
@@ -147,10 +212,31 @@ impl StreamTopology {
         let mut kept: Vec<&InputRecord> = Vec::with_capacity(records.len());
         let mut timestamps: Vec<i64> = Vec::with_capacity(records.len());
         let mut tombstones: Vec<bool> = Vec::with_capacity(records.len());
+        let mut keyless: Vec<bool> = Vec::with_capacity(records.len());
+        let mut windows: Vec<Option<(i64, i64)>> = Vec::with_capacity(records.len());
         for record in records {
+            if self.failed.is_some() {
+                break;
+            }
             self.stats.records_in += 1;
-            let key = match self.source_key.deserialize(record.key.as_deref()) {
-                Ok(values) => values.unwrap_or_else(|| vec![Value::Null; self.key_count]),
+            let mut no_key = false;
+            let (key_bytes, window) = match (self.key_window, record.key.as_deref()) {
+                (Some(kind), Some(bytes)) => match kind.split(bytes) {
+                    Ok((key, window)) => (Some(key), Some(window)),
+                    Err(message) => {
+                        self.stats.skipped += 1;
+                        self.log(record, message);
+                        continue;
+                    }
+                },
+                (_, bytes) => (bytes, None),
+            };
+            let key = match self.source_key.deserialize(key_bytes) {
+                Ok(Some(values)) => values,
+                Ok(None) => {
+                    no_key = true;
+                    vec![Value::Null; self.key_count]
+                }
                 Err(e) => {
                     self.stats.skipped += 1;
                     self.log(record, e.0);
@@ -180,6 +266,15 @@ impl StreamTopology {
                         }
                         Err(message) => {
                             self.stats.skipped += 1;
+                            if self.fail_on_invalid_timestamp {
+                                // `ksql.timestamp.throw.on.invalid`: the query stops, as
+                                // Kafka Streams does on a failing extractor.
+                                self.failed = Some(format!(
+                                    "Fatal user code error in TimestampExtractor callback for record {}-{}@{}: {message}",
+                                    record.topic, record.partition, record.offset
+                                ));
+                                break;
+                            }
                             self.log(record, message);
                             continue;
                         }
@@ -190,9 +285,21 @@ impl StreamTopology {
                 self.stats.skipped += 1;
                 continue;
             }
-            row.push(Value::BigInt(timestamp));
-            row.push(Value::Integer(record.partition));
-            row.push(Value::BigInt(record.offset));
+            if tombstone {
+                // ksqlDB keeps the pseudo-columns in the value: a tombstone has none.
+                row.extend([Value::Null, Value::Null, Value::Null]);
+            } else {
+                row.push(Value::BigInt(timestamp));
+                row.push(Value::Integer(record.partition));
+                row.push(Value::BigInt(record.offset));
+            }
+            if self.key_window.is_some() {
+                let (start, end) = window.map_or((Value::Null, Value::Null), |(s, e)| {
+                    (Value::BigInt(s), Value::BigInt(e))
+                });
+                row.push(start);
+                row.push(end);
+            }
             for (column, value) in batch.columns.iter_mut().zip(row) {
                 column.push(value);
             }
@@ -200,12 +307,15 @@ impl StreamTopology {
             kept.push(record);
             timestamps.push(timestamp);
             tombstones.push(tombstone);
+            keyless.push(no_key);
+            windows.push(window);
         }
         let mut errors: Vec<RowError> = Vec::new();
         if let Some(filter) = &self.filter {
             let keep = eval_column(filter, &batch, &mut errors);
             let selected: Vec<usize> = (0..batch.rows)
-                .filter(|&row| keep[row] == Value::Boolean(true))
+                // A filter passes no tombstones.
+                .filter(|&row| keep[row] == Value::Boolean(true) && !tombstones[row])
                 .collect();
             if selected.len() != batch.rows {
                 batch = Batch {
@@ -219,6 +329,8 @@ impl StreamTopology {
                 kept = selected.iter().map(|&i| kept[i]).collect();
                 timestamps = selected.iter().map(|&i| timestamps[i]).collect();
                 tombstones = selected.iter().map(|&i| tombstones[i]).collect();
+                keyless = selected.iter().map(|&i| keyless[i]).collect();
+                windows = selected.iter().map(|&i| windows[i]).collect();
             }
         }
         let keys: Vec<Vec<Value>> = self
@@ -241,18 +353,48 @@ impl StreamTopology {
                 );
             }
         }
+        // A tombstone has no value: a new key reading more than the input's key is NULL.
+        let key_only: Vec<bool> = self
+            .key_projection
+            .iter()
+            .map(|e| columns_used(e).iter().all(|&i| i < self.key_count))
+            .collect();
         let mut rows = Vec::with_capacity(batch.rows);
         for row in 0..batch.rows {
             if self.is_done() {
                 break;
             }
-            let key: Vec<Value> = keys.iter().map(|c| c[row].clone()).collect();
+            if self.push && tombstones[row] {
+                self.stats.skipped += 1;
+                continue;
+            }
+            let key: Vec<Value> = keys
+                .iter()
+                .zip(&key_only)
+                .map(|(c, key_only)| {
+                    if tombstones[row] && self.rekeyed && !key_only {
+                        Value::Null
+                    } else {
+                        c[row].clone()
+                    }
+                })
+                .collect();
             let value: Vec<Value> = values.iter().map(|c| c[row].clone()).collect();
             let timestamp = match &self.output_timestamp {
                 OutputTimestamp::Input => timestamps[row],
-                OutputTimestamp::Column { index, format } => {
-                    match timestamp_of(&value[*index], format.as_ref()) {
-                        Ok(Some(t)) => t,
+                OutputTimestamp::Column {
+                    index,
+                    key: in_key,
+                    format,
+                } => {
+                    let cell = if *in_key {
+                        &key[*index]
+                    } else {
+                        &value[*index]
+                    };
+                    match timestamp_of(cell, format.as_ref()) {
+                        // Kafka takes no negative timestamps: ksqlDB drops the record.
+                        Ok(Some(t)) if t >= 0 => t,
                         _ => {
                             self.stats.skipped += 1;
                             continue;
@@ -263,6 +405,8 @@ impl StreamTopology {
             self.stats.records_out += 1;
             rows.push(ResultRow {
                 key,
+                key_absent: keyless[row] && !self.rekeyed,
+                window: windows[row],
                 value,
                 tombstone: tombstones[row],
                 timestamp,
@@ -287,11 +431,17 @@ impl StreamTopology {
             } else {
                 sink_value.serialize(&row.value)
             };
-            // A key of only NULLs is written as no key.
-            let key = if !row.key.is_empty() && row.key.iter().all(Value::is_null) {
+            // A single NULL key column is written as no key (several are written as a
+            // record of NULLs).
+            let key = if row.key_absent || (row.key.len() == 1 && row.key[0].is_null()) {
                 Ok(None)
             } else {
                 sink_key.serialize(&row.key)
+            };
+            // A windowed source's sink keys keep the window.
+            let key = match (key, self.key_window, row.window) {
+                (Ok(Some(bytes)), Some(kind), Some(window)) => Ok(Some(kind.join(bytes, window))),
+                (key, _, _) => key,
             };
             match (key, value) {
                 (Ok(key), Ok(value)) => out.push(OutputRecord {
@@ -356,4 +506,25 @@ pub fn timestamp_of(
             ))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windowed_keys_carry_their_window_as_kafka_streams_writes_it() {
+        let session = KeyWindow::Session.join(b"k".to_vec(), (12, 465));
+        assert_eq!(session.len(), 17);
+        assert_eq!(&session[1..9], &465i64.to_be_bytes());
+        assert_eq!(
+            KeyWindow::Session.split(&session),
+            Ok((&b"k"[..], (12, 465)))
+        );
+        let time = KeyWindow::Time { size_ms: 1000 };
+        let bytes = time.join(b"k".to_vec(), (2000, 0));
+        assert_eq!(bytes.len(), 9);
+        assert_eq!(time.split(&bytes), Ok((&b"k"[..], (2000, 3000))));
+        assert!(KeyWindow::Session.split(b"short").is_err());
+    }
 }

@@ -263,9 +263,11 @@ pub fn compare(left: &Value, right: &Value) -> Option<Ordering> {
         (Value::Timestamp(t), Value::Date(d)) => t.partial_cmp(&(*d as i64 * 86_400_000)),
         (Value::Array(a), Value::Array(b)) | (Value::Struct(a), Value::Struct(b)) => {
             for (x, y) in a.iter().zip(b) {
+                // Inside a collection NULL equals NULL and sorts first.
                 match (x.is_null(), y.is_null()) {
                     (true, true) => continue,
-                    (true, false) | (false, true) => return None,
+                    (true, false) => return Some(Ordering::Less),
+                    (false, true) => return Some(Ordering::Greater),
                     _ => {}
                 }
                 match compare(x, y)? {
@@ -276,14 +278,17 @@ pub fn compare(left: &Value, right: &Value) -> Option<Ordering> {
             a.len().partial_cmp(&b.len())
         }
         (Value::Map(a), Value::Map(b)) => {
-            if a.len() != b.len() {
-                return None;
-            }
-            let equal = a.iter().all(|(k, v)| {
-                b.iter()
-                    .any(|(k2, v2)| values_equal(k, k2) && values_equal(v, v2))
-            });
-            equal.then_some(Ordering::Equal)
+            // Maps have no order: unequal maps compare as "less" so that <> sees them differ.
+            let equal = a.len() == b.len()
+                && a.iter().all(|(k, v)| {
+                    b.iter()
+                        .any(|(k2, v2)| values_equal(k, k2) && values_equal(v, v2))
+                });
+            Some(if equal {
+                Ordering::Equal
+            } else {
+                Ordering::Less
+            })
         }
         _ => None,
     }

@@ -222,6 +222,89 @@ pub fn cast_value(value: &Value, to: &SqlType) -> Result<Value, String> {
     })
 }
 
+/// Whether a type is or holds a STRUCT (whose casts need the field names).
+pub fn has_struct(sql_type: &SqlType) -> bool {
+    match sql_type {
+        SqlType::Struct(_) => true,
+        SqlType::Array(inner) => has_struct(inner),
+        SqlType::Map(k, v) => has_struct(k) || has_struct(v),
+        _ => false,
+    }
+}
+
+/// `CAST(value AS to)` knowing the operand's type: a struct becomes the target struct field by
+/// field, by name (fields the operand lacks are NULL), and its text is Kafka Connect's
+/// `Struct{F0=1,f1=3}` (NULL fields left out).
+pub fn cast_typed(value: &Value, from: &SqlType, to: &SqlType) -> Result<Value, String> {
+    if value.is_null() {
+        return Ok(Value::Null);
+    }
+    Ok(match (value, from, to) {
+        (_, _, SqlType::String) => Value::String(typed_to_string(value, from)),
+        (Value::Struct(values), SqlType::Struct(from_fields), SqlType::Struct(to_fields)) => {
+            Value::Struct(
+                to_fields
+                    .iter()
+                    .map(
+                        |(name, to_type)| match from_fields.iter().position(|(f, _)| f == name) {
+                            Some(i) => cast_typed(
+                                values.get(i).unwrap_or(&Value::Null),
+                                &from_fields[i].1,
+                                to_type,
+                            ),
+                            None => Ok(Value::Null),
+                        },
+                    )
+                    .collect::<Result<_, _>>()?,
+            )
+        }
+        (Value::Array(items), SqlType::Array(from_inner), SqlType::Array(to_inner)) => {
+            Value::Array(
+                items
+                    .iter()
+                    .map(|v| cast_typed(v, from_inner, to_inner))
+                    .collect::<Result<_, _>>()?,
+            )
+        }
+        (Value::Map(entries), SqlType::Map(fk, fv), SqlType::Map(tk, tv)) => Value::Map(
+            entries
+                .iter()
+                .map(|(k, v)| Ok((cast_typed(k, fk, tk)?, cast_typed(v, fv, tv)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        _ => cast_value(value, to)?,
+    })
+}
+
+/// A value as text, with its struct fields named.
+fn typed_to_string(value: &Value, sql_type: &SqlType) -> String {
+    match (value, sql_type) {
+        (Value::Struct(values), SqlType::Struct(fields)) => {
+            let parts: Vec<String> = fields
+                .iter()
+                .zip(values)
+                .filter(|(_, v)| !v.is_null())
+                .map(|((name, ty), v)| format!("{name}={}", typed_to_string(v, ty)))
+                .collect();
+            format!("Struct{{{}}}", parts.join(","))
+        }
+        (Value::Array(items), SqlType::Array(inner)) => {
+            let parts: Vec<String> = items.iter().map(|v| typed_to_string(v, inner)).collect();
+            format!("[{}]", parts.join(", "))
+        }
+        (Value::Map(entries), SqlType::Map(k, v)) => {
+            let parts: Vec<String> = entries
+                .iter()
+                .map(|(key, val)| {
+                    format!("{}={}", typed_to_string(key, k), typed_to_string(val, v))
+                })
+                .collect();
+            format!("{{{}}}", parts.join(", "))
+        }
+        _ => value_to_string(value),
+    }
+}
+
 fn truncate_decimal(unscaled: i128, scale: u8) -> i128 {
     unscaled / super::arith::pow10(scale as u32)
 }
@@ -275,9 +358,22 @@ fn parse_string(text: &str, to: &SqlType) -> Result<Value, String> {
             "false" | "f" | "no" | "n" => Value::Boolean(false),
             _ => return Err(invalid()),
         },
-        SqlType::Date => Value::Date(parse_date(trimmed).ok_or_else(invalid)?),
-        SqlType::Time => Value::Time(parse_time(trimmed).ok_or_else(invalid)?),
-        SqlType::Timestamp => Value::Timestamp(parse_timestamp(trimmed).ok_or_else(invalid)?),
+        // Partial text (`1970-01`) is the start of its period, as ksqlDB reads it.
+        SqlType::Date => match parse_date(trimmed) {
+            Some(days) => Value::Date(days),
+            None => crate::functions::datetime::parse_temporal_literal(trimmed, to)
+                .map_err(|_| invalid())?,
+        },
+        SqlType::Time => match parse_time(trimmed) {
+            Some(millis) => Value::Time(millis),
+            None => crate::functions::datetime::parse_temporal_literal(trimmed, to)
+                .map_err(|_| invalid())?,
+        },
+        SqlType::Timestamp => match parse_timestamp(trimmed) {
+            Some(millis) => Value::Timestamp(millis),
+            None => crate::functions::datetime::parse_temporal_literal(trimmed, to)
+                .map_err(|_| invalid())?,
+        },
         _ => return Err(invalid()),
     })
 }

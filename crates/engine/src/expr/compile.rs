@@ -55,6 +55,8 @@ pub enum CompiledExpr {
     },
     Cast {
         expr: Box<CompiledExpr>,
+        /// The operand's type when it matters (structs are cast field by field by name).
+        from: Option<SqlType>,
         to: SqlType,
     },
     Case {
@@ -299,6 +301,7 @@ impl Compiler<'_, '_> {
                 (
                     CompiledExpr::Cast {
                         expr: Box::new(inner),
+                        from: from.filter(super::cast::has_struct),
                         to: to.clone(),
                     },
                     Some(to.clone()),
@@ -403,11 +406,17 @@ impl Compiler<'_, '_> {
                 high,
                 negated,
             } => {
+                let low = magic_timestamp(expr, low)?.unwrap_or_else(|| low.as_ref().clone());
+                let high = magic_timestamp(expr, high)?.unwrap_or_else(|| high.as_ref().clone());
+                let (low, high) = (&low, &high);
                 let (e, et) = self.compile(expr)?;
                 let (l, lt) = self.compile(low)?;
                 let (h, ht) = self.compile(high)?;
                 check_comparable(BinaryOp::GtEq, &et, &lt, (expr, low))?;
                 check_comparable(BinaryOp::LtEq, &et, &ht, (expr, high))?;
+                // Text bounds of a DATE/TIME/TIMESTAMP are parsed as one (and the reverse).
+                let (e, l) = coerce_comparison(e, &et, l, &lt);
+                let (e, h) = coerce_comparison(e, &et, h, &ht);
                 (
                     CompiledExpr::Between {
                         expr: Box::new(e),
@@ -424,9 +433,10 @@ impl Compiler<'_, '_> {
                 negated,
             } => {
                 let (e, et) = self.compile(expr)?;
+                let mut common = et;
                 let mut items = Vec::new();
                 for item in list {
-                    items.push(self.in_item(item, &et)?);
+                    items.extend(self.in_item(item, &mut common)?);
                 }
                 (
                     CompiledExpr::InList {
@@ -475,49 +485,43 @@ impl Compiler<'_, '_> {
                 "Lambda expressions are only allowed as arguments of TRANSFORM, FILTER and REDUCE",
             ),
             Expr::Array(items) => {
-                let mut compiled = Vec::new();
-                let mut element: Option<SqlType> = None;
-                for item in items {
-                    let (c, t) = self.compile(item)?;
-                    element = merge_result_type(element, t, "ARRAY element")?;
-                    compiled.push(c);
+                if items.is_empty() {
+                    return err("Array constructor cannot be empty. Please supply at least one element (see https://github.com/confluentinc/ksql/issues/4239).");
                 }
+                let (compiled, element) = self.coerce_list(items)?;
                 let Some(element) = element else {
                     return err("Cannot construct an array with all NULL elements (see https://github.com/confluentinc/ksql/issues/4239). As a workaround, you may cast a NULL value to the desired type.");
                 };
-                let compiled = compiled
-                    .into_iter()
-                    .map(|c| widen_expr(c, &element))
-                    .collect();
                 (
                     CompiledExpr::MakeArray(compiled),
                     Some(SqlType::Array(Box::new(element))),
                 )
             }
             Expr::Map(entries) => {
-                let mut compiled = Vec::new();
-                let (mut key_type, mut value_type): (Option<SqlType>, Option<SqlType>) =
-                    (None, None);
-                for (key, value) in entries {
-                    let (k, kt) = self.compile(key)?;
-                    let (v, vt) = self.compile(value)?;
-                    key_type = merge_result_type(key_type, kt, "MAP key")?;
-                    value_type = merge_result_type(value_type, vt, "MAP value")?;
-                    compiled.push((k, v));
+                if entries.is_empty() {
+                    return err("Map constructor cannot be empty. Please supply at least one key value pair (see https://github.com/confluentinc/ksql/issues/4239).");
                 }
-                let (Some(key_type), Some(value_type)) = (key_type, value_type) else {
+                let keys: Vec<Expr> = entries.iter().map(|(k, _)| k.clone()).collect();
+                let values: Vec<Expr> = entries.iter().map(|(_, v)| v.clone()).collect();
+                let (keys, key_type) = self.coerce_list(&keys)?;
+                let (values, value_type) = self.coerce_list(&values)?;
+                let Some(key_type) = key_type else {
+                    return err("Cannot construct a map with all NULL keys (see https://github.com/confluentinc/ksql/issues/4239). As a workaround, you may cast a NULL key to the desired type.");
+                };
+                let Some(value_type) = value_type else {
                     return err("Cannot construct a map with all NULL values (see https://github.com/confluentinc/ksql/issues/4239). As a workaround, you may cast a NULL value to the desired type.");
                 };
-                let compiled = compiled
-                    .into_iter()
-                    .map(|(k, v)| (widen_expr(k, &key_type), widen_expr(v, &value_type)))
-                    .collect();
                 (
-                    CompiledExpr::MakeMap(compiled),
+                    CompiledExpr::MakeMap(keys.into_iter().zip(values).collect()),
                     Some(SqlType::Map(Box::new(key_type), Box::new(value_type))),
                 )
             }
             Expr::Struct(fields) => {
+                for (i, (name, _)) in fields.iter().enumerate() {
+                    if fields[..i].iter().any(|(other, _)| other == name) {
+                        return err("Duplicate field names found in STRUCT");
+                    }
+                }
                 let mut compiled = Vec::new();
                 let mut types = Vec::new();
                 for (name, value) in fields {
@@ -533,68 +537,220 @@ impl Compiler<'_, '_> {
         })
     }
 
-    /// One item of `x IN (...)`: ksqlDB converts string literals to the tested type (refusing
-    /// text that is not of that type), widens numbers, and refuses other type pairs.
+    /// The elements of an ARRAY (or the keys, or the values, of a MAP) brought to their
+    /// common type as ksqlDB's CoercionUtil does: the first typed element's type, widened by
+    /// numbers; text parsed as that type; other literals as text for STRING; structs merged
+    /// into one struct type with every field any of them has. `None`: all NULL.
+    fn coerce_list(
+        &mut self,
+        items: &[Expr],
+    ) -> Result<(Vec<CompiledExpr>, Option<SqlType>), CompileError> {
+        let typed: Vec<(CompiledExpr, Option<SqlType>)> = items
+            .iter()
+            .map(|item| self.compile(item))
+            .collect::<Result<_, _>>()?;
+        let known: Vec<&SqlType> = typed.iter().filter_map(|(_, t)| t.as_ref()).collect();
+        if known.is_empty() {
+            return Ok((typed.into_iter().map(|(c, _)| c).collect(), None));
+        }
+        if known.iter().all(|t| matches!(t, SqlType::Struct(_))) {
+            let mut merged: Vec<(String, SqlType)> = Vec::new();
+            for t in &known {
+                let SqlType::Struct(fields) = t else { continue };
+                for (name, field_type) in fields {
+                    match merged.iter_mut().find(|(n, _)| n == name) {
+                        Some((_, existing)) if existing.is_numeric() && field_type.is_numeric() => {
+                            *existing = wider(existing, field_type);
+                        }
+                        Some(_) => {}
+                        None => merged.push((name.clone(), field_type.clone())),
+                    }
+                }
+            }
+            let target = SqlType::Struct(merged);
+            let compiled = typed
+                .into_iter()
+                .map(|(c, t)| match t {
+                    Some(t) if t != target => CompiledExpr::Cast {
+                        expr: Box::new(c),
+                        from: Some(t),
+                        to: target.clone(),
+                    },
+                    _ => c,
+                })
+                .collect();
+            return Ok((compiled, Some(target)));
+        }
+        let first_typed = items
+            .iter()
+            .zip(&typed)
+            .find(|(item, (_, t))| {
+                t.is_some() && !matches!(item, Expr::Literal(Literal::String(_)))
+            })
+            .and_then(|(_, (_, t))| t.clone());
+        let mut common = first_typed.or(Some(SqlType::String));
+        let mut compiled = Vec::new();
+        for item in items {
+            let coerced = self.in_item(item, &mut common).map_err(|CompileError(m)| {
+                CompileError(
+                    m.strip_prefix("Invalid Predicate: ")
+                        .map(str::to_string)
+                        .unwrap_or(m),
+                )
+            })?;
+            compiled.push(coerced.unwrap_or(CompiledExpr::Literal(Value::Null)));
+        }
+        let common = common.unwrap_or(SqlType::String);
+        let compiled = compiled
+            .into_iter()
+            .map(|c| widen_expr(c, &common))
+            .collect();
+        Ok((compiled, Some(common)))
+    }
+
+    /// One item of `x IN (...)`, as ksqlDB's CoercionUtil treats it: the tested value's type
+    /// is the common type, widened by numeric items as they come; string literals are parsed
+    /// as that type (refusing text that is not of it), other literals become text when the
+    /// common type is STRING, and constructors are coerced element by element. `None` for an
+    /// item that can never equal the value (a struct naming fields the type does not have).
     fn in_item(
         &mut self,
         item: &Expr,
-        target: &Option<SqlType>,
-    ) -> Result<CompiledExpr, CompileError> {
-        let Some(target) = target else {
-            return Ok(self.compile(item)?.0);
+        common: &mut Option<SqlType>,
+    ) -> Result<Option<CompiledExpr>, CompileError> {
+        let Some(target) = common.clone() else {
+            let (compiled, sql_type) = self.compile(item)?;
+            *common = sql_type;
+            return Ok(Some(compiled));
         };
-        if let (Expr::Literal(Literal::String(text)), true) =
-            (item, target.is_primitive() && *target != SqlType::String)
-        {
-            return match super::cast::cast_value(&Value::String(text.clone()), target) {
-                Ok(value) => Ok(CompiledExpr::Literal(value)),
-                Err(_) => match (target, super::cast::parse_decimal(text)) {
-                    // '4.000' is a valid INTEGER when it has no fraction.
-                    (SqlType::Integer | SqlType::BigInt, Some((unscaled, scale)))
-                        if unscaled % super::arith::pow10(scale as u32) == 0 =>
-                    {
-                        let whole = unscaled / super::arith::pow10(scale as u32);
-                        Ok(CompiledExpr::Literal(if *target == SqlType::Integer {
-                            Value::Integer(whole as i32)
-                        } else {
-                            Value::BigInt(whole as i64)
-                        }))
-                    }
-                    _ => err(format!(
-                        "Invalid Predicate: invalid input syntax for type {}: \"{text}\".",
-                        type_name_for_message(target)
-                    )),
-                },
-            };
-        }
-        if let (Expr::Array(elements), SqlType::Array(element_type)) = (item, target) {
-            // String literals inside a constructor are converted element by element.
-            let mut compiled = Vec::new();
-            for element in elements {
-                compiled.push(self.in_item(element, &Some(*element_type.clone()))?);
+        if let Expr::Literal(Literal::String(text)) = item {
+            if target.is_numeric() {
+                let (value, sql_type) =
+                    parse_number_text(text).ok_or_else(|| invalid_input_syntax(&target, text))?;
+                *common = Some(wider(&target, &sql_type));
+                return Ok(Some(CompiledExpr::Literal(value)));
             }
-            let (_, item_type) = self.compile(item).or_else(|_| {
-                Ok::<_, CompileError>((CompiledExpr::Literal(Value::Null), Some(target.clone())))
-            })?;
-            if let Some(item_type) = &item_type {
-                if !in_types_compatible(target, item_type)
-                    && !elements
-                        .iter()
-                        .all(|e| matches!(e, Expr::Literal(Literal::String(_) | Literal::Null)))
-                {
-                    return err(format!("Invalid Predicate: operator does not exist: {target} = {item_type} ({item})"));
+        }
+        match self.coerce_in(item, &target)? {
+            Coerced::To(compiled, sql_type) => {
+                if target.is_numeric() && sql_type.is_numeric() {
+                    *common = Some(wider(&target, &sql_type));
+                }
+                Ok(Some(compiled))
+            }
+            Coerced::Never => Ok(None),
+            Coerced::Mismatch => {
+                let (_, item_type) = self.compile(item)?;
+                let item_type = item_type.map_or("NULL".to_string(), |t| t.to_string());
+                err(format!(
+                    "Invalid Predicate: operator does not exist: {target} = {item_type} ({item})\nHint: You might need to add explicit type casts."
+                ))
+            }
+        }
+    }
+
+    /// Coerces an IN item (or an element of a constructor in one) to `target`. Text that is
+    /// not a valid `target` is a statement error at once; other mismatches are reported by
+    /// the caller for the whole item.
+    fn coerce_in(&mut self, item: &Expr, target: &SqlType) -> Result<Coerced, CompileError> {
+        match (item, target) {
+            (Expr::Literal(Literal::Null), _) => {
+                return Ok(Coerced::To(
+                    CompiledExpr::Literal(Value::Null),
+                    target.clone(),
+                ))
+            }
+            (Expr::Literal(Literal::String(text)), t)
+                if t.is_primitive() && *t != SqlType::String =>
+            {
+                let value = if t.is_numeric() {
+                    let (value, _) =
+                        parse_number_text(text).ok_or_else(|| invalid_input_syntax(t, text))?;
+                    super::cast::cast_value(&value, t).map_err(|_| invalid_input_syntax(t, text))?
+                } else if *t == SqlType::Boolean {
+                    Value::Boolean(
+                        parse_boolean_text(text).ok_or_else(|| invalid_input_syntax(t, text))?,
+                    )
+                } else {
+                    super::cast::cast_value(&Value::String(text.clone()), t)
+                        .map_err(|_| invalid_input_syntax(t, text))?
+                };
+                return Ok(Coerced::To(CompiledExpr::Literal(value), t.clone()));
+            }
+            (literal, SqlType::String) => {
+                if let Some(text) = literal_text(literal) {
+                    return Ok(Coerced::To(
+                        CompiledExpr::Literal(Value::String(text)),
+                        SqlType::String,
+                    ));
                 }
             }
-            return Ok(CompiledExpr::MakeArray(compiled));
+            (Expr::Array(elements), SqlType::Array(element_type)) => {
+                let mut compiled = Vec::new();
+                for element in elements {
+                    match self.coerce_in(element, element_type)? {
+                        Coerced::To(c, _) => compiled.push(c),
+                        other => return Ok(other),
+                    }
+                }
+                return Ok(Coerced::To(
+                    CompiledExpr::MakeArray(compiled),
+                    target.clone(),
+                ));
+            }
+            (Expr::Map(entries), SqlType::Map(key_type, value_type)) => {
+                let mut compiled = Vec::new();
+                for (key, value) in entries {
+                    let key = match self.coerce_in(key, key_type)? {
+                        Coerced::To(c, _) => c,
+                        other => return Ok(other),
+                    };
+                    let value = match self.coerce_in(value, value_type)? {
+                        Coerced::To(c, _) => c,
+                        other => return Ok(other),
+                    };
+                    compiled.push((key, value));
+                }
+                return Ok(Coerced::To(CompiledExpr::MakeMap(compiled), target.clone()));
+            }
+            (Expr::Struct(fields), SqlType::Struct(target_fields)) => {
+                let mut values: Vec<CompiledExpr> = target_fields
+                    .iter()
+                    .map(|_| CompiledExpr::Literal(Value::Null))
+                    .collect();
+                let mut never = false;
+                for (name, value) in fields {
+                    match target_fields.iter().position(|(f, _)| f == name) {
+                        Some(index) => match self.coerce_in(value, &target_fields[index].1)? {
+                            Coerced::To(c, _) => values[index] = c,
+                            Coerced::Never => never = true,
+                            Coerced::Mismatch => return Ok(Coerced::Mismatch),
+                        },
+                        // A field the type lacks: the struct is of another type, never equal.
+                        None => {
+                            self.compile(value)?;
+                            never = true;
+                        }
+                    }
+                }
+                if never {
+                    return Ok(Coerced::Never);
+                }
+                return Ok(Coerced::To(
+                    CompiledExpr::MakeStruct(values),
+                    target.clone(),
+                ));
+            }
+            _ => {}
         }
         let (compiled, item_type) = self.compile(item)?;
-        match item_type {
-            None => Ok(compiled),
-            Some(item_type) if in_types_compatible(target, &item_type) => Ok(compiled),
-            Some(item_type) => err(format!(
-                "Invalid Predicate: operator does not exist: {target} = {item_type} ({item})"
-            )),
-        }
+        Ok(match item_type {
+            None => Coerced::To(compiled, target.clone()),
+            Some(item_type) if in_types_compatible(target, &item_type) => {
+                Coerced::To(compiled, item_type)
+            }
+            Some(_) => Coerced::Mismatch,
+        })
     }
 
     fn column(
@@ -657,6 +813,15 @@ impl Compiler<'_, '_> {
         left: &Expr,
         right: &Expr,
     ) -> Result<(CompiledExpr, Option<SqlType>), CompileError> {
+        let (left, right) = if op.is_comparison() {
+            (
+                magic_timestamp(right, left)?.unwrap_or_else(|| left.clone()),
+                magic_timestamp(left, right)?.unwrap_or_else(|| right.clone()),
+            )
+        } else {
+            (left.clone(), right.clone())
+        };
+        let (left, right) = (&left, &right);
         let (l, lt) = self.compile(left)?;
         let (r, rt) = self.compile(right)?;
         Ok(match op {
@@ -710,6 +875,20 @@ impl Compiler<'_, '_> {
                     return Ok((
                         CompiledExpr::Concat(Box::new(l), Box::new(r)),
                         Some(SqlType::String),
+                    ));
+                }
+                // A bare NULL has no type to do arithmetic in.
+                if lt.is_none() || rt.is_none() {
+                    let name = |t: &Option<SqlType>| {
+                        t.as_ref().map_or("null".to_string(), |t| t.to_string())
+                    };
+                    return err(format!(
+                        "Error processing expression: ({} {} {}). Arithmetic on types {} and {} are not supported.",
+                        describe_literal(left),
+                        op.symbol(),
+                        describe_literal(right),
+                        name(&lt),
+                        name(&rt)
                     ));
                 }
                 let (lt2, rt2) = (lt.clone().or(rt.clone()), rt.clone().or(lt.clone()));
@@ -1047,6 +1226,7 @@ fn coerce_comparison(
         (Some(SqlType::String), t) if temporal(t) => (
             CompiledExpr::Cast {
                 expr: Box::new(l),
+                from: None,
                 to: t.clone().unwrap_or(SqlType::Timestamp),
             },
             r,
@@ -1055,6 +1235,7 @@ fn coerce_comparison(
             l,
             CompiledExpr::Cast {
                 expr: Box::new(r),
+                from: None,
                 to: t.clone().unwrap_or(SqlType::Timestamp),
             },
         ),
@@ -1078,6 +1259,98 @@ fn in_types_compatible(a: &SqlType, b: &SqlType) -> bool {
                     .all(|((n1, t1), (n2, t2))| n1 == n2 && in_types_compatible(t1, t2))
         }
         _ => false,
+    }
+}
+
+/// ksqlDB compares ROWTIME, WINDOWSTART and WINDOWEND with timestamp text by reading the
+/// text as epoch milliseconds: `other`, as the literal to compare `column` with.
+fn magic_timestamp(column: &Expr, other: &Expr) -> Result<Option<Expr>, CompileError> {
+    let (Expr::Column { name, .. }, Expr::Literal(Literal::String(text))) = (column, other) else {
+        return Ok(None);
+    };
+    if !["ROWTIME", "WINDOWSTART", "WINDOWEND"].contains(&name.as_str()) {
+        return Ok(None);
+    }
+    match crate::functions::datetime::parse_temporal_literal(text, &SqlType::Timestamp) {
+        Ok(Value::Timestamp(millis)) => {
+            Ok(Some(Expr::Literal(Literal::Integer(millis.to_string()))))
+        }
+        _ => err(format!(
+            "Failed to parse timestamp '{text}' to compare with {name}"
+        )),
+    }
+}
+
+/// What coercing an IN item to the common type gave.
+enum Coerced {
+    To(CompiledExpr, SqlType),
+    /// Of a type that can never be equal (a struct with fields the type lacks).
+    Never,
+    /// Not coercible: the caller names the whole item in its error.
+    Mismatch,
+}
+
+fn invalid_input_syntax(target: &SqlType, text: &str) -> CompileError {
+    CompileError(format!(
+        "Invalid Predicate: invalid input syntax for type {}: \"{text}\".",
+        type_name_for_message(target)
+    ))
+}
+
+/// Text as the narrowest number it writes: INTEGER, BIGINT, DECIMAL, else DOUBLE.
+pub(crate) fn parse_number_text(text: &str) -> Option<(Value, SqlType)> {
+    let trimmed = text.trim();
+    if let Ok(v) = trimmed.parse::<i32>() {
+        return Some((Value::Integer(v), SqlType::Integer));
+    }
+    if let Ok(v) = trimmed.parse::<i64>() {
+        return Some((Value::BigInt(v), SqlType::BigInt));
+    }
+    // Other numbers as BigDecimal reads them (`2e1` is DECIMAL(2, 0)).
+    if let Some((unscaled, scale)) = super::cast::parse_decimal(trimmed) {
+        let digits = unscaled.unsigned_abs().to_string().len() as u8;
+        let precision = digits.max(scale).max(1);
+        if precision <= 38 {
+            return Some((
+                Value::Decimal { unscaled, scale },
+                SqlType::Decimal { precision, scale },
+            ));
+        }
+    }
+    let value: f64 = trimmed.parse().ok()?;
+    value
+        .is_finite()
+        .then_some((Value::Double(value), SqlType::Double))
+}
+
+/// ksqlDB's SqlBooleans: any prefix of true/yes or false/no, in any case.
+pub(crate) fn parse_boolean_text(text: &str) -> Option<bool> {
+    let lower = text.trim().to_ascii_lowercase();
+    if lower.is_empty() {
+        return None;
+    }
+    if "true".starts_with(&lower) || "yes".starts_with(&lower) {
+        Some(true)
+    } else if "false".starts_with(&lower) || "no".starts_with(&lower) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// A non-string literal's text, as ksqlDB turns it into a STRING in an IN list.
+fn literal_text(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Literal(Literal::Boolean(b)) => Some(b.to_string()),
+        Expr::Literal(Literal::Integer(t) | Literal::Decimal(t)) => Some(t.clone()),
+        Expr::Literal(Literal::Double(t)) => t
+            .parse::<f64>()
+            .ok()
+            .map(crate::value::java_double_to_string),
+        Expr::Negate(inner) => literal_text(inner)
+            .filter(|t| !t.starts_with('-'))
+            .map(|t| format!("-{t}")),
+        _ => None,
     }
 }
 
@@ -1135,9 +1408,130 @@ fn widen_expr(expr: CompiledExpr, to: &SqlType) -> CompiledExpr {
     if to.is_numeric() {
         CompiledExpr::Cast {
             expr: Box::new(expr),
+            from: None,
             to: to.clone(),
         }
     } else {
         expr
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::ast::{SelectItem, Statement};
+    use crate::sql::parse_statements;
+
+    /// Compiles the first projection of `SELECT <expr> FROM S` over columns `columns`.
+    fn compile_select(expr: &str, columns: &[(&str, SqlType)]) -> Result<SqlType, String> {
+        let parsed = parse_statements(&format!("SELECT {expr} FROM S EMIT CHANGES;"))
+            .map_err(|e| e.to_string())?;
+        let Statement::Select(query) = &parsed[0].statement else {
+            return Err("not a query".into());
+        };
+        let SelectItem::Expr { expr, .. } = &query.select[0] else {
+            return Err("not an expression".into());
+        };
+        let columns: Vec<(String, SqlType)> = columns
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.clone()))
+            .collect();
+        let functions = crate::functions::FunctionRegistry::builtin();
+        let scope = Scope {
+            columns: &columns,
+            qualifiers: &["S".to_string()],
+            functions: &functions,
+        };
+        compile(expr, &scope)
+            .map(|(_, t)| t.unwrap_or(SqlType::String))
+            .map_err(|e| e.0)
+    }
+
+    #[test]
+    fn booleans_in_text_are_prefixes_of_true_yes_false_no() {
+        for text in ["t", "TrUe", "y", "yes", " Y "] {
+            assert_eq!(parse_boolean_text(text), Some(true), "{text}");
+        }
+        for text in ["f", "no", "N", "fals"] {
+            assert_eq!(parse_boolean_text(text), Some(false), "{text}");
+        }
+        for text in ["", "truth", "nope", "1"] {
+            assert_eq!(parse_boolean_text(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn numbers_in_text_take_the_narrowest_type() {
+        assert_eq!(
+            parse_number_text("7").map(|(_, t)| t),
+            Some(SqlType::Integer)
+        );
+        assert_eq!(
+            parse_number_text("2147483648").map(|(_, t)| t),
+            Some(SqlType::BigInt)
+        );
+        assert_eq!(
+            parse_number_text("2e1").map(|(_, t)| t),
+            Some(SqlType::Decimal {
+                precision: 2,
+                scale: 0
+            })
+        );
+        assert_eq!(parse_number_text("ten"), None);
+    }
+
+    #[test]
+    fn in_lists_widen_their_common_type_and_name_it_in_errors() {
+        let decimal = SqlType::Decimal {
+            precision: 4,
+            scale: 2,
+        };
+        let error = compile_select("ID IN (10, true)", &[("ID", decimal.clone())]).unwrap_err();
+        assert!(
+            error.contains("operator does not exist: DECIMAL(12, 2) = BOOLEAN (true)"),
+            "{error}"
+        );
+        let error = compile_select("ID IN (1, 'x')", &[("ID", SqlType::Integer)]).unwrap_err();
+        assert!(
+            error.contains("invalid input syntax for type INTEGER: \"x\""),
+            "{error}"
+        );
+        assert_eq!(
+            compile_select("ID IN (true, 'tr', 'N')", &[("ID", SqlType::Boolean)]),
+            Ok(SqlType::Boolean)
+        );
+        assert_eq!(
+            compile_select("ID IN (true, 10, 1.50)", &[("ID", SqlType::String)]),
+            Ok(SqlType::Boolean)
+        );
+    }
+
+    #[test]
+    fn constructors_coerce_elements_and_merge_structs() {
+        let columns = [("A", SqlType::Integer), ("B", SqlType::BigInt)];
+        assert_eq!(
+            compile_select("ARRAY[NULL, 10, '2e1', A, B]", &columns),
+            Ok(SqlType::Array(Box::new(SqlType::Decimal {
+                precision: 19,
+                scale: 0
+            })))
+        );
+        assert_eq!(
+            compile_select("ARRAY[STRUCT(X := A), STRUCT(Y := B)]", &columns),
+            Ok(SqlType::Array(Box::new(SqlType::Struct(vec![
+                ("X".into(), SqlType::Integer),
+                ("Y".into(), SqlType::BigInt),
+            ]))))
+        );
+        let error = compile_select("ARRAY[1, 'one']", &columns).unwrap_err();
+        assert!(
+            error.contains("invalid input syntax for type INTEGER"),
+            "{error}"
+        );
+        let error = compile_select("1 + NULL", &columns).unwrap_err();
+        assert!(
+            error.contains("Arithmetic on types INTEGER and null are not supported."),
+            "{error}"
+        );
     }
 }

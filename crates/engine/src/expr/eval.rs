@@ -5,7 +5,7 @@
 use std::cmp::Ordering;
 
 use super::arith::{arithmetic, compare, values_equal};
-use super::cast::cast_value;
+use super::cast::{cast_typed, cast_value};
 use super::compile::{like_regex, CompiledExpr, LambdaKind, LikePattern};
 use crate::functions::RowError;
 use crate::sql::ast::BinaryOp;
@@ -84,6 +84,21 @@ fn is_lazy(expr: &CompiledExpr) -> bool {
 
 fn contains_call(expr: &CompiledExpr) -> bool {
     matches!(expr, CompiledExpr::Call { .. }) || children(expr).iter().any(|c| contains_call(c))
+}
+
+/// The batch columns an expression reads (lambda bodies included).
+pub fn columns_used(expr: &CompiledExpr) -> Vec<usize> {
+    let mut used = Vec::new();
+    let mut stack = vec![expr];
+    while let Some(next) = stack.pop() {
+        match next {
+            CompiledExpr::Column(index) => used.push(*index),
+            CompiledExpr::Lambda { body, .. } => stack.push(body),
+            _ => {}
+        }
+        stack.extend(children(next));
+    }
+    used
 }
 
 /// The sub-expressions `combine` takes, in its order.
@@ -199,6 +214,14 @@ pub fn eval_row(
                 .into_iter()
                 .map(|c| eval_row(c, column, lambda_values))
                 .collect::<Result<Vec<_>, _>>()?;
+            // A lambda's body is Java code in ksqlDB: arithmetic on a NULL there throws, and
+            // the whole lambda function's result is NULL.
+            if matches!(expr, CompiledExpr::Arithmetic { .. })
+                && !lambda_values.is_empty()
+                && values.iter().any(Value::is_null)
+            {
+                return Err("arithmetic on NULL in a lambda".into());
+            }
             combine(expr, &values)
         }
     }
@@ -221,6 +244,10 @@ fn run_lambda(
         result
     };
     Ok(match (kind, input) {
+        // REDUCE of a NULL collection is its initial state; the others are NULL.
+        (LambdaKind::ReduceArray | LambdaKind::ReduceMap, Value::Null) => {
+            initial.unwrap_or(Value::Null)
+        }
         (_, Value::Null) => Value::Null,
         (LambdaKind::TransformArray, Value::Array(items)) => Value::Array(
             items
@@ -242,10 +269,11 @@ fn run_lambda(
             for (k, v) in entries {
                 if let Value::Array(pair) = apply(vec![k, v], lambda_values)? {
                     let mut pair = pair.into_iter();
-                    out.push((
-                        pair.next().unwrap_or(Value::Null),
-                        pair.next().unwrap_or(Value::Null),
-                    ));
+                    let key = pair.next().unwrap_or(Value::Null);
+                    if out.iter().any(|(existing, _)| values_equal(existing, &key)) {
+                        return Err(format!("Duplicate key {key:?} in the transformed map"));
+                    }
+                    out.push((key, pair.next().unwrap_or(Value::Null)));
                 }
             }
             Value::Map(out)
@@ -305,7 +333,10 @@ fn combine(expr: &CompiledExpr, values: &[Value]) -> Result<Value, String> {
             _ => Value::Null,
         },
         CompiledExpr::Call { function, .. } => function.call(values)?,
-        CompiledExpr::Cast { to, .. } => cast_value(&values[0], to)?,
+        CompiledExpr::Cast { from, to, .. } => match from {
+            Some(from) => cast_typed(&values[0], from, to)?,
+            None => cast_value(&values[0], to)?,
+        },
         CompiledExpr::Arithmetic { op, result, .. } => {
             arithmetic(*op, &values[0], &values[1], result)?
         }

@@ -6,6 +6,6 @@ mod cast;
 mod compile;
 mod eval;
 
-pub use cast::{cast_value, value_to_string};
+pub use cast::{cast_typed, cast_value, has_struct, value_to_string};
 pub use compile::{compile, CompileError, CompiledExpr, Scope};
-pub use eval::{eval_column, eval_row, Batch};
+pub use eval::{columns_used, eval_column, eval_row, Batch};

@@ -637,7 +637,16 @@ fn record_datum(
             format!("{field}.{}", record_field.name)
         };
         let datum = match find_field(named, &record_field.name) {
-            Some((value, ty)) => to_avro(value, ty, &record_field.schema, parsed, &path)?,
+            // A NULL where the schema takes none is the field's default (as Connect's Struct).
+            Some((value, ty)) => match (
+                to_avro(value, ty, &record_field.schema, parsed, &path),
+                &record_field.default,
+            ) {
+                (Err(_), Some(default)) if value.is_null() => {
+                    json_to_avro(default, &record_field.schema, parsed)?
+                }
+                (datum, _) => datum?,
+            },
             // A field the columns lack gets its default, else NULL (ksqlDB with a schema id).
             None => match &record_field.default {
                 Some(default) => json_to_avro(default, &record_field.schema, parsed)?,
@@ -890,6 +899,22 @@ fn json_to_avro(
     let schema = parsed.resolve(schema)?;
     let mismatch = || format!("Cannot write test value {json} as Avro {schema:?}");
     use serde_json::Value as J;
+    // The corpus writes some numbers of integer-based types as text (`"1"` for a DATE).
+    if let (
+        Schema::Int
+        | Schema::Long
+        | Schema::Date
+        | Schema::TimeMillis
+        | Schema::TimeMicros
+        | Schema::TimestampMillis
+        | Schema::TimestampMicros,
+        J::String(text),
+    ) = (schema, json)
+    {
+        if let Ok(number) = text.trim().parse::<i64>() {
+            return json_to_avro(&J::from(number), schema, parsed);
+        }
+    }
     Ok(match (schema, json) {
         (Schema::Union(union), _) => {
             for (index, branch) in union.variants().iter().enumerate() {

@@ -530,7 +530,12 @@ pub(crate) fn write_value(out: &mut String, value: &Value, ty: &SqlType) -> Resu
                 if i > 0 {
                     out.push(',');
                 }
-                write_string(out, &scalar_text(key));
+                // A NULL key is written as Jackson writes it: "null".
+                if key.is_null() {
+                    write_string(out, "null");
+                } else {
+                    write_string(out, &scalar_text(key));
+                }
                 out.push(':');
                 write_value(out, item, value_type)?;
             }

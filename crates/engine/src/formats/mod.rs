@@ -353,10 +353,18 @@ impl RecordSerde {
             match format {
                 Format::Kafka => {
                     if !single {
-                        return error(format!(
+                        let reason = format!(
                             "The 'KAFKA' format only supports a single field. Got: {}",
                             column_list(&columns, side)
-                        ));
+                        );
+                        return error(if side == Side::Key {
+                            format!(
+                                "Key format does not support schema.\nformat: KAFKA\nschema: Persistence{{columns={}, features=[]}}\nreason: {reason}",
+                                column_list(&columns, side)
+                            )
+                        } else {
+                            reason
+                        });
                     }
                     if !kafka::supports(&columns[0].1) {
                         return unsupported(&columns[0].1, None);

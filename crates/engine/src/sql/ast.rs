@@ -118,6 +118,12 @@ pub enum Statement {
         value: String,
     },
     Undefine(String),
+    /// `ALTER STREAM name ADD [COLUMN] col type, ...`
+    Alter {
+        kind: SourceKind,
+        name: String,
+        columns: Vec<(String, SqlType)>,
+    },
     Print {
         topic: String,
         from_beginning: bool,
@@ -145,6 +151,8 @@ pub enum SelectItem {
     All,
     /// `alias.*`.
     AllOf(String),
+    /// `struct->*`: the struct's fields as columns.
+    StructAll(Expr),
     Expr {
         expr: Expr,
         alias: Option<String>,
@@ -213,6 +221,19 @@ pub enum BinaryOp {
 }
 
 impl BinaryOp {
+    /// `=`, `<>`, `<`, `<=`, `>`, `>=`.
+    pub fn is_comparison(self) -> bool {
+        matches!(
+            self,
+            BinaryOp::Eq
+                | BinaryOp::NotEq
+                | BinaryOp::Lt
+                | BinaryOp::LtEq
+                | BinaryOp::Gt
+                | BinaryOp::GtEq
+        )
+    }
+
     pub fn symbol(self) -> &'static str {
         match self {
             BinaryOp::Add => "+",
@@ -457,6 +478,112 @@ impl std::fmt::Display for Expr {
                 f.write_str(")")
             }
             Expr::TimeUnit(unit) => f.write_str(unit),
+        }
+    }
+}
+
+impl Expr {
+    /// A copy with every column reference replaced by `f(qualifier, name)`.
+    pub fn map_columns(&self, f: &dyn Fn(Option<&str>, &str) -> Expr) -> Expr {
+        let map = |e: &Expr| e.map_columns(f);
+        let boxed = |e: &Expr| Box::new(e.map_columns(f));
+        match self {
+            Expr::Column { qualifier, name } => f(qualifier.as_deref(), name),
+            Expr::Literal(_) | Expr::TimeUnit(_) => self.clone(),
+            Expr::Field { base, field } => Expr::Field {
+                base: boxed(base),
+                field: field.clone(),
+            },
+            Expr::Subscript { base, index } => Expr::Subscript {
+                base: boxed(base),
+                index: boxed(index),
+            },
+            Expr::Function {
+                name,
+                args,
+                distinct,
+                star,
+            } => Expr::Function {
+                name: name.clone(),
+                args: args.iter().map(map).collect(),
+                distinct: *distinct,
+                star: *star,
+            },
+            Expr::Cast { expr, to } => Expr::Cast {
+                expr: boxed(expr),
+                to: to.clone(),
+            },
+            Expr::Case {
+                operand,
+                whens,
+                otherwise,
+            } => Expr::Case {
+                operand: operand.as_deref().map(boxed),
+                whens: whens.iter().map(|(w, t)| (map(w), map(t))).collect(),
+                otherwise: otherwise.as_deref().map(boxed),
+            },
+            Expr::Binary { op, left, right } => Expr::Binary {
+                op: *op,
+                left: boxed(left),
+                right: boxed(right),
+            },
+            Expr::Negate(inner) => Expr::Negate(boxed(inner)),
+            Expr::Not(inner) => Expr::Not(boxed(inner)),
+            Expr::IsNull { expr, negated } => Expr::IsNull {
+                expr: boxed(expr),
+                negated: *negated,
+            },
+            Expr::IsDistinctFrom {
+                left,
+                right,
+                negated,
+            } => Expr::IsDistinctFrom {
+                left: boxed(left),
+                right: boxed(right),
+                negated: *negated,
+            },
+            Expr::Between {
+                expr,
+                low,
+                high,
+                negated,
+            } => Expr::Between {
+                expr: boxed(expr),
+                low: boxed(low),
+                high: boxed(high),
+                negated: *negated,
+            },
+            Expr::InList {
+                expr,
+                list,
+                negated,
+            } => Expr::InList {
+                expr: boxed(expr),
+                list: list.iter().map(map).collect(),
+                negated: *negated,
+            },
+            Expr::Like {
+                expr,
+                pattern,
+                escape,
+                negated,
+            } => Expr::Like {
+                expr: boxed(expr),
+                pattern: boxed(pattern),
+                escape: *escape,
+                negated: *negated,
+            },
+            Expr::Lambda { params, body } => Expr::Lambda {
+                params: params.clone(),
+                body: boxed(body),
+            },
+            Expr::Array(items) => Expr::Array(items.iter().map(map).collect()),
+            Expr::Map(entries) => {
+                Expr::Map(entries.iter().map(|(k, v)| (map(k), map(v))).collect())
+            }
+            Expr::Struct(fields) => {
+                Expr::Struct(fields.iter().map(|(n, v)| (n.clone(), map(v))).collect())
+            }
         }
     }
 }

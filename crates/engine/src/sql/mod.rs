@@ -5,4 +5,7 @@ mod lexer;
 mod parser;
 
 pub use lexer::{Token, TokenKind};
-pub use parser::{parse_statements, parse_type, split_statements, ParseError, ParsedStatement};
+pub use parser::{
+    parse_statements, parse_type, split_statements, split_statements_located, ErrorStyle,
+    ParseError, ParsedStatement,
+};

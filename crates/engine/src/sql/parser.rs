@@ -6,25 +6,74 @@ use super::ast::*;
 use super::lexer::{tokenize, Token, TokenKind};
 use crate::types::SqlType;
 
-/// A syntax error, with ksqlDB's "line:col" position.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("line {line}:{column}: {message}")]
+/// A syntax error, with ksqlDB's "line:col" position (both counted from 1, in the request's
+/// text).
+#[derive(Debug, Clone, PartialEq)]
 pub struct ParseError {
     pub line: usize,
     pub column: usize,
     pub message: String,
+    pub style: ErrorStyle,
 }
+
+/// How ksqlDB words the error's position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorStyle {
+    /// `line 1:8: Syntax Error: ...`
+    Located,
+    /// `Failed to prepare statement: line 2:40: Invalid numeric literal: ...` (ksqlDB's AST
+    /// builder, which counts the column once more).
+    Prepare,
+    /// `Syntax error at or near 'NULL' at line 2:47` (ksqlDB's type parser).
+    Near,
+    /// `Line: 1, Col: 22: Column ...` (ksqlDB's checks on a parsed node).
+    Node,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (line, column, message) = (self.line, self.column, &self.message);
+        match self.style {
+            ErrorStyle::Located => write!(f, "line {line}:{column}: {message}"),
+            ErrorStyle::Prepare => write!(
+                f,
+                "Failed to prepare statement: line {line}:{}: {message}",
+                column + 1
+            ),
+            ErrorStyle::Near => write!(f, "{message} at line {line}:{column}"),
+            ErrorStyle::Node => write!(f, "Line: {line}, Col: {column}: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
 
 impl ParseError {
     pub(crate) fn at(text: &str, offset: usize, message: &str) -> ParseError {
         let before = &text[..offset.min(text.len())];
         let line = before.matches('\n').count() + 1;
-        let column = offset - before.rfind('\n').map_or(0, |i| i + 1);
+        let column = offset - before.rfind('\n').map_or(0, |i| i + 1) + 1;
         ParseError {
             line,
             column,
             message: message.to_string(),
+            style: ErrorStyle::Located,
         }
+    }
+
+    fn styled(mut self, style: ErrorStyle) -> ParseError {
+        self.style = style;
+        self
+    }
+
+    /// Moves a position within a statement to its place in the request's text, the statement
+    /// starting at `line`:`column`.
+    pub(crate) fn shifted(mut self, line: usize, column: usize) -> ParseError {
+        if self.line == 1 {
+            self.column += column - 1;
+        }
+        self.line += line - 1;
+        self
     }
 }
 
@@ -82,25 +131,49 @@ pub fn split_statements(text: &str) -> Vec<String> {
     statements
 }
 
-/// Parses every statement in `text`.
-pub fn parse_statements(text: &str) -> Result<Vec<ParsedStatement>, ParseError> {
+/// As `split_statements`, with the line and column (from 1) where each starts in `text`.
+pub fn split_statements_located(text: &str) -> Vec<(String, usize, usize)> {
+    let mut search_from = 0;
     split_statements(text)
         .into_iter()
         .map(|statement_text| {
-            let tokens = tokenize(&statement_text)?;
-            let mut parser = Parser {
-                text: &statement_text,
-                tokens,
-                pos: 0,
-            };
-            let statement = parser.statement()?;
-            parser.expect_end()?;
-            Ok(ParsedStatement {
-                statement,
-                text: format!("{statement_text};"),
-            })
+            // Comments inside a statement were dropped: only its first characters are looked for.
+            let head: String = statement_text.chars().take(16).collect();
+            let start = text[search_from..]
+                .find(&head)
+                .map_or(search_from, |i| search_from + i);
+            search_from = start + head.len();
+            let before = &text[..start];
+            let line = before.matches('\n').count() + 1;
+            let column = start - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            (statement_text, line, column)
         })
         .collect()
+}
+
+/// Parses every statement in `text`; error positions are in `text`.
+pub fn parse_statements(text: &str) -> Result<Vec<ParsedStatement>, ParseError> {
+    split_statements_located(text)
+        .into_iter()
+        .map(|(statement_text, line, column)| {
+            parse_one(&statement_text).map_err(|e| e.shifted(line, column))
+        })
+        .collect()
+}
+
+fn parse_one(statement_text: &str) -> Result<ParsedStatement, ParseError> {
+    let tokens = tokenize(statement_text)?;
+    let mut parser = Parser {
+        text: statement_text,
+        tokens,
+        pos: 0,
+    };
+    let statement = parser.statement()?;
+    parser.expect_end()?;
+    Ok(ParsedStatement {
+        statement,
+        text: format!("{statement_text};"),
+    })
 }
 
 /// Parses a type as written in a column definition or CAST (`DECIMAL(4, 2)`, `ARRAY<INT>`).
@@ -200,6 +273,14 @@ impl<'a> Parser<'a> {
         ))
     }
 
+    /// ksqlDB's ANTLR wording: `Syntax Error`, what it expected, and the statement.
+    fn statement_error<T>(&self, expecting: &str) -> Result<T, ParseError> {
+        self.error(&format!(
+            "Syntax Error\n{expecting}\nStatement: {};",
+            self.text
+        ))
+    }
+
     fn unexpected<T>(&self, expected: &str) -> Result<T, ParseError> {
         let found = match self.peek() {
             TokenKind::End => "<EOF>".to_string(),
@@ -296,6 +377,26 @@ impl<'a> Parser<'a> {
             "CREATE" => self.create(),
             "INSERT" => self.insert(),
             "DROP" => self.drop(),
+            "ALTER" => {
+                self.advance();
+                let kind = self.source_kind()?;
+                let name = self.identifier()?;
+                let mut columns = Vec::new();
+                loop {
+                    self.expect_word("ADD")?;
+                    self.eat_word("COLUMN");
+                    let column = self.identifier()?;
+                    columns.push((column, self.sql_type()?));
+                    if !self.eat_symbol(",") {
+                        break;
+                    }
+                }
+                Ok(Statement::Alter {
+                    kind,
+                    name,
+                    columns,
+                })
+            }
             "SHOW" | "LIST" => self.show(),
             "DESCRIBE" => self.describe(),
             "EXPLAIN" => {
@@ -339,7 +440,20 @@ impl<'a> Parser<'a> {
             }
             "PRINT" => self.print(),
             "SELECT" => Ok(Statement::Select(Box::new(self.query()?))),
-            _ => self.unexpected("a statement"),
+            "ASSERT" => {
+                self.advance();
+                if self.is_word("NOT") || self.is_word("TOPIC") || self.is_word("SCHEMA") {
+                    return self.error("ASSERT statements are not supported by this engine");
+                }
+                let near = self.word_text();
+                Err(ParseError::at(
+                    self.text,
+                    self.tokens[self.pos].offset,
+                    &format!("Syntax error at or near '{near}'"),
+                )
+                .styled(ErrorStyle::Near))
+            }
+            _ => self.error(&format!("Syntax Error\nUnknown statement '{first}'")),
         }
     }
 
@@ -400,12 +514,27 @@ impl<'a> Parser<'a> {
         let mut columns = Vec::new();
         if self.eat_symbol("(") {
             loop {
-                columns.push(self.column_def()?);
+                let column_at = self.tokens[self.pos].offset;
+                let column = self.column_def()?;
+                if kind == SourceKind::Stream && column.constraint == ColumnConstraint::PrimaryKey {
+                    return Err(ParseError::at(
+                        self.text,
+                        column_at,
+                        &format!(
+                            "Column `{}` is a 'PRIMARY KEY' column: please use 'KEY' for streams.\nTables have PRIMARY KEYs, which are unique and NON NULL.\nStreams have KEYs which have no uniqueness or NULL constraints.",
+                            column.name
+                        ),
+                    )
+                    .styled(ErrorStyle::Node));
+                }
+                columns.push(column);
                 if !self.eat_symbol(",") {
                     break;
                 }
             }
-            self.expect_symbol(")")?;
+            if !self.eat_symbol(")") {
+                return self.statement_error("Expecting {',', ')'}");
+            }
         }
         let properties = self.with_properties()?;
         if self.eat_word("AS") {
@@ -741,7 +870,16 @@ impl<'a> Parser<'a> {
         let mut partition_by = Vec::new();
         if self.eat_word("PARTITION") {
             self.expect_word("BY")?;
-            partition_by = self.expr_list_maybe_parenthesised()?;
+            if self.is_symbol("(") && matches!(self.peek_at(1), TokenKind::Symbol(")")) {
+                return self.error("PARTITION BY requires at least one expression");
+            }
+            // ksqlDB's grammar takes value expressions here: `a AND b` needs parentheses.
+            loop {
+                partition_by.push(self.additive()?);
+                if !self.eat_symbol(",") {
+                    break;
+                }
+            }
         }
         let having = if self.eat_word("HAVING") {
             Some(self.expr()?)
@@ -844,6 +982,12 @@ impl<'a> Parser<'a> {
             return Ok(SelectItem::AllOf(source));
         }
         let expr = self.expr()?;
+        // `struct->*`: every field of the struct.
+        if self.is_symbol("->") && matches!(self.peek_at(1), TokenKind::Symbol("*")) {
+            self.advance();
+            self.advance();
+            return Ok(SelectItem::StructAll(expr));
+        }
         let alias = if self.eat_word("AS") || self.is_alias_candidate() {
             Some(self.identifier()?)
         } else {
@@ -858,6 +1002,39 @@ impl<'a> Parser<'a> {
             _ => return self.unexpected("a type"),
         };
         self.advance();
+        let primitive = match word.as_str() {
+            "BOOLEAN" => Some(SqlType::Boolean),
+            "INT" | "INTEGER" => Some(SqlType::Integer),
+            "BIGINT" => Some(SqlType::BigInt),
+            "DOUBLE" => Some(SqlType::Double),
+            "STRING" | "VARCHAR" => Some(SqlType::String),
+            "BYTES" => Some(SqlType::Bytes),
+            "DATE" => Some(SqlType::Date),
+            "TIME" => Some(SqlType::Time),
+            "TIMESTAMP" => Some(SqlType::Timestamp),
+            _ => None,
+        };
+        if let Some(primitive) = primitive {
+            // ksqlDB's grammar lets any type take parameters (`VARCHAR(STRING)`); they are
+            // ignored on primitives.
+            if self.eat_symbol("(") {
+                loop {
+                    let parameter =
+                        matches!(self.peek(), TokenKind::Number(_)) || self.is_word("STRING");
+                    if !parameter {
+                        return self.statement_error("Expecting {'STRING', INTEGER_VALUE}");
+                    }
+                    self.advance();
+                    if self.eat_symbol(")") {
+                        break;
+                    }
+                    if !self.eat_symbol(",") {
+                        return self.statement_error("Expecting {',', ')'}");
+                    }
+                }
+            }
+            return Ok(primitive);
+        }
         Ok(match word.as_str() {
             "BOOLEAN" => SqlType::Boolean,
             "INT" | "INTEGER" => SqlType::Integer,
@@ -1114,8 +1291,9 @@ impl<'a> Parser<'a> {
             // A negative number literal stays a literal (so -2147483648 is an INTEGER).
             if let TokenKind::Number(n) = self.peek().clone() {
                 if !self.is_postfix_after_number() {
+                    let literal = self.checked_number(&format!("-{n}"))?;
                     self.advance();
-                    return self.postfix(number_literal(&format!("-{n}")));
+                    return self.postfix(literal);
                 }
             }
             return Ok(Expr::Negate(Box::new(self.unary()?)));
@@ -1125,6 +1303,30 @@ impl<'a> Parser<'a> {
         }
         let primary = self.primary()?;
         self.postfix(primary)
+    }
+
+    /// A number literal at the current token, refused as ksqlDB's AST builder refuses it
+    /// when it does not fit its type (BIGINT for whole numbers, DOUBLE with an exponent).
+    fn checked_number(&self, text: &str) -> Result<Expr, ParseError> {
+        let literal = number_literal(text);
+        let refused = match &literal {
+            Expr::Literal(Literal::Integer(t)) => t
+                .parse::<i64>()
+                .is_err()
+                .then(|| format!("Invalid numeric literal: {t}")),
+            Expr::Literal(Literal::Double(t)) => t
+                .parse::<f64>()
+                .map_or(true, |v| v.is_infinite())
+                .then(|| format!("Number overflows DOUBLE: {t}")),
+            _ => None,
+        };
+        match refused {
+            Some(message) => Err(
+                ParseError::at(self.text, self.tokens[self.pos].offset, &message)
+                    .styled(ErrorStyle::Prepare),
+            ),
+            None => Ok(literal),
+        }
     }
 
     fn is_postfix_after_number(&self) -> bool {
@@ -1143,7 +1345,8 @@ impl<'a> Parser<'a> {
                     base: Box::new(expr),
                     index: Box::new(index),
                 };
-            } else if self.eat_symbol("->") {
+            } else if self.is_symbol("->") && !matches!(self.peek_at(1), TokenKind::Symbol("*")) {
+                self.advance();
                 let field = self.identifier()?;
                 expr = Expr::Field {
                     base: Box::new(expr),
@@ -1158,8 +1361,9 @@ impl<'a> Parser<'a> {
     fn primary(&mut self) -> Result<Expr, ParseError> {
         match self.peek().clone() {
             TokenKind::Number(n) => {
+                let literal = self.checked_number(&n)?;
                 self.advance();
-                Ok(number_literal(&n))
+                Ok(literal)
             }
             TokenKind::Str(s) => {
                 self.advance();
@@ -1193,7 +1397,21 @@ impl<'a> Parser<'a> {
                         self.expect_symbol("(")?;
                         let expr = self.expr()?;
                         self.expect_word("AS")?;
-                        let to = self.sql_type()?;
+                        // ksqlDB parses a CAST's type on its own, and says so differently.
+                        let type_at = self.tokens[self.pos].offset;
+                        let to = self.sql_type().map_err(|e| {
+                            if e.message.starts_with("Syntax Error: unknown type") {
+                                let word = e.message.rsplit(' ').next().unwrap_or_default();
+                                ParseError::at(
+                                    self.text,
+                                    type_at,
+                                    &format!("Syntax error at or near '{word}'"),
+                                )
+                                .styled(ErrorStyle::Near)
+                            } else {
+                                e
+                            }
+                        })?;
                         self.expect_symbol(")")?;
                         Ok(Expr::Cast {
                             expr: Box::new(expr),
@@ -1515,7 +1733,7 @@ mod tests {
     #[test]
     fn errors_say_where() {
         let error = parse_statements("SELECT FROM x;").unwrap_err();
-        assert_eq!((error.line, error.column), (1, 7));
+        assert_eq!((error.line, error.column), (1, 8));
         assert!(error.message.contains("FROM"), "{error}");
     }
 
@@ -1525,5 +1743,65 @@ mod tests {
             split_statements("SET 'a'='x;y'; SHOW STREAMS;\n-- done;\n"),
             vec!["SET 'a'='x;y'", "SHOW STREAMS"]
         );
+    }
+}
+
+#[cfg(test)]
+mod position_tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_placed_in_the_request_with_ksqldb_wording() {
+        let error =
+            parse_statements("SELECT 1 FROM S;\nSELECT 9223372036854775808 FROM S;").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "Failed to prepare statement: line 2:9: Invalid numeric literal: 9223372036854775808"
+        );
+        let error = parse_statements("SELECT -1.8E308 FROM S;").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("Number overflows DOUBLE: -1.8E308"),
+            "{error}"
+        );
+        let error = parse_statements("SELECT CAST(x AS NULL) FROM S;").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "Syntax error at or near 'NULL' at line 1:18"
+        );
+        let error =
+            parse_statements("CREATE STREAM S (ID INT PRIMARY KEY) WITH (kafka_topic='t');")
+                .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("Line: 1, Col: 18: Column `ID` is a 'PRIMARY KEY'"),
+            "{error}"
+        );
+        let error = parse_statements("SELECT * FROM S PARTITION BY ();").unwrap_err();
+        assert!(
+            error
+                .message
+                .contains("PARTITION BY requires at least one expression"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn struct_all_and_alter_parse() {
+        let parsed = parse_statements("SELECT v1->a->* FROM S EMIT CHANGES;").unwrap();
+        let Statement::Select(query) = &parsed[0].statement else {
+            panic!("not a query");
+        };
+        assert!(matches!(
+            query.select[0],
+            SelectItem::StructAll(Expr::Field { .. })
+        ));
+        let parsed = parse_statements("ALTER STREAM S ADD COLUMN c INT, ADD d STRING;").unwrap();
+        assert!(matches!(
+            &parsed[0].statement,
+            Statement::Alter { columns, .. } if columns.len() == 2
+        ));
     }
 }
