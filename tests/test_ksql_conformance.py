@@ -4,7 +4,7 @@ run against kafkaml's embedded KSQL engine through ``python -m kafkaml.ksql.conf
 ksqlDB itself cannot run here; its test corpus is the reference. Each file must keep at least
 the pass rate below (in-scope cases: those needing tables, aggregations, windows or joins are
 deferred to the engine's part 2, and PROTOBUF/JSON_SR are unsupported), so a regression fails
-CI while the rates are tracked upwards; the issue's files together must pass at least 80 %."""
+CI while the rates are tracked upwards; the issue's files together must pass at least 95 % (the issue asks for 80 %)."""
 
 from __future__ import annotations
 
@@ -18,37 +18,38 @@ from kafkaml.ksql import conformance
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "ksqldb-qtt"
 
-# Minimum in-scope pass rates (%), measured when the engine landed (see README).
+# Minimum in-scope pass rates (%): each file's measured rate when the engine landed (99 % of
+# the in-scope cases together, see README), less a small margin.
 MINIMUM_RATES = {
     "query-validation-tests/project-filter.json": 95,
-    "query-validation-tests/cast.json": 85,
-    "query-validation-tests/delimited.json": 85,
+    "query-validation-tests/cast.json": 95,
+    "query-validation-tests/delimited.json": 95,
     "query-validation-tests/json.json": 95,
     "query-validation-tests/kafka.json": 95,
-    "query-validation-tests/math.json": 85,
-    "query-validation-tests/null.json": 80,
-    "query-validation-tests/in.json": 70,
-    "query-validation-tests/binary-comparison.json": 80,
-    "query-validation-tests/literals.json": 50,
-    "query-validation-tests/simple-struct.json": 70,
-    "query-validation-tests/elements.json": 70,
-    "query-validation-tests/partition-by.json": 55,
+    "query-validation-tests/math.json": 90,
+    "query-validation-tests/null.json": 95,
+    "query-validation-tests/in.json": 95,
+    "query-validation-tests/binary-comparison.json": 95,
+    "query-validation-tests/literals.json": 95,
+    "query-validation-tests/simple-struct.json": 90,
+    "query-validation-tests/elements.json": 95,
+    "query-validation-tests/partition-by.json": 95,
     "query-validation-tests/identifiers.json": 95,
     "query-validation-tests/quoted-identifiers.json": 95,
-    "query-validation-tests/source-stream.json": 70,
-    "query-validation-tests/timestamp-extractor.json": 60,
-    "query-validation-tests/date.json": 75,
-    "query-validation-tests/time.json": 80,
-    "query-validation-tests/timestamp.json": 80,
+    "query-validation-tests/source-stream.json": 95,
+    "query-validation-tests/timestamp-extractor.json": 95,
+    "query-validation-tests/date.json": 95,
+    "query-validation-tests/time.json": 95,
+    "query-validation-tests/timestamp.json": 95,
     "query-validation-tests/operators.json": 95,
     "query-validation-tests/regex.json": 95,
     "query-validation-tests/split.json": 95,
     "query-validation-tests/extract-json-field.json": 95,
     "query-validation-tests/substring.json": 95,
     "query-validation-tests/string-lpad-rpad.json": 95,
-    "query-validation-tests/insert-into.json": 65,
-    "rest-query-validation-tests/insert-values.json": 65,
-    "rest-query-validation-tests/push-queries.json": 75,
+    "query-validation-tests/insert-into.json": 95,
+    "rest-query-validation-tests/insert-values.json": 95,
+    "rest-query-validation-tests/push-queries.json": 95,
 }
 
 
@@ -76,10 +77,10 @@ def test_each_file_keeps_its_pass_rate(reports: list[dict[str, str]], name: str)
     assert rate >= MINIMUM_RATES[name], f"{name}: {rate:.0f}% < {MINIMUM_RATES[name]}%; first failures: {failing[:3]}"
 
 
-def test_the_issue_files_pass_80_percent_together(reports: list[dict[str, str]]) -> None:
+def test_the_issue_files_pass_95_percent_together(reports: list[dict[str, str]]) -> None:
     in_scope = [r for r in reports if not r["reason"].startswith(("deferred:", "unsupported:"))]
     passed = sum(r["status"] == "passed" for r in in_scope)
-    assert passed / len(in_scope) >= 0.80, f"{passed} of {len(in_scope)} in-scope cases passed"
+    assert passed / len(in_scope) >= 0.95, f"{passed} of {len(in_scope)} in-scope cases passed"
 
 
 def test_reports_name_every_case_once_per_format(reports: list[dict[str, str]]) -> None:

@@ -484,10 +484,18 @@ fn run_query(
         counters
             .records_in
             .fetch_add(records.len() as u64, Ordering::Relaxed);
-        let outputs = topology
-            .lock()
-            .map_err(|_| "the query's state was poisoned by a panic".to_string())?
-            .process(&records);
+        let outputs = {
+            let mut topology = topology
+                .lock()
+                .map_err(|_| "the query's state was poisoned by a panic".to_string())?;
+            let outputs = topology.process(&records);
+            // A record the query must not skip (ksql.timestamp.throw.on.invalid, say) stops it;
+            // the batch's offsets stay uncommitted, so a restart reads it again.
+            if let Some(reason) = &topology.failed {
+                return Err(reason.clone());
+            }
+            outputs
+        };
         let before = producer.context().failed.load(Ordering::Relaxed);
         for output in &outputs {
             produce_one(producer, output)?;

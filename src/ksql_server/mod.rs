@@ -85,6 +85,7 @@ fn is_command(statement: &Statement) -> bool {
     matches!(
         statement,
         Statement::CreateSource { .. }
+            | Statement::Alter { .. }
             | Statement::CreateAsSelect { .. }
             | Statement::InsertInto { .. }
             | Statement::Drop { .. }
