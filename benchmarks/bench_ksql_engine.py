@@ -16,9 +16,13 @@ ceilings, in one run on the same data.
    time; a ``SELECT ... EMIT CHANGES`` through ``kafkaml.ksql.Client`` (/query-stream) notes
    when each row arrives: p50 and p99 of arrival - send.
 
-Each measured part runs in this process after the data is written; results go to
-benchmarks/results/ksql_engine.json. The quixstreams comparison the issue asks for is not run
-here yet (it needs its own virtual environment: it pins confluent-kafka < 2.13).
+Also the same persistent pipeline in quixstreams (parse the DELIMITED line, filter, project,
+JSON out), when --quix-python names a Python with quixstreams installed (its own virtual
+environment: it pins confluent-kafka < 2.13), e.g. ``python -m venv /tmp/qx &&
+/tmp/qx/bin/pip install quixstreams``; the ratio engine / quixstreams is printed.
+
+Each measured part runs after the data is written; results go to
+benchmarks/results/ksql_engine.json.
 """
 
 from __future__ import annotations
@@ -31,8 +35,6 @@ import threading
 import time
 import uuid
 from pathlib import Path
-
-import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -106,9 +108,62 @@ def persistent_query(bootstrap: str, rows: int, run_id: str) -> dict:
     return result
 
 
+def worker_quix(bootstrap: str, source: str, sink: str, rows: int) -> dict:
+    """The talk's preprocessing as a quixstreams application (run by --quix-python)."""
+    import time as clock
+
+    from quixstreams import Application
+
+    names = [d.split()[0] for d in DECLARATIONS]
+    kinds = [d.split()[1] for d in DECLARATIONS]
+    casts = {"bigint": int, "int": int, "double": float, "varchar": str, "string": str}
+
+    def parse(line: bytes) -> dict:
+        fields = line.decode().split(",")
+        return {n: (casts[k](f) if f != "" else None) for n, k, f in zip(names, kinds, fields)}
+
+    app = Application(
+        broker_address=bootstrap,
+        consumer_group=f"bench-quix-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+    )
+    source_topic = app.topic(source, value_deserializer="bytes")
+    sink_topic = app.topic(sink, value_serializer="json")
+    frame = app.dataframe(source_topic).apply(parse)
+    frame = frame.filter(lambda row: row["Class"] is not None)
+    frame = frame.apply(lambda row: {name: row[name] for name in [*FEATURES, "Class"]})
+    frame.to_topic(sink_topic)
+    start = clock.perf_counter()
+    app.run(count=rows, collect=False)
+    return {"rows": rows, "seconds": clock.perf_counter() - start}
+
+
+def quix(bootstrap: str, rows: int, run_id: str, python: str) -> dict:
+    import subprocess
+
+    import kafkaml
+
+    source, sink = f"bench-ksql-source-{run_id}", f"bench-quix-sink-{run_id}"
+    create(bootstrap, sink)
+    run = subprocess.run(
+        [python, __file__, "--worker", "quix", bootstrap, source, sink, str(rows)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    written = kafkaml.read_topic(bootstrap, sink, format="json").num_rows
+    if written < rows:
+        raise SystemExit(f"quixstreams wrote {written:,} of {rows:,} rows")
+    result["rows_per_s"] = rows / result["seconds"]
+    print(f"quixstreams: {result['rows_per_s']:,.0f} rows/s ({result['seconds']:.1f} s)")
+    return result
+
+
 def sensor_model(path: Path) -> None:
     """A Keras autoencoder over 210 readings (the talk's sensor width), frozen to a graph."""
     import kafkaml
+    import numpy as np
     import tensorflow as tf
 
     rng = np.random.default_rng(5)
@@ -130,6 +185,7 @@ def sensor_model(path: Path) -> None:
 
 def model_udf(bootstrap: str, events: int, run_id: str, model_path: Path) -> dict:
     import kafkaml
+    import numpy as np
     import pyarrow as pa
     from kafkaml.ksql import LocalKsql, model_udf
 
@@ -187,6 +243,7 @@ def model_udf(bootstrap: str, events: int, run_id: str, model_path: Path) -> dic
 
 
 def push_latency(bootstrap: str, rate: int, run_id: str, seconds: float = 10.0) -> dict:
+    import numpy as np
     from confluent_kafka import Producer
     from kafkaml.ksql import LocalKsql
 
@@ -238,11 +295,22 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000, help="sensor events for the UDF")
     parser.add_argument("--rate", type=int, default=1_000, help="events per second for the push latency")
     parser.add_argument("--model", type=Path, default=None, help="a 210-wide autoencoder (.pb); trained if absent")
+    parser.add_argument("--quix-python", default=None, help="a Python with quixstreams installed (the peer)")
+    parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        _, bootstrap, source, sink, rows = args.worker
+        print(json.dumps(worker_quix(bootstrap, source, sink, int(rows))))
+        return
     run_id = uuid.uuid4().hex[:8]
     with kafka_broker() as bootstrap:
         results = {"machine": machine()}
         results["persistent_query"] = persistent_query(bootstrap, args.rows, run_id)
+        if args.quix_python:
+            results["quixstreams"] = quix(bootstrap, args.rows, run_id, args.quix_python)
+            ratio = results["persistent_query"]["engine_rows_per_s"] / results["quixstreams"]["rows_per_s"]
+            results["engine_vs_quixstreams"] = ratio
+            print(f"the engine / quixstreams on the same pipeline: {ratio:.1f}x rows/s")
         model_path = args.model or Path(f"/tmp/bench-sensor-{run_id}.pb")
         if args.model is None:
             sensor_model(model_path)
