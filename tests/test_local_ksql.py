@@ -280,3 +280,36 @@ def test_the_talks_credit_card_preprocessing(cluster: str, bootstrap: str, new_t
     got = sorted(zip(out.column("AMOUNT").to_pylist(), out.column("V7").to_pylist()))
     assert got == sorted((amount, v7) for _, amount, v7 in expected)
     assert sorted(out.column("CLASS").to_pylist()) == sorted(table.column("Class").to_pylist())
+
+
+def test_the_ksql_server_command_serves_a_model_udf_to_other_processes(bootstrap: str, talk_fixtures: Any) -> None:
+    """``python -m kafkaml ksql-server`` in a subprocess: prints its URL, serves ksqlDB's API
+    with the model as a function, and stops on Ctrl-C (SIGINT)."""
+    import signal
+    import subprocess
+    import sys
+
+    service_id = f"cli_{uuid.uuid4().hex[:8]}_"
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "kafkaml", "ksql-server", "-b", bootstrap, "--listen", "127.0.0.1:0",
+            "--service-id", service_id, "--udf", f"ANOMALY={talk_fixtures / 'autoencoder_fraud.pb'}:input=#-separated",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), process.stderr.read() if process.stderr else url
+        with kafkaml.ksql.Client(url) as client:
+            described = client.ksql("DESCRIBE FUNCTION ANOMALY;")[0]
+            assert (
+                described["name"] == "ANOMALY"
+                and "30 numbers separated by '#'" in described["functions"][0]["description"]
+            )
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+    AdminClient({"bootstrap.servers": bootstrap}).delete_topics([f"_confluent-ksql-{service_id}_command_topic"])

@@ -147,9 +147,10 @@ def _udf_spec(text: str) -> tuple[str, Any]:
         raise SystemExit(f"--udf {text!r}: unknown option(s) {sorted(unknown)}; use input= and output=")
     input_spec = settings.get("input", "#-separated")
     inputs: str | list[str] = input_spec if input_spec.endswith("-separated") else input_spec.split(",")
-    return name.upper(), model_udf(
-        Model.load(path), input=inputs, output=settings.get("output", "reconstruction_error")
-    )  # type: ignore[arg-type]
+    output = settings.get("output", "reconstruction_error")
+    if output not in ("reconstruction_error", "prediction"):
+        raise SystemExit(f"--udf {text!r}: output must be reconstruction_error or prediction, not {output!r}")
+    return name.upper(), model_udf(Model.load(path), input=inputs, output=output)  # type: ignore[arg-type]
 
 
 def ksql_server(args: argparse.Namespace) -> int:
