@@ -530,20 +530,34 @@ fn read_to_end(consumer: &BaseConsumer<QuietContext>) -> bool {
     let Ok(positions) = consumer.position() else {
         return false;
     };
-    let elements = positions.elements();
-    if elements.is_empty() {
+    if positions.elements().is_empty() {
         return false;
     }
-    elements.iter().all(|element| {
+    // Before it has read a record of a partition, the consumer knows no position there: the
+    // group's committed offset (a query resumed after a restart) says where it stands.
+    let committed = consumer
+        .committed_offsets(positions.clone(), Duration::from_secs(5))
+        .ok();
+    positions.elements().iter().all(|element| {
         let Ok((low, high)) =
             consumer.fetch_watermarks(element.topic(), element.partition(), Duration::from_secs(5))
         else {
             return false;
         };
-        match element.offset() {
-            Offset::Offset(position) => position >= high,
-            // Nothing fetched yet: caught up only if there is nothing to fetch.
-            _ => low >= high,
+        let position = match element.offset() {
+            Offset::Offset(position) => Some(position),
+            _ => committed
+                .as_ref()
+                .and_then(|c| c.find_partition(element.topic(), element.partition()))
+                .and_then(|p| match p.offset() {
+                    Offset::Offset(offset) => Some(offset),
+                    _ => None,
+                }),
+        };
+        match position {
+            Some(position) => position >= high,
+            // Nothing read and nothing committed: caught up only if there is nothing to read.
+            None => low >= high,
         }
     })
 }
