@@ -166,7 +166,7 @@ def write_topic(
     mock = isinstance(bootstrap, LocalKafka) and bootstrap.engine == "mock"
     if progress or mock:
         table = pa.table(table)  # one pass over a stream: sized, sliced and estimated here
-    if mock:
+    if isinstance(bootstrap, LocalKafka) and bootstrap.engine == "mock":
         _warn_if_local_kafka_drops(bootstrap, topic, table, format)
     with Producer(
         bootstrap,
