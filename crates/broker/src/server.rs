@@ -46,6 +46,7 @@ const MAX_REQUEST_BYTES: usize = 100 << 20;
 const UNKNOWN_SERVER_ERROR: i16 = -1;
 const OFFSET_OUT_OF_RANGE: i16 = 1;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const MESSAGE_TOO_LARGE: i16 = 10;
 const INVALID_TOPIC_EXCEPTION: i16 = 17;
 const INVALID_REQUIRED_ACKS: i16 = 21;
 const UNSUPPORTED_VERSION: i16 = 35;
@@ -437,6 +438,10 @@ impl Connection {
                             Some(Err(e)) => return response.with_error_code(e.code()),
                             None => return response.with_error_code(AppendError::Corrupt.code()),
                         };
+                        let limit = topic.as_ref().map_or(usize::MAX, |t| t.max_message_bytes());
+                        if batches.iter().any(|b| b.len() > limit) {
+                            return response.with_error_code(MESSAGE_TOO_LARGE);
+                        }
                         let mut log = lock(log);
                         let mut base_offset = None;
                         for batch in batches {
@@ -1111,6 +1116,35 @@ mod tests {
                     .with_partition(0)
                     .with_fetch_offset(offset)
                     .with_partition_max_bytes(1 << 20)])])
+    }
+
+    #[test]
+    fn a_batch_over_the_topics_max_message_bytes_is_refused() {
+        use kafka_protocol::messages::create_topics_request::CreatableTopicConfig;
+        let broker = Broker::start(BrokerConfig::default()).unwrap();
+        let bootstrap = broker.bootstrap().to_string();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let mut client = Client::connect(&bootstrap).await;
+            let create =
+                CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+                    .with_name(str_bytes("small").into())
+                    .with_num_partitions(1)
+                    .with_replication_factor(-1)
+                    .with_configs(vec![CreatableTopicConfig::default()
+                        .with_name(str_bytes("max.message.bytes"))
+                        .with_value(Some(str_bytes("80")))])]);
+            assert_eq!(client.send(&create, 7).await.topics[0].error_code, 0);
+            let big = client
+                .send(&produce_request("small", &[1, 2, 3, 4]), 9)
+                .await;
+            let refused = &big.responses[0].partition_responses[0];
+            assert_eq!(refused.error_code, MESSAGE_TOO_LARGE);
+            let small = client.send(&produce_request("small", &[1]), 9).await;
+            assert_eq!(small.responses[0].partition_responses[0].base_offset, 0);
+        });
+        drop(runtime);
+        broker.stop();
     }
 
     #[test]

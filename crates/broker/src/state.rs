@@ -25,6 +25,20 @@ pub struct Topic {
     pub configs: Vec<(String, String)>,
 }
 
+/// Kafka's default `max.message.bytes`: the largest record batch a topic takes.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
+
+impl Topic {
+    /// The largest record batch this topic takes (its `max.message.bytes`).
+    pub fn max_message_bytes(&self) -> usize {
+        self.configs
+            .iter()
+            .find(|(key, _)| key == "max.message.bytes")
+            .and_then(|(_, value)| value.parse().ok())
+            .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES)
+    }
+}
+
 /// A topic as [`crate::Broker::topics`] reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicInfo {
