@@ -67,7 +67,9 @@ def worker(side: str, bootstrap: str, messages: int) -> dict:
     from kafkaml.datasets import credit_card_transactions
 
     table = credit_card_transactions(messages, seed=7).cast(kafkaml.parse_columns(DECLARATIONS))
-    payload = sum(len(json.dumps(row)) for row in table.slice(0, 1000).to_pylist()) / 1000
+    # write_topic's JSON is compact (no spaces after separators)
+    sample = table.slice(0, 1000).to_pylist()
+    payload = sum(len(json.dumps(row, separators=(",", ":"))) for row in sample) / len(sample)
     topic = f"bench-local-{side}-{np.random.default_rng().integers(1 << 30)}"
     local = None
     if side == "broker":
