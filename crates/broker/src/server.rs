@@ -54,6 +54,7 @@ const TOPIC_ALREADY_EXISTS: i16 = 36;
 const INVALID_PARTITIONS: i16 = 37;
 const INVALID_REPLICATION_FACTOR: i16 = 38;
 const INVALID_REQUEST: i16 = 42;
+const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 const GROUP_ID_NOT_FOUND: i16 = 69;
 
 /// The versions served of each API: (key, min, max). Each is within what kafka-protocol
@@ -238,13 +239,20 @@ impl Connection {
                 version,
             )?,
             ApiKey::InitProducerId => {
-                let _: InitProducerIdRequest = decode(frame, version)?;
-                encode(
-                    &InitProducerIdResponse::default()
+                let request: InitProducerIdRequest = decode(frame, version)?;
+                let response = if request.transactional_id.is_some() {
+                    // No transactions here: refused at once (librdkafka makes it a fatal
+                    // error) rather than a producer whose first commit times out.
+                    InitProducerIdResponse::default()
+                        .with_error_code(TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+                        .with_producer_id((-1).into())
+                        .with_producer_epoch(-1)
+                } else {
+                    InitProducerIdResponse::default()
                         .with_producer_id(self.state.new_producer_id().into())
-                        .with_producer_epoch(0),
-                    version,
-                )?
+                        .with_producer_epoch(0)
+                };
+                encode(&response, version)?
             }
             ApiKey::FindCoordinator => {
                 let _: FindCoordinatorRequest = decode(frame, version)?;
