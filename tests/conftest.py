@@ -3,6 +3,8 @@
 The broker is real Apache Kafka. Its address comes from ``KAFKA_BOOTSTRAP`` when set (CI and
 ``scripts/test`` start the broker once); otherwise the session runs ``scripts/kafka-server
 start`` itself and stops the broker at the end, but only if it was not running before.
+``KAFKA_BOOTSTRAP=local`` runs the session against a LocalKafka (kafkaml's own broker) in the
+pytest process instead.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ TALK_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "t
 def bootstrap() -> Iterator[str]:
     """The bootstrap address of a real Kafka broker."""
     address = os.environ.get("KAFKA_BOOTSTRAP")
+    if address == "local":
+        with kafkaml.LocalKafka() as kafka:
+            yield kafka.bootstrap_servers
+        return
     if address:
         yield address
         return

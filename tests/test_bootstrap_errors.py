@@ -163,7 +163,7 @@ def test_local_kafka_objects_are_not_probed() -> None:
     """A LocalKafka's address comes from the cluster in this process and is used as it is: a
     broker taken down on purpose (a fault test) gets the client's timeout, as a real broker
     that is restarting would, not the probe's instant refusal."""
-    with kafkaml.LocalKafka() as kafka:
+    with kafkaml.LocalKafka(engine="mock") as kafka:
         kafka.create_topic("rows", 1)
         assert kafkaml.write_topic(kafka, "rows", ROWS) == 3
         assert kafkaml.read_topic(kafka, "rows").column("id").to_pylist() == [1, 2, 3]

@@ -1,4 +1,5 @@
-"""LocalKafka, the in-process cluster: kafkaml and confluent-kafka both work against it."""
+"""LocalKafka(engine="mock"), librdkafka's in-process cluster: kafkaml and confluent-kafka both
+work against it, and its limits are said (the default engine is tested in test_local_broker.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from kafka_helpers import consume, produce
 
 def test_local_kafka_round_trip_and_peer_client() -> None:
     table = pa.table({"id": pa.array(range(200), pa.int64()), "v": [i / 3 for i in range(200)]})
-    with kafkaml.LocalKafka() as kafka:
+    with kafkaml.LocalKafka(engine="mock") as kafka:
         host, _, port = kafka.bootstrap_servers.partition(":")
         assert host and port.isdigit()
         assert str(kafka) == kafka.bootstrap_servers
@@ -56,7 +57,11 @@ def test_local_kafka_round_trip_and_peer_client() -> None:
 def test_write_that_local_kafka_would_drop_warns_first() -> None:
     # ~6 MiB of JSON: more than the ~5 MiB the mock keeps of one partition.
     table = pa.table({"id": pa.array(range(3_000), pa.int64()), "text": ["x" * 2_000] * 3_000})
-    with kafkaml.LocalKafka() as kafka:
+    with kafkaml.LocalKafka() as kafka, warnings.catch_warnings():
+        warnings.simplefilter("error")  # the default engine keeps every message: no warning
+        assert kafkaml.write_topic(kafka, "wide", table) == 3_000
+        assert kafkaml.read_topic(kafka, "wide").num_rows == 3_000
+    with kafkaml.LocalKafka(engine="mock") as kafka:
         with pytest.warns(UserWarning, match=r"create_topic\('wide', partitions=2\)"):
             kafkaml.write_topic(kafka, "wide", table)
         kafka.create_topic("roomy", partitions=2)
@@ -69,7 +74,7 @@ def test_local_kafka_consumer_group_resumes() -> None:
     # librdkafka's mock cluster ignores a member's LeaveGroup: the next member waits for the
     # old one's session to time out (45 s by default), so the sessions are kept short here.
     short_sessions = {"session.timeout.ms": 3000, "heartbeat.interval.ms": 500}
-    with kafkaml.LocalKafka() as kafka:
+    with kafkaml.LocalKafka(engine="mock") as kafka:
         kafka.create_topic("events", partitions=3)
         kafkaml.write_topic(kafka, "events", pa.table({"id": pa.array(range(90), pa.int64())}))
         with kafkaml.Consumer(
@@ -84,6 +89,6 @@ def test_local_kafka_consumer_group_resumes() -> None:
 
 
 def test_local_kafka_topics_need_partitions() -> None:
-    with kafkaml.LocalKafka() as kafka:
+    with kafkaml.LocalKafka(engine="mock") as kafka:
         with pytest.raises(kafkaml.ConfigError):
             kafka.create_topic("empty", partitions=0)

@@ -154,9 +154,10 @@ def test_consumer_displays_its_state(bootstrap: str, new_topic) -> None:
 def test_re_running_a_local_group_cell_gets_its_first_batch_quickly() -> None:
     # A notebook cell with three members of one group on LocalKafka, each reading on its own
     # thread (a member that never polls keeps its partitions, on a real broker too), run three
-    # times as a user re-runs it, the old members dropped without close(): no abort inside
-    # the mock, and every run's first batches come within 5 s although the mock ignores
-    # LeaveGroup (LocalKafka's groups default to a 3 s session).
+    # times as a user re-runs it, the old members dropped without close(): every run's first
+    # batches come within 5 s. LocalKafka's first rebalance of a group waits 1 s for members
+    # started together (one generation for all three, as Kafka's initial rebalance delay
+    # does), and a dropped member leaves its group at once.
     spread = {"sticky.partitioning.linger.ms": 0}  # every partition gets rows
 
     def first_rows(member: kafkaml.Consumer) -> int:

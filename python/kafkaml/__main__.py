@@ -97,12 +97,15 @@ def local_kafka(args: argparse.Namespace) -> int:
     """Runs a LocalKafka in the foreground and prints its address for other clients."""
     from kafkaml import LocalKafka
 
-    with LocalKafka(brokers=args.brokers) as kafka:
+    with LocalKafka(
+        brokers=args.brokers, engine=args.engine, path=args.path, partitions=args.partitions, port=args.port
+    ) as kafka:
         for spec in args.topic:
             name, _, partitions = spec.partition(":")
             kafka.create_topic(name, int(partitions or 1))
         print(kafka.bootstrap_servers, flush=True)
-        print("LocalKafka is running (in memory); Ctrl-C stops it.", file=sys.stderr, flush=True)
+        where = "in memory" if args.path is None else f"data in {args.path}"
+        print(f"LocalKafka is running ({where}); Ctrl-C stops it.", file=sys.stderr, flush=True)
         try:
             while True:
                 time.sleep(3600)
@@ -447,12 +450,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     local = commands.add_parser(
         "local-kafka",
-        help="run an in-process Kafka cluster (librdkafka's mock) in the foreground",
-        description="Runs LocalKafka, librdkafka's in-memory cluster, until Ctrl-C and prints its bootstrap "
-        "address on stdout for other clients. Data is gone when it stops.",
+        help="run an in-process Kafka broker in the foreground",
+        description="Runs LocalKafka, kafkaml's in-process Kafka broker, until Ctrl-C and prints its bootstrap "
+        "address on stdout for other clients. Every message is kept: in memory (gone when it stops), or "
+        "with --path in files that the next run finds again.",
         formatter_class=_Formatter,
     )
-    local.add_argument("--brokers", type=int, default=1, help="number of brokers")
+    local.add_argument(
+        "--engine",
+        choices=["broker", "mock"],
+        default="broker",
+        help="kafkaml's broker, or librdkafka's mock cluster (keeps only ~5 MiB per partition)",
+    )
+    local.add_argument("--path", default=None, metavar="DIR", help="keep the data in this directory (broker engine)")
+    local.add_argument(
+        "--partitions", type=int, default=1, help="partitions of a topic created on first use (broker engine)"
+    )
+    local.add_argument("--port", type=int, default=0, help="port to listen on (0: any free one; broker engine)")
+    local.add_argument("--brokers", type=int, default=1, help="number of brokers (mock engine)")
     local.add_argument(
         "--topic", action="append", default=[], metavar="NAME[:PARTITIONS]", help="a topic to create (repeatable)"
     )

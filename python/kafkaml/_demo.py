@@ -39,8 +39,8 @@ TALK_DECLARATIONS = (
     + [f"V{i} double" for i in range(1, 29)]
     + ["Amount double", "Class string"]
 )
-# LocalKafka keeps ~5 MiB per partition: about 6,000 of these rows as text.
-ROWS_PER_PARTITION = 5_000
+# LocalKafka keeps every message: the partitions are a choice, not a limit.
+PARTITIONS = 3
 
 
 def say(message: str) -> None:
@@ -102,15 +102,8 @@ def run(
     )
     try:
         if local is not None:
-            sizes = (
-                (source, rows),
-                (preprocessed, rows),
-                (live, live_rows),
-                (scores, live_rows),
-                (backlog_scores, rows),
-            )
-            for topic, size in sizes:
-                local.create_topic(topic, partitions=max(1, -(-size // ROWS_PER_PARTITION)))
+            for topic in (source, preprocessed, live, scores, backlog_scores):
+                local.create_topic(topic, partitions=PARTITIONS)
         where = "LocalKafka (in-process)" if local is not None else address
         say(f"kafkaml {kafkaml.__version__}: the talk's pipeline on {where}")
 

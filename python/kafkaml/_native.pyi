@@ -4,6 +4,7 @@ Users call the wrappers in :mod:`kafkaml`; these are the native classes behind t
 """
 
 import datetime as _dt
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, final
 
@@ -21,6 +22,7 @@ __all__ = [
     "DeliveryError",
     "KafkaError",
     "KafkaMLError",
+    "LocalBroker",
     "LocalCluster",
     "Model",
     "ModelError",
@@ -250,6 +252,28 @@ class LocalCluster:
         """Brings a broker back."""
     def stop(self) -> None:
         """Stops the cluster; its data is gone."""
+
+@final
+class LocalBroker:
+    """kafkaml's in-process Kafka broker (see :class:`kafkaml.LocalKafka`)."""
+
+    def __new__(
+        cls, path: str | os.PathLike[str] | None = None, partitions: int = 1, port: int = 0, host: str = "127.0.0.1"
+    ) -> Self: ...
+    @property
+    def bootstrap_servers(self) -> str:
+        """The broker's ``host:port``."""
+    @property
+    def running(self) -> bool:
+        """False once stopped."""
+    def create_topic(self, name: str, partitions: int = 1) -> None:
+        """Creates a topic (replication factor 1); one with as many partitions already there is kept."""
+    def delete_topic(self, name: str) -> None:
+        """Deletes a topic and its data."""
+    def topics(self) -> list[tuple[str, int, int, int]]:
+        """(name, partitions, messages, stored bytes) of each topic, sorted by name."""
+    def stop(self) -> None:
+        """Stops the broker; in-memory data is gone, a directory's stays."""
 
 @final
 class SchemaRegistryServer:

@@ -150,17 +150,23 @@ def write_topic(
     the columns ``pyarrow.timestamp(...)`` (or KSQL ``TIMESTAMP``) in the reader's schema.
 
     ``progress=True`` shows a progress bar of the rows handed to the producer (tqdm's widget
-    in Jupyter, a text bar elsewhere). On a :class:`LocalKafka`, which keeps only the newest
-    ~5 MiB of each partition, a write that would not fit the topic's partitions warns before
-    writing and says how many partitions would hold it.
+    in Jupyter, a text bar elsewhere). On ``LocalKafka(engine="mock")``, which keeps only the
+    newest ~5 MiB of each partition, a write that would not fit the topic's partitions warns
+    before writing and says how many partitions would hold it.
+
+    With ``format="raw"``, ``data`` may also be a list of bytes or str (str encoded as UTF-8),
+    one message each: a quick way to put a few messages in a topic.
 
     Returns the number of rows written. Raises :class:`DeliveryError` if any message failed.
     """
     arrow_schema = None if format == "avro" and avro_schema_text(schema) is not None else schema
+    if format == "raw" and isinstance(data, (list, tuple)):
+        data = _raw_values(data)
     table = as_arrow(data, columns=columns, schema=arrow_schema, preserve_index=preserve_index)
-    if progress or isinstance(bootstrap, LocalKafka):
+    mock = isinstance(bootstrap, LocalKafka) and bootstrap.engine == "mock"
+    if progress or mock:
         table = pa.table(table)  # one pass over a stream: sized, sliced and estimated here
-    if isinstance(bootstrap, LocalKafka):
+    if isinstance(bootstrap, LocalKafka) and bootstrap.engine == "mock":
         _warn_if_local_kafka_drops(bootstrap, topic, table, format)
     with Producer(
         bootstrap,
@@ -186,11 +192,26 @@ def write_topic(
     return rows
 
 
+def _raw_values(values: Sequence[Any]) -> pa.Table:
+    """A list of bytes or str (UTF-8 encoded) as a one-column ``value`` table, one message each."""
+    encoded: list[bytes | None] = []
+    for index, value in enumerate(values):
+        if value is None or isinstance(value, bytes):
+            encoded.append(value)
+        elif isinstance(value, str):
+            encoded.append(value.encode("utf-8"))
+        elif isinstance(value, (bytearray, memoryview)):
+            encoded.append(bytes(value))
+        else:
+            raise TypeError(f"format='raw' takes a list of bytes or str, but item {index} is {type(value).__name__}")
+    return pa.table({"value": pa.array(encoded, pa.binary())})
+
+
 _PROGRESS_ROWS = 10_000
 """The fewest rows :func:`write_topic` sends between two updates of its progress bar."""
 
 _LOCAL_KAFKA_PARTITION_BYTES = 5 * 1024 * 1024
-"""How much of each partition's log LocalKafka (librdkafka's mock cluster) keeps."""
+"""How much of each partition's log ``LocalKafka(engine="mock")`` (librdkafka's mock cluster) keeps."""
 
 _RECORD_OVERHEAD_BYTES = 20
 """A record's bytes in the log beside its value: length, offset and timestamp deltas, key."""
@@ -209,10 +230,10 @@ def _warn_if_local_kafka_drops(kafka: LocalKafka, topic: str, table: pa.Table, f
         return
     needed = math.ceil(total / (0.8 * _LOCAL_KAFKA_PARTITION_BYTES))
     warnings.warn(
-        f"LocalKafka keeps only the newest ~5 MiB of each partition, and these {table.num_rows:,} "
+        f"LocalKafka(engine='mock') keeps only the newest ~5 MiB of each partition, and these {table.num_rows:,} "
         f"rows are ~{total / 2**20:,.0f} MiB as {format}: {topic!r} with {partitions} partition(s) "
         f"would lose the oldest of them. Create the topic first with "
-        f"kafka.create_topic({topic!r}, partitions={needed}), or use a real Kafka broker.",
+        f"kafka.create_topic({topic!r}, partitions={needed}), or use LocalKafka() (which keeps every message).",
         UserWarning,
         stacklevel=3,
     )

@@ -1,4 +1,5 @@
-//! `LocalKafka`: librdkafka's in-process mock cluster on loopback ports.
+//! `LocalKafka(engine="mock")`: librdkafka's in-process mock cluster on loopback ports (the
+//! default engine is kafkaml's own broker, crates/broker).
 //!
 //! Good for demos and quick tests, not a broker: data lives in memory, each partition keeps
 //! only its newest ~100,000 message batches / 5 MiB (older data is dropped silently, which the

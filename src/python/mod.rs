@@ -33,6 +33,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<consumer::PyConsumer>()?;
     m.add_class::<producer::PyProducer>()?;
     m.add_class::<local::PyLocalCluster>()?;
+    m.add_class::<local::PyLocalBroker>()?;
     m.add_class::<model::PyModel>()?;
     m.add_class::<scorer::PyStreamScorer>()?;
     m.add_class::<registry::PySchemaRegistryServer>()?;

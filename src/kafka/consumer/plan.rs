@@ -59,8 +59,9 @@ impl ArrowConsumer {
                     .map_err(|e| self.unreachable(e))?;
                 if local && low > 0 && matches!(self.options.start, StartAt::Earliest) {
                     self.warnings.push(format!(
-                        "LocalKafka dropped the oldest {low} messages of {topic}[{id}]: it keeps only the newest \
-                         ~100,000 messages / 5 MiB per partition; use more partitions or a real broker"
+                        "LocalKafka(engine=\"mock\") dropped the oldest {low} messages of {topic}[{id}]: it keeps \
+                         only the newest ~100,000 messages / 5 MiB per partition; use more partitions, \
+                         LocalKafka() (which keeps every message) or a real broker"
                     ));
                 }
                 let start = match &self.options.start {
@@ -99,8 +100,8 @@ impl ArrowConsumer {
         if let StartAt::Time(ms) = self.options.start {
             if local {
                 return Err(KafkaError::Unsupported(
-                    "LocalKafka cannot look up offsets by time (librdkafka's mock cluster ignores timestamps); \
-                     start by offset, or use a real broker"
+                    "LocalKafka(engine=\"mock\") cannot look up offsets by time (librdkafka's mock cluster \
+                     ignores timestamps); start by offset, or use LocalKafka() or a real broker"
                         .into(),
                 ));
             }
