@@ -28,6 +28,8 @@ __all__ = [
     "UnsupportedError",
     "StreamScorer",
     "SchemaRegistryServer",
+    "MqttProxyServer",
+    "mqtt_proxy_properties",
     "__version__",
     "parse_columns",
     "to_numpy",
@@ -274,6 +276,37 @@ class SchemaRegistryServer:
         """Request counters, state sizes and the log position."""
     def stop(self) -> None:
         """Stops serving."""
+
+@final
+class MqttProxyServer:
+    """The MQTT proxy's server (see :class:`kafkaml.MqttProxy`)."""
+
+    def __new__(
+        cls,
+        bootstrap: str,
+        topics: Sequence[tuple[str, str]],
+        listen: str = "127.0.0.1:0",
+        *,
+        max_message_bytes: int = 8092,
+        config: Mapping[str, Any] | None = ...,
+        timeout: float = 30.0,
+    ) -> Self: ...
+    @property
+    def url(self) -> str:
+        """``mqtt://host:port``."""
+    @property
+    def port(self) -> int:
+        """The port it listens on."""
+    @property
+    def running(self) -> bool:
+        """False once stopped."""
+    def stats(self) -> dict[str, Any]:
+        """Counters as a dict."""
+    def stop(self) -> None:
+        """Closes the connections and flushes the producer."""
+
+def mqtt_proxy_properties(text: str) -> dict[str, Any]:
+    """Confluent MQTT Proxy properties text as the proxy's arguments and the ignored keys."""
 
 def to_numpy(
     data: Any, columns: Sequence[str] | None = None, dtype: str = "float32", fill: float | None = None

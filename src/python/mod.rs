@@ -10,6 +10,7 @@ mod ksql;
 mod local;
 mod matrix;
 mod model;
+mod mqtt;
 mod producer;
 mod registry;
 mod scorer;
@@ -35,6 +36,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<model::PyModel>()?;
     m.add_class::<scorer::PyStreamScorer>()?;
     m.add_class::<registry::PySchemaRegistryServer>()?;
+    m.add_class::<mqtt::PyMqttProxyServer>()?;
+    m.add_function(wrap_pyfunction!(mqtt::mqtt_proxy_properties, m)?)?;
     m.add_function(wrap_pyfunction!(matrix::to_numpy, m)?)?;
     m.add_function(wrap_pyfunction!(parse_columns, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
