@@ -20,6 +20,7 @@ from kafkaml._errors import (
 from kafkaml._local import LocalKafka
 from kafkaml._matrix import to_numpy
 from kafkaml._model import Model, TensorInfo
+from kafkaml._mqtt import MqttProxy
 from kafkaml._native import __version__
 from kafkaml._native import parse_columns as _parse_columns
 from kafkaml._producer import Producer, write_topic
@@ -35,6 +36,7 @@ __all__ = [
     "DecodeFailure",
     "LocalKafka",
     "LocalSchemaRegistry",
+    "MqttProxy",
     "StreamScorer",
     "Producer",
     "read_topic",

@@ -1,4 +1,5 @@
-"""The kafkaml command line: run the demo, a LocalKafka or a Schema Registry, peek at a topic, produce to one.
+"""The kafkaml command line: run the demo, a LocalKafka, a Schema Registry or an MQTT proxy, peek at a topic,
+produce to one.
 
 Examples:
   python -m kafkaml peek creditcard -n 5
@@ -6,6 +7,8 @@ Examples:
   python -m kafkaml produce creditcard creditcard.csv --format json
   python -m kafkaml local-kafka --topic creditcard:3
   python -m kafkaml schema-registry --bootstrap 127.0.0.1:9092 --listen 127.0.0.1:8081
+  python -m kafkaml mqtt-proxy --config kafka-mqtt-quickstart.properties
+  python -m kafkaml mqtt-proxy --topics temperature:.*temperature --listen 0.0.0.0:1883
 """
 
 from __future__ import annotations
@@ -173,6 +176,51 @@ def ksql_server(args: argparse.Namespace) -> int:
         print(
             f"KSQL server is running (service id {server.service_id!r}, statements in {server.command_topic!r}"
             f" on {server.bootstrap}); Ctrl-C stops it.",
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def mqtt_proxy(args: argparse.Namespace) -> int:
+    """Runs an MqttProxy in the foreground (configured by a Confluent properties file, or by
+    options) and prints its URL for devices."""
+    import warnings
+
+    from kafkaml import MqttProxy
+
+    config = _config(args.config)
+    if args.properties is not None:
+        if not os.path.isfile(args.properties):
+            raise CliError(f"no such properties file: {args.properties}")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            proxy = MqttProxy.from_properties(
+                args.properties, bootstrap=args.bootstrap, listen=args.listen, timeout=args.timeout
+            )
+        for warning in caught:
+            print(f"warning: {warning.message}", file=sys.stderr, flush=True)
+    else:
+        if not args.topics:
+            raise CliError("give --config FILE (a properties file) or --topics KAFKA_TOPIC:REGEX[,...]")
+        proxy = MqttProxy(
+            args.bootstrap or _bootstrap_default(),
+            args.topics,
+            args.listen or "127.0.0.1:1883",
+            max_message_bytes=args.max_message_bytes,
+            config=config,
+            timeout=args.timeout,
+        )
+    with proxy:
+        print(proxy.url, flush=True)
+        rules = ", ".join(f"{pattern} -> {topic}" for topic, pattern in proxy.topics)
+        print(
+            f"MQTT proxy is running (writing to {proxy.bootstrap}: {rules}); Ctrl-C stops it.",
             file=sys.stderr,
             flush=True,
         )
@@ -511,6 +559,62 @@ def build_parser() -> argparse.ArgumentParser:
         "output=reconstruction_error or prediction",
     )
     ksql.set_defaults(func=ksql_server)
+
+    proxy = commands.add_parser(
+        "mqtt-proxy",
+        help="run an MQTT proxy into Kafka in the foreground (Confluent MQTT Proxy's job)",
+        description="Accepts MQTT 3.1.1 publishes (QoS 0, 1, 2) until Ctrl-C and writes each to Kafka: key = the "
+        "MQTT topic, value = the payload, topic = the first topic rule whose regex matches. QoS 1/2 are "
+        "acknowledged only once Kafka has the record. Prints its URL on stdout. Configure it with Confluent's "
+        "properties file (--config: topic.regex.list, listeners, bootstrap.servers, mqtt.message.max.bytes, "
+        "producer.*; other keys are ignored with a warning) or with --topics; options given replace the file's.",
+        formatter_class=_Formatter,
+    )
+    proxy.add_argument(
+        "--config",
+        "-c",
+        dest="properties",
+        default=None,
+        metavar="FILE",
+        help="Confluent MQTT Proxy properties file, e.g. the talk's kafka-mqtt-quickstart.properties",
+    )
+    proxy.add_argument(
+        "--bootstrap",
+        "-b",
+        default=None,
+        metavar="HOST:PORT",
+        help=f"Kafka bootstrap servers (default: the file's bootstrap.servers, else KAFKA_BOOTSTRAP, else "
+        f"{DEFAULT_BOOTSTRAP})",
+    )
+    proxy.add_argument(
+        "--topics",
+        "-t",
+        default=None,
+        metavar="TOPIC:REGEX[,...]",
+        help="topic rules as topic.regex.list writes them (without --config)",
+    )
+    proxy.add_argument(
+        "--listen",
+        default=None,
+        metavar="HOST:PORT",
+        help="address to accept MQTT on (default: the file's listeners, else 127.0.0.1:1883; port 0: any free)",
+    )
+    proxy.add_argument(
+        "--max-message-bytes", type=int, default=8092, help="larger payloads are refused (without --config)"
+    )
+    proxy.add_argument(
+        "--producer-config",
+        "-X",
+        dest="config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a librdkafka property for the producer (repeatable; without --config)",
+    )
+    proxy.add_argument(
+        "--timeout", type=float, default=30.0, metavar="SECONDS", help="how long Kafka may take to acknowledge"
+    )
+    proxy.set_defaults(func=mqtt_proxy)
 
     run_demo = commands.add_parser(
         "demo",

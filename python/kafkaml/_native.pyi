@@ -28,6 +28,8 @@ __all__ = [
     "ModelError",
     "SchemaError",
     "UnsupportedError",
+    "MqttProxyServer",
+    "mqtt_proxy_properties",
     "StreamScorer",
     "SchemaRegistryServer",
     "KsqlServer",
@@ -351,6 +353,37 @@ class KsqlServer:
 
 def ksql_conformance(paths: Sequence[str]) -> list[dict[str, str]]:
     """Runs ksqlDB's conformance cases (files or folders) against the embedded engine."""
+
+@final
+class MqttProxyServer:
+    """The MQTT proxy's server (see :class:`kafkaml.MqttProxy`)."""
+
+    def __new__(
+        cls,
+        bootstrap: str,
+        topics: Sequence[tuple[str, str]],
+        listen: str = "127.0.0.1:0",
+        *,
+        max_message_bytes: int = 8092,
+        config: Mapping[str, Any] | None = ...,
+        timeout: float = 30.0,
+    ) -> Self: ...
+    @property
+    def url(self) -> str:
+        """``mqtt://host:port``."""
+    @property
+    def port(self) -> int:
+        """The port it listens on."""
+    @property
+    def running(self) -> bool:
+        """False once stopped."""
+    def stats(self) -> dict[str, Any]:
+        """Counters as a dict."""
+    def stop(self) -> None:
+        """Closes the connections and flushes the producer."""
+
+def mqtt_proxy_properties(text: str) -> dict[str, Any]:
+    """Confluent MQTT Proxy properties text as the proxy's arguments and the ignored keys."""
 
 def to_numpy(
     data: Any, columns: Sequence[str] | None = None, dtype: str = "float32", fill: float | None = None

@@ -22,6 +22,8 @@ const REPORT_PAUSE: Duration = Duration::from_micros(500);
 /// Rows encoded at a time: the messages of a slice stay in one reused-size buffer instead of
 /// one buffer for a whole table (gigabytes for millions of rows, every page of it faulted in).
 const ENCODE_ROWS: usize = 8_192;
+/// How long [`RecordProducer::new`] waits for a broker to create a topic on demand.
+const TOPIC_CREATION_WAIT: Duration = Duration::from_secs(5);
 
 /// Counts deliveries and keeps the first failure's reason.
 #[derive(Default)]
@@ -335,5 +337,213 @@ impl ArrowProducer {
     /// Messages queued so far.
     pub fn sent(&self) -> u64 {
         self.sent
+    }
+}
+
+/// How a [`RecordProducer`] delivery ended: `Ok` once Kafka acknowledged the record (with
+/// the producer's `acks`, all in-sync replicas by default), or librdkafka's reason.
+pub type DeliveryOutcome = Result<(), std::sync::Arc<str>>;
+
+/// What to do when a record's delivery report arrives.
+pub enum DeliveryNotice {
+    /// Nothing beyond the counters (fire and forget).
+    Count,
+    /// Send the outcome to whoever waits for it.
+    Notify(tokio::sync::oneshot::Sender<DeliveryOutcome>),
+}
+
+/// Counts a [`RecordProducer`]'s deliveries and forwards each record's outcome.
+#[derive(Default)]
+pub struct NoticeContext {
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    last_client_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for NoticeContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if let Ok(mut last) = self.last_client_error.lock() {
+            *last = Some(format!("{error}: {reason}"));
+        }
+    }
+
+    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, _fac: &str, _message: &str) {}
+}
+
+impl ProducerContext for NoticeContext {
+    type DeliveryOpaque = Box<DeliveryNotice>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, notice: Self::DeliveryOpaque) {
+        let outcome = match result {
+            Ok(_) => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err((error, message)) => {
+                use rdkafka::message::Message;
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                Err(format!(
+                    "{error} (topic {:?}, partition {})",
+                    message.topic(),
+                    message.partition()
+                )
+                .into())
+            }
+        };
+        if let DeliveryNotice::Notify(sender) = *notice {
+            // The waiter may be gone (its connection closed): the counters still count.
+            let _ = sender.send(outcome);
+        }
+    }
+}
+
+/// Why a record was not queued.
+#[derive(Debug)]
+pub enum QueueError {
+    /// librdkafka's queue is full: retry after some deliveries (backpressure).
+    Full,
+    Failed(KafkaError),
+}
+
+/// A producer of single records, each with its own delivery report: for services that must
+/// answer their clients only once Kafka has a record (the MQTT proxy's PUBACK). A background
+/// thread serves librdkafka's delivery reports.
+pub struct RecordProducer {
+    producer: rdkafka::producer::ThreadedProducer<NoticeContext>,
+    bootstrap: String,
+    timeout: Duration,
+}
+
+impl RecordProducer {
+    /// Connects to `bootstrap` (`config`: librdkafka properties over kafkaml's defaults) and
+    /// checks that each topic of `topics` exists or can be auto-created.
+    pub fn new(
+        bootstrap: &str,
+        defaults: &[(&str, String)],
+        config: &[(String, String)],
+        topics: &[&str],
+        timeout: Duration,
+    ) -> Result<Self, KafkaError> {
+        let producer: rdkafka::producer::ThreadedProducer<NoticeContext> =
+            client_config(bootstrap, defaults, config)
+                .create_with_context(NoticeContext::default())
+                .map_err(|e| KafkaError::Config(e.to_string()))?;
+        let unreachable = |error: rdkafka::error::KafkaError| {
+            let reason = producer
+                .context()
+                .last_client_error
+                .lock()
+                .ok()
+                .and_then(|e| e.clone())
+                .unwrap_or_else(|| error.to_string());
+            KafkaError::Unreachable {
+                bootstrap: bootstrap.to_string(),
+                timeout_s: seconds(timeout),
+                reason,
+            }
+        };
+        let names: Vec<&str> = if topics.is_empty() {
+            vec![""]
+        } else {
+            topics.to_vec()
+        };
+        for topic in names {
+            let wanted = (!topic.is_empty()).then_some(topic);
+            // A broker that creates topics on demand answers the request that triggers the
+            // creation with "unknown topic": ask again for a few seconds before believing it.
+            let deadline = Instant::now() + timeout.min(TOPIC_CREATION_WAIT);
+            loop {
+                let metadata = producer
+                    .client()
+                    .fetch_metadata(wanted, timeout)
+                    .map_err(unreachable)?;
+                let unknown = metadata.topics().iter().any(|t| {
+                    t.name() == topic
+                        && t.error()
+                            == Some(
+                                rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+                            )
+                });
+                if !unknown {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    return Err(KafkaError::UnknownTopic {
+                        topic: topic.to_string(),
+                        bootstrap: bootstrap.to_string(),
+                        hint: " (and the broker did not create it on demand)".into(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        // As in ArrowProducer::new: a second metadata answer, over the broker's own
+        // connection, retries the idempotent producer's id request at once instead of 500 ms
+        // later (the first QoS 1 publishes of a benchmark waited ~400 ms for it).
+        let _ = producer
+            .client()
+            .fetch_metadata(topics.first().copied(), timeout);
+        Ok(RecordProducer {
+            producer,
+            bootstrap: bootstrap.to_string(),
+            timeout,
+        })
+    }
+
+    /// Queues one record; `notice` says what happens with its delivery report.
+    pub fn send(
+        &self,
+        topic: &str,
+        key: &[u8],
+        value: &[u8],
+        notice: DeliveryNotice,
+    ) -> Result<(), (QueueError, DeliveryNotice)> {
+        let record = BaseRecord::with_opaque_to(topic, Box::new(notice))
+            .key(key)
+            .payload(value);
+        match self.producer.send(record) {
+            Ok(()) => Ok(()),
+            Err((error, record)) => {
+                let notice = *record.delivery_opaque;
+                if error.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) {
+                    Err((QueueError::Full, notice))
+                } else {
+                    Err((
+                        QueueError::Failed(KafkaError::Delivery {
+                            topic: topic.to_string(),
+                            failed: 1,
+                            reason: error.to_string(),
+                        }),
+                        notice,
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Records Kafka acknowledged, and records that failed, so far.
+    pub fn counts(&self) -> (u64, u64) {
+        let context = self.producer.context();
+        (
+            context.delivered.load(Ordering::Relaxed),
+            context.failed.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Records queued and not yet acknowledged or failed.
+    pub fn in_flight(&self) -> i32 {
+        self.producer.in_flight_count()
+    }
+
+    /// Waits up to the producer's timeout for queued records (dropping it then fails those
+    /// still queued).
+    pub fn flush(&self) -> Result<(), KafkaError> {
+        self.producer
+            .flush(self.timeout)
+            .map_err(|e| KafkaError::Delivery {
+                topic: String::new(),
+                failed: self.producer.in_flight_count().max(0) as u64,
+                reason: format!("{e} (flushing to {})", self.bootstrap),
+            })
     }
 }

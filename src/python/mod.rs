@@ -11,6 +11,7 @@ mod ksql_server;
 mod local;
 mod matrix;
 mod model;
+mod mqtt;
 mod producer;
 mod registry;
 mod scorer;
@@ -40,6 +41,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ksql_server::PyKsqlServer>()?;
     m.add_class::<ksql_server::PyModelUdf>()?;
     m.add_function(wrap_pyfunction!(ksql_server::ksql_conformance, m)?)?;
+    m.add_class::<mqtt::PyMqttProxyServer>()?;
+    m.add_function(wrap_pyfunction!(mqtt::mqtt_proxy_properties, m)?)?;
     m.add_function(wrap_pyfunction!(matrix::to_numpy, m)?)?;
     m.add_function(wrap_pyfunction!(parse_columns, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

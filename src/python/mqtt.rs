@@ -1,0 +1,138 @@
+//! `_native.MqttProxyServer` and `_native.mqtt_proxy_properties`: the MQTT proxy, behind
+//! `kafkaml.MqttProxy`.
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use super::args::{seconds_argument, ConfigArg};
+use super::errors::{kafka_error, ConfigError};
+use crate::mqtt::{MqttError, MqttProxy, ProxyConfig, ProxyOptions, TopicMap};
+
+fn mqtt_error(py: Python<'_>, error: MqttError) -> PyErr {
+    match error {
+        MqttError::Kafka(inner) => kafka_error(py, inner),
+        other => ConfigError::new_err(other.to_string()),
+    }
+}
+
+#[pyclass(module = "kafkaml._native", name = "MqttProxyServer")]
+pub struct PyMqttProxyServer {
+    proxy: Option<MqttProxy>,
+    url: String,
+    port: u16,
+}
+
+#[pymethods]
+impl PyMqttProxyServer {
+    #[new]
+    #[pyo3(signature = (bootstrap, topics, listen="127.0.0.1:0", *, max_message_bytes=8092, config=ConfigArg::default(), timeout=30.0))]
+    fn new(
+        py: Python<'_>,
+        bootstrap: &str,
+        topics: Vec<(String, String)>,
+        listen: &str,
+        max_message_bytes: usize,
+        config: ConfigArg,
+        timeout: f64,
+    ) -> PyResult<Self> {
+        let topics = TopicMap::new(&topics).map_err(|e| mqtt_error(py, e))?;
+        let mut options = ProxyOptions::new(bootstrap, topics);
+        options.listen = listen.to_string();
+        options.max_message_bytes = max_message_bytes;
+        options.producer_config = config.0;
+        options.timeout = seconds_argument(timeout)?;
+        let proxy = py
+            .detach(move || MqttProxy::start(options))
+            .map_err(|e| mqtt_error(py, e))?;
+        Ok(PyMqttProxyServer {
+            url: proxy.url(),
+            port: proxy.port(),
+            proxy: Some(proxy),
+        })
+    }
+
+    #[getter]
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    #[getter]
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    #[getter]
+    fn running(&self) -> bool {
+        self.proxy.is_some()
+    }
+
+    /// Counters as a dict.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        dict.set_item("running", self.proxy.is_some())?;
+        dict.set_item("url", &self.url)?;
+        if let Some(proxy) = &self.proxy {
+            let s = proxy.stats();
+            for (key, value) in [
+                ("connections", s.connections),
+                ("connected", s.connected),
+                ("received", s.received),
+                ("received_qos0", s.received_qos0),
+                ("received_qos1", s.received_qos1),
+                ("received_qos2", s.received_qos2),
+                ("written", s.written),
+                ("duplicates", s.duplicates),
+                ("refused", s.refused),
+                ("refused_unmatched", s.refused_unmatched),
+                ("refused_too_large", s.refused_too_large),
+                ("refused_retained", s.refused_retained),
+                ("refused_connections", s.refused_connections),
+                ("subscriptions_refused", s.subscriptions_refused),
+                ("kafka_errors", s.kafka_errors),
+                ("closed_on_kafka_error", s.closed_on_kafka_error),
+                ("protocol_errors", s.protocol_errors),
+                ("keepalive_timeouts", s.keepalive_timeouts),
+                ("wills", s.wills),
+                ("in_flight", s.in_flight),
+            ] {
+                dict.set_item(key, value)?;
+            }
+        }
+        Ok(dict)
+    }
+
+    fn stop(&mut self, py: Python<'_>) -> PyResult<()> {
+        if let Some(mut proxy) = self.proxy.take() {
+            // Joins the server's runtime and flushes the producer: let other threads run.
+            py.detach(move || proxy.stop())
+                .map_err(|e| mqtt_error(py, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads Confluent MQTT Proxy properties text into the proxy's arguments (and the keys it
+/// ignores).
+#[pyfunction]
+pub fn mqtt_proxy_properties<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyDict>> {
+    let config = ProxyConfig::from_text(text).map_err(|e| mqtt_error(py, e))?;
+    let options = config.options;
+    let dict = PyDict::new(py);
+    dict.set_item("bootstrap", options.bootstrap)?;
+    dict.set_item("listen", options.listen)?;
+    let topics: Vec<(String, String)> = options
+        .topics
+        .rules()
+        .iter()
+        .map(|r| (r.kafka_topic.clone(), r.pattern.clone()))
+        .collect();
+    dict.set_item("topics", topics)?;
+    dict.set_item("max_message_bytes", options.max_message_bytes)?;
+    let producer = PyDict::new(py);
+    for (key, value) in options.producer_config {
+        producer.set_item(key, value)?;
+    }
+    dict.set_item("config", producer)?;
+    dict.set_item("ignored", config.ignored)?;
+    Ok(dict)
+}
