@@ -29,7 +29,11 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a query thread blocks in one poll (also how soon it notices a stop).
 const POLL: Duration = Duration::from_millis(100);
 /// The most records a query processes between commits.
-const BATCH: usize = 2000;
+const BATCH: usize = 10_000;
+/// How long a persistent query's batch gathers records once the first arrived (a push query,
+/// where latency counts, gathers for `PUSH_GATHER`).
+const GATHER: Duration = Duration::from_millis(30);
+const PUSH_GATHER: Duration = Duration::from_millis(2);
 
 /// Producer settings shared by sinks and INSERT VALUES: Java's partitioner, so a key lands in
 /// the partition Kafka Streams would choose; acknowledged by all replicas.
@@ -435,23 +439,34 @@ fn input_record(message: &rdkafka::message::BorrowedMessage<'_>) -> InputRecord 
 }
 
 /// Polls a batch: up to `BATCH` records, or what arrived within one poll interval.
-fn poll_batch(consumer: &BaseConsumer<QuietContext>) -> Result<Vec<InputRecord>, String> {
+fn poll_batch(
+    consumer: &BaseConsumer<QuietContext>,
+    gather: Duration,
+) -> Result<Vec<InputRecord>, String> {
     let mut records = Vec::new();
-    let deadline = Instant::now() + POLL;
+    let idle_deadline = Instant::now() + POLL;
+    // Once records flow, gather for a short while: every batch costs a flush and a commit, so
+    // small batches (one fetch response each) would cap the query's rate.
+    let mut gather_deadline: Option<Instant> = None;
     while records.len() < BATCH {
+        let deadline = gather_deadline.unwrap_or(idle_deadline);
         let wait = deadline.saturating_duration_since(Instant::now());
-        match consumer.poll(if records.is_empty() {
-            wait
-        } else {
-            Duration::ZERO
-        }) {
-            Some(Ok(message)) => records.push(input_record(&message)),
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => continue,
+        if wait.is_zero() {
+            break;
+        }
+        match consumer.poll(wait) {
+            Some(Ok(message)) => {
+                records.push(input_record(&message));
+                gather_deadline.get_or_insert_with(|| Instant::now() + gather);
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {
+                // At the end of a partition: what has been gathered is all there is for now.
+                if !records.is_empty() {
+                    break;
+                }
+            }
             Some(Err(e)) => return Err(format!("reading failed: {e}")),
             None => break,
-        }
-        if Instant::now() >= deadline && !records.is_empty() {
-            break;
         }
     }
     Ok(records)
@@ -468,7 +483,7 @@ fn run_query(
 ) -> Result<(), String> {
     let mut last_check = Instant::now() - Duration::from_secs(1);
     while !stop.load(Ordering::Relaxed) {
-        let records = poll_batch(consumer)?;
+        let records = poll_batch(consumer, GATHER)?;
         if records.is_empty() {
             // Idle: is that because the source has been read to its end? (At most once a
             // second, since it asks the broker.)
@@ -515,7 +530,9 @@ fn run_query(
                 .map_err(|e| e.to_string())?;
         }
         consumer
-            .commit(&positions, CommitMode::Sync)
+            // Asynchronous: the sink has acknowledged everything before it, and a later commit
+            // supersedes a lost one (at-least-once either way).
+            .commit(&positions, CommitMode::Async)
             .map_err(|e| format!("cannot commit offsets: {e}"))?;
         counters.commits.fetch_add(1, Ordering::Relaxed);
         if topology.lock().map(|t| t.is_done()).unwrap_or(true) {
@@ -636,7 +653,7 @@ impl PushReader {
 
     /// The next records (empty after one poll interval without any).
     pub fn poll(&self) -> Result<Vec<InputRecord>, String> {
-        poll_batch(&self.consumer)
+        poll_batch(&self.consumer, PUSH_GATHER)
     }
 }
 
