@@ -1,15 +1,22 @@
 """Stream deployment: kafkaml's StreamScorer side by side with the talk's Python loop.
 
-    python benchmarks/bench_scorer.py [--events 1000000] [--batch-size 10000]
+    python benchmarks/bench_scorer.py [--events 1000000] [--batch-size 10000] [--sides ...]
 
 The same topic of credit-card events (an ``id`` and the 30 model inputs, JSON, 3 partitions)
 on a real broker is scored with the talk's autoencoder (30-14-7-7-30) into a results topic
 (``id``, ``score``, ``anomaly`` per event) by
-  (a) kafkaml ``StreamScorer``: consume, decode, predict (tract), encode and produce in a
-      Rust thread; offsets committed after the results are acknowledged;
-  (b) the Python loop: confluent-kafka ``consume(batch_size)`` + ``json.loads`` + numpy + Keras
-      ``model(x, training=False)`` (the same weights, see bench_model.keras_twin) + per-row
-      error + ``produce(json.dumps(...))``, committing after each flushed batch.
+  (a) ``kafkaml``: ``StreamScorer``: consume, decode, predict (the model's backend: the dense
+      kernels for this graph), encode and produce in a Rust thread; offsets committed after
+      the results are acknowledged;
+  (b) ``kafkaml_tract``: the same, the model loaded with ``backend="tract"`` (as before the
+      dense backend);
+  (c) ``ceiling``: the same scorer with inference all but free (an ONNX model that is one
+      30x30 identity matrix product): its I/O ceiling, what consuming, decoding, encoding
+      and producing alone allow;
+  (d) ``python``: the talk's Python loop: confluent-kafka ``consume(batch_size)`` +
+      ``json.loads`` + numpy + Keras ``model(x, training=False)`` (the same weights, see
+      inference_models.talk_keras) + per-row error + ``produce(json.dumps(...))``, committing
+      after each flushed batch.
 Each runs in a fresh process, from a new consumer group, until every event has its result;
 both run --repeat times (3) in rounds and the fastest run of each counts.
 Prints events/s and the ratio; saves benchmarks/results/scorer.json (scorer_batchN.json for
@@ -34,13 +41,38 @@ from common import Timer, fastest, kafka_broker, machine, peak_rss_mb, run_worke
 TALK = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "talk"
 FEATURES = ["Time", *[f"V{i}" for i in range(1, 29)], "Amount"]
 THRESHOLD = 5.0
+SIDES = ("kafkaml", "kafkaml_tract", "ceiling", "python")
 PARTITIONS = 3
 
 
-def worker_kafkaml(bootstrap: str, source: str, sink: str, events: int, batch_size: int) -> dict:
+def identity_onnx(path: Path) -> None:
+    """A 30-wide ONNX model whose output is its input times the identity matrix."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    eye = numpy_helper.from_array(np.eye(30, dtype=np.float32), "eye")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "eye"], ["y"])],
+        "identity",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 30])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 30])],
+        [eye],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+
+
+def worker_kafkaml(bootstrap: str, source: str, sink: str, events: int, batch_size: int, kind: str) -> dict:
+    import tempfile
+
     import kafkaml
 
-    model = kafkaml.Model.load(TALK / "autoencoder_fraud.pb")
+    if kind == "ceiling":
+        path = Path(tempfile.mkdtemp()) / "identity.onnx"
+        identity_onnx(path)
+        model = kafkaml.Model.load(path)
+    else:
+        backend = "tract" if kind == "kafkaml_tract" else "auto"
+        model = kafkaml.Model.load(TALK / "autoencoder_fraud.pb", backend=backend)
     scorer = kafkaml.StreamScorer(
         bootstrap,
         source,
@@ -55,14 +87,19 @@ def worker_kafkaml(bootstrap: str, source: str, sink: str, events: int, batch_si
     )
     with Timer() as t:
         stats = scorer.run(until=events)
-    return {"events": stats["produced"], "seconds": t.seconds, "peak_rss_mb": peak_rss_mb()}
+    return {
+        "events": stats["produced"],
+        "seconds": t.seconds,
+        "peak_rss_mb": peak_rss_mb(),
+        "backend": model.backend,
+    }
 
 
 def worker_python(bootstrap: str, source: str, sink: str, events: int, batch_size: int) -> dict:
-    from bench_model import keras_twin
     from confluent_kafka import Consumer, Producer
+    from inference_models import talk_keras
 
-    model = keras_twin(TALK / "autoencoder_fraud.pb")
+    model = talk_keras()
     model(np.zeros((1, 30), np.float32), training=False)  # build outside the timing
     consumer = Consumer(
         {
@@ -105,12 +142,16 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--batch-size", type=int, default=10_000, help="events per batch, both sides")
     parser.add_argument("--repeat", type=int, default=3, help="runs per side; the fastest counts")
+    parser.add_argument("--sides", nargs="+", default=list(SIDES), choices=SIDES, help="which scorers run")
     parser.add_argument("--worker", nargs=6, metavar=("KIND", "BOOTSTRAP", "SOURCE", "SINK", "EVENTS", "BATCH"))
     args = parser.parse_args()
     if args.worker:
         kind, bootstrap, source, sink, events, batch_size = args.worker
-        worker = worker_kafkaml if kind == "kafkaml" else worker_python
-        print(json.dumps(worker(bootstrap, source, sink, int(events), int(batch_size))))
+        if kind == "python":
+            result = worker_python(bootstrap, source, sink, int(events), int(batch_size))
+        else:
+            result = worker_kafkaml(bootstrap, source, sink, int(events), int(batch_size), kind)
+        print(json.dumps(result))
         return
 
     import kafkaml
@@ -121,7 +162,7 @@ def main() -> None:
     with kafka_broker() as bootstrap:
         run_id = uuid.uuid4().hex[:8]
         source = f"bench-scorer-events-{run_id}"
-        kinds = ("kafkaml", "python")
+        kinds = tuple(args.sides)
         sinks = {
             (kind, round_): f"bench-scorer-results-{kind}-{round_}-{run_id}"
             for kind in kinds
@@ -159,8 +200,13 @@ def main() -> None:
                     f"({result['distinct_ids']:,} distinct ids)"
                 )
         results = {kind: fastest(rs) for kind, rs in runs.items()}
-        ratio = results["kafkaml"]["events_per_s"] / results["python"]["events_per_s"]
-        print(f"StreamScorer / Python loop, best of {args.repeat} each: {ratio:.1f}x events/s (target >= 10x)")
+        rate = {kind: r["events_per_s"] for kind, r in results.items()}
+        ratios = {}
+        for other in ("python", "ceiling", "kafkaml_tract"):
+            if "kafkaml" in rate and other in rate:
+                ratios[f"kafkaml_vs_{other}"] = rate["kafkaml"] / rate[other]
+        print(f"best of {args.repeat} each: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
+        ratio = ratios.get("kafkaml_vs_python")
         name = "scorer" if args.batch_size == 10_000 else f"scorer_batch{args.batch_size}"
         path = save(
             name,
@@ -171,6 +217,7 @@ def main() -> None:
                 "machine": machine(),
                 "results": results,
                 "ratio": ratio,
+                "ratios": ratios,
             },
         )
         print(f"saved {path}")

@@ -181,7 +181,7 @@ impl<T: MatrixElement> RowSink for MatrixRows<T> {
                 "float32 rows for a float64 matrix".into(),
             ));
         };
-        if width == 0 || rows.len() % width != 0 {
+        if width == 0 || !rows.len().is_multiple_of(width) {
             return Err(MatrixError::Internal(format!(
                 "{} values are not rows of {width} columns",
                 rows.len()

@@ -1,4 +1,5 @@
-"""Rust-side model inference: TensorFlow frozen graphs and ONNX files, run by tract."""
+"""Rust-side model inference: TensorFlow frozen graphs and ONNX files, run by kafkaml's dense
+kernels (chains of dense layers) or by tract (everything else)."""
 
 from __future__ import annotations
 
@@ -50,7 +51,9 @@ def _is_arrow(x: Any) -> bool:
 class Model:
     """A TensorFlow frozen graph (``.pb``) or ONNX model, loaded once and run in Rust.
 
-    Load with :meth:`Model.load`. Inference runs in tract with the GIL released; one
+    Load with :meth:`Model.load`. Inference runs in Rust with the GIL released: graphs made
+    only of dense layers and element-wise activations (ReLU, tanh, sigmoid, clips) run on
+    kafkaml's own SIMD kernels, everything else on tract (:attr:`backend` says which). One
     ``Model`` is safe to share between threads, and any batch size runs after one load.
 
     Example::
@@ -59,11 +62,14 @@ class Model:
         scores, flags = model.score(x, threshold=5.0)
     """
 
-    __slots__ = ("_native",)
+    __slots__ = ("_native", "_row_shape")
 
     def __init__(self, native: _native.Model) -> None:
         """Wraps a native model; use :meth:`Model.load` instead."""
         self._native = native
+        shape = native.output[1][1:]
+        # Outputs of more than one dimension per row are reshaped after each call.
+        self._row_shape: tuple[int, ...] | None = tuple(int(d or 1) for d in shape) if len(shape) > 1 else None
 
     @classmethod
     def load(
@@ -73,12 +79,18 @@ class Model:
         inputs: str | Sequence[str] | None = None,
         outputs: str | Sequence[str] | None = None,
         input_shape: Sequence[int] | None = None,
+        backend: str = "auto",
     ) -> Model:
         """Loads a model file: a TensorFlow frozen GraphDef (``.pb``) or ONNX (``.onnx``).
 
         ``inputs`` / ``outputs`` name the graph nodes to feed and read (found automatically:
         placeholders or graph inputs, and sinks). ``input_shape`` is the shape of one row
         without the batch dimension, needed only when the file does not declare it.
+        ``backend`` picks what runs the model: ``"auto"`` (the default) uses kafkaml's dense
+        kernels when the graph is a chain of dense layers and element-wise activations and
+        they agree with tract on probe rows at load, else tract; ``"tract"`` always tract;
+        ``"dense"`` the dense kernels or a :class:`kafkaml.ModelError` naming the node they
+        cannot run.
         Raises :class:`kafkaml.ModelError` for malformed files, unsupported ops (naming the op
         and the node), unknown node names and shapes that do not fit — and for what Keras and
         TensorFlow save by default (a ``.keras`` or ``.h5`` file, a SavedModel folder), saying
@@ -90,6 +102,7 @@ class Model:
             _names(inputs),
             _names(outputs),
             None if input_shape is None else [int(d) for d in input_shape],
+            backend,
         )
         return cls(native)
 
@@ -123,6 +136,11 @@ class Model:
         """``"tensorflow"`` or ``"onnx"``."""
         return self._native.format
 
+    @property
+    def backend(self) -> str:
+        """What runs the model: ``"dense"`` (kafkaml's dense-layer kernels) or ``"tract"``."""
+        return self._native.backend
+
     def __repr__(self) -> str:
         i, o = self.inputs[0], self.outputs[0]
         return (
@@ -140,12 +158,17 @@ class Model:
             f"kafkaml.Model {os.path.basename(self.path)}",
             [
                 ("file", self.path),
-                ("backend", f"{_BACKENDS.get(self.format, self.format)}, run in Rust by tract"),
+                ("backend", f"{_BACKENDS.get(self.format, self.format)}, run in Rust by {self._runner()}"),
                 ("inputs", tensors(self.inputs)),
                 ("outputs", tensors(self.outputs)),
                 ("features per row", self.input_width),
             ],
         )
+
+    def _runner(self) -> str:
+        if self._native.backend == "dense":
+            return f"kafkaml's dense kernels ({self._native.dense_isa})"
+        return "tract"
 
     def _matrix(self, x: Any, columns: Sequence[str] | None) -> np.ndarray:
         """Any supported input as a C-contiguous float32 matrix [rows, input_width]."""
@@ -178,10 +201,12 @@ class Model:
         or ``[rows, *input_shape]``), a pandas DataFrame, or a pyarrow Table / RecordBatch;
         ``columns`` picks and orders the feature columns of a table or DataFrame.
         """
-        out = self._native.predict(self._matrix(x, columns))
-        shape = self.outputs[0].shape[1:]
-        if len(shape) > 1:
-            out = out.reshape((out.shape[0],) + tuple(int(d or 1) for d in shape))
+        if columns is None and type(x) is np.ndarray and x.dtype == np.float32 and x.ndim == 2 and x.flags.c_contiguous:
+            out = self._native.predict(x)  # the common case, without conversions
+        else:
+            out = self._native.predict(self._matrix(x, columns))
+        if self._row_shape is not None:
+            out = out.reshape((out.shape[0], *self._row_shape))
         return out
 
     def reconstruction_error(self, x: Any, columns: Sequence[str] | None = None) -> np.ndarray:
@@ -189,6 +214,8 @@ class Model:
 
         The anomaly score of an autoencoder; the model's output must be as wide as its input.
         """
+        if columns is None and type(x) is np.ndarray and x.dtype == np.float32 and x.ndim == 2 and x.flags.c_contiguous:
+            return self._native.reconstruction_error(x)
         return self._native.reconstruction_error(self._matrix(x, columns))
 
     def score(self, x: Any, threshold: float, columns: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:

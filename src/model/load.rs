@@ -7,7 +7,8 @@ use std::sync::Arc;
 use tract_hir::internal::{DimLike, Factoid, GenericFactoid};
 use tract_tensorflow::prelude::*;
 
-use super::{normalize, tf_ops, Model, ModelError, ModelFormat, Plan, Plans, TensorInfo};
+use super::dense::DenseNet;
+use super::{normalize, tf_ops, Backend, Model, ModelError, ModelFormat, Plan, Plans, TensorInfo};
 
 /// An optimised plan for exactly `batch` rows.
 pub(super) fn specialise(
@@ -199,7 +200,16 @@ pub(super) fn load(
     symbolic
         .set_input_fact(0, InferenceFact::dt_shape(input_dt, dims))
         .map_err(graph_err)?;
-    let plans = match symbolic.into_optimized().and_then(|t| t.into_runnable()) {
+    // The decluttered graph is where the dense backend reads its layers (when asked to).
+    let mut dense = None;
+    let optimized = symbolic.into_typed().and_then(|typed| {
+        let typed = typed.into_decluttered()?;
+        if options.backend != Backend::Tract {
+            dense = Some(DenseNet::from_typed(&typed));
+        }
+        typed.into_optimized()?.into_runnable()
+    });
+    let plans = match optimized {
         Ok(plan) => Plans::Symbolic(Arc::new(plan)),
         Err(symbolic_err) => {
             let plan = specialise(&model, input_dt, &row_shape, 1).map_err(|e| ModelError::Graph {
@@ -246,8 +256,9 @@ pub(super) fn load(
     }
     let input_width = row_shape.iter().product();
     let output_width = out_row.iter().product();
-    Ok(Model {
+    let model = Model {
         plans,
+        dense: None,
         path: path.to_path_buf(),
         format,
         input: TensorInfo {
@@ -269,7 +280,8 @@ pub(super) fn load(
         row_shape,
         input_width,
         output_width,
-    })
+    };
+    model.with_backend(options.backend, dense)
 }
 
 fn check_names(path: &Path, model: &InferenceModel, names: &[String]) -> Result<(), ModelError> {

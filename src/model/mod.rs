@@ -1,21 +1,29 @@
-//! Model inference in Rust: TensorFlow frozen graphs and ONNX files run through tract.
+//! Model inference in Rust: TensorFlow frozen graphs and ONNX files, run by tract or by
+//! kafkaml's own dense kernels.
 //!
 //! `Model::load` reads a file once (format chosen by extension, else by content), normalises
 //! TensorFlow graphs so that what Keras 2.x/3 freezes loads (see `normalize`), fixes the
 //! batch dimension to a symbol so any batch size runs without reloading, and optimises the
-//! graph. A loaded `Model` is `Send + Sync`: every call builds its own small execution state,
-//! so threads share one model without locks.
+//! graph. A graph made only of dense layers and element-wise activations also gets the dense
+//! backend (`dense`): checked against tract's plan on probe rows at load, it then runs every
+//! call; anything else runs through tract. A loaded `Model` is `Send + Sync`: every call
+//! builds its own small execution state, so threads share one model without locks.
 
+mod dense;
 mod foreign;
+mod kernels;
 mod load;
 mod normalize;
+mod pool;
 mod tf_ops;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tract_tensorflow::prelude::*;
+
+pub use dense::NotDense;
 
 /// Rows per chunk when a large batch is split across threads.
 const PARALLEL_MIN_ROWS: usize = 4096;
@@ -68,6 +76,38 @@ pub enum ModelError {
     DType(String),
     #[error("inference failed: {0}")]
     Run(String),
+    /// `backend="dense"` was asked for a graph the dense backend does not run.
+    #[error("{path}: the dense backend cannot run node {node:?} (op {op}): {reason}")]
+    NotDense {
+        path: PathBuf,
+        node: String,
+        op: String,
+        reason: String,
+    },
+}
+
+/// Which backend runs a model: chosen at load ([`Backend::Auto`]) or forced.
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The dense kernels when the graph is a chain of dense layers (and they agree with
+    /// tract on probe rows), else tract.
+    #[default]
+    Auto,
+    /// Always tract's plan.
+    Tract,
+    /// The dense kernels, or an error naming the node they cannot run.
+    Dense,
+}
+
+impl Backend {
+    pub fn parse(name: &str) -> Option<Backend> {
+        match name {
+            "auto" => Some(Backend::Auto),
+            "tract" => Some(Backend::Tract),
+            "dense" => Some(Backend::Dense),
+            _ => None,
+        }
+    }
 }
 
 /// Options for [`Model::load`]; the defaults discover inputs, outputs and shapes.
@@ -81,6 +121,8 @@ pub struct LoadOptions {
     /// The shape of one row, without the batch dimension (e.g. `[30]` or `[28, 28, 1]`);
     /// needed only when the file does not declare it.
     pub input_shape: Option<Vec<usize>>,
+    /// Which backend runs the model.
+    pub backend: Backend,
 }
 
 /// The file format a model was loaded from.
@@ -144,6 +186,8 @@ impl Plans {
 /// A loaded, optimised model with one input and one output, batch dimension symbolic.
 pub struct Model {
     plans: Plans,
+    /// Set when the dense backend runs this model.
+    dense: Option<dense::DenseNet>,
     path: PathBuf,
     format: ModelFormat,
     input: TensorInfo,
@@ -162,6 +206,7 @@ impl std::fmt::Debug for Model {
             .field("format", &self.format)
             .field("input", &self.input)
             .field("output", &self.output)
+            .field("backend", &self.backend())
             .finish()
     }
 }
@@ -231,6 +276,100 @@ impl Model {
         self.format
     }
 
+    /// Which backend runs the model: `"dense"` (kafkaml's kernels) or `"tract"`.
+    pub fn backend(&self) -> &'static str {
+        if self.dense.is_some() {
+            "dense"
+        } else {
+            "tract"
+        }
+    }
+
+    /// The instruction set of the dense kernels (`"avx512"`, `"avx2"`, `"portable"`), when
+    /// they run the model.
+    pub fn dense_isa(&self) -> Option<&'static str> {
+        self.dense.as_ref().map(|d| d.isa())
+    }
+
+    /// Installs the dense backend when `choice` allows it, the graph is dense and the
+    /// kernels agree with tract's plan on probe rows.
+    fn with_backend(
+        mut self,
+        choice: Backend,
+        dense: Option<Result<dense::DenseNet, NotDense>>,
+    ) -> Result<Model, ModelError> {
+        let not_dense = |path: &Path, refusal: NotDense| ModelError::NotDense {
+            path: path.to_path_buf(),
+            node: refusal.node,
+            op: refusal.op,
+            reason: refusal.reason,
+        };
+        let net = match (choice, dense) {
+            (Backend::Tract, _) => return Ok(self),
+            (Backend::Auto, None | Some(Err(_))) => return Ok(self),
+            (Backend::Dense, None) => {
+                return Err(not_dense(
+                    &self.path,
+                    NotDense {
+                        node: self.input.name.clone(),
+                        op: "graph".into(),
+                        reason: "tract could not prepare the graph with a symbolic batch".into(),
+                    },
+                ))
+            }
+            (Backend::Dense, Some(Err(refusal))) => return Err(not_dense(&self.path, refusal)),
+            (_, Some(Ok(net))) => net,
+        };
+        let fits = net.in_width() == self.input_width
+            && net.out_width() == self.output_width
+            && self.input_dt == DatumType::F32
+            && self.output_dt == DatumType::F32;
+        let probe_error = if fits {
+            self.probe(&net)?
+        } else {
+            f32::INFINITY
+        };
+        if probe_error <= 1e-4 {
+            self.dense = Some(net);
+        } else if choice == Backend::Dense {
+            return Err(ModelError::Graph {
+                path: self.path.clone(),
+                reason: format!(
+                    "the dense backend does not reproduce tract's outputs on probe rows (max difference {probe_error})"
+                ),
+            });
+        }
+        Ok(self)
+    }
+
+    /// Largest difference between the dense kernels and tract on 37 pseudo-random rows
+    /// (relative to the outputs' size when they exceed 1).
+    fn probe(&self, net: &dense::DenseNet) -> Result<f32, ModelError> {
+        const ROWS: usize = 37;
+        let mut seed = 0x2545_f491_u32;
+        let rows: Vec<f32> = (0..ROWS * self.input_width)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                (seed >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+            })
+            .map(|u| 3.0 * u)
+            .collect();
+        let mut want = vec![0f32; ROWS * self.output_width];
+        self.run_rows(&rows, ROWS, &mut want)?;
+        let mut got = vec![0f32; want.len()];
+        net.run(&rows, ROWS, &mut got);
+        Ok(got
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| (g - w).abs() / w.abs().max(1.0))
+            .fold(
+                0f32,
+                |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) },
+            ))
+    }
+
     /// `rows` is row-major [n_rows, input_width]; returns row-major [n_rows, output_width].
     /// Large batches are split across the machine's cores (rows are scored independently).
     pub fn predict_rows(&self, rows: &[f32], n_rows: usize) -> Result<Vec<f32>, ModelError> {
@@ -243,35 +382,45 @@ impl Model {
                 n_rows * self.input_width
             )));
         }
-        let mut out = vec![0f32; n_rows * self.output_width];
+        let mut out = output_buffer(n_rows * self.output_width);
         if n_rows == 0 {
             return Ok(out);
         }
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if let Some(net) = &self.dense {
+            return catch_unwind(AssertUnwindSafe(|| net.run(rows, n_rows, &mut out)))
+                .map(|()| out)
+                .map_err(|panic| {
+                    ModelError::Run(format!(
+                        "the dense kernels failed: {}",
+                        panic_message(&panic)
+                    ))
+                });
+        }
+        let threads = pool::workers() + 1;
         if threads < 2 || n_rows < 2 * PARALLEL_MIN_ROWS {
             self.run_rows(rows, n_rows, &mut out)?;
             return Ok(out);
         }
-        let per_thread = n_rows.div_ceil(threads);
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = rows
-                .chunks(per_thread * self.input_width)
-                .zip(out.chunks_mut(per_thread * self.output_width))
-                .map(|(input, output)| {
-                    scope.spawn(move || {
-                        let n = input.len() / self.input_width;
-                        self.run_rows(input, n, output)
-                    })
-                })
-                .collect();
-            for handle in handles {
-                handle.join().unwrap_or_else(|_| {
-                    Err(ModelError::Run("an inference thread panicked".into()))
-                })?;
-            }
-            Ok::<(), ModelError>(())
-        })?;
-        Ok(out)
+        let first_error = Mutex::new(None);
+        pool::run_rows(
+            rows,
+            self.input_width,
+            &mut out,
+            self.output_width,
+            threads,
+            &|input, output| {
+                if let Err(error) = self.run_rows(input, input.len() / self.input_width, output) {
+                    first_error
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_or_insert(error);
+                }
+            },
+        );
+        match first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(error) => Err(error),
+            None => Ok(out),
+        }
     }
 
     /// Per-row mean squared error between input and reconstruction (input_width == output_width).
@@ -410,6 +559,37 @@ impl Model {
         }
         Ok(())
     }
+}
+
+/// A zeroed output buffer. Big ones are fresh memory from the OS (glibc maps allocations
+/// over 32 MB, and smaller ones once its heap was trimmed), which the first write faults in
+/// 4 KiB at a time: for a 100,000-row batch that was more time than the arithmetic. On
+/// Linux the 2 MiB-aligned inside of such a buffer is marked for transparent huge pages, so
+/// it faults in 2 MiB at a time (where the system allows it; a hint, never an error).
+fn output_buffer(len: usize) -> Vec<f32> {
+    let out = vec![0f32; len];
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let bytes = len * std::mem::size_of::<f32>();
+        if bytes >= 2 * HUGE {
+            let start = out.as_ptr() as usize;
+            let first = start.next_multiple_of(HUGE);
+            let last = (start + bytes) / HUGE * HUGE;
+            if last > first {
+                // SAFETY: the range lies inside `out`'s allocation; MADV_HUGEPAGE changes
+                // how pages are backed, never their contents.
+                unsafe {
+                    libc::madvise(
+                        first as *mut libc::c_void,
+                        last - first,
+                        libc::MADV_HUGEPAGE,
+                    );
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Per-row mean squared error between two row-major matrices of the same width.

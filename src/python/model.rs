@@ -9,8 +9,8 @@ use numpy::ndarray::{Array1, Array2};
 use numpy::{IntoPyArray, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
-use super::errors::model_error;
-use crate::model::{LoadOptions, Model, ModelError, TensorInfo};
+use super::errors::{model_error, ConfigError};
+use crate::model::{Backend, LoadOptions, Model, ModelError, TensorInfo};
 
 /// The native model behind :class:`kafkaml.Model`.
 #[pyclass(name = "Model", module = "kafkaml._native", frozen)]
@@ -51,18 +51,25 @@ fn rows_of<'a>(model: &Model, x: &'a PyReadonlyArray2<'_, f32>) -> PyResult<(&'a
 #[pymethods]
 impl PyModel {
     #[staticmethod]
-    #[pyo3(signature = (path, inputs=None, outputs=None, input_shape=None))]
+    #[pyo3(signature = (path, inputs=None, outputs=None, input_shape=None, backend="auto"))]
     fn load(
         py: Python<'_>,
         path: PathBuf,
         inputs: Option<Vec<String>>,
         outputs: Option<Vec<String>>,
         input_shape: Option<Vec<usize>>,
+        backend: &str,
     ) -> PyResult<Self> {
+        let backend = Backend::parse(backend).ok_or_else(|| {
+            ConfigError::new_err(format!(
+                "backend must be \"auto\", \"dense\" or \"tract\", not {backend:?}"
+            ))
+        })?;
         let options = LoadOptions {
             inputs,
             outputs,
             input_shape,
+            backend,
         };
         let model = py
             .detach(|| Model::load(&path, &options))
@@ -100,6 +107,16 @@ impl PyModel {
     #[getter]
     fn format(&self) -> &'static str {
         self.inner.format().as_str()
+    }
+
+    #[getter]
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+
+    #[getter]
+    fn dense_isa(&self) -> Option<&'static str> {
+        self.inner.dense_isa()
     }
 
     /// Runs the model on a C-contiguous float32 matrix [rows, input_width].
