@@ -12,6 +12,7 @@ pub mod model;
 pub mod pipeline;
 // The embedded Schema Registry: Confluent's REST API over state kept in a Kafka topic.
 pub mod registry;
+pub mod serve;
 // The MQTT proxy: devices publish over MQTT 3.1.1, each PUBLISH becomes a Kafka record.
 pub mod mqtt;
 

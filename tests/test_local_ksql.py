@@ -210,6 +210,26 @@ def test_statement_errors_name_the_statement_and_the_construct(bootstrap: str, n
         assert ksql.stats()["statement_errors"] == 3
 
 
+def test_a_body_over_the_limit_gets_413_not_a_broken_pipe(bootstrap: str) -> None:
+    """The server reads an oversized body to its end before answering, so a client that is
+    still sending (urllib sends the whole body first) reads the 413 instead of a reset."""
+    import urllib.error
+    import urllib.request
+
+    huge = json.dumps({"ksql": "SHOW STREAMS; -- " + "x" * (24 * 1024 * 1024)}).encode()
+    with LocalKsql(bootstrap) as ksql:
+        request = urllib.request.Request(
+            f"{ksql.url}/ksql", data=huge, method="POST", headers={"Content-Type": "application/json"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=60)
+        body = json.loads(refused.value.read())
+        assert (refused.value.code, body["error_code"]) == (413, 41300)
+        # the server is still answering afterwards
+        with ksql.client() as client:
+            assert client.ksql("SHOW STREAMS;") is not None
+
+
 def test_a_udf_that_does_not_fit_its_model_is_refused_where_it_is_made(sensor_model: kafkaml.Model) -> None:
     with pytest.raises(kafkaml.ConfigError, match="3 input columns"):
         model_udf(sensor_model, input=["a", "b", "c"])

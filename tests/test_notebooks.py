@@ -120,6 +120,7 @@ def test_notebook_runs_against_the_real_broker(
 ) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP", bootstrap)  # the kernel inherits this process's environment
     monkeypatch.delenv("KSQL_URL", raising=False)  # the ksqlDB path has its own test
+    monkeypatch.delenv("SCHEMA_REGISTRY_URL", raising=False)  # the notebooks start their own registry
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     if not SAVE_OUTPUTS:
@@ -134,10 +135,21 @@ def test_notebook_runs_against_the_real_broker(
     if notebook.stem == "01_ingest_and_preprocess":
         # Without KSQL_URL the talk's statements run on kafkaml's own KSQL engine, in-process.
         assert "(LocalKsql, in-process)" in output
-        assert "the engine's queries have read their sources to the end: {'CSAS_CREDITCARDFRAUD_PREPROCESSED_" in output
-        written = kafkaml.read_topic(bootstrap, "creditcardfraud-preprocessed", format="json")
+        assert "(LocalSchemaRegistry, in-process)" in output
+        assert (
+            "the engine's queries have read their sources to the end: {'CSAS_CREDITCARDFRAUD_PREPROCESSED_AVRO_"
+            in output
+        )
+        # The Avro stream, read through a second registry on the cluster: it serves the schema
+        # the notebook's registry stored in `_schemas`.
+        with kafkaml.LocalSchemaRegistry(bootstrap) as registry:
+            written = kafkaml.read_topic(
+                bootstrap, "creditcardfraud_preprocessed_avro", format="avro", schema_registry=registry
+            )
         source = kafkaml.read_topic(bootstrap, "creditcardfraud-source", format="raw")
         assert written.num_rows == source.num_rows > 0  # every source row has a Class
+        assert written.column_names == ["TIME", *[f"V{i}" for i in range(1, 29)], "AMOUNT", "CLASS"]
+        assert f"{written.num_rows:,} Avro rows read back from creditcardfraud_preprocessed_avro" in output
     if notebook.stem == "03_deploy":
         live = int(os.environ.get("KAFKAML_LIVE_ROWS", 20_000))
         assert f"{live:,} results" in output
@@ -175,7 +187,7 @@ def ksqldb(double: ksql_double.KsqlDouble) -> None:
             entity = {
                 "@type": "sourceDescription",
                 "statementText": statement,
-                "sourceDescription": {"name": "CREDITCARDFRAUD_PREPROCESSED", "type": "STREAM", "fields": []},
+                "sourceDescription": {"name": "CREDITCARDFRAUD_PREPROCESSED_AVRO", "type": "STREAM", "fields": []},
                 "warnings": [],
             }
         else:
@@ -187,7 +199,7 @@ def ksqldb(double: ksql_double.KsqlDouble) -> None:
     columns = ["TIME", *[f"V{i}" for i in range(1, 29)], "AMOUNT", "CLASS"]
     schema = ", ".join(f"`{c}` {'STRING' if c == 'CLASS' else 'DOUBLE'}" for c in columns)
     rows = [[float(i), *[0.5] * 28, 10.0 * i, "1" if i == 2 else "0"] for i in range(4)]
-    header = {"header": {"queryId": "transient_CREDITCARDFRAUD_PREPROCESSED_1", "schema": schema}}
+    header = {"header": {"queryId": "transient_CREDITCARDFRAUD_PREPROCESSED_AVRO_1", "schema": schema}}
     body = "[" + ",\n".join(json.dumps(p) for p in [header, *({"row": {"columns": r}} for r in rows)]) + "]\n"
     double.script("/info", lambda request: Reply(body='{"KsqlServerInfo":{"version":"0.29.0"}}'))
     double.script("/ksql", ksql)
@@ -196,16 +208,11 @@ def ksqldb(double: ksql_double.KsqlDouble) -> None:
 
 
 def test_notebook_1_ksqldb_path(bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from kafkaml.ksql import Client
-
-    if not hasattr(Client, "__enter__"):
-        pytest.skip(
-            "kafkaml.ksql.Client is not a context manager yet; notebook 1's ksqlDB path uses `with Client(...)`"
-        )
     double = ksql_double.start()
     ksqldb(double)
     monkeypatch.setenv("KAFKA_BOOTSTRAP", bootstrap)
     monkeypatch.setenv("KSQL_URL", double.url)
+    monkeypatch.delenv("SCHEMA_REGISTRY_URL", raising=False)
     try:
         document = execute(NOTEBOOK_DIR / "01_ingest_and_preprocess.ipynb")
     finally:
@@ -214,10 +221,11 @@ def test_notebook_1_ksqldb_path(bootstrap: str, monkeypatch: pytest.MonkeyPatch)
     sent = [(r.path, r.body) for r in double.requests if r.method == "POST"]
     statements = [body["ksql"] for path, body in sent if path == "/ksql"]
     created = [s for s in statements if s.startswith("CREATE STREAM")]
-    assert [s.split()[2] for s in created] == ["creditcardfraud_source", "creditcardfraud_preprocessed"]
+    assert [s.split()[2] for s in created] == ["creditcardfraud_source", "creditcardfraud_preprocessed_avro"]
+    assert "value_format='AVRO'" in created[1]
     # the session's SET reached the server with the statement that reads the source
     csas = next(body for path, body in sent if path == "/ksql" and body["ksql"] == created[1])
     assert csas["streamsProperties"] == {"auto.offset.reset": "earliest"}
     query = next(body for path, body in sent if path == "/query")
-    assert query["ksql"] == "SELECT * FROM creditcardfraud_preprocessed EMIT CHANGES;"
+    assert query["ksql"] == "SELECT * FROM creditcardfraud_preprocessed_avro EMIT CHANGES;"
     assert "4 rows; fraud share 0.2500" in printed(document.cells)

@@ -96,6 +96,15 @@ def _schema_argument(text: str | None) -> str | None:
 # --- local-kafka, demo ------------------------------------------------------------------
 
 
+def _wait_for_ctrl_c() -> None:
+    """Blocks until Ctrl-C (SIGINT): the foreground services run until then."""
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+
+
 def local_kafka(args: argparse.Namespace) -> int:
     """Runs a LocalKafka in the foreground and prints its address for other clients."""
     from kafkaml import LocalKafka
@@ -109,11 +118,7 @@ def local_kafka(args: argparse.Namespace) -> int:
         print(kafka.bootstrap_servers, flush=True)
         where = "in memory" if args.path is None else f"data in {args.path}"
         print(f"LocalKafka is running ({where}); Ctrl-C stops it.", file=sys.stderr, flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+        _wait_for_ctrl_c()
     return 0
 
 
@@ -130,11 +135,7 @@ def schema_registry(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+        _wait_for_ctrl_c()
     return 0
 
 
@@ -179,11 +180,7 @@ def ksql_server(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+        _wait_for_ctrl_c()
     return 0
 
 
@@ -224,11 +221,7 @@ def mqtt_proxy(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+        _wait_for_ctrl_c()
     return 0
 
 

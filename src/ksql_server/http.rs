@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -43,21 +43,14 @@ pub struct HttpServer {
 
 impl HttpServer {
     pub fn start(shared: Arc<Shared>, listen: &str) -> Result<Self, String> {
-        let listener = std::net::TcpListener::bind(listen)
-            .map_err(|e| format!("cannot listen on {listen:?}: {e}"))?;
-        let address = listener.local_addr().map_err(|e| e.to_string())?;
-        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("ksql-http")
-            .enable_io()
-            .enable_time()
-            .build()
-            .map_err(|e| format!("cannot start the HTTP server: {e}"))?;
-        let listener = {
-            let _entered = runtime.enter();
-            tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?
-        };
+        let crate::serve::Listening {
+            runtime,
+            listener,
+            address,
+        } = crate::serve::listen(listen, "ksql-http").map_err(|e| match e {
+            crate::serve::ListenError::Bind(e) => format!("cannot listen on {listen:?}: {e}"),
+            crate::serve::ListenError::Runtime(e) => format!("cannot start the HTTP server: {e}"),
+        })?;
         runtime.spawn(accept_loop(listener, shared));
         Ok(HttpServer {
             address,
@@ -66,12 +59,7 @@ impl HttpServer {
     }
 
     pub fn url(&self) -> String {
-        let host = match self.address.ip() {
-            ip if ip.is_unspecified() => "127.0.0.1".to_string(),
-            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-            ip => ip.to_string(),
-        };
-        format!("http://{host}:{}", self.address.port())
+        crate::serve::url("http", self.address)
     }
 
     pub fn port(&self) -> u16 {
@@ -150,9 +138,18 @@ async fn answer(request: Request<Incoming>, shared: Arc<Shared>) -> Response<Bod
         .unwrap_or("")
         .to_string();
     let path = parts.uri.path().to_string();
-    let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) => {
+    let body = match crate::serve::read_body(body, MAX_BODY_BYTES).await {
+        Ok(body) => body,
+        Err(crate::serve::BodyError::TooLarge(limit)) => {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                41300,
+                &format!("the request body is larger than {limit} bytes"),
+                None,
+                Vec::new(),
+            )
+        }
+        Err(crate::serve::BodyError::Read(e)) => {
             return error_response(
                 StatusCode::BAD_REQUEST,
                 40000,
@@ -608,15 +605,11 @@ fn push_query(
     properties: &BTreeMap<String, String>,
     format: Format,
 ) -> Response<Body> {
-    let merged = shared.merged_properties(properties);
-    let plan = {
-        let mut engine = shared.engine.lock().unwrap_or_else(|e| e.into_inner());
-        let saved = engine.config.properties.clone();
-        engine.config.properties = merged.clone();
-        let plan = engine.plan_push_query(sql);
-        engine.config.properties = saved;
-        plan
-    };
+    let plan = shared
+        .engine
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .plan_push_query(sql, properties);
     let plan = match plan {
         Ok(plan) => plan,
         Err(error) => {

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use kafkaml_engine::engine::{Engine, EngineConfig, PushQuery, StatementError, StatementResult};
+use kafkaml_engine::engine::{Engine, EngineConfig, StatementError, StatementResult};
 use kafkaml_engine::formats::SchemaRegistry;
 use kafkaml_engine::functions::{FunctionRegistry, ScalarFunction};
 use kafkaml_engine::sql::ast::Statement;
@@ -94,17 +94,6 @@ fn is_command(statement: &Statement) -> bool {
 }
 
 impl Shared {
-    /// The engine's properties with the request's on top.
-    pub fn merged_properties(
-        &self,
-        request: &BTreeMap<String, String>,
-    ) -> BTreeMap<String, String> {
-        let engine = self.engine.lock().unwrap_or_else(|e| e.into_inner());
-        let mut merged = engine.config.properties.clone();
-        merged.extend(request.clone());
-        merged
-    }
-
     /// Executes `text` statement by statement: one result (with its statement text) per
     /// statement; the first refused statement ends the request.
     pub fn execute(
@@ -145,14 +134,6 @@ impl Shared {
             }
         }
         Ok(done)
-    }
-
-    /// Plans a push query.
-    pub fn plan_push(&self, sql: &str) -> Result<PushQuery, StatementError> {
-        self.engine
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .plan_push_query(sql)
     }
 }
 

@@ -166,24 +166,19 @@ impl MqttProxy {
             &options.topics.kafka_topics(),
             options.timeout,
         )?;
-        let listen_error = |e: std::io::Error| MqttError::Listen {
-            listen: options.listen.clone(),
-            reason: e.to_string(),
-        };
-        let listener = std::net::TcpListener::bind(&options.listen).map_err(listen_error)?;
-        let address = listener.local_addr().map_err(listen_error)?;
-        listener.set_nonblocking(true).map_err(listen_error)?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("mqtt-proxy")
-            .enable_io()
-            .enable_time()
-            .build()
-            .map_err(|e| MqttError::Config(format!("cannot start the MQTT server: {e}")))?;
-        let listener = {
-            let _entered = runtime.enter();
-            tokio::net::TcpListener::from_std(listener).map_err(listen_error)?
-        };
+        let crate::serve::Listening {
+            runtime,
+            listener,
+            address,
+        } = crate::serve::listen(&options.listen, "mqtt-proxy").map_err(|e| match e {
+            crate::serve::ListenError::Bind(e) => MqttError::Listen {
+                listen: options.listen.clone(),
+                reason: e.to_string(),
+            },
+            crate::serve::ListenError::Runtime(e) => {
+                MqttError::Config(format!("cannot start the MQTT server: {e}"))
+            }
+        })?;
         let proxy = Arc::new(Proxy {
             producer,
             topics: options.topics,
@@ -203,12 +198,7 @@ impl MqttProxy {
 
     /// `mqtt://host:port` (127.0.0.1 when listening on all addresses).
     pub fn url(&self) -> String {
-        let host = match self.address.ip() {
-            ip if ip.is_unspecified() => "127.0.0.1".to_string(),
-            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-            ip => ip.to_string(),
-        };
-        format!("mqtt://{host}:{}", self.address.port())
+        crate::serve::url("mqtt", self.address)
     }
 
     pub fn port(&self) -> u16 {

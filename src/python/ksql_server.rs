@@ -177,26 +177,7 @@ pub fn ksql_conformance<'py>(
     paths: Vec<String>,
 ) -> PyResult<Vec<Bound<'py, PyDict>>> {
     let reports = py.detach(move || {
-        let mut files: Vec<(std::path::PathBuf, String)> = Vec::new();
-        for given in &paths {
-            let path = std::path::PathBuf::from(given);
-            if path.is_dir() {
-                let mut entries: Vec<std::path::PathBuf> = std::fs::read_dir(&path)
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|e| e == "json"))
-                    .collect();
-                entries.sort();
-                files.extend(entries.into_iter().map(|p| {
-                    let shown = p.display().to_string();
-                    (p, shown)
-                }));
-            } else {
-                files.push((path, given.clone()));
-            }
-        }
+        let files = kafkaml_engine::conformance::corpus_files(&paths);
         files
             .iter()
             .flat_map(|(path, shown)| kafkaml_engine::conformance::run_file(path, shown))

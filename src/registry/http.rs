@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -23,7 +23,7 @@ use super::record::Reference;
 use super::{Compatibility, Mode, Registry, RegistryError, VersionSpec};
 
 pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
-/// Larger request bodies are refused (413) before they are read in full.
+/// Larger request bodies are refused (413); what is over is read and dropped, not kept.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Debug, Default)]
@@ -54,26 +54,18 @@ pub struct RegistryServer {
 impl RegistryServer {
     /// Serves `registry` on `listen` (`host:port`; port 0 picks a free one).
     pub fn start(registry: Arc<Registry>, listen: &str) -> Result<Self, RegistryError> {
-        let listener = std::net::TcpListener::bind(listen)
-            .map_err(|e| RegistryError::Config(format!("cannot listen on {listen:?}: {e}")))?;
-        let address = listener
-            .local_addr()
-            .map_err(|e| RegistryError::Config(format!("cannot listen on {listen:?}: {e}")))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| RegistryError::Config(e.to_string()))?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("schema-registry-http")
-            .enable_io()
-            .enable_time()
-            .build()
-            .map_err(|e| RegistryError::Config(format!("cannot start the HTTP server: {e}")))?;
-        let listener = {
-            let _entered = runtime.enter();
-            tokio::net::TcpListener::from_std(listener)
-                .map_err(|e| RegistryError::Config(e.to_string()))?
-        };
+        let crate::serve::Listening {
+            runtime,
+            listener,
+            address,
+        } = crate::serve::listen(listen, "schema-registry-http").map_err(|e| match e {
+            crate::serve::ListenError::Bind(e) => {
+                RegistryError::Config(format!("cannot listen on {listen:?}: {e}"))
+            }
+            crate::serve::ListenError::Runtime(e) => {
+                RegistryError::Config(format!("cannot start the HTTP server: {e}"))
+            }
+        })?;
         let counters = Arc::new(Counters::default());
         let (served, counted) = (registry.clone(), counters.clone());
         runtime.spawn(accept_loop(listener, served, counted));
@@ -87,12 +79,7 @@ impl RegistryServer {
 
     /// `http://host:port` (127.0.0.1 when listening on all addresses).
     pub fn url(&self) -> String {
-        let host = match self.address.ip() {
-            ip if ip.is_unspecified() => "127.0.0.1".to_string(),
-            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-            ip => ip.to_string(),
-        };
-        format!("http://{host}:{}", self.address.port())
+        crate::serve::url("http", self.address)
     }
 
     pub fn port(&self) -> u16 {
@@ -175,20 +162,12 @@ async fn answer(
 ) -> Response<Full<Bytes>> {
     counters.requests.fetch_add(1, Ordering::Relaxed);
     let (parts, body) = request.into_parts();
-    let result = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Err(error) => {
-            if error
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                Err(RegistryError::TooLarge(MAX_BODY_BYTES))
-            } else {
-                Err(RegistryError::BadRequest(format!(
-                    "cannot read the request body: {error}"
-                )))
-            }
-        }
-        Ok(collected) => {
+    let result = match crate::serve::read_body(body, MAX_BODY_BYTES).await {
+        Err(crate::serve::BodyError::TooLarge(limit)) => Err(RegistryError::TooLarge(limit)),
+        Err(crate::serve::BodyError::Read(error)) => Err(RegistryError::BadRequest(format!(
+            "cannot read the request body: {error}"
+        ))),
+        Ok(body) => {
             let call = Call {
                 method: parts.method,
                 segments: parts
@@ -199,7 +178,7 @@ async fn answer(
                     .map(percent_decode)
                     .collect(),
                 query: parts.uri.query().map(parse_query).unwrap_or_default(),
-                body: collected.to_bytes(),
+                body,
             };
             tokio::task::spawn_blocking(move || route(&registry, &call))
                 .await

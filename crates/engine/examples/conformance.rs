@@ -2,32 +2,15 @@
 //! loop; users run `python -m kafkaml.ksql.conformance`): `cargo run -p kafkaml-engine
 //! --example conformance -- FILE_OR_DIR... [-v]`.
 
-use std::path::PathBuf;
-
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let verbose = args.iter().any(|a| a == "-v");
-    let mut files: Vec<(PathBuf, String)> = Vec::new();
-    for arg in args.iter().filter(|a| !a.starts_with('-')) {
-        let path = PathBuf::from(arg);
-        if path.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(&path)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "json"))
-                .collect();
-            entries.sort();
-            files.extend(
-                entries
-                    .into_iter()
-                    .map(|p| (p.clone(), p.display().to_string())),
-            );
-        } else {
-            files.push((path, arg.clone()));
-        }
-    }
+    let paths: Vec<String> = args
+        .iter()
+        .filter(|a| !a.starts_with('-'))
+        .cloned()
+        .collect();
+    let files = kafkaml_engine::conformance::corpus_files(&paths);
     let mut all = Vec::new();
     for (path, display) in files {
         let reports = kafkaml_engine::conformance::run_file(&path, &display);

@@ -8,7 +8,7 @@
 //! Registry, with the in-memory registry.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value as Json;
@@ -120,6 +120,32 @@ impl Cluster for MemoryCluster {
     }
 }
 
+/// The corpus files `paths` name: each file as given, each folder's `*.json` files sorted;
+/// with the path each is shown as.
+pub fn corpus_files(paths: &[String]) -> Vec<(PathBuf, String)> {
+    let mut files = Vec::new();
+    for given in paths {
+        let path = PathBuf::from(given);
+        if path.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(&path)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                .collect();
+            entries.sort();
+            files.extend(entries.into_iter().map(|p| {
+                let shown = p.display().to_string();
+                (p, shown)
+            }));
+        } else {
+            files.push((path, given.clone()));
+        }
+    }
+    files
+}
+
 /// Runs every case of one corpus file. `display` is the path as the user gave it.
 pub fn run_file(path: &Path, display: &str) -> Vec<CaseReport> {
     let text = match std::fs::read_to_string(path) {
@@ -179,27 +205,6 @@ fn report(file: &str, name: &str, outcome: Result<(), String>) -> CaseReport {
     }
 }
 
-/// ksqlDB's aggregate functions (part 2).
-const AGGREGATE_FUNCTIONS: &[&str] = &[
-    "COUNT",
-    "SUM",
-    "AVG",
-    "MIN",
-    "MAX",
-    "COUNT_DISTINCT",
-    "COLLECT_LIST",
-    "COLLECT_SET",
-    "EARLIEST_BY_OFFSET",
-    "LATEST_BY_OFFSET",
-    "TOPK",
-    "TOPKDISTINCT",
-    "HISTOGRAM",
-    "STDDEV_SAMP",
-    "STDDEV_SAMPLE",
-    "CORRELATION",
-    "ATTR",
-];
-
 /// Why a case is outside part 1's scope, from its statements.
 fn out_of_scope(statements: &[String]) -> Option<String> {
     let text = statements.join("\n").to_ascii_uppercase();
@@ -216,7 +221,7 @@ fn out_of_scope(statements: &[String]) -> Option<String> {
         words.windows(2).any(|w| w[0] == a && w[1] == b) || text.contains(&format!("{a}  {b}"))
     };
     // An aggregate function call aggregates even without GROUP BY.
-    let aggregate = AGGREGATE_FUNCTIONS.iter().any(|f| {
+    let aggregate = crate::expr::AGGREGATES.iter().any(|f| {
         text.match_indices(f).any(|(at, _)| {
             let before = text[..at].chars().next_back();
             let after = text[at + f.len()..].trim_start();
@@ -388,7 +393,9 @@ pub fn run_case(case: &Json, format: Option<&str>) -> Result<(), String> {
             )
         });
         let outcome = if is_select {
-            engine.plan_push_query(&located).map(|_| ())
+            engine
+                .plan_push_query(&located, &BTreeMap::new())
+                .map(|_| ())
         } else {
             engine.execute(&located).map(|_| ())
         };

@@ -1440,10 +1440,12 @@ impl Engine {
         })
     }
 
-    /// Plans `SELECT ... EMIT CHANGES` for a client.
+    /// Plans `SELECT ... EMIT CHANGES` for a client; `properties` (the request's) override the
+    /// engine's for this query (`auto.offset.reset`).
     pub fn plan_push_query(
         &mut self,
         text: &str,
+        properties: &BTreeMap<String, String>,
     ) -> std::result::Result<PushQuery, StatementError> {
         let substituted = self.substitute(text)?;
         let fail = |message: String| StatementError {
@@ -1477,11 +1479,9 @@ impl Engine {
             .chain(plan.value_columns.iter())
             .cloned()
             .collect();
-        let from_beginning = self
-            .config
-            .properties
-            .get("auto.offset.reset")
-            .or(self.config.properties.get("ksql.streams.auto.offset.reset"))
+        let setting = |key: &str| properties.get(key).or(self.config.properties.get(key));
+        let from_beginning = setting("auto.offset.reset")
+            .or(setting("ksql.streams.auto.offset.reset"))
             .is_some_and(|v| v.eq_ignore_ascii_case("earliest"));
         Ok(PushQuery {
             topology: plan.topology,

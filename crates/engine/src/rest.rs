@@ -1,6 +1,8 @@
 //! Values as ksqlDB's REST API writes them in query rows, and the check of ksqlDB's REST
 //! conformance cases' push query responses (header schema, rows, final message).
 
+use std::collections::BTreeMap;
+
 use serde_json::{json, Map, Value as Json};
 
 use crate::engine::Engine;
@@ -80,14 +82,10 @@ pub fn check_push_responses(
             }
             continue;
         };
-        let saved = engine.config.properties.clone();
-        engine
-            .config
-            .properties
-            .insert("auto.offset.reset".into(), "earliest".into());
-        let planned = engine.plan_push_query(statement);
-        engine.config.properties = saved;
-        let mut plan = planned.map_err(|e| format!("push query refused: {}", e.message))?;
+        let earliest = BTreeMap::from([("auto.offset.reset".to_string(), "earliest".to_string())]);
+        let mut plan = engine
+            .plan_push_query(statement, &earliest)
+            .map_err(|e| format!("push query refused: {}", e.message))?;
         let schema = plan
             .columns
             .iter()

@@ -1,5 +1,6 @@
 //! CAST with ksqlDB's rules, and values as text the way ksqlDB writes them.
 
+use base64::Engine as _;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
 use super::arith::{fit_decimal, to_decimal};
@@ -18,7 +19,7 @@ pub fn value_to_string(value: &Value) -> String {
         Value::Double(v) => java_double_to_string(*v),
         Value::Decimal { unscaled, scale } => decimal_to_string(*unscaled, *scale),
         Value::String(s) => s.clone(),
-        Value::Bytes(b) => base64_encode(b),
+        Value::Bytes(b) => base64::engine::general_purpose::STANDARD.encode(b),
         Value::Date(days) => format_date(*days),
         Value::Time(millis) => format_time(*millis),
         Value::Timestamp(millis) => format_timestamp(*millis),
@@ -69,24 +70,6 @@ pub fn format_timestamp(millis: i64) -> String {
         || millis.to_string(),
         |t| t.naive_utc().format("%Y-%m-%dT%H:%M:%S%.3f").to_string(),
     )
-}
-
-fn base64_encode(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = (chunk[0] as u32) << 16
-            | (*chunk.get(1).unwrap_or(&0) as u32) << 8
-            | *chunk.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// Parses ksqlDB's date text (`yyyy-MM-dd`) to days since the epoch.

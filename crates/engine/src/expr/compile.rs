@@ -1068,7 +1068,8 @@ impl Compiler<'_, '_> {
     }
 }
 
-const AGGREGATES: &[&str] = &[
+/// ksqlDB's aggregate functions: refused here until part 2 brings aggregations.
+pub const AGGREGATES: &[&str] = &[
     "COUNT",
     "SUM",
     "AVG",
