@@ -2,7 +2,7 @@
 //! persistent queries (a consumer group per query, offsets committed after the sink's acks), the
 //! readers behind push queries, and the command topic that makes statements survive a restart.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -50,12 +50,21 @@ fn producer_config(bootstrap: &str, user: &[(String, String)]) -> rdkafka::Clien
     )
 }
 
-/// Counts failed deliveries, so a writer can tell after `flush` whether every record landed
-/// (librdkafka reports a failure only to this callback).
+/// How many batches a persistent query may have written and not yet seen acknowledged: it reads
+/// and processes the next batch while the sink acknowledges the earlier ones.
+const MAX_PENDING: usize = 3;
+/// Delivery report counters, one per batch in flight (a record's opaque is its batch's slot).
+/// More than `MAX_PENDING`, so a slot is reused only after its batch was committed.
+const SLOTS: usize = 8;
+
+/// Counts delivery reports per batch slot and failed deliveries (librdkafka reports a failure
+/// only to this callback). Counting per batch, not in total, matters because partitions report
+/// in their own order: a later batch's reports may arrive before an earlier batch's.
 #[derive(Default)]
 pub struct Deliveries {
     failed: AtomicU64,
     last_error: Mutex<Option<String>>,
+    reported: [AtomicU64; SLOTS],
 }
 
 impl ClientContext for Deliveries {
@@ -64,39 +73,86 @@ impl ClientContext for Deliveries {
 }
 
 impl ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    type DeliveryOpaque = usize;
+    fn delivery(&self, result: &DeliveryResult<'_>, slot: usize) {
         if let Err((error, _)) = result {
             self.failed.fetch_add(1, Ordering::Relaxed);
             *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.to_string());
         }
+        self.reported[slot % SLOTS].fetch_add(1, Ordering::AcqRel);
     }
 }
 
-/// Waits for every queued record's acknowledgement; an error when any failed since `before`.
-fn flush_checked(
+impl Deliveries {
+    fn reported(&self, slot: usize) -> u64 {
+        self.reported[slot % SLOTS].load(Ordering::Acquire)
+    }
+
+    /// An error when any record failed since the failure count was `before`.
+    fn check(&self, before: u64, what: &str) -> Result<(), String> {
+        let failed = self.failed.load(Ordering::Relaxed);
+        if failed > before {
+            let last = self
+                .last_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .unwrap_or_default();
+            return Err(format!(
+                "{what}: {} record(s) were not written: {last}",
+                failed - before
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Waits until `slot` has `count` delivery reports, checking for failures since `before`.
+/// (Not `flush`: rust-rdkafka's flush waits in 100 ms steps, which capped a query at one
+/// batch per 100 ms.)
+fn wait_for_reports(
     producer: &ThreadedProducer<Deliveries>,
+    slot: usize,
+    count: u64,
     before: u64,
     what: &str,
+    timeout: Duration,
 ) -> Result<(), String> {
-    producer
-        .flush(TIMEOUT)
-        .map_err(|e| format!("{what}: Kafka did not acknowledge within {TIMEOUT:?}: {e}"))?;
-    let failed = producer.context().failed.load(Ordering::Relaxed);
-    if failed > before {
-        let last = producer
-            .context()
-            .last_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .unwrap_or_default();
-        return Err(format!(
-            "{what}: {} record(s) were not written: {last}",
-            failed - before
-        ));
+    let deadline = Instant::now() + timeout;
+    let context = producer.context();
+    while context.reported(slot) < count {
+        context.check(before, what)?;
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{what}: Kafka did not acknowledge within {timeout:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_micros(200));
     }
-    Ok(())
+    context.check(before, what)
+}
+
+/// Queues `records` on a producer used from one thread at a time and waits for their acks.
+fn write_and_wait(
+    producer: &ThreadedProducer<Deliveries>,
+    records: &[OutputRecord],
+    what: &str,
+) -> Result<(), String> {
+    let (before, reported) = (
+        producer.context().failed.load(Ordering::Relaxed),
+        producer.context().reported(0),
+    );
+    for record in records {
+        produce_one(producer, record, 0)?;
+    }
+    wait_for_reports(
+        producer,
+        0,
+        reported + records.len() as u64,
+        before,
+        what,
+        TIMEOUT,
+    )
 }
 
 /// The cluster the engine administers and writes INSERT VALUES rows to.
@@ -106,6 +162,8 @@ pub struct KafkaCluster {
     admin: AdminClient<DefaultClientContext>,
     metadata: BaseConsumer<QuietContext>,
     producer: ThreadedProducer<Deliveries>,
+    /// INSERT VALUES statements write one at a time (they wait on one report counter).
+    insert_lock: Mutex<()>,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -134,6 +192,7 @@ impl KafkaCluster {
             admin,
             metadata,
             producer,
+            insert_lock: Mutex::new(()),
             runtime,
         };
         // Fail now, with the broker's words, when nothing answers.
@@ -228,11 +287,9 @@ impl Cluster for KafkaCluster {
     }
 
     fn produce(&self, records: Vec<OutputRecord>) -> Result<(), String> {
-        let before = self.producer.context().failed.load(Ordering::Relaxed);
-        for record in &records {
-            produce_one(&self.producer, record)?;
-        }
-        flush_checked(&self.producer, before, "INSERT INTO ... VALUES")
+        // One statement's rows at a time: the slot's count is not shared with another writer.
+        let _one_writer = self.insert_lock.lock().unwrap_or_else(|e| e.into_inner());
+        write_and_wait(&self.producer, &records, "INSERT INTO ... VALUES")
     }
 }
 
@@ -472,8 +529,17 @@ fn poll_batch(
     Ok(records)
 }
 
-/// The query loop: poll, process, write, wait for the acks, commit. A crash between the
-/// acks and the commit re-processes the batch (at-least-once, as ksqlDB's default).
+/// A batch written to the sink whose offsets are committed once the sink acknowledged it.
+struct PendingBatch {
+    slot: usize,
+    records_out: u64,
+    positions: TopicPartitionList,
+}
+
+/// The query loop: poll, process, write, and commit each batch's offsets once the sink has
+/// acknowledged all of it, oldest batch first. Up to `MAX_PENDING` batches wait for their acks
+/// while the next is read and processed. A crash before a batch's commit re-processes it
+/// (at-least-once, as ksqlDB's default).
 fn run_query(
     consumer: &BaseConsumer<QuietContext>,
     producer: &ThreadedProducer<Deliveries>,
@@ -481,13 +547,33 @@ fn run_query(
     stop: &AtomicBool,
     counters: &QueryCounters,
 ) -> Result<(), String> {
+    let failed_before = producer.context().failed.load(Ordering::Relaxed);
+    let mut pending: VecDeque<PendingBatch> = VecDeque::new();
+    let mut batches: usize = 0;
     let mut last_check = Instant::now() - Duration::from_secs(1);
     while !stop.load(Ordering::Relaxed) {
+        let full = pending.len() >= MAX_PENDING;
+        commit_acknowledged(
+            consumer,
+            producer,
+            &mut pending,
+            full,
+            failed_before,
+            counters,
+        )?;
         let records = poll_batch(consumer, GATHER)?;
         if records.is_empty() {
-            // Idle: is that because the source has been read to its end? (At most once a
-            // second, since it asks the broker.)
-            if last_check.elapsed() >= Duration::from_millis(500) {
+            commit_acknowledged(
+                consumer,
+                producer,
+                &mut pending,
+                false,
+                failed_before,
+                counters,
+            )?;
+            // Idle: is that because the source has been read to its end and written? (At
+            // most twice a second, since it asks the broker.)
+            if pending.is_empty() && last_check.elapsed() >= Duration::from_millis(500) {
                 last_check = Instant::now();
                 counters
                     .caught_up
@@ -499,7 +585,7 @@ fn run_query(
         counters
             .records_in
             .fetch_add(records.len() as u64, Ordering::Relaxed);
-        let outputs = {
+        let (outputs, done) = {
             let mut topology = topology
                 .lock()
                 .map_err(|_| "the query's state was poisoned by a panic".to_string())?;
@@ -509,35 +595,96 @@ fn run_query(
             if let Some(reason) = &topology.failed {
                 return Err(reason.clone());
             }
-            outputs
+            (outputs, topology.is_done())
         };
-        let before = producer.context().failed.load(Ordering::Relaxed);
+        let slot = batches % SLOTS;
+        batches += 1;
+        // The slot's previous batch was committed (at most MAX_PENDING < SLOTS are pending).
+        producer.context().reported[slot].store(0, Ordering::Release);
         for output in &outputs {
-            produce_one(producer, output)?;
+            produce_one(producer, output, slot)?;
         }
-        flush_checked(producer, before, "the sink")?;
-        counters
-            .records_out
-            .fetch_add(outputs.len() as u64, Ordering::Relaxed);
-        let mut positions = TopicPartitionList::new();
-        let mut last: BTreeMap<(String, i32), i64> = BTreeMap::new();
-        for record in &records {
-            last.insert((record.topic.clone(), record.partition), record.offset);
+        pending.push_back(PendingBatch {
+            slot,
+            records_out: outputs.len() as u64,
+            positions: next_positions(&records)?,
+        });
+        if done {
+            break;
         }
-        for ((topic, partition), offset) in last {
-            positions
-                .add_partition_offset(&topic, partition, Offset::Offset(offset + 1))
-                .map_err(|e| e.to_string())?;
+    }
+    // Stopping: commit what the sink acknowledges within a few seconds; the rest is read again.
+    let deadline = Instant::now() + STOP_WAIT;
+    while !pending.is_empty() && Instant::now() < deadline {
+        commit_acknowledged(
+            consumer,
+            producer,
+            &mut pending,
+            false,
+            failed_before,
+            counters,
+        )?;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}
+
+/// How long a stopping query waits for its sink's outstanding acknowledgements.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// The offsets after the last record of each partition in `records`.
+fn next_positions(records: &[InputRecord]) -> Result<TopicPartitionList, String> {
+    let mut last: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+    for record in records {
+        last.insert((record.topic.as_str(), record.partition), record.offset);
+    }
+    let mut positions = TopicPartitionList::new();
+    for ((topic, partition), offset) in last {
+        positions
+            .add_partition_offset(topic, partition, Offset::Offset(offset + 1))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(positions)
+}
+
+/// Commits the oldest pending batches whose records the sink has all acknowledged; with
+/// `wait`, first waits for the oldest one. Any failed delivery stops the query (its batch and
+/// the later ones stay uncommitted).
+fn commit_acknowledged(
+    consumer: &BaseConsumer<QuietContext>,
+    producer: &ThreadedProducer<Deliveries>,
+    pending: &mut VecDeque<PendingBatch>,
+    wait: bool,
+    failed_before: u64,
+    counters: &QueryCounters,
+) -> Result<(), String> {
+    producer.context().check(failed_before, "the sink")?;
+    if wait {
+        if let Some(oldest) = pending.front() {
+            wait_for_reports(
+                producer,
+                oldest.slot,
+                oldest.records_out,
+                failed_before,
+                "the sink",
+                TIMEOUT,
+            )?;
+        }
+    }
+    while let Some(oldest) = pending.front() {
+        if producer.context().reported(oldest.slot) < oldest.records_out {
+            break;
         }
         consumer
             // Asynchronous: the sink has acknowledged everything before it, and a later commit
             // supersedes a lost one (at-least-once either way).
-            .commit(&positions, CommitMode::Async)
+            .commit(&oldest.positions, CommitMode::Async)
             .map_err(|e| format!("cannot commit offsets: {e}"))?;
         counters.commits.fetch_add(1, Ordering::Relaxed);
-        if topology.lock().map(|t| t.is_done()).unwrap_or(true) {
-            break;
-        }
+        counters
+            .records_out
+            .fetch_add(oldest.records_out, Ordering::Relaxed);
+        pending.pop_front();
     }
     Ok(())
 }
@@ -583,11 +730,12 @@ fn read_to_end(consumer: &BaseConsumer<QuietContext>) -> bool {
 fn produce_one(
     producer: &ThreadedProducer<Deliveries>,
     record: &OutputRecord,
+    slot: usize,
 ) -> Result<(), String> {
     let deadline = Instant::now() + TIMEOUT;
     loop {
-        let mut base: BaseRecord<'_, [u8], [u8]> =
-            BaseRecord::to(&record.topic).timestamp(record.timestamp);
+        let mut base: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to(&record.topic, slot).timestamp(record.timestamp);
         if let Some(key) = &record.key {
             base = base.key(key.as_slice());
         }
@@ -707,14 +855,15 @@ impl CommandLog {
     ) -> Result<(), String> {
         let value = serde_json::json!({ "statement": statement, "streamsProperties": properties })
             .to_string();
-        let record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.topic)
-            .key(b"command".as_slice())
-            .payload(value.as_bytes());
-        let before = self.producer.context().failed.load(Ordering::Relaxed);
-        self.producer
-            .send(record)
-            .map_err(|(e, _)| format!("cannot write to the command topic: {e}"))?;
-        flush_checked(&self.producer, before, "the command topic")
+        let record = OutputRecord {
+            topic: self.topic.clone(),
+            timestamp: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+            key: Some(b"command".to_vec()),
+            value: Some(value.into_bytes()),
+        };
+        write_and_wait(&self.producer, &[record], "the command topic")
     }
 
     /// Every statement written so far, in order, with its properties.

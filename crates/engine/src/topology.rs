@@ -318,11 +318,17 @@ impl StreamTopology {
                 .filter(|&row| keep[row] == Value::Boolean(true) && !tombstones[row])
                 .collect();
             if selected.len() != batch.rows {
+                // Moved, not cloned: the dropped rows' cells are not needed any more.
                 batch = Batch {
                     columns: batch
                         .columns
-                        .iter()
-                        .map(|c| selected.iter().map(|&i| c[i].clone()).collect())
+                        .into_iter()
+                        .map(|mut c| {
+                            selected
+                                .iter()
+                                .map(|&i| std::mem::take(&mut c[i]))
+                                .collect()
+                        })
                         .collect(),
                     rows: selected.len(),
                 };
@@ -333,16 +339,13 @@ impl StreamTopology {
                 windows = selected.iter().map(|&i| windows[i]).collect();
             }
         }
-        let keys: Vec<Vec<Value>> = self
-            .key_projection
-            .iter()
-            .map(|e| eval_column(e, &batch, &mut errors))
-            .collect();
-        let values: Vec<Vec<Value>> = self
-            .value_projection
-            .iter()
-            .map(|e| eval_column(e, &batch, &mut errors))
-            .collect();
+        let mut projected = project(
+            self.key_projection.iter().chain(&self.value_projection),
+            &mut batch,
+            &mut errors,
+        );
+        let mut values = projected.split_off(self.key_projection.len());
+        let keys = projected;
         self.stats.expression_errors += errors.len() as u64;
         for error in errors.iter().take(16) {
             if let Some(record) = kept.get(error.row) {
@@ -379,7 +382,11 @@ impl StreamTopology {
                     }
                 })
                 .collect();
-            let value: Vec<Value> = values.iter().map(|c| c[row].clone()).collect();
+            // Each cell goes to exactly one row: moved out of its column.
+            let value: Vec<Value> = values
+                .iter_mut()
+                .map(|c| std::mem::take(&mut c[row]))
+                .collect();
             let timestamp = match &self.output_timestamp {
                 OutputTimestamp::Input => timestamps[row],
                 OutputTimestamp::Column {
@@ -470,6 +477,39 @@ impl StreamTopology {
         }
         out
     }
+}
+
+/// Evaluates each projection over `batch`. A column that only one projection reads, as it is,
+/// is moved out of the batch instead of copied (most of a `SELECT a, b, c` is such columns),
+/// so `batch` is spent afterwards.
+fn project<'a>(
+    projections: impl Iterator<Item = &'a CompiledExpr> + Clone,
+    batch: &mut Batch,
+    errors: &mut Vec<RowError>,
+) -> Vec<Vec<Value>> {
+    let mut readers = vec![0usize; batch.columns.len()];
+    for expr in projections.clone() {
+        for index in columns_used(expr) {
+            readers[index] += 1;
+        }
+    }
+    let movable = |expr: &CompiledExpr| match expr {
+        CompiledExpr::Column(index) if readers[*index] == 1 => Some(*index),
+        _ => None,
+    };
+    let mut results: Vec<Option<Vec<Value>>> = projections
+        .clone()
+        .map(|expr| match movable(expr) {
+            Some(_) => None,
+            None => Some(eval_column(expr, batch, errors)),
+        })
+        .collect();
+    for (result, expr) in results.iter_mut().zip(projections) {
+        if let Some(index) = movable(expr) {
+            *result = Some(std::mem::take(&mut batch.columns[index]));
+        }
+    }
+    results.into_iter().map(Option::unwrap_or_default).collect()
 }
 
 /// A timestamp column's value in epoch milliseconds: BIGINT as is, TIMESTAMP, or a string in

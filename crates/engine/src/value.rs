@@ -3,8 +3,9 @@
 use std::fmt::Write as _;
 
 /// One ksqlDB value. The variant follows the column's `SqlType`; `Null` fits every type.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum Value {
+    #[default]
     Null,
     Boolean(bool),
     Integer(i32),
