@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer as ConfluentConsumer
 from confluent_kafka import KafkaError as ConfluentKafkaError
 from confluent_kafka import Producer as ConfluentProducer
+from confluent_kafka import TopicPartition
 
 
 @dataclass(frozen=True)
@@ -102,3 +103,23 @@ def consume(bootstrap: str, topic: str, count: int, timeout: float = 30) -> list
         consumer.close()
     assert len(got) == count, f"read {len(got)} of {count} messages of {topic}"
     return got
+
+
+def message_count(bootstrap: str, topic: str) -> int:
+    """Records in ``topic`` now (sum of high minus low watermarks)."""
+    consumer = ConfluentConsumer({"bootstrap.servers": bootstrap, "group.id": f"count-{uuid.uuid4().hex}"})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10)
+        total = 0
+        for partition in metadata.topics[topic].partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            total += high - low
+        return total
+    finally:
+        consumer.close()
+
+
+def read_all(bootstrap: str, topic: str) -> list[Delivered]:
+    """Every record of ``topic``, and a check that no more arrive."""
+    count = message_count(bootstrap, topic)
+    return consume(bootstrap, topic, count) if count else []

@@ -13,16 +13,13 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import kafkaml
 import paho.mqtt.client as paho
 import pytest
-from confluent_kafka import Consumer as ConfluentConsumer
-from confluent_kafka import TopicPartition
-from kafka_helpers import Delivered, consume
+from kafka_helpers import consume, message_count, read_all
 
 MOSQUITTO_PUB = shutil.which("mosquitto_pub")
 pytestmark = pytest.mark.skipif(
@@ -38,26 +35,6 @@ listeners=0.0.0.0:1883
 bootstrap.servers=PLAINTEXT://localhost:9092
 confluent.topic.replication.factor=1
 """
-
-
-def message_count(bootstrap: str, topic: str) -> int:
-    """Records in ``topic`` now (sum of high minus low watermarks)."""
-    consumer = ConfluentConsumer({"bootstrap.servers": bootstrap, "group.id": f"count-{uuid.uuid4().hex}"})
-    try:
-        metadata = consumer.list_topics(topic, timeout=10)
-        total = 0
-        for partition in metadata.topics[topic].partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            total += high - low
-        return total
-    finally:
-        consumer.close()
-
-
-def read_all(bootstrap: str, topic: str) -> list[Delivered]:
-    """Every record of ``topic``, and a check that no more arrive."""
-    count = message_count(bootstrap, topic)
-    return consume(bootstrap, topic, count) if count else []
 
 
 def pub(proxy: kafkaml.MqttProxy, topic: str, message: str, *args: str, timeout: float = 20) -> int:

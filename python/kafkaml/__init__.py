@@ -14,13 +14,14 @@ from kafkaml._errors import (
     KafkaError,
     KafkaMLError,
     ModelError,
+    MqttError,
     SchemaError,
     UnsupportedError,
 )
 from kafkaml._local import LocalKafka
 from kafkaml._matrix import to_numpy
 from kafkaml._model import Model, TensorInfo
-from kafkaml._mqtt import MqttProxy
+from kafkaml._mqtt import MqttBridge, MqttProxy
 from kafkaml._native import __version__
 from kafkaml._native import parse_columns as _parse_columns
 from kafkaml._producer import Producer, write_topic
@@ -37,6 +38,7 @@ __all__ = [
     "LocalKafka",
     "LocalSchemaRegistry",
     "MqttProxy",
+    "MqttBridge",
     "StreamScorer",
     "Producer",
     "read_topic",
@@ -58,5 +60,6 @@ __all__ = [
     "Model",
     "TensorInfo",
     "ModelError",
+    "MqttError",
     "__version__",
 ]

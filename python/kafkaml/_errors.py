@@ -8,6 +8,7 @@ from kafkaml._native import (
     KafkaError,
     KafkaMLError,
     ModelError,
+    MqttError,
     SchemaError,
     UnsupportedError,
 )
@@ -22,4 +23,5 @@ __all__ = [
     "UnsupportedError",
     "ClosedError",
     "ModelError",
+    "MqttError",
 ]

@@ -1,4 +1,6 @@
-"""The MQTT proxy: devices publish over MQTT 3.1.1, each PUBLISH becomes a Kafka record."""
+"""MQTT into Kafka: the proxy (devices publish to kafkaml over MQTT 3.1.1, each PUBLISH
+becomes a Kafka record) and the bridge (kafkaml subscribes on an MQTT broker such as
+Mosquitto and writes what it receives to Kafka)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Any
 
 from kafkaml._args import Bootstrap, bootstrap_servers
 from kafkaml._display import html_table
-from kafkaml._native import MqttProxyServer, mqtt_proxy_properties
+from kafkaml._native import MqttBridgeRunner, MqttProxyServer, mqtt_proxy_properties
 
 Topics = str | Mapping[str, str] | Sequence[tuple[str, str]]
 """Topic rules: ``{"kafka topic": "mqtt topic regex"}``, ``[(topic, regex), ...]`` or
@@ -202,3 +204,151 @@ class MqttProxy:
             if key in stats:
                 rows.append((key.replace("_", " "), stats[key]))
         return html_table("MqttProxy", rows)
+
+
+class MqttBridge:
+    """Subscribes on an MQTT broker (Mosquitto, HiveMQ, ...) and writes every message it
+    receives to Kafka: the Kafka Connect MQTT source's job, without a Connect cluster::
+
+        with kafkaml.MqttBridge("broker:9092", "mqtt://mosquitto:1883",
+                                topics={"temperature": ".*temperature"},
+                                subscribe="car/+/temperature", qos=2) as bridge:
+            ...
+
+    Each message becomes one Kafka record as with :class:`MqttProxy`: key = the MQTT topic,
+    value = the payload as it is, in the Kafka topic of the first rule whose regular
+    expression matches the whole MQTT topic.
+
+    Guarantees: the bridge keeps a persistent session (``clean session = 0`` under
+    ``client_id``), so the broker holds QoS 1/2 messages while the bridge is away or
+    reconnecting. It acknowledges a message to the broker (PUBACK, or PUBREC at QoS 2) only
+    after Kafka acknowledged its record, in the order the messages came; QoS 2 ids are kept
+    until PUBREL, so a redelivered message is not written twice. A record Kafka fails is never
+    acknowledged: the bridge drops the connection, reconnects, and the broker delivers it
+    again (``kafka_errors``). Messages whose topic no rule matches are acknowledged and counted
+    (``unmatched``). After a lost connection it reconnects after 0.1 s, doubling up to 5 s.
+    Messages arrive at the QoS of the subscription at most: subscribe at QoS 1 or 2 for these
+    guarantees. Not supported yet: TLS, MQTT 5.
+
+    Args:
+        bootstrap: ``"host:port"`` of the Kafka cluster, or a :class:`LocalKafka`.
+        broker: the MQTT broker: ``mqtt://host:port``, ``tcp://host:port`` or ``host:port``
+            (port 1883 when omitted).
+        topics: the rules, first match wins: ``{"kafka topic": "regex"}``, a list of pairs, or
+            ``"topic:regex,topic:regex"``.
+        subscribe: topic filters to subscribe to (``#`` and ``+`` wildcards), one or a list.
+        qos: the QoS asked for every filter (0, 1 or 2).
+        client_id: the id the broker keeps the bridge's session under: the same id resumes
+            the session, another bridge needs another id.
+        username, password: credentials for the broker.
+        keep_alive: seconds between keep-alive pings; the connection is dropped and made
+            again when the broker is silent for 1.5 times that.
+        config: librdkafka properties for the producer over the bridge's defaults
+            (idempotence on, ``linger.ms=1``, the Java client's partitioner).
+        timeout: seconds Kafka may take to acknowledge a record before it counts as failed.
+
+    Raises:
+        MqttError: the broker cannot be reached, or refuses the connection or a filter.
+        KafkaError: the cluster cannot be reached, or a rule's topic does not exist and the
+            broker does not create topics.
+        ConfigError: a rule, filter or QoS is invalid.
+    """
+
+    def __init__(
+        self,
+        bootstrap: Bootstrap,
+        broker: str,
+        topics: Topics,
+        subscribe: str | Sequence[str] = "#",
+        *,
+        qos: int = 1,
+        client_id: str = "kafkaml-bridge",
+        username: str | None = None,
+        password: str | None = None,
+        keep_alive: float = 30.0,
+        config: Mapping[str, Any] | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        if qos not in (0, 1, 2):
+            from kafkaml import ConfigError
+
+            raise ConfigError(f"qos must be 0, 1 or 2, got {qos!r}")
+        self.topics = _topic_pairs(topics)
+        self.subscriptions = [subscribe] if isinstance(subscribe, str) else list(subscribe)
+        self.qos = qos
+        self.client_id = client_id
+        self.bootstrap = bootstrap_servers(bootstrap, config)
+        self._runner: MqttBridgeRunner | None = MqttBridgeRunner(
+            self.bootstrap,
+            broker,
+            self.topics,
+            [(f, qos) for f in self.subscriptions],
+            client_id=client_id,
+            keep_alive=keep_alive,
+            username=username,
+            password=password,
+            config=dict(config or {}),
+            timeout=timeout,
+        )
+        self._broker = self._runner.broker
+
+    @property
+    def broker(self) -> str:
+        """The MQTT broker's ``host:port``."""
+        return self._broker
+
+    @property
+    def running(self) -> bool:
+        """False once stopped."""
+        return self._runner is not None
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: ``connected`` (now), ``connections`` (sessions made: the first and each
+        reconnection), ``received`` messages (and ``received_qos0/1/2``; a redelivery counts
+        again), ``written`` (Kafka acknowledged), ``unmatched``, ``duplicates`` (QoS 2
+        redeliveries not written again), ``kafka_errors``, ``protocol_errors``,
+        ``keepalive_timeouts``, ``in_flight`` (queued, not yet acknowledged) and ``last_error``
+        (why the last connection ended, or None)."""
+        if self._runner is None:
+            return {"running": False, "broker": self._broker}
+        return self._runner.stats()
+
+    def stop(self) -> None:
+        """Sends the acknowledgements still owed (waiting up to 5 s for Kafka), disconnects,
+        then waits up to the timeout for queued records. The broker keeps the session."""
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            runner.stop()
+
+    def __enter__(self) -> MqttBridge:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self._runner is not None else "stopped"
+        return (
+            f"MqttBridge(bootstrap={self.bootstrap!r}, broker={self._broker!r}, "
+            f"subscribe={self.subscriptions!r}, topics={self.topics!r}, {state})"
+        )
+
+    def _repr_html_(self) -> str:
+        """Jupyter's display: state, broker, filters, rules and the counters."""
+        stats = self.stats()
+        rows: list[tuple[str, object]] = [
+            ("state", "running" if self.running else "stopped"),
+            ("broker", self._broker),
+            ("subscribed", ", ".join(self.subscriptions) + f" (QoS {self.qos})"),
+            ("bootstrap", self.bootstrap),
+            ("topics", ", ".join(f"{t} \u2190 {p}" for t, p in self.topics)),
+        ]
+        for key in ("connected", "received", "written", "unmatched", "kafka_errors", "last_error"):
+            if key in stats:
+                rows.append((key.replace("_", " "), stats[key]))
+        return html_table("MqttBridge", rows)

@@ -29,6 +29,8 @@ __all__ = [
     "SchemaError",
     "UnsupportedError",
     "MqttProxyServer",
+    "MqttBridgeRunner",
+    "MqttError",
     "mqtt_proxy_properties",
     "StreamScorer",
     "SchemaRegistryServer",
@@ -82,6 +84,9 @@ class UnsupportedError(KafkaMLError):
 class ModelError(KafkaMLError):
     """A model file could not be loaded (malformed, unsupported op, unknown node) or run (shape or dtype mismatch)."""
 
+class MqttError(KafkaMLError):
+    """An MQTT broker could not be reached, or refused the connection or a subscription."""
+
 @final
 class Model:
     """The native model behind :class:`kafkaml.Model`."""
@@ -92,6 +97,7 @@ class Model:
         inputs: list[str] | None = None,
         outputs: list[str] | None = None,
         input_shape: list[int] | None = None,
+        backend: str = "auto",
     ) -> Model: ...
     @property
     def input(self) -> tuple[str, list[int | None], str]: ...
@@ -105,6 +111,10 @@ class Model:
     def path(self) -> str: ...
     @property
     def format(self) -> str: ...
+    @property
+    def backend(self) -> str: ...
+    @property
+    def dense_isa(self) -> str | None: ...
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Runs the model on a C-contiguous float32 matrix [rows, input_width]."""
     def reconstruction_error(self, x: np.ndarray) -> np.ndarray:
@@ -381,6 +391,34 @@ class MqttProxyServer:
         """Counters as a dict."""
     def stop(self) -> None:
         """Closes the connections and flushes the producer."""
+
+class MqttBridgeRunner:
+    """The bridge from an MQTT broker into Kafka (see :class:`kafkaml.MqttBridge`)."""
+
+    def __new__(
+        cls,
+        bootstrap: str,
+        broker: str,
+        topics: Sequence[tuple[str, str]],
+        subscriptions: Sequence[tuple[str, int]],
+        *,
+        client_id: str = "kafkaml-bridge",
+        keep_alive: float = 30.0,
+        username: str | None = None,
+        password: str | None = None,
+        config: Mapping[str, Any] | None = ...,
+        timeout: float = 30.0,
+    ) -> Self: ...
+    @property
+    def broker(self) -> str:
+        """The broker's ``host:port``."""
+    @property
+    def running(self) -> bool:
+        """False once stopped."""
+    def stats(self) -> dict[str, Any]:
+        """Counters as a dict."""
+    def stop(self) -> None:
+        """Sends the acknowledgements owed, disconnects and flushes the producer."""
 
 def mqtt_proxy_properties(text: str) -> dict[str, Any]:
     """Confluent MQTT Proxy properties text as the proxy's arguments and the ignored keys."""

@@ -20,12 +20,14 @@
 //! - A malformed packet, a first packet that is not CONNECT, or silence longer than 1.5 times
 //!   the keep-alive closes the connection (counted).
 
+mod bridge;
 pub mod codec;
 pub mod config;
 mod server;
 
 use std::time::Duration;
 
+pub use bridge::{broker_address, BridgeOptions, BridgeStats, MqttBridge};
 pub use config::{parse_properties, ProxyConfig};
 pub use server::{MqttProxy, ProxyStats};
 
@@ -43,6 +45,10 @@ pub enum MqttError {
     TopicRule { rule: String, reason: String },
     #[error("cannot listen on {listen:?}: {reason}")]
     Listen { listen: String, reason: String },
+    /// The MQTT broker a bridge subscribes through could not be reached, refused the
+    /// connection or refused a subscription.
+    #[error("MQTT broker {broker}: {reason}")]
+    Broker { broker: String, reason: String },
     #[error(transparent)]
     Kafka(#[from] KafkaError),
 }

@@ -60,6 +60,13 @@ create_exception!(
     "A model file could not be loaded (malformed, unsupported op, unknown node) or run (shape or dtype mismatch)."
 );
 
+create_exception!(
+    kafkaml._native,
+    MqttError,
+    KafkaMLError,
+    "An MQTT broker could not be reached, or refused the connection or a subscription."
+);
+
 pub fn model_error(error: CoreModelError) -> PyErr {
     ModelError::new_err(error.to_string())
 }
@@ -134,5 +141,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("UnsupportedError", py.get_type::<UnsupportedError>())?;
     m.add("ClosedError", py.get_type::<ClosedError>())?;
     m.add("ModelError", py.get_type::<ModelError>())?;
+    m.add("MqttError", py.get_type::<MqttError>())?;
     Ok(())
 }

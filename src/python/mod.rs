@@ -42,6 +42,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ksql_server::PyModelUdf>()?;
     m.add_function(wrap_pyfunction!(ksql_server::ksql_conformance, m)?)?;
     m.add_class::<mqtt::PyMqttProxyServer>()?;
+    m.add_class::<mqtt::PyMqttBridge>()?;
     m.add_function(wrap_pyfunction!(mqtt::mqtt_proxy_properties, m)?)?;
     m.add_function(wrap_pyfunction!(matrix::to_numpy, m)?)?;
     m.add_function(wrap_pyfunction!(parse_columns, m)?)?;

@@ -1,16 +1,21 @@
 //! `_native.MqttProxyServer` and `_native.mqtt_proxy_properties`: the MQTT proxy, behind
-//! `kafkaml.MqttProxy`.
+//! `kafkaml.MqttProxy`; `_native.MqttBridgeRunner`: the bridge from an MQTT broker, behind
+//! `kafkaml.MqttBridge`.
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::args::{seconds_argument, ConfigArg};
-use super::errors::{kafka_error, ConfigError};
-use crate::mqtt::{MqttError, MqttProxy, ProxyConfig, ProxyOptions, TopicMap};
+use super::errors::{kafka_error, ConfigError, MqttError as PyMqttError};
+use crate::mqtt::{
+    broker_address, BridgeOptions, MqttBridge, MqttError, MqttProxy, ProxyConfig, ProxyOptions,
+    TopicMap,
+};
 
 fn mqtt_error(py: Python<'_>, error: MqttError) -> PyErr {
     match error {
         MqttError::Kafka(inner) => kafka_error(py, inner),
+        MqttError::Broker { .. } => PyMqttError::new_err(error.to_string()),
         other => ConfigError::new_err(other.to_string()),
     }
 }
@@ -105,6 +110,98 @@ impl PyMqttProxyServer {
         if let Some(mut proxy) = self.proxy.take() {
             // Joins the server's runtime and flushes the producer: let other threads run.
             py.detach(move || proxy.stop())
+                .map_err(|e| mqtt_error(py, e))?;
+        }
+        Ok(())
+    }
+}
+
+#[pyclass(module = "kafkaml._native", name = "MqttBridgeRunner")]
+pub struct PyMqttBridge {
+    bridge: Option<MqttBridge>,
+    broker: String,
+}
+
+#[pymethods]
+impl PyMqttBridge {
+    #[new]
+    #[pyo3(signature = (bootstrap, broker, topics, subscriptions, *, client_id="kafkaml-bridge", keep_alive=30.0, username=None, password=None, config=ConfigArg::default(), timeout=30.0))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        bootstrap: &str,
+        broker: &str,
+        topics: Vec<(String, String)>,
+        subscriptions: Vec<(String, u8)>,
+        client_id: &str,
+        keep_alive: f64,
+        username: Option<String>,
+        password: Option<String>,
+        config: ConfigArg,
+        timeout: f64,
+    ) -> PyResult<Self> {
+        let topics = TopicMap::new(&topics).map_err(|e| mqtt_error(py, e))?;
+        let broker = broker_address(broker).map_err(|e| mqtt_error(py, e))?;
+        let mut options = BridgeOptions::new(bootstrap, &broker, topics);
+        options.subscriptions = subscriptions;
+        options.client_id = client_id.to_string();
+        options.keep_alive = seconds_argument(keep_alive)?;
+        options.username = username;
+        options.password = password;
+        options.producer_config = config.0;
+        options.timeout = seconds_argument(timeout)?;
+        let bridge = py
+            .detach(move || MqttBridge::start(options))
+            .map_err(|e| mqtt_error(py, e))?;
+        Ok(PyMqttBridge {
+            bridge: Some(bridge),
+            broker,
+        })
+    }
+
+    /// The broker's `host:port`.
+    #[getter]
+    fn broker(&self) -> &str {
+        &self.broker
+    }
+
+    #[getter]
+    fn running(&self) -> bool {
+        self.bridge.is_some()
+    }
+
+    /// Counters as a dict.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        dict.set_item("running", self.bridge.is_some())?;
+        dict.set_item("broker", &self.broker)?;
+        if let Some(bridge) = &self.bridge {
+            let s = bridge.stats();
+            dict.set_item("connected", s.connected)?;
+            for (key, value) in [
+                ("connections", s.connections),
+                ("received", s.received),
+                ("received_qos0", s.received_qos0),
+                ("received_qos1", s.received_qos1),
+                ("received_qos2", s.received_qos2),
+                ("written", s.written),
+                ("unmatched", s.unmatched),
+                ("duplicates", s.duplicates),
+                ("kafka_errors", s.kafka_errors),
+                ("protocol_errors", s.protocol_errors),
+                ("keepalive_timeouts", s.keepalive_timeouts),
+                ("in_flight", s.in_flight),
+            ] {
+                dict.set_item(key, value)?;
+            }
+            dict.set_item("last_error", s.last_error)?;
+        }
+        Ok(dict)
+    }
+
+    fn stop(&mut self, py: Python<'_>) -> PyResult<()> {
+        if let Some(mut bridge) = self.bridge.take() {
+            py.detach(move || bridge.stop())
                 .map_err(|e| mqtt_error(py, e))?;
         }
         Ok(())
