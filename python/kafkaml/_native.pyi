@@ -392,6 +392,7 @@ class MqttProxyServer:
     def stop(self) -> None:
         """Closes the connections and flushes the producer."""
 
+@final
 class MqttBridgeRunner:
     """The bridge from an MQTT broker into Kafka (see :class:`kafkaml.MqttBridge`)."""
 
