@@ -505,7 +505,9 @@ class Query:
             raise
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        for batch in self.batches(max_wait=0.1):
+        # Each row as soon as it is read (max_wait=0): what one read brought comes as one
+        # batch, so a busy stream is still decoded in bulk, and a sparse one is not held back.
+        for batch in self.batches(max_wait=0.0):
             yield from batch.to_pylist()
 
     def to_arrow(self) -> pa.Table:
@@ -633,7 +635,7 @@ class AsyncQuery:
             yield batch
 
     async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        async for batch in self.batches(max_wait=0.1):
+        async for batch in self.batches(max_wait=0.0):  # rows as they arrive (see Query.__iter__)
             for row in batch.to_pylist():
                 yield row
 
