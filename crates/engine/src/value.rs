@@ -99,6 +99,16 @@ pub fn decimal_to_string(unscaled: i128, scale: u8) -> String {
 
 /// A double as Java's `Double.toString` writes it (ksqlDB's casts to STRING and its DELIMITED
 /// and KAFKA-to-text output): `1.0`, `0.001`, `1.0E7`, `1.234E-5`, `NaN`, `Infinity`.
+/// Appends `value` as [`java_double_to_string`] writes it, without a String of its own in
+/// the common range (a JSON sink writes millions of these).
+pub fn write_java_double(out: &mut String, value: f64) {
+    if value.is_finite() && (1e-3..1e7).contains(&value.abs()) {
+        out.push_str(ryu::Buffer::new().format_finite(value));
+    } else {
+        out.push_str(&java_double_to_string(value));
+    }
+}
+
 pub fn java_double_to_string(value: f64) -> String {
     if value.is_nan() {
         return "NaN".into();
@@ -127,12 +137,8 @@ pub fn java_double_to_string(value: f64) -> String {
         };
     }
     if (1e-3..1e7).contains(&magnitude) {
-        let text = format!("{value}");
-        return if text.contains('.') {
-            text
-        } else {
-            text + ".0"
-        };
+        // ryu writes this range as plain decimals with ".0" on whole numbers, as Java does.
+        return ryu::Buffer::new().format_finite(value).to_string();
     }
     // Shortest digits that round-trip, then Java's "d.dddE±n" layout.
     let scientific = format!("{value:e}");
@@ -157,6 +163,12 @@ mod tests {
         assert_eq!(java_double_to_string(1e7), "1.0E7");
         assert_eq!(java_double_to_string(-1.234e-5), "-1.234E-5");
         assert_eq!(java_double_to_string(123456.789), "123456.789");
+        assert_eq!(java_double_to_string(9999999.0), "9999999.0");
+        assert_eq!(java_double_to_string(0.1 + 0.2), "0.30000000000000004");
+        let mut out = String::new();
+        write_java_double(&mut out, -2.5);
+        write_java_double(&mut out, 1e-4);
+        assert_eq!(out, "-2.51.0E-4");
         assert_eq!(java_double_to_string(f64::NEG_INFINITY), "-Infinity");
     }
 

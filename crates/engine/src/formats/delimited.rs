@@ -15,7 +15,8 @@ use super::json::{parse_java_double, scalar_text};
 use crate::types::SqlType;
 use crate::value::Value;
 
-/// Splits one record into its fields (unquoted, unescaped).
+/// Splits one record into its fields (unquoted, unescaped). `deserialize` splits records
+/// without quotes itself; the result must stay the same as this.
 pub(crate) fn split_record(text: &str, delimiter: char) -> Result<Vec<String>, String> {
     let mut fields = Vec::new();
     let mut chars = text.chars().peekable();
@@ -139,7 +140,19 @@ pub(crate) fn deserialize(
         return Ok(Vec::new());
     }
     let text = std::str::from_utf8(bytes).map_err(|e| format!("Invalid UTF-8: {e}"))?;
-    let fields = split_record(text, delimiter)?;
+    // Without quotes a record is its fields between delimiters: borrowed, not copied into a
+    // String each (what split_record must do to unescape).
+    let fields: Vec<std::borrow::Cow<'_, str>> = if text.contains('"') {
+        split_record(text, delimiter)?
+            .into_iter()
+            .map(std::borrow::Cow::Owned)
+            .collect()
+    } else {
+        text.trim_end_matches(['\r', '\n'])
+            .split(delimiter)
+            .map(std::borrow::Cow::Borrowed)
+            .collect()
+    };
     if fields.len() != columns.len() {
         return Err(format!(
             "Column count mismatch on deserialization. expected: {}, got: {}",
@@ -223,6 +236,21 @@ mod tests {
             vec!["foo,bar", "baz"]
         );
         assert_eq!(split_record("x\r\n", ',').unwrap(), vec!["x"]);
+        // deserialize's own split of records without quotes agrees with split_record
+        let columns: Vec<(String, SqlType)> =
+            (0..3).map(|i| (format!("C{i}"), SqlType::String)).collect();
+        for text in ["a,b,c", "a,,c\r\n", "a\nb,c,", ",,"] {
+            let expected: Vec<Value> = split_record(text, ',')
+                .unwrap()
+                .iter()
+                .map(|f| parse_field(f, &SqlType::String).unwrap())
+                .collect();
+            assert_eq!(
+                deserialize(text.as_bytes(), ',', &columns).unwrap(),
+                expected,
+                "{text:?}"
+            );
+        }
         assert!(split_record("\"open", ',').is_err());
         assert!(split_record("\"a\"b,c", ',').is_err());
     }

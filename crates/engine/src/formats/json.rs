@@ -6,7 +6,7 @@ use base64::Engine as _;
 
 use super::decimal::decimal_from_text;
 use crate::types::SqlType;
-use crate::value::{decimal_to_string, java_double_to_string, Value};
+use crate::value::{decimal_to_string, java_double_to_string, write_java_double, Value};
 
 /// A parsed JSON document; numbers as written.
 #[derive(Debug, Clone, PartialEq)]
@@ -484,6 +484,12 @@ pub(crate) fn write_string(out: &mut String, text: &str) {
     out.push('"');
 }
 
+/// Appends a number's text without a String of its own.
+fn push_display(out: &mut String, value: impl std::fmt::Display) {
+    use std::fmt::Write as _;
+    let _ = write!(out, "{value}");
+}
+
 /// Writes a value as ksqlDB's JSON serializer does: DOUBLE as Java prints it (NaN and the
 /// infinities quoted), DECIMAL as a plain number keeping its scale, BYTES in base64, DATE as
 /// days, TIME and TIMESTAMP as milliseconds, STRUCT with its declared field names.
@@ -491,21 +497,20 @@ pub(crate) fn write_value(out: &mut String, value: &Value, ty: &SqlType) -> Resu
     match value {
         Value::Null => out.push_str("null"),
         Value::Boolean(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Integer(v) => out.push_str(&v.to_string()),
-        Value::BigInt(v) => out.push_str(&v.to_string()),
+        Value::Integer(v) => push_display(out, v),
+        Value::BigInt(v) => push_display(out, v),
         Value::Double(v) => {
-            let text = java_double_to_string(*v);
             if v.is_finite() {
-                out.push_str(&text);
+                write_java_double(out, *v);
             } else {
-                write_string(out, &text);
+                write_string(out, &java_double_to_string(*v));
             }
         }
         Value::Decimal { unscaled, scale } => out.push_str(&decimal_to_string(*unscaled, *scale)),
         Value::String(s) => write_string(out, s),
         Value::Bytes(b) => write_string(out, &base64::engine::general_purpose::STANDARD.encode(b)),
-        Value::Date(days) => out.push_str(&days.to_string()),
-        Value::Time(ms) | Value::Timestamp(ms) => out.push_str(&ms.to_string()),
+        Value::Date(days) => push_display(out, days),
+        Value::Time(ms) | Value::Timestamp(ms) => push_display(out, ms),
         Value::Array(items) => {
             let item_type = match ty {
                 SqlType::Array(item) => item.as_ref(),

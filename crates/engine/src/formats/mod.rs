@@ -529,7 +529,8 @@ impl RecordSerde {
             Layout::Kafka => kafka::serialize(&row[0]),
             Layout::Delimited => delimited::serialize(row, self.delimiter).map(Some),
             Layout::Json => {
-                let mut out = String::new();
+                // Room for a typical row up front: growing from empty cost ~10 % of a sink's time.
+                let mut out = String::with_capacity(64 + 32 * self.columns.len());
                 if self.wrapped {
                     out.push('{');
                     for (i, ((name, ty), value)) in self.columns.iter().zip(row).enumerate() {
