@@ -157,7 +157,8 @@ pub struct BridgeStats {
     pub unmatched: u64,
     /// QoS 2 redeliveries answered without writing again.
     pub duplicates: u64,
-    /// Records Kafka failed or librdkafka refused (each dropped the connection unacknowledged).
+    /// Records Kafka failed (the producer's count) or librdkafka refused: a QoS 1/2 one dropped
+    /// the connection unacknowledged.
     pub kafka_errors: u64,
     /// Connections dropped for a packet the bridge could not read.
     pub protocol_errors: u64,
@@ -619,10 +620,8 @@ async fn serve(
                             return Ended::Lost(format!("writing to the broker failed: {e}"));
                         }
                     }
-                    Err(reason) => {
-                        bump(&bridge.counters.kafka_errors);
-                        return Ended::Lost(reason);
-                    }
+                    // Counted by the producer already (`stats().kafka_errors` adds its failures).
+                    Err(reason) => return Ended::Lost(reason),
                 }
             }
             _ = ping.tick() => {
