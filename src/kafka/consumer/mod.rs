@@ -71,7 +71,10 @@ pub struct ArrowConsumer {
     /// Readers without a group poll through librdkafka's batch API (see `polled`). Declared
     /// before `consumer`, so that its messages and queue are released first.
     batch_poller: Option<BatchPoller>,
-    consumer: BaseConsumer<QuietContext>,
+    /// `close` ran (it waits up to the timeout once, not again when dropped).
+    close_tried: bool,
+    /// Dropped by hand: see `Drop for ArrowConsumer`.
+    consumer: std::mem::ManuallyDrop<BaseConsumer<QuietContext>>,
     options: ConsumerOptions,
     progress: HashMap<PartitionKey, PartitionProgress>,
     /// Kept apart from `consumer` so decoding can borrow it while messages borrow the consumer.
@@ -154,7 +157,8 @@ impl ArrowConsumer {
         };
         let mut this = ArrowConsumer {
             batch_poller,
-            consumer,
+            close_tried: false,
+            consumer: std::mem::ManuallyDrop::new(consumer),
             progress: HashMap::new(),
             state: DecodeState {
                 decoder,
@@ -304,9 +308,10 @@ impl ArrowConsumer {
         self.finished = true;
         // Messages must go back to librdkafka before its consumer closes.
         self.batch_poller = None;
-        if self.consumer.closed() {
+        if self.consumer.closed() || self.close_tried {
             return;
         }
+        self.close_tried = true;
         if self.options.group_id.is_some() {
             self.consumer.unsubscribe();
         }
@@ -326,6 +331,18 @@ impl ArrowConsumer {
 impl Drop for ArrowConsumer {
     fn drop(&mut self) {
         self.close();
+        if self.consumer.closed() {
+            // SAFETY: dropped once, here, and not used afterwards.
+            unsafe { std::mem::ManuallyDrop::drop(&mut self.consumer) };
+        } else {
+            // rust-rdkafka's drop would poll until librdkafka reports the consumer closed, with
+            // no deadline: a close that never completes (seen once against LocalKafka) hung the
+            // caller for good. Past `close`'s own deadline the client is left behind instead.
+            eprintln!(
+                "kafkaml: the Kafka consumer did not close within {:?}; its connections are left open",
+                self.options.timeout
+            );
+        }
     }
 }
 
