@@ -232,17 +232,7 @@ impl MqttBridge {
                     .into(),
             ));
         }
-        let defaults = [
-            // Exactly once into Kafka when librdkafka retries (a QoS 2 promise), in order.
-            ("enable.idempotence", "true".to_string()),
-            ("linger.ms", "1".to_string()),
-            (
-                "message.timeout.ms",
-                options.timeout.as_millis().max(1000).to_string(),
-            ),
-            // The Java producer's partitioner, as the proxy: same key, same partition.
-            ("partitioner", "murmur2_random".to_string()),
-        ];
+        let defaults = super::producer_defaults(options.timeout);
         let producer = RecordProducer::new(
             &options.bootstrap,
             &defaults,

@@ -33,6 +33,22 @@ pub use server::{MqttProxy, ProxyStats};
 
 use crate::kafka::KafkaError;
 
+/// The producer settings the proxy and the bridge write with, under the user's own.
+fn producer_defaults(timeout: Duration) -> [(&'static str, String); 4] {
+    [
+        // Exactly once into Kafka when librdkafka retries (a QoS 2 promise), in order.
+        ("enable.idempotence", "true".to_string()),
+        // A device waits for its PUBACK: batch briefly, not librdkafka's 5 ms.
+        ("linger.ms", "1".to_string()),
+        (
+            "message.timeout.ms",
+            timeout.as_millis().max(1000).to_string(),
+        ),
+        // The Java producer's partitioner, as Confluent's proxy: same key, same partition.
+        ("partitioner", "murmur2_random".to_string()),
+    ]
+}
+
 /// Confluent MQTT Proxy's default `mqtt.message.max.bytes`.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 8092;
 

@@ -147,18 +147,7 @@ impl MqttProxy {
                 "mqtt.message.max.bytes must be at least 1".into(),
             ));
         }
-        let defaults = [
-            // Exactly once into Kafka when librdkafka retries (a QoS 2 promise), in order.
-            ("enable.idempotence", "true".to_string()),
-            // A device waits for its PUBACK: batch briefly, not librdkafka's 5 ms.
-            ("linger.ms", "1".to_string()),
-            (
-                "message.timeout.ms",
-                options.timeout.as_millis().max(1000).to_string(),
-            ),
-            // The Java producer's partitioner, as Confluent's proxy: same key, same partition.
-            ("partitioner", "murmur2_random".to_string()),
-        ];
+        let defaults = super::producer_defaults(options.timeout);
         let producer = RecordProducer::new(
             &options.bootstrap,
             &defaults,
