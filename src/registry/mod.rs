@@ -362,7 +362,11 @@ impl Registry {
         &self,
         query: impl Fn(&State) -> Result<T, RegistryError>,
     ) -> Result<T, RegistryError> {
-        match query(&self.state()) {
+        // The first answer is taken in a statement of its own: a guard made in a `match`
+        // scrutinee lives to the end of the match, and the follower, waiting for the write
+        // lock behind it, could not apply what `catch_up` waits for.
+        let first = query(&self.state());
+        match first {
             Err(
                 RegistryError::SubjectNotFound(_)
                 | RegistryError::VersionNotFound { .. }

@@ -122,6 +122,28 @@ fn two_registries_on_one_cluster_agree_on_every_id_under_concurrent_writes() {
 }
 
 #[test]
+fn a_schema_written_through_one_registry_is_read_at_once_through_another() {
+    let cluster = LocalCluster::start(1).unwrap();
+    let options = RegistryOptions {
+        timeout: Duration::from_secs(3),
+        ..RegistryOptions::default()
+    };
+    let writer = Registry::on_kafka(cluster.bootstrap_servers(), options.clone()).unwrap();
+    let reader = Registry::on_kafka(cluster.bootstrap_servers(), options).unwrap();
+    // Read right after the write returns: the reader's follower is often a fetch behind, so
+    // the read misses first and must catch up (it once waited on its own state lock).
+    for n in 0..20 {
+        let (id, _) = writer
+            .register(&format!("s{n}"), &schema(n), &[], false)
+            .unwrap();
+        let text = reader
+            .read(|state| Ok(state.schema(id)?.text.clone()))
+            .unwrap_or_else(|e| panic!("schema {id} written a moment ago: {e}"));
+        assert_eq!(text, schema(n));
+    }
+}
+
+#[test]
 fn an_unreachable_cluster_is_a_store_error_not_a_hang() {
     let options = RegistryOptions {
         timeout: Duration::from_millis(1500),
