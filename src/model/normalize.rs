@@ -10,7 +10,8 @@
 //! - ops rewritten into ones tract runs: `SquaredDifference` → `Sub` + `Square`,
 //!   `FusedBatchNorm{,V2,V3}` (inference) → `Rsqrt`/`Mul`/`Sub`/`AddV2` for any rank,
 //!   `ZerosLike` → `Mul` by 0, `IdentityN` (what `tf.custom_gradient` leaves, e.g. around `silu`) bypassed,
-//!   `StopGradient`/`Snapshot`/`PreventGradient`/`EnsureShape`/`CheckNumerics` → `Identity`.
+//!   `StopGradient`/`Snapshot`/`PreventGradient`/`EnsureShape`/`CheckNumerics` → `Identity`;
+//! - `Cast` of a constant folded into a constant of the cast's type.
 //!
 //! Ops that only need a kernel (Elu, LeakyRelu, Selu, Softplus, Square, Exp, Sqrt,
 //! BatchMatMulV2, ...) are registered in `tf_ops` instead.
@@ -171,6 +172,7 @@ pub fn normalize(
             }
         }
     }
+    fold_constant_casts(graph);
     rewrite_ops(graph)?;
     Ok(Io { inputs, outputs })
 }
@@ -374,12 +376,18 @@ fn new_node(name: String, op: &str, inputs: &[&str], dtype: i32) -> NodeDef {
 }
 
 fn scalar_const(name: String, value: f32) -> NodeDef {
-    let tensor = TensorProto {
-        dtype: DataType::DtFloat as i32,
-        tensor_shape: Some(TensorShapeProto::default()),
-        float_val: vec![value],
-        ..Default::default()
-    };
+    const_node(
+        name,
+        TensorProto {
+            dtype: DataType::DtFloat as i32,
+            tensor_shape: Some(TensorShapeProto::default()),
+            float_val: vec![value],
+            ..Default::default()
+        },
+    )
+}
+
+fn const_node(name: String, tensor: TensorProto) -> NodeDef {
     let mut node = NodeDef {
         name,
         op: "Const".into(),
@@ -388,7 +396,7 @@ fn scalar_const(name: String, value: f32) -> NodeDef {
     node.attr.insert(
         "dtype".into(),
         AttrValue {
-            value: Some(Value::Type(DataType::DtFloat as i32)),
+            value: Some(Value::Type(tensor.dtype)),
         },
     );
     node.attr.insert(
@@ -398,6 +406,97 @@ fn scalar_const(name: String, value: f32) -> NodeDef {
         },
     );
     node
+}
+
+/// A `Cast` of a constant becomes a constant of the cast's type: Keras 3's `Rescaling` with
+/// integer factors leaves `Cast(Const int32)`, which tract cannot evaluate while analysing.
+fn fold_constant_casts(graph: &mut GraphDef) {
+    let constants: HashMap<String, TensorProto> = graph
+        .node
+        .iter()
+        .filter(|n| n.op == "Const")
+        .filter_map(
+            |n| match n.attr.get("value").and_then(|a| a.value.as_ref()) {
+                Some(Value::Tensor(tensor)) => Some((n.name.clone(), tensor.clone())),
+                _ => None,
+            },
+        )
+        .collect();
+    for node in &mut graph.node {
+        if node.op != "Cast" || node.input.len() != 1 {
+            continue;
+        }
+        let (source, slot) = parse_ref(&node.input[0]);
+        let Some(tensor) = constants.get(source).filter(|_| slot == 0) else {
+            continue;
+        };
+        if let Some(folded) = cast_constant(tensor, type_attr(node, "DstT")) {
+            *node = const_node(node.name.clone(), folded);
+        }
+    }
+}
+
+/// A constant's values converted to `target` as TensorFlow's `Cast` does (floats to integers
+/// truncate); `None` for types this does not handle (the `Cast` then stays).
+fn cast_constant(tensor: &TensorProto, target: i32) -> Option<TensorProto> {
+    enum Values {
+        Floats(Vec<f64>),
+        Integers(Vec<i64>),
+    }
+    let content = &tensor.tensor_content;
+    let words = |size: usize| content.chunks_exact(size);
+    let values = match DataType::from_i32(tensor.dtype)? {
+        DataType::DtFloat if !content.is_empty() => Values::Floats(
+            words(4)
+                .map(|w| f32::from_le_bytes(w.try_into().unwrap()) as f64)
+                .collect(),
+        ),
+        DataType::DtFloat => Values::Floats(tensor.float_val.iter().map(|v| *v as f64).collect()),
+        DataType::DtDouble if !content.is_empty() => Values::Floats(
+            words(8)
+                .map(|w| f64::from_le_bytes(w.try_into().unwrap()))
+                .collect(),
+        ),
+        DataType::DtDouble => Values::Floats(tensor.double_val.clone()),
+        DataType::DtInt32 if !content.is_empty() => Values::Integers(
+            words(4)
+                .map(|w| i32::from_le_bytes(w.try_into().unwrap()) as i64)
+                .collect(),
+        ),
+        DataType::DtInt32 => Values::Integers(tensor.int_val.iter().map(|v| *v as i64).collect()),
+        DataType::DtInt64 if !content.is_empty() => Values::Integers(
+            words(8)
+                .map(|w| i64::from_le_bytes(w.try_into().unwrap()))
+                .collect(),
+        ),
+        DataType::DtInt64 => Values::Integers(tensor.int64_val.clone()),
+        DataType::DtBool if content.is_empty() => {
+            Values::Integers(tensor.bool_val.iter().map(|v| *v as i64).collect())
+        }
+        _ => return None,
+    };
+    let as_floats = || match &values {
+        Values::Floats(v) => v.clone(),
+        Values::Integers(v) => v.iter().map(|x| *x as f64).collect(),
+    };
+    let as_integers = || match &values {
+        Values::Floats(v) => v.iter().map(|x| x.trunc() as i64).collect(),
+        Values::Integers(v) => v.clone(),
+    };
+    let mut folded = TensorProto {
+        dtype: target,
+        tensor_shape: tensor.tensor_shape.clone(),
+        ..Default::default()
+    };
+    match DataType::from_i32(target)? {
+        DataType::DtFloat => folded.float_val = as_floats().into_iter().map(|v| v as f32).collect(),
+        DataType::DtDouble => folded.double_val = as_floats(),
+        DataType::DtInt32 => folded.int_val = as_integers().into_iter().map(|v| v as i32).collect(),
+        DataType::DtInt64 => folded.int64_val = as_integers(),
+        DataType::DtBool => folded.bool_val = as_floats().into_iter().map(|v| v != 0.0).collect(),
+        _ => return None,
+    }
+    Some(folded)
 }
 
 const IDENTITY_LIKE: &[&str] = &[
@@ -638,6 +737,63 @@ mod tests {
             .flat_map(|r| (0..2).map(move |j| (0..3).map(|k| r[k] * w[k * 2 + j]).sum::<f32>()))
             .collect();
         assert_close(&model.predict_rows(&x, 5).unwrap(), &want, 1e-5, "compact");
+    }
+
+    #[test]
+    fn casts_of_constants_fold_and_run() {
+        // Keras 3's Rescaling(3, offset=5): x * Cast(int32 3) + Cast(int32 5).
+        let int_const = |name: &str, value: i32| {
+            let tensor = TensorProto {
+                dtype: DataType::DtInt32 as i32,
+                tensor_shape: Some(TensorShapeProto::default()),
+                int_val: vec![value],
+                ..Default::default()
+            };
+            tfpb::node()
+                .name(name)
+                .op("Const")
+                .attr("dtype", DataType::DtInt32)
+                .attr("value", tensor)
+        };
+        let cast = |name: &str, input: &str| {
+            tfpb::node()
+                .name(name)
+                .op("Cast")
+                .input(input)
+                .attr("SrcT", DataType::DtInt32)
+                .attr("DstT", DataType::DtFloat)
+        };
+        let binary = |name: &str, op: &str, a: &str, b: &str| {
+            tfpb::node()
+                .name(name)
+                .op(op)
+                .input(a)
+                .input(b)
+                .attr("T", DataType::DtFloat)
+        };
+        let graph = tfpb::graph()
+            .node(placeholder(2))
+            .node(int_const("scale", 3))
+            .node(int_const("offset", 5))
+            .node(cast("scale_f", "scale"))
+            .node(cast("offset_f", "offset"))
+            .node(binary("mul", "Mul", "x", "scale_f"))
+            .node(binary("y", "AddV2", "mul", "offset_f"));
+        let model = load(graph, "cast");
+        let x = sample(4, 2);
+        let want: Vec<f32> = x.iter().map(|v| v * 3.0 + 5.0).collect();
+        assert_close(&model.predict_rows(&x, 4).unwrap(), &want, 1e-6, "cast");
+
+        let folded = cast_constant(
+            &TensorProto {
+                dtype: DataType::DtFloat as i32,
+                float_val: vec![2.7, -2.7],
+                ..Default::default()
+            },
+            DataType::DtInt32 as i32,
+        )
+        .unwrap();
+        assert_eq!(folded.int_val, vec![2, -2], "floats to integers truncate");
     }
 
     fn unary_graph(op: &str, attrs: Vec<(&str, AttrValue)>) -> GraphDef {
