@@ -9,14 +9,14 @@ ones the recorded-response tests check against real ksqlDB answers."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import kafkaml
 import numpy as np
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 from kafka_helpers import consume, produce
 from kafkaml.ksql import KSQLAPI, KsqlStatementError, LocalKsql, model_udf
 
@@ -67,24 +67,6 @@ def sensor_model(tmp_path_factory: pytest.TempPathFactory) -> kafkaml.Model:
     return kafkaml.Model.load(path)
 
 
-@pytest.fixture
-def temperature_topic(admin: AdminClient) -> Iterator[str]:
-    """The demo's own topic name, ``temperature``, created fresh (one partition, as the talk)."""
-    admin.delete_topics(["temperature"], operation_timeout=30)
-    for _ in range(100):
-        if "temperature" not in admin.list_topics(timeout=10).topics:
-            break
-        import time
-
-        time.sleep(0.1)
-    futures = admin.create_topics(
-        [NewTopic("temperature", num_partitions=1, replication_factor=1)], operation_timeout=30
-    )
-    futures["temperature"].result(timeout=60)
-    yield "temperature"
-    admin.delete_topics(["temperature"], operation_timeout=30)
-
-
 def test_the_talks_car_sensor_demo_runs_verbatim(
     bootstrap: str, temperature_topic: str, confluent_producer: Any, sensor_model: kafkaml.Model
 ) -> None:
@@ -128,6 +110,29 @@ def test_the_talks_car_sensor_demo_runs_verbatim(
             assert float(values[0][1]) == pytest.approx(expected[1], rel=1e-5)
             stats = ksql.stats()["queries"]
             assert all(query["error"] is None for query in stats.values()), stats
+
+
+def test_a_query_at_latest_is_caught_up_once_it_stands_at_the_end(
+    bootstrap: str, new_topic: Any, confluent_producer: Any
+) -> None:
+    """ksqlDB's default offset reset is `latest`: on a topic with older records the query
+    reads none of them, and wait_for_queries returns once it stands at the end (it did not:
+    nothing read and nothing committed looked like "not there yet"); what comes after is read,
+    and a second wait_for_queries waits for it."""
+    source = new_topic(partitions=2)
+    produce(confluent_producer, source, [json.dumps({"ID": i}) for i in range(20)], partitions=2)
+    sink = f"LATEST_{uuid.uuid4().hex[:8].upper()}"
+    with LocalKsql(bootstrap) as ksql, ksql.client() as client:
+        client.ksql(f"CREATE STREAM older (id INT) WITH (kafka_topic='{source}', value_format='JSON');")
+        client.ksql(f"CREATE STREAM {sink} AS SELECT id FROM older;")
+        queries = ksql.wait_for_queries(timeout=60)
+        assert [q["records_in"] for q in queries.values()] == [0]
+        time.sleep(1.5)  # the query checked that it is caught up since: that answer is old now
+        produce(confluent_producer, source, [json.dumps({"ID": i}) for i in range(20, 25)], partitions=2)
+        # waits for what was written before the call, not an answer from before it
+        assert [q["records_in"] for q in ksql.wait_for_queries(timeout=60).values()] == [5]
+        got = consume(bootstrap, sink, count=5, timeout=60)
+        assert sorted(json.loads(m.value)["ID"] for m in got) == list(range(20, 25))
 
 
 def test_persistent_queries_come_back_after_a_restart(

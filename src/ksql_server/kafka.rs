@@ -2,7 +2,7 @@
 //! persistent queries (a consumer group per query, offsets committed after the sink's acks), the
 //! readers behind push queries, and the command topic that makes statements survive a restart.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -299,8 +299,9 @@ pub struct QueryCounters {
     pub records_in: AtomicU64,
     pub records_out: AtomicU64,
     pub commits: AtomicU64,
-    /// The query has read every partition of its source to the end it last looked at.
-    pub caught_up: AtomicBool,
+    /// When the query last found every partition of its source read to the end (and all it
+    /// read written); `None` since it read a record after that.
+    pub caught_up: Mutex<Option<Instant>>,
 }
 
 /// One persistent query's progress, as `LocalKsql.stats()` reports it.
@@ -309,6 +310,9 @@ pub struct QueryProgress {
     pub records_in: u64,
     pub records_out: u64,
     pub caught_up: bool,
+    /// How long ago the check that found it caught up was made: a caller that wants "caught
+    /// up with what I wrote" waits for a check made after it wrote.
+    pub caught_up_checked: Option<Duration>,
     /// The error the query stopped on, if it stopped on one.
     pub error: Option<String>,
 }
@@ -352,10 +356,16 @@ impl KafkaRuntime {
         queries
             .iter()
             .map(|(id, q)| {
+                let checked = *q
+                    .counters
+                    .caught_up
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
                 let progress = QueryProgress {
                     records_in: q.counters.records_in.load(Ordering::Relaxed),
                     records_out: q.counters.records_out.load(Ordering::Relaxed),
-                    caught_up: q.counters.caught_up.load(Ordering::Relaxed),
+                    caught_up: checked.is_some(),
+                    caught_up_checked: checked.map(|at| at.elapsed()),
                     error: q.error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
                 };
                 (id.clone(), progress)
@@ -401,6 +411,8 @@ impl QueryRuntime for KafkaRuntime {
                 ("enable.auto.commit", "false".into()),
                 ("auto.offset.reset", offset_reset(&properties)),
                 ("fetch.wait.max.ms", "50".into()),
+                // Ends of partitions tell `read_to_end` where a query at `latest` stands.
+                ("enable.partition.eof", "true".into()),
             ],
             &self.config,
         )
@@ -495,10 +507,13 @@ fn input_record(message: &rdkafka::message::BorrowedMessage<'_>) -> InputRecord 
     }
 }
 
-/// Polls a batch: up to `BATCH` records, or what arrived within one poll interval.
+/// Polls a batch: up to `BATCH` records, or what arrived within one poll interval. Partitions
+/// whose end the fetcher reported (with `enable.partition.eof`) go into `at_end` until a
+/// record of theirs comes.
 fn poll_batch(
     consumer: &BaseConsumer<QuietContext>,
     gather: Duration,
+    mut at_end: Option<&mut HashSet<i32>>,
 ) -> Result<Vec<InputRecord>, String> {
     let mut records = Vec::new();
     let idle_deadline = Instant::now() + POLL;
@@ -513,10 +528,16 @@ fn poll_batch(
         }
         match consumer.poll(wait) {
             Some(Ok(message)) => {
+                if let Some(at_end) = at_end.as_deref_mut() {
+                    at_end.remove(&message.partition());
+                }
                 records.push(input_record(&message));
                 gather_deadline.get_or_insert_with(|| Instant::now() + gather);
             }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => {
+                if let Some(at_end) = at_end.as_deref_mut() {
+                    at_end.insert(partition);
+                }
                 // At the end of a partition: what has been gathered is all there is for now.
                 if !records.is_empty() {
                     break;
@@ -551,6 +572,7 @@ fn run_query(
     let mut pending: VecDeque<PendingBatch> = VecDeque::new();
     let mut batches: usize = 0;
     let mut last_check = Instant::now() - Duration::from_secs(1);
+    let mut at_end: HashSet<i32> = HashSet::new();
     while !stop.load(Ordering::Relaxed) {
         let full = pending.len() >= MAX_PENDING;
         commit_acknowledged(
@@ -561,7 +583,7 @@ fn run_query(
             failed_before,
             counters,
         )?;
-        let records = poll_batch(consumer, GATHER)?;
+        let records = poll_batch(consumer, GATHER, Some(&mut at_end))?;
         if records.is_empty() {
             commit_acknowledged(
                 consumer,
@@ -575,13 +597,12 @@ fn run_query(
             // most twice a second, since it asks the broker.)
             if pending.is_empty() && last_check.elapsed() >= Duration::from_millis(500) {
                 last_check = Instant::now();
-                counters
-                    .caught_up
-                    .store(read_to_end(consumer), Ordering::Relaxed);
+                let found = read_to_end(consumer, &at_end).then_some(last_check);
+                *counters.caught_up.lock().unwrap_or_else(|e| e.into_inner()) = found;
             }
             continue;
         }
-        counters.caught_up.store(false, Ordering::Relaxed);
+        *counters.caught_up.lock().unwrap_or_else(|e| e.into_inner()) = None;
         counters
             .records_in
             .fetch_add(records.len() as u64, Ordering::Relaxed);
@@ -690,7 +711,7 @@ fn commit_acknowledged(
 }
 
 /// Whether the consumer's position is at the end of every partition assigned to it.
-fn read_to_end(consumer: &BaseConsumer<QuietContext>) -> bool {
+fn read_to_end(consumer: &BaseConsumer<QuietContext>, at_end: &HashSet<i32>) -> bool {
     let Ok(positions) = consumer.position() else {
         return false;
     };
@@ -720,8 +741,10 @@ fn read_to_end(consumer: &BaseConsumer<QuietContext>) -> bool {
         };
         match position {
             Some(position) => position >= high,
-            // Nothing read and nothing committed: caught up only if there is nothing to read.
-            None => low >= high,
+            // Nothing read and nothing committed: caught up if there is nothing to read, or if
+            // the fetcher reported the partition's end (a query started at `latest` on a topic
+            // that holds older records).
+            None => low >= high || at_end.contains(&element.partition()),
         }
     })
 }
@@ -801,7 +824,7 @@ impl PushReader {
 
     /// The next records (empty after one poll interval without any).
     pub fn poll(&self) -> Result<Vec<InputRecord>, String> {
-        poll_batch(&self.consumer, PUSH_GATHER)
+        poll_batch(&self.consumer, PUSH_GATHER, None)
     }
 }
 

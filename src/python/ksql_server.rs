@@ -135,7 +135,8 @@ impl PyKsqlServer {
     }
 
     /// Counters as a dict; `queries` maps each persistent query to its records in and out,
-    /// whether it has read its source to the end (`caught_up`) and the error it stopped on.
+    /// whether it has read its source to the end (`caught_up`, found by a check made
+    /// `caught_up_checked_ago` seconds ago) and the error it stopped on.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let dict = PyDict::new(py);
         dict.set_item("running", self.server.is_some())?;
@@ -153,6 +154,10 @@ impl PyKsqlServer {
                 query.set_item("records_in", progress.records_in)?;
                 query.set_item("records_out", progress.records_out)?;
                 query.set_item("caught_up", progress.caught_up)?;
+                query.set_item(
+                    "caught_up_checked_ago",
+                    progress.caught_up_checked.map(|ago| ago.as_secs_f64()),
+                )?;
                 query.set_item("error", progress.error)?;
                 queries.set_item(id, query)?;
             }

@@ -122,17 +122,21 @@ class LocalKsql:
     def stats(self) -> dict[str, Any]:
         """Requests, statements (and how many were refused), push queries, commands replayed
         at start, and per persistent query (``queries``) its records in and out, ``caught_up``
-        (its source read to the end) and the error it stopped on."""
+        (its source read to the end, found by a check made ``caught_up_checked_ago`` seconds
+        ago) and the error it stopped on."""
         if self._server is None:
             return {"running": False, "url": self._url}
         return self._server.stats()
 
     def wait_for_queries(self, timeout: float = 60.0) -> dict[str, Any]:
-        """Waits until every persistent query has read its source topics to their end (all it
-        read is written and committed); returns ``stats()["queries"]``.
+        """Waits until every persistent query has read its source topics to the ends they have
+        now (all it read is written and committed); returns ``stats()["queries"]``.
 
         Useful in notebooks and tests: ``CREATE STREAM ... AS SELECT`` returns at once, and the
-        query runs in the background.
+        query runs in the background. Records written before the call are waited for: a query
+        counts as caught up only by a check it made after the call (it checks twice a second
+        while idle). A query started at ``latest`` (ksqlDB's default) is caught up once it
+        stands at the end, so writing after this returns loses nothing to it.
 
         Raises:
             KafkaError: a query stopped on an error (its message says which and why).
@@ -142,13 +146,15 @@ class LocalKsql:
 
         from kafkaml._native import KafkaError
 
-        deadline = time.monotonic() + timeout
+        called = time.monotonic()
+        deadline = called + timeout
         while True:
             queries = self.stats().get("queries", {})
             failed = {query_id: q["error"] for query_id, q in queries.items() if q["error"]}
             if failed:
                 raise KafkaError("; ".join(failed.values()))
-            if all(q["caught_up"] for q in queries.values()):
+            since_call = time.monotonic() - called
+            if all(q["caught_up"] and q["caught_up_checked_ago"] < since_call for q in queries.values()):
                 return queries
             if time.monotonic() > deadline:
                 behind = {
