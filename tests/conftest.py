@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ import kafkaml
 import pytest
 from confluent_kafka import Producer as ConfluentProducer
 from confluent_kafka.admin import AdminClient, NewTopic
+from mqtt_helpers import Mosquitto
 
 sys.path.insert(0, str(Path(__file__).parent))  # the helper modules next to this file
 
@@ -130,3 +132,37 @@ def talk_fixtures() -> Path:
     if not TALK_FIXTURES.is_dir():
         pytest.fail(f"the talk's fixtures are not at {TALK_FIXTURES} (CI checks ../shared out beside the repo)")
     return TALK_FIXTURES
+
+
+@pytest.fixture
+def mosquitto() -> Iterator[Mosquitto]:
+    """A Mosquitto broker of the test's own on a free port, stopped and removed afterwards."""
+    broker = Mosquitto()
+    yield broker
+    broker.stop()
+    shutil.rmtree(broker.folder, ignore_errors=True)
+
+
+# The talk's demo writes these topics under these names (its statements run verbatim).
+TALK_DEMO_TOPICS = ["temperature", "ANOMALYDETECTION", "ANOMALYDETECTIONWITHFILTER"]
+
+
+@pytest.fixture
+def temperature_topic(admin: AdminClient) -> Iterator[str]:
+    """The talk's ``temperature`` topic, made fresh (one partition, as the talk's
+    ``kafka-topics --create``), with the demo's sink topics gone: tests that run the demo's
+    statements verbatim share these names."""
+
+    def delete_all() -> None:
+        admin.delete_topics(TALK_DEMO_TOPICS, operation_timeout=30)
+        deadline = time.monotonic() + 30
+        while set(TALK_DEMO_TOPICS) & set(admin.list_topics(timeout=10).topics):
+            assert time.monotonic() < deadline, "the talk's demo topics were not deleted within 30 s"
+            time.sleep(0.1)
+
+    delete_all()
+    admin.create_topics([NewTopic("temperature", num_partitions=1, replication_factor=1)])["temperature"].result(
+        timeout=60
+    )
+    yield "temperature"
+    delete_all()

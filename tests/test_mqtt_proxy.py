@@ -64,21 +64,6 @@ def proxy_for(bootstrap: str) -> Iterator[Callable[..., kafkaml.MqttProxy]]:
         proxy.stop()
 
 
-@pytest.fixture
-def temperature_topic(admin) -> str:
-    """The talk's ``temperature`` topic, created as the demo does before starting the proxy."""
-    from confluent_kafka.admin import NewTopic
-
-    if "temperature" not in admin.list_topics(timeout=10).topics:
-        futures = admin.create_topics([NewTopic("temperature", num_partitions=1, replication_factor=1)])
-        try:
-            futures["temperature"].result(timeout=60)
-        except Exception as error:  # created meanwhile by another test run
-            if "TOPIC_ALREADY_EXISTS" not in str(error):
-                raise
-    return "temperature"
-
-
 # --- a raw MQTT 3.1.1 client, for the packets tests must control --------------------------
 
 
@@ -408,6 +393,59 @@ def test_cli_runs_the_talks_properties_file(bootstrap: str, tmp_path: Path, temp
         reader.start()
         reader.join(timeout=5)
     assert any("confluent.topic.replication.factor" in line for line in lines), lines
+
+
+SENSOR_GENERATOR = (
+    Path(__file__).resolve().parents[2] / "shared" / "seed" / "ksql-udf-mqtt-demo" / "sensor_generator.sh"
+)
+
+
+def test_the_talks_sensor_generator_runs_unchanged(bootstrap: str, new_topic, proxy_for, tmp_path: Path) -> None:
+    """The live demo's sensor_generator.sh, as it is, publishes through mosquitto_pub to the
+    proxy. Its `mosquitto_pub -h 0.0.0.0 -p 1883` is pointed at the proxy by a shim first on
+    PATH that changes only the host and port (1883 may be taken here)."""
+    assert SENSOR_GENERATOR.exists(), f"the talk's demo is expected at {SENSOR_GENERATOR}"
+    topic = new_topic(partitions=1)
+    proxy = proxy_for({topic: ".*temperature"})
+    shim = tmp_path / "mosquitto_pub"
+    shim.write_text(
+        "#!/bin/bash\n"
+        "args=()\n"
+        "while [ $# -gt 0 ]; do\n"
+        f'  case "$1" in -h) args+=(-h 127.0.0.1); shift 2 ;; -p) args+=(-p {proxy.port}); shift 2 ;;\n'
+        '  *) args+=("$1"); shift ;; esac\n'
+        "done\n"
+        f'exec {MOSQUITTO_PUB} "${{args[@]}}"\n'
+    )
+    shim.chmod(0o755)
+    generator = subprocess.Popen(
+        ["bash", str(SENSOR_GENERATOR)],
+        env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while proxy.stats()["written"] < 3 and time.monotonic() < deadline and generator.poll() is None:
+            time.sleep(0.2)
+    finally:
+        generator.terminate()
+        output, _ = generator.communicate(timeout=30)
+    assert proxy.stats()["written"] >= 3, output[-2000:]
+    assert "New message published, nr: 1" in output
+    stats = proxy.stats()
+    assert stats["received_qos2"] == stats["written"] and stats["refused"] == 0
+    records = read_all(bootstrap, topic)
+    assert len(records) >= 3
+    for record in records:
+        assert record.key == b"car/engine/temperature"
+        eventid, readings = record.value.decode().split(",", 1)
+        values = [float(v) for v in readings.split("#")]
+        # the script's message: its fixed event id and 210 readings of one digit and two decimals
+        assert eventid == "99999" and len(values) == 210
+        assert all(0.0 <= v < 10.0 for v in values), values
 
 
 def test_cli_without_rules_says_what_to_give() -> None:

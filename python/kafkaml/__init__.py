@@ -21,7 +21,7 @@ from kafkaml._errors import (
 from kafkaml._local import LocalKafka
 from kafkaml._matrix import to_numpy
 from kafkaml._model import Model, TensorInfo
-from kafkaml._mqtt import MqttBridge, MqttProxy
+from kafkaml._mqtt import MqttBridge, MqttProxy, mqtt_publish
 from kafkaml._native import __version__
 from kafkaml._native import parse_columns as _parse_columns
 from kafkaml._producer import Producer, write_topic
@@ -39,6 +39,7 @@ __all__ = [
     "LocalSchemaRegistry",
     "MqttProxy",
     "MqttBridge",
+    "mqtt_publish",
     "StreamScorer",
     "Producer",
     "read_topic",

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
 from kafkaml._args import Bootstrap, bootstrap_servers
 from kafkaml._display import html_table
 from kafkaml._native import MqttBridgeRunner, MqttProxyServer, mqtt_proxy_properties
+from kafkaml._native import mqtt_publish as _mqtt_publish
 
 Topics = str | Mapping[str, str] | Sequence[tuple[str, str]]
 """Topic rules: ``{"kafka topic": "mqtt topic regex"}``, ``[(topic, regex), ...]`` or
@@ -352,3 +353,61 @@ class MqttBridge:
             if key in stats:
                 rows.append((key.replace("_", " "), stats[key]))
         return html_table("MqttBridge", rows)
+
+
+def mqtt_publish(
+    url: str,
+    topic: str,
+    payloads: Iterable[bytes | str],
+    *,
+    qos: int = 0,
+    client_id: str | None = None,
+    in_flight: int = 16,
+    username: str | None = None,
+    password: str | None = None,
+    timeout: float = 30.0,
+) -> int:
+    """Publishes ``payloads`` in order to ``topic`` on an MQTT server (an :class:`MqttProxy`,
+    Mosquitto, HiveMQ, ...): the devices of a demo or a test, with no MQTT client installed::
+
+        kafkaml.mqtt_publish(proxy.url, "car/engine/temperature", readings, qos=2)
+
+    One MQTT 3.1.1 connection (clean session) publishes everything, in Rust, with the GIL
+    released. At QoS 1 and 2 up to ``in_flight`` messages wait for their acknowledgement at
+    once (QoS 2 through PUBREC, PUBREL and PUBCOMP), and the call returns once all are
+    acknowledged; at QoS 0 it returns once the server has read them all (it sends DISCONNECT
+    and waits for the server to close).
+
+    Args:
+        url: ``mqtt://host:port``, ``tcp://host:port`` or ``host:port`` (port 1883 when
+            omitted).
+        topic: the MQTT topic (no wildcards).
+        payloads: ``bytes`` or ``str`` (sent as UTF-8), one message each.
+        qos: 0, 1 or 2.
+        client_id: the MQTT client id (default: ``kafkaml-publisher-<pid>``).
+        in_flight: QoS 1/2 messages unacknowledged at once. Mosquitto's default
+            ``max_inflight_messages`` is 20 and it drops a 3.1.1 client that sends more.
+        username, password: credentials for the server.
+        timeout: seconds the server may take to answer before the publish fails.
+
+    Returns:
+        How many messages were published (acknowledged, at QoS 1 and 2).
+
+    Raises:
+        MqttError: the server cannot be reached, refuses the connection, closes it or stays
+            silent; the message says how many payloads were acknowledged (all before them
+            in order are delivered, so a caller knows where to resume).
+        ConfigError: the topic, QoS or ``in_flight`` is invalid.
+        TypeError: a payload is neither bytes nor str.
+    """
+    return _mqtt_publish(
+        url,
+        topic,
+        payloads,
+        qos=qos,
+        client_id=client_id,
+        in_flight=in_flight,
+        username=username,
+        password=password,
+        timeout=timeout,
+    )

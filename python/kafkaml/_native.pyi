@@ -5,7 +5,7 @@ Users call the wrappers in :mod:`kafkaml`; these are the native classes behind t
 
 import datetime as _dt
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, final
 
 import numpy as np
@@ -32,6 +32,7 @@ __all__ = [
     "MqttBridgeRunner",
     "MqttError",
     "mqtt_proxy_properties",
+    "mqtt_publish",
     "StreamScorer",
     "SchemaRegistryServer",
     "KsqlServer",
@@ -423,6 +424,20 @@ class MqttBridgeRunner:
 
 def mqtt_proxy_properties(text: str) -> dict[str, Any]:
     """Confluent MQTT Proxy properties text as the proxy's arguments and the ignored keys."""
+
+def mqtt_publish(
+    url: str,
+    topic: str,
+    payloads: Iterable[bytes | str],
+    *,
+    qos: int = 0,
+    client_id: str | None = None,
+    in_flight: int = 16,
+    username: str | None = None,
+    password: str | None = None,
+    timeout: float = 30.0,
+) -> int:
+    """Publishes the payloads in order over MQTT 3.1.1 (see :func:`kafkaml.mqtt_publish`)."""
 
 def to_numpy(
     data: Any, columns: Sequence[str] | None = None, dtype: str = "float32", fill: float | None = None

@@ -23,12 +23,14 @@
 mod bridge;
 pub mod codec;
 pub mod config;
+mod publisher;
 mod server;
 
 use std::time::Duration;
 
 pub use bridge::{broker_address, BridgeOptions, BridgeStats, MqttBridge};
 pub use config::{parse_properties, ProxyConfig};
+pub use publisher::{publish, PublishOptions};
 pub use server::{MqttProxy, ProxyStats};
 
 use crate::kafka::KafkaError;

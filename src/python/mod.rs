@@ -44,6 +44,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<mqtt::PyMqttProxyServer>()?;
     m.add_class::<mqtt::PyMqttBridge>()?;
     m.add_function(wrap_pyfunction!(mqtt::mqtt_proxy_properties, m)?)?;
+    m.add_function(wrap_pyfunction!(mqtt::mqtt_publish, m)?)?;
     m.add_function(wrap_pyfunction!(matrix::to_numpy, m)?)?;
     m.add_function(wrap_pyfunction!(parse_columns, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

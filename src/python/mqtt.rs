@@ -1,15 +1,16 @@
 //! `_native.MqttProxyServer` and `_native.mqtt_proxy_properties`: the MQTT proxy, behind
 //! `kafkaml.MqttProxy`; `_native.MqttBridgeRunner`: the bridge from an MQTT broker, behind
-//! `kafkaml.MqttBridge`.
+//! `kafkaml.MqttBridge`; `_native.mqtt_publish`, a small publisher, behind `kafkaml.mqtt_publish`.
 
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict, PyString};
 
 use super::args::{seconds_argument, ConfigArg};
 use super::errors::{kafka_error, ConfigError, MqttError as PyMqttError};
 use crate::mqtt::{
-    broker_address, BridgeOptions, MqttBridge, MqttError, MqttProxy, ProxyConfig, ProxyOptions,
-    TopicMap,
+    broker_address, publish, BridgeOptions, MqttBridge, MqttError, MqttProxy, ProxyConfig,
+    ProxyOptions, PublishOptions, TopicMap,
 };
 
 fn mqtt_error(py: Python<'_>, error: MqttError) -> PyErr {
@@ -232,4 +233,52 @@ pub fn mqtt_proxy_properties<'py>(py: Python<'py>, text: &str) -> PyResult<Bound
     dict.set_item("config", producer)?;
     dict.set_item("ignored", config.ignored)?;
     Ok(dict)
+}
+
+/// Publishes `payloads` (bytes or str, in order) to `topic` on an MQTT server; returns how
+/// many were published. The GIL is released while publishing.
+#[pyfunction]
+#[pyo3(signature = (url, topic, payloads, *, qos=0, client_id=None, in_flight=16, username=None, password=None, timeout=30.0))]
+#[allow(clippy::too_many_arguments)]
+pub fn mqtt_publish(
+    py: Python<'_>,
+    url: &str,
+    topic: &str,
+    payloads: &Bound<'_, PyAny>,
+    qos: u8,
+    client_id: Option<String>,
+    in_flight: usize,
+    username: Option<String>,
+    password: Option<String>,
+    timeout: f64,
+) -> PyResult<u64> {
+    let mut messages: Vec<Vec<u8>> = Vec::new();
+    for (index, item) in payloads.try_iter()?.enumerate() {
+        let item = item?;
+        let bytes = if let Ok(text) = item.cast::<PyString>() {
+            text.to_str()?.as_bytes().to_vec()
+        } else if let Ok(bytes) = item.cast::<PyBytes>() {
+            bytes.as_bytes().to_vec()
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "payload {index} is {}, expected bytes or str",
+                item.get_type().name()?
+            )));
+        };
+        messages.push(bytes);
+    }
+    let mut options = PublishOptions::new(qos);
+    if let Some(client_id) = client_id {
+        options.client_id = client_id;
+    }
+    if in_flight == 0 {
+        return Err(ConfigError::new_err("in_flight must be at least 1"));
+    }
+    options.in_flight = in_flight;
+    options.username = username;
+    options.password = password;
+    options.timeout = seconds_argument(timeout)?;
+    let (url, topic) = (url.to_string(), topic.to_string());
+    py.detach(move || publish(&url, &topic, &messages, &options))
+        .map_err(|e| mqtt_error(py, e))
 }
