@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import kafkaml
@@ -72,6 +73,31 @@ def test_car_sensor_events_warm_up_and_faults() -> None:
     faults = set(table.column("fault").to_pylist()) - {""}
     assert faults == {"overheating", "dropout", "spikes", "oscillation"}
     assert datasets.car_sensor_events(5, labels=False).column_names == ["eventid", "sensorinput"]
+
+
+def test_talk_sensor_events_follow_the_scripts_walk() -> None:
+    """The live demo's sensor_generator.sh: two decimals joined by '# ', runs of 1 to 10
+    readings moving one way by at most 0.99, turning back at 2 and 8, each event starting
+    where the last one ended; faults only where labelled."""
+    table = datasets.talk_sensor_events(400, fault_rate=0.1, seed=3)
+    assert table.column_names == ["eventid", "sensorinput", "anomaly", "fault"]
+    labels = table.column("anomaly").to_numpy(zero_copy_only=False)
+    first = table.column("sensorinput")[int(np.argmin(labels))].as_py()  # a normal one
+    assert re.fullmatch(r"\d\.\d\d(# \d\.\d\d){209}", first), first[:80]
+    readings = datasets.sensor_matrix(table)
+    assert 0.05 < labels.mean() < 0.15
+    normal = readings[~labels]
+    assert normal.min() >= 1.0 and normal.max() <= 9.0
+    assert np.abs(np.diff(normal, axis=1)).max() <= 0.99 + 1e-6
+    walk = datasets.sensor_matrix(datasets.talk_sensor_events(50, fault_rate=0.0, seed=3))
+    assert np.abs(walk[1:, 0] - walk[:-1, -1]).max() <= 0.99 + 1e-6  # continues across events
+    faults = set(table.column("fault").to_pylist()) - {""}
+    assert faults == {"overheating", "stuck high", "spikes"}
+    assert (readings[labels].max(axis=1) > 12).all()  # every fault leaves the walk's range
+    assert datasets.talk_sensor_events(20, seed=3).equals(datasets.talk_sensor_events(20, seed=3))
+    assert datasets.talk_sensor_events(3, labels=False).column_names == ["eventid", "sensorinput"]
+    with pytest.raises(ValueError, match="fault_rate"):
+        datasets.talk_sensor_events(3, fault_rate=1.5)
 
 
 def test_write_events_keeps_the_rate(bootstrap: str, new_topic) -> None:

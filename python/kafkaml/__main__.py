@@ -227,11 +227,17 @@ def mqtt_proxy(args: argparse.Namespace) -> int:
 
 def demo(args: argparse.Namespace) -> int:
     """The main job for a newcomer (grows with each part of the talk's pipeline)."""
+    # Each demo keeps its own default for what was not given.
+    given = {"epochs": args.epochs} if args.epochs is not None else {}
+    if args.iot:
+        from kafkaml import _demo_iot
+
+        return _demo_iot.run(
+            bootstrap=args.bootstrap, events=args.events, rate=args.rate, model_path=args.model, **given
+        )
     from kafkaml._demo import run
 
-    return run(
-        bootstrap=args.bootstrap, rows=args.rows, live_rows=args.live_rows, epochs=args.epochs, model_path=args.model
-    )
+    return run(bootstrap=args.bootstrap, rows=args.rows, live_rows=args.live_rows, model_path=args.model, **given)
 
 
 # --- peek -------------------------------------------------------------------------------
@@ -611,18 +617,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     run_demo = commands.add_parser(
         "demo",
-        help="run the talk's fraud-detection pipeline end to end",
+        help="run the talk's fraud-detection pipeline (or with --iot its MQTT car-sensor demo) end to end",
         description="Generates credit-card transactions, writes them to Kafka, preprocesses them, trains the "
         "talk's autoencoder in Keras (needs TensorFlow), deploys it as a StreamScorer and reports precision, "
-        "recall and throughput.",
+        "recall and throughput. With --iot: the talk's live IoT demo, cars publishing engine temperatures over "
+        "MQTT to an MqttProxy, KSQL scoring them with an ANOMALY model UDF and keeping the breaches in "
+        "ANOMALYDETECTIONWITHFILTER.",
         formatter_class=_Formatter,
     )
+    run_demo.add_argument("--iot", action="store_true", help="run the MQTT -> Kafka -> KSQL car-sensor demo instead")
     run_demo.add_argument(
         "--bootstrap", default=None, metavar="HOST:PORT", help="use this broker (default: a LocalKafka of its own)"
     )
     run_demo.add_argument("--rows", type=int, default=60_000, help="transactions to train on")
     run_demo.add_argument("--live-rows", type=int, default=20_000, help="transactions in the live stream")
-    run_demo.add_argument("--epochs", type=int, default=5, help="training epochs")
+    run_demo.add_argument("--epochs", type=int, default=None, help="training epochs (default: 5, with --iot 30)")
+    run_demo.add_argument("--events", type=int, default=500, help="with --iot: car-sensor events to publish")
+    run_demo.add_argument("--rate", type=float, default=100.0, help="with --iot: events published per second")
     run_demo.add_argument(
         "--model", default=None, metavar="PATH", help="deploy this trained model (.pb or .onnx) instead of training"
     )

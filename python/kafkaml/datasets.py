@@ -6,7 +6,8 @@
   DELIMITED source stream of its KSQL statements).
 - :func:`car_sensor_events`: the connected-car demo of the talk's KSQL UDF — ``eventid`` and
   210 ``#``-separated engine temperature readings following warm-up curves, some with
-  injected faults.
+  injected faults; :func:`talk_sensor_events`: the same events as the talk's live demo
+  generates them (its ``sensor_generator.sh`` random walk), with faults injected.
 - :func:`write_events`: writes such a table to a topic, at once or at a given rate.
 
 The same arguments always give the same rows (numpy's PCG64 with the given seed).
@@ -169,6 +170,89 @@ def car_sensor_events(
             series[row, onset:] += 12.0 * np.sin(np.arange(readings - onset) / 3.0)
 
     text = ["#".join(f"{v:.2f}" for v in row) for row in series]
+    columns: dict[str, Any] = {
+        "eventid": pa.array(np.arange(1, events + 1, dtype=np.int64)),
+        "sensorinput": pa.array(text, pa.string()),
+    }
+    if labels:
+        columns["anomaly"] = pa.array(faulty)
+        columns["fault"] = pa.array(list(fault), pa.string())
+    return pa.table(columns)
+
+
+def talk_sensor_events(
+    events: int,
+    *,
+    fault_rate: float = 0.05,
+    seed: int = 0,
+    labels: bool = True,
+) -> pa.Table:
+    """Engine temperatures as the talk's live demo makes them (its ``sensor_generator.sh``),
+    with faults injected.
+
+    Columns: ``eventid`` (int64, from 1), ``sensorinput`` (210 readings joined by ``"# "``,
+    exactly the script's message body after its ``EVENTID,``) and, with ``labels``,
+    ``anomaly`` (bool) and ``fault`` (``""``, ``"overheating"``, ``"stuck high"`` or
+    ``"spikes"``).
+
+    The readings follow the script's random walk: values between 2 and 8 with two decimals,
+    in runs of 1 to 10 readings that rise or fall by 0.00-0.09 or 0.00-0.99 each step, turning
+    back at 2 and 8 (also between runs, where the script's walk can drift out of its range);
+    each event starts where the last one ended. The script sends the same
+    event id (99999) every time; here ids count up so results can be matched to events.
+    About ``fault_rate`` of the events carry a fault from a random point between a quarter and
+    half of the run: an engine overheating (rising to 15-20 degrees above the walk by the
+    end), a sensor stuck 8-12 degrees high, or 12 spikes of 10-15 degrees.
+    """
+    if events < 0:
+        raise ValueError(f"events must be >= 0, got {events}")
+    if not 0.0 <= fault_rate <= 1.0:
+        raise ValueError(f"fault_rate must be between 0 and 1, got {fault_rate}")
+    rng = np.random.default_rng(seed)
+    readings = SENSOR_READINGS
+    series = np.empty((events, readings), dtype=np.int64)  # hundredths of a degree
+    value = int(rng.integers(200, 800))
+    for event in range(events):
+        # drawn per event in bulk (at most one run per reading): the walk itself is sequential
+        lengths, directions = rng.integers(1, 11, readings), rng.integers(0, 2, readings)
+        steps = np.where(
+            rng.integers(0, 2, readings) == 0, rng.integers(0, 10, readings), rng.integers(0, 100, readings)
+        )
+        filled, run = 0, 0
+        while filled < readings:
+            length = min(int(lengths[run]), readings - filled)
+            # The script draws each run's direction afresh, so its walk can drift out of the
+            # range between runs (and then prints malformed numbers): a run beyond a bound
+            # here heads back.
+            rising = value <= 200 or (value < 800 and bool(directions[run]))
+            run += 1
+            for _ in range(length):
+                step = int(steps[filled])
+                value += step if rising else -step
+                series[event, filled] = value
+                filled += 1
+                if not rising and value <= 200:
+                    rising = True
+                elif rising and value >= 800:
+                    rising = False
+    degrees = series / 100.0
+
+    faulty = rng.random(events) < fault_rate
+    kinds = np.array(["overheating", "stuck high", "spikes"])
+    fault = np.full(events, "", dtype=object)
+    for row in np.flatnonzero(faulty):
+        kind = str(kinds[rng.integers(0, len(kinds))])
+        fault[row] = kind
+        onset = int(rng.integers(readings // 4, readings // 2))
+        if kind == "overheating":
+            degrees[row, onset:] += np.linspace(0.0, rng.uniform(15.0, 20.0), readings - onset)
+        elif kind == "stuck high":
+            degrees[row, onset:] += rng.uniform(8.0, 12.0)
+        else:
+            at = rng.choice(readings, 12, replace=False)
+            degrees[row, at] += rng.uniform(10.0, 15.0, 12)
+
+    text = ["# ".join(f"{v:.2f}" for v in row) for row in degrees]
     columns: dict[str, Any] = {
         "eventid": pa.array(np.arange(1, events + 1, dtype=np.int64)),
         "sensorinput": pa.array(text, pa.string()),
