@@ -78,6 +78,19 @@ def train(x_normal: np.ndarray, epochs: int, seed: int) -> Any:
     return model
 
 
+def tensorflow_installed() -> bool:
+    """Whether TensorFlow can be imported; if not, says how to get it or do without."""
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        say(
+            "   TensorFlow is not installed: install the training extra (pip install 'kafkaml[train]',\n"
+            "   or scripts/setup --train), or pass --model PATH to deploy a trained model instead."
+        )
+        return False
+    return True
+
+
 def precision_recall(flags: np.ndarray, fraud: np.ndarray) -> tuple[float, float]:
     true_positive = float(np.sum(flags & fraud))
     precision = true_positive / max(1.0, float(np.sum(flags)))
@@ -139,13 +152,7 @@ def run(
         standardised = (x - mean) / scale
         workdir = Path(tempfile.mkdtemp(prefix="kafkaml-demo-"))
         if model_path is None:
-            try:
-                import tensorflow  # noqa: F401
-            except ImportError:
-                say(
-                    "   TensorFlow is not installed: install the training extra (pip install 'kafkaml[train]',\n"
-                    "   or scripts/setup --train), or pass --model PATH to deploy a trained model instead."
-                )
+            if not tensorflow_installed():
                 return 2
             t0 = time.perf_counter()
             keras_model = train(standardised[~test_rows & ~fraud], epochs, seed)

@@ -33,6 +33,7 @@ import numpy as np
 
 import kafkaml
 from kafkaml import datasets
+from kafkaml._demo import say, tensorflow_installed
 from kafkaml.ksql import KsqlError, LocalKsql, model_udf
 
 # The live demo's kafka-mqtt-quickstart.properties, as the talk writes it; the demo replaces
@@ -57,10 +58,6 @@ CREATE_WITH_FILTER = (
     "WHERE ANOMALY_VAL > 3;"
 )
 THRESHOLD = 3.0
-
-
-def say(message: str) -> None:
-    print(message, flush=True)
 
 
 def train(readings: np.ndarray, epochs: int, seed: int) -> Any:
@@ -113,13 +110,7 @@ def run(
         # 1. the model
         workdir = Path(tempfile.mkdtemp(prefix="kafkaml-demo-iot-"))
         if model_path is None:
-            try:
-                import tensorflow  # noqa: F401
-            except ImportError:
-                say(
-                    "   TensorFlow is not installed: install the training extra (pip install 'kafkaml[train]',\n"
-                    "   or scripts/setup --train), or pass --model PATH to deploy a trained model instead."
-                )
+            if not tensorflow_installed():
                 return 2
             t0 = time.perf_counter()
             normal = datasets.talk_sensor_events(training_events, fault_rate=0.0, seed=seed)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-from types import TracebackType
 from typing import Literal
 
 from kafkaml._display import html_rows, html_table
 from kafkaml._native import ClosedError, ConfigError, LocalBroker, LocalCluster, UnsupportedError
+from kafkaml._service import StopOnExit
 
 
-class LocalKafka:
+class LocalKafka(StopOnExit):
     """A Kafka broker running in this process, listening on a loopback port.
 
     Any Kafka client (kafkaml, confluent-kafka, the Java tools) can produce to and consume
@@ -123,17 +123,6 @@ class LocalKafka:
         if self._cluster is None:
             raise UnsupportedError(f"LocalKafka.{what} needs engine='mock' (librdkafka's mock cluster)")
         return self._cluster
-
-    def __enter__(self) -> LocalKafka:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __str__(self) -> str:
         return self.bootstrap_servers

@@ -7,13 +7,13 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from types import TracebackType
 from typing import Any
 
 from kafkaml._args import Bootstrap, bootstrap_servers
 from kafkaml._display import html_table
 from kafkaml._native import MqttBridgeRunner, MqttProxyServer, mqtt_proxy_properties
 from kafkaml._native import mqtt_publish as _mqtt_publish
+from kafkaml._service import StopOnExit
 
 Topics = str | Mapping[str, str] | Sequence[tuple[str, str]]
 """Topic rules: ``{"kafka topic": "mqtt topic regex"}``, ``[(topic, regex), ...]`` or
@@ -37,7 +37,7 @@ def _topic_pairs(topics: Topics) -> list[tuple[str, str]]:
     return [(str(k), str(v)) for k, v in topics]
 
 
-class MqttProxy:
+class MqttProxy(StopOnExit):
     """An MQTT 3.1.1 server that writes every PUBLISH to Kafka, as Confluent MQTT Proxy does.
 
     Devices publish to it with any MQTT client (``mosquitto_pub``, paho-mqtt, a car)::
@@ -174,17 +174,6 @@ class MqttProxy:
             server, self._server = self._server, None
             server.stop()
 
-    def __enter__(self) -> MqttProxy:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def __str__(self) -> str:
         return self._url
 
@@ -207,7 +196,7 @@ class MqttProxy:
         return html_table("MqttProxy", rows)
 
 
-class MqttBridge:
+class MqttBridge(StopOnExit):
     """Subscribes on an MQTT broker (Mosquitto, HiveMQ, ...) and writes every message it
     receives to Kafka: the Kafka Connect MQTT source's job, without a Connect cluster::
 
@@ -320,17 +309,6 @@ class MqttBridge:
         if self._runner is not None:
             runner, self._runner = self._runner, None
             runner.stop()
-
-    def __enter__(self) -> MqttBridge:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = "running" if self._runner is not None else "stopped"

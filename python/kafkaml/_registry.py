@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any
 
 from kafkaml._args import Bootstrap, bootstrap_servers
 from kafkaml._display import html_table
 from kafkaml._native import SchemaRegistryServer
+from kafkaml._service import StopOnExit
 
 
-class LocalSchemaRegistry:
+class LocalSchemaRegistry(StopOnExit):
     """A Confluent-compatible Schema Registry served from this process.
 
     confluent-kafka's ``SchemaRegistryClient``, ``AvroSerializer`` and ``AvroDeserializer``
@@ -89,17 +89,6 @@ class LocalSchemaRegistry:
         if self._server is not None:
             self._server.stop()
             self._server = None
-
-    def __enter__(self) -> LocalSchemaRegistry:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __str__(self) -> str:
         return self._url

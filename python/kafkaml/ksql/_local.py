@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any, Literal
 
 from kafkaml._args import Bootstrap, bootstrap_servers
 from kafkaml._display import html_table
 from kafkaml._native import KsqlServer, ModelUdf
+from kafkaml._service import StopOnExit
 from kafkaml.ksql._client import Client
 
 
@@ -48,7 +48,7 @@ def model_udf(
     return ModelUdf(native, columns=list(input), output=output)
 
 
-class LocalKsql:
+class LocalKsql(StopOnExit):
     """A KSQL server in this process: kafkaml's engine with ksqlDB's REST API, on any Kafka.
 
     ``kafkaml.ksql.Client``, ksql-python's ``KSQLAPI`` (``kafkaml.ksql.KSQLAPI``) and ksqlDB's
@@ -171,17 +171,6 @@ class LocalKsql:
         if self._server is not None:
             self._server.stop()
             self._server = None
-
-    def __enter__(self) -> LocalKsql:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __str__(self) -> str:
         return self._url
