@@ -95,3 +95,11 @@ def test_iot_demo_on_the_real_broker(bootstrap: str, temperature_topic: str, con
     assert len(re.findall(r"query \S+: 300 records in", out)) == 2, out
     caught, faults, precision, recall = faults_caught(out)
     assert faults >= 5 and recall >= 0.8, out
+
+
+def test_iot_demo_refuses_a_rate_of_zero() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "kafkaml", "demo", "--iot", "--rate", "0"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert "--events must be at least 1 and --rate above 0, got 500 and 0.0" in done.stderr

@@ -232,6 +232,9 @@ def demo(args: argparse.Namespace) -> int:
     if args.iot:
         from kafkaml import _demo_iot
 
+        if args.events < 1 or not args.rate > 0:
+            raise CliError(f"--events must be at least 1 and --rate above 0, got {args.events} and {args.rate}")
+
         return _demo_iot.run(
             bootstrap=args.bootstrap, events=args.events, rate=args.rate, model_path=args.model, **given
         )
