@@ -332,6 +332,27 @@ def test_keep_alive_closes_silent_connections(new_topic, proxy_for) -> None:
     assert proxy.stats()["keepalive_timeouts"] == 1
 
 
+def test_with_users_only_their_credentials_connect(bootstrap: str, new_topic, proxy_for) -> None:
+    """mosquitto_pub with -u/-P: the right pair is served; a wrong password (CONNACK 0x04) and
+    no credentials (0x05) are refused and counted, and write nothing; kafkaml.mqtt_publish
+    sends credentials too."""
+    topic = new_topic(partitions=1)
+    proxy = proxy_for({topic: "car/.*"}, users={"car-1": "s3cret", "car-2": "other"})
+    assert pub(proxy, "car/1/t", "with the right pair", "-q", "1", "-u", "car-1", "-P", "s3cret") == 0
+    assert pub(proxy, "car/1/t", "wrong password", "-q", "1", "-u", "car-1", "-P", "other") != 0
+    assert pub(proxy, "car/1/t", "another's password", "-q", "1", "-u", "car-2", "-P", "s3cret") != 0
+    assert pub(proxy, "car/1/t", "no credentials", "-q", "1") != 0
+    with pytest.raises(kafkaml.MqttError, match=r"refused the connection \(BadUsernameOrPassword\)"):
+        kafkaml.mqtt_publish(proxy.url, "car/1/t", ["x"], qos=1, username="car-2", password="nope")
+    with pytest.raises(kafkaml.MqttError, match=r"refused the connection \(NotAuthorized\)"):
+        kafkaml.mqtt_publish(proxy.url, "car/1/t", ["x"], qos=1)
+    assert kafkaml.mqtt_publish(proxy.url, "car/2/t", ["as car-2"], qos=1, username="car-2", password="other") == 1
+    stats = proxy.stats()
+    assert stats["refused_credentials"] == 5 and stats["refused_connections"] == 5
+    assert stats["written"] == 2
+    assert [r.value for r in read_all(bootstrap, topic)] == [b"with the right pair", b"as car-2"]
+
+
 def test_bad_arguments_are_typed_errors(bootstrap: str, new_topic) -> None:
     topic = new_topic(partitions=1)
     with pytest.raises(kafkaml.ConfigError, match="invalid regular expression"):

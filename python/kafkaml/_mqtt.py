@@ -74,6 +74,11 @@ class MqttProxy(StopOnExit):
             SASL, ...) over the proxy's defaults (idempotence on, ``linger.ms=1``, the Java
             client's ``murmur2_random`` partitioner).
         timeout: seconds Kafka may take to acknowledge a record before it counts as failed.
+        users: ``{"username": "password"}``: only clients that CONNECT with one of these pairs
+            are served (others get CONNACK 0x05 without credentials, 0x04 with wrong ones, and
+            are counted in ``refused_credentials``). Without it anyone may connect and
+            credentials are not checked. The connection is not encrypted (no TLS): use it on
+            networks you trust.
 
     Raises:
         KafkaError: the cluster cannot be reached, or a rule's topic does not exist and the
@@ -91,6 +96,7 @@ class MqttProxy(StopOnExit):
         max_message_bytes: int = 8092,
         config: Mapping[str, Any] | None = None,
         timeout: float = 30.0,
+        users: Mapping[str, str] | None = None,
     ) -> None:
         self.listen = listen
         self.topics = _topic_pairs(topics)
@@ -102,6 +108,7 @@ class MqttProxy(StopOnExit):
             max_message_bytes=max_message_bytes,
             config=dict(config or {}),
             timeout=timeout,
+            users=dict(users) if users else None,
         )
         self._url = self._server.url
         self._port = self._server.port
@@ -160,7 +167,8 @@ class MqttProxy(StopOnExit):
         """Counters: ``received`` PUBLISHes (and ``received_qos0/1/2``), ``written`` (Kafka
         acknowledged), ``duplicates`` (QoS 2 retransmissions not written again), ``refused``
         (``refused_unmatched``, ``refused_too_large``, ``refused_retained``),
-        ``refused_connections``, ``subscriptions_refused``, ``kafka_errors``,
+        ``refused_connections`` (``refused_credentials`` of them), ``subscriptions_refused``,
+        ``kafka_errors``,
         ``closed_on_kafka_error``, ``protocol_errors``, ``keepalive_timeouts``, ``wills``,
         ``connections`` (accepted), ``connected`` (open now) and ``in_flight`` (queued, not yet
         acknowledged)."""

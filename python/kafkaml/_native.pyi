@@ -378,6 +378,7 @@ class MqttProxyServer:
         max_message_bytes: int = 8092,
         config: Mapping[str, Any] | None = ...,
         timeout: float = 30.0,
+        users: Mapping[str, str] | None = None,
     ) -> Self: ...
     @property
     def url(self) -> str:

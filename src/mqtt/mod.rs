@@ -26,6 +26,7 @@ pub mod config;
 mod publisher;
 mod server;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use bridge::{broker_address, BridgeOptions, BridgeStats, MqttBridge};
@@ -188,6 +189,9 @@ pub struct ProxyOptions {
     pub timeout: Duration,
     /// How long a new connection may take to send CONNECT.
     pub connect_timeout: Duration,
+    /// Usernames and their passwords: with some, a CONNECT without a matching pair is refused
+    /// (CONNACK 0x05 without credentials, 0x04 with wrong ones); without, anyone connects.
+    pub users: BTreeMap<String, String>,
 }
 
 impl ProxyOptions {
@@ -200,6 +204,7 @@ impl ProxyOptions {
             producer_config: Vec::new(),
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            users: BTreeMap::new(),
         }
     }
 }

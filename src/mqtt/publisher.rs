@@ -166,7 +166,11 @@ pub fn publish<P: AsRef<[u8]>>(
             options.qos
         )));
     }
-    check_topic_name(topic).map_err(|e| MqttError::Config(e.to_string()))?;
+    check_topic_name(topic).map_err(|_| {
+        MqttError::Config(format!(
+            "cannot publish to MQTT topic {topic:?}: a topic name is not empty and has no wildcard (+ or #)"
+        ))
+    })?;
     let broker = broker_address(url)?;
     let mut session = connect(&broker, options)?;
     let outcome = if options.qos == 0 {
@@ -318,10 +322,12 @@ fn publish_acknowledged<P: AsRef<[u8]>>(
                     }
                 }
             }
-            _ => return Err(session.fail(format!(
+            _ => {
+                return Err(session.fail(format!(
                 "acknowledged packet id {id} with {answer:?}, which was not waiting for it ({})",
                 progress(acknowledged_below)
-            ))),
+            )))
+            }
         }
     }
     Ok(payloads.len() as u64)

@@ -2,7 +2,7 @@
 //! Kafka; a second task writes its answers in order, each acknowledgement only once Kafka's
 //! delivery report for its record is in.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -66,6 +66,7 @@ struct Counters {
     refused_too_large: AtomicU64,
     refused_retained: AtomicU64,
     refused_connections: AtomicU64,
+    refused_credentials: AtomicU64,
     subscriptions_refused: AtomicU64,
     send_errors: AtomicU64,
     closed_on_kafka_error: AtomicU64,
@@ -100,6 +101,8 @@ pub struct ProxyStats {
     pub refused_retained: u64,
     /// CONNECTs answered with a refusal (protocol version, client id, retained will).
     pub refused_connections: u64,
+    /// Of those, CONNECTs without the credentials `users` asks for.
+    pub refused_credentials: u64,
     /// Topic filters of SUBSCRIBE packets, each answered with failure 0x80.
     pub subscriptions_refused: u64,
     /// Records Kafka failed or librdkafka would not queue.
@@ -122,6 +125,7 @@ struct Proxy {
     max_message_bytes: usize,
     connect_timeout: Duration,
     drain_timeout: Duration,
+    users: BTreeMap<String, String>,
     counters: Counters,
     /// Sessions of clients that connected with `clean session = 0`, by client id.
     sessions: Mutex<HashMap<String, Arc<Session>>>,
@@ -173,6 +177,7 @@ impl MqttProxy {
             topics: options.topics,
             max_message_bytes: options.max_message_bytes,
             connect_timeout: options.connect_timeout,
+            users: options.users.clone(),
             drain_timeout: options.timeout + Duration::from_secs(1),
             counters: Counters::default(),
             sessions: Mutex::new(HashMap::new()),
@@ -223,6 +228,7 @@ impl MqttProxy {
             refused_too_large,
             refused_retained,
             refused_connections: load(&c.refused_connections),
+            refused_credentials: load(&c.refused_credentials),
             subscriptions_refused: load(&c.subscriptions_refused),
             kafka_errors: failed + load(&c.send_errors),
             closed_on_kafka_error: load(&c.closed_on_kafka_error),
@@ -375,6 +381,26 @@ async fn handshake(
         refuse(write_half, proxy, ConnectReturn::NotAuthorized).await;
         return None;
     }
+    if !proxy.users.is_empty() {
+        let expected = connect
+            .username
+            .as_ref()
+            .and_then(|name| proxy.users.get(name));
+        let matches = match (expected, &connect.password) {
+            (Some(expected), Some(given)) => same_secret(expected.as_bytes(), given),
+            _ => false,
+        };
+        if !matches {
+            bump(&counters.refused_credentials);
+            let code = if connect.username.is_none() {
+                ConnectReturn::NotAuthorized
+            } else {
+                ConnectReturn::BadUsernameOrPassword
+            };
+            refuse(write_half, proxy, code).await;
+            return None;
+        }
+    }
     let (session, session_present) = {
         let mut sessions = proxy.sessions.lock().unwrap_or_else(|e| e.into_inner());
         if connect.clean_session {
@@ -394,6 +420,16 @@ async fn handshake(
     .encode(&mut out);
     write_half.write_all(&out).await.ok()?;
     Some((connect, session))
+}
+
+/// Compares in time that depends on the lengths only, not on where the bytes differ.
+fn same_secret(expected: &[u8], given: &[u8]) -> bool {
+    expected.len() == given.len()
+        && expected
+            .iter()
+            .zip(given)
+            .fold(0u8, |differ, (a, b)| differ | (a ^ b))
+            == 0
 }
 
 /// Answers CONNECT with a refusal and closes.

@@ -2,6 +2,8 @@
 //! `kafkaml.MqttProxy`; `_native.MqttBridgeRunner`: the bridge from an MQTT broker, behind
 //! `kafkaml.MqttBridge`; `_native.mqtt_publish`, a small publisher, behind `kafkaml.mqtt_publish`.
 
+use std::collections::BTreeMap;
+
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
@@ -31,7 +33,8 @@ pub struct PyMqttProxyServer {
 #[pymethods]
 impl PyMqttProxyServer {
     #[new]
-    #[pyo3(signature = (bootstrap, topics, listen="127.0.0.1:0", *, max_message_bytes=8092, config=ConfigArg::default(), timeout=30.0))]
+    #[pyo3(signature = (bootstrap, topics, listen="127.0.0.1:0", *, max_message_bytes=8092, config=ConfigArg::default(), timeout=30.0, users=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         bootstrap: &str,
@@ -40,9 +43,11 @@ impl PyMqttProxyServer {
         max_message_bytes: usize,
         config: ConfigArg,
         timeout: f64,
+        users: Option<BTreeMap<String, String>>,
     ) -> PyResult<Self> {
         let topics = TopicMap::new(&topics).map_err(|e| mqtt_error(py, e))?;
         let mut options = ProxyOptions::new(bootstrap, topics);
+        options.users = users.unwrap_or_default();
         options.listen = listen.to_string();
         options.max_message_bytes = max_message_bytes;
         options.producer_config = config.0;
@@ -93,6 +98,7 @@ impl PyMqttProxyServer {
                 ("refused_too_large", s.refused_too_large),
                 ("refused_retained", s.refused_retained),
                 ("refused_connections", s.refused_connections),
+                ("refused_credentials", s.refused_credentials),
                 ("subscriptions_refused", s.subscriptions_refused),
                 ("kafka_errors", s.kafka_errors),
                 ("closed_on_kafka_error", s.closed_on_kafka_error),
