@@ -390,6 +390,7 @@ def test_cli_runs_the_talks_properties_file(bootstrap: str, tmp_path: Path, temp
     path.write_text(QUICKSTART)
     # The file's bootstrap.servers (localhost:9092) is kept when it is this broker's address.
     command = [sys.executable, "-m", "kafkaml", "mqtt-proxy", "--config", str(path), "--listen", "127.0.0.1:0"]
+    command += ["--user", "car-1:s3:cret"]  # the password is what follows the first colon
     if bootstrap.rsplit(":", 1)[-1] != "9092":
         command += ["--bootstrap", bootstrap]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -401,12 +402,10 @@ def test_cli_runs_the_talks_properties_file(bootstrap: str, tmp_path: Path, temp
         assert url.startswith("mqtt://127.0.0.1:"), url
         port = url.rsplit(":", 1)[1]
         before = message_count(bootstrap, "temperature")
-        done = subprocess.run(
-            [MOSQUITTO_PUB or "mosquitto_pub", "-h", "127.0.0.1", "-p", port, "-t", "car/engine/temperature"]
-            + ["-q", "2", "-m", TALK_PAYLOAD],
-            timeout=20,
-        )
-        assert done.returncode == 0
+        talk_pub = [MOSQUITTO_PUB or "mosquitto_pub", "-h", "127.0.0.1", "-p", port, "-t", "car/engine/temperature"]
+        talk_pub += ["-q", "2", "-m", TALK_PAYLOAD]
+        assert subprocess.run(talk_pub, capture_output=True, timeout=20).returncode != 0  # no credentials
+        assert subprocess.run([*talk_pub, "-u", "car-1", "-P", "s3:cret"], timeout=20).returncode == 0
         assert message_count(bootstrap, "temperature") == before + 1
     finally:
         process.terminate()

@@ -192,13 +192,19 @@ def mqtt_proxy(args: argparse.Namespace) -> int:
     from kafkaml import MqttProxy
 
     config = _config(args.config)
+    users: dict[str, str] = {}
+    for pair in args.users:
+        name, colon, password = pair.partition(":")
+        if not name or not colon:
+            raise CliError(f"--user takes NAME:PASSWORD, got {pair!r}")
+        users[name] = password
     if args.properties is not None:
         if not os.path.isfile(args.properties):
             raise CliError(f"no such properties file: {args.properties}")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             proxy = MqttProxy.from_properties(
-                args.properties, bootstrap=args.bootstrap, listen=args.listen, timeout=args.timeout
+                args.properties, bootstrap=args.bootstrap, listen=args.listen, timeout=args.timeout, users=users
             )
         for warning in caught:
             print(f"warning: {warning.message}", file=sys.stderr, flush=True)
@@ -212,6 +218,7 @@ def mqtt_proxy(args: argparse.Namespace) -> int:
             max_message_bytes=args.max_message_bytes,
             config=config,
             timeout=args.timeout,
+            users=users,
         )
     with proxy:
         print(proxy.url, flush=True)
@@ -615,6 +622,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     proxy.add_argument(
         "--timeout", type=float, default=30.0, metavar="SECONDS", help="how long Kafka may take to acknowledge"
+    )
+    proxy.add_argument(
+        "--user",
+        dest="users",
+        action="append",
+        default=[],
+        metavar="NAME:PASSWORD",
+        help="serve only clients with these credentials (repeatable; without it anyone may connect)",
     )
     proxy.set_defaults(func=mqtt_proxy)
 

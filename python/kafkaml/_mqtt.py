@@ -121,13 +121,16 @@ class MqttProxy(StopOnExit):
         bootstrap: Bootstrap | None = None,
         listen: str | None = None,
         timeout: float = 30.0,
+        users: Mapping[str, str] | None = None,
     ) -> MqttProxy:
         """A proxy configured by Confluent MQTT Proxy's properties file (or its text), such as
         the talk's ``kafka-mqtt-quickstart.properties``: ``topic.regex.list``, ``listeners``,
         ``bootstrap.servers``, ``mqtt.message.max.bytes`` and ``producer.*`` (passed to the
         producer without the prefix). Keys the proxy does not use, such as
         ``confluent.topic.replication.factor``, are ignored with a warning. ``bootstrap``
-        and ``listen`` replace the file's values."""
+        and ``listen`` replace the file's values; ``timeout`` and ``users`` are as for
+        :class:`MqttProxy` (Confluent's proxy takes credentials from a JAAS file, which is not
+        read here)."""
         text = str(properties)
         if "\n" not in text and os.path.isfile(text):
             with open(text, encoding="utf-8") as handle:
@@ -146,6 +149,7 @@ class MqttProxy(StopOnExit):
             max_message_bytes=parsed["max_message_bytes"],
             config=parsed["config"],
             timeout=timeout,
+            users=users,
         )
 
     @property
