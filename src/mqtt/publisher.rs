@@ -58,14 +58,24 @@ const WRITE_CHUNK: usize = 64 * 1024;
 /// The longest packet a server may send us (acknowledgements are 4 bytes).
 const MAX_SERVER_PACKET: usize = 64 * 1024;
 
-/// Where a QoS 1/2 message is in its exchange.
+/// The server's packet a QoS 1/2 message waits for next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Waiting {
-    /// QoS 1 waits for PUBACK.
-    PubAck,
-    /// QoS 2 waits for PUBREC, then (after our PUBREL) for PUBCOMP.
-    PubRec,
-    PubComp,
+enum Awaited {
+    /// QoS 1: PUBACK.
+    Ack,
+    /// QoS 2: PUBREC, then (after our PUBREL) PUBCOMP.
+    Received,
+    Completed,
+}
+
+impl Awaited {
+    fn packet(self) -> &'static str {
+        match self {
+            Awaited::Ack => "PUBACK",
+            Awaited::Received => "PUBREC",
+            Awaited::Completed => "PUBCOMP",
+        }
+    }
 }
 
 struct Session {
@@ -264,7 +274,7 @@ fn publish_acknowledged<P: AsRef<[u8]>>(
 ) -> Result<u64, MqttError> {
     let window = options.in_flight.clamp(1, 65_535);
     // Packet id -> (index of its payload, what it waits for).
-    let mut pending: HashMap<u16, (usize, Waiting)> = HashMap::with_capacity(window);
+    let mut pending: HashMap<u16, (usize, Awaited)> = HashMap::with_capacity(window);
     let mut next_id: u16 = 1;
     let mut sent = 0usize;
     // Payloads below `acknowledged_below` are all acknowledged; later ones may be too.
@@ -281,9 +291,9 @@ fn publish_acknowledged<P: AsRef<[u8]>>(
             message(topic, options.qos, Some(id), payloads[sent].as_ref())
                 .encode(&mut session.write_buffer);
             let waiting = if options.qos == 1 {
-                Waiting::PubAck
+                Awaited::Ack
             } else {
-                Waiting::PubRec
+                Awaited::Received
             };
             pending.insert(id, (sent, waiting));
             sent += 1;
@@ -303,17 +313,17 @@ fn publish_acknowledged<P: AsRef<[u8]>>(
             )));
         };
         let (id, answer) = match packet {
-            ServerPacket::PubAck(id) => (id, Waiting::PubAck),
-            ServerPacket::PubRec(id) => (id, Waiting::PubRec),
-            ServerPacket::PubComp(id) => (id, Waiting::PubComp),
+            ServerPacket::PubAck(id) => (id, Awaited::Ack),
+            ServerPacket::PubRec(id) => (id, Awaited::Received),
+            ServerPacket::PubComp(id) => (id, Awaited::Completed),
             ServerPacket::PingResp => continue,
             other => return Err(session.fail(format!("sent {other:?} to a publisher"))),
         };
         match pending.get(&id).copied() {
             Some((index, waiting)) if waiting == answer => {
-                if answer == Waiting::PubRec {
+                if answer == Awaited::Received {
                     encode_client_control(&ClientPacket::PubRel(id), &mut session.write_buffer);
-                    pending.insert(id, (index, Waiting::PubComp));
+                    pending.insert(id, (index, Awaited::Completed));
                 } else {
                     pending.remove(&id);
                     done[index] = true;
@@ -324,9 +334,10 @@ fn publish_acknowledged<P: AsRef<[u8]>>(
             }
             _ => {
                 return Err(session.fail(format!(
-                "acknowledged packet id {id} with {answer:?}, which was not waiting for it ({})",
-                progress(acknowledged_below)
-            )))
+                    "sent {} for packet id {id}, which was not waiting for it ({})",
+                    answer.packet(),
+                    progress(acknowledged_below)
+                )))
             }
         }
     }
