@@ -365,8 +365,9 @@ def mqtt_publish(
     One MQTT 3.1.1 connection (clean session) publishes everything, in Rust, with the GIL
     released. At QoS 1 and 2 up to ``in_flight`` messages wait for their acknowledgement at
     once (QoS 2 through PUBREC, PUBREL and PUBCOMP), and the call returns once all are
-    acknowledged; at QoS 0 it returns once the server has read them all (it sends DISCONNECT
-    and waits for the server to close).
+    acknowledged; at QoS 0 it returns once the server has closed the connection after
+    DISCONNECT (QoS 0 has no acknowledgements: a server that refused a message and closed the
+    connection looks the same; publish at QoS 1 to know what arrived).
 
     Args:
         url: ``mqtt://host:port``, ``tcp://host:port`` or ``host:port`` (port 1883 when

@@ -3,7 +3,7 @@
 //!
 //! Publishes keep up to `in_flight` QoS 1/2 messages unacknowledged (QoS 2 goes through
 //! PUBREC → PUBREL → PUBCOMP); a QoS 0 run ends with DISCONNECT and waits for the server to
-//! close, so every publish was read before `publish` returns. A failure says how many
+//! close (which QoS 0 cannot tell from a server that refused a message and closed). A failure says how many
 //! payloads were acknowledged: the ones before them in order are delivered, so a caller knows
 //! where to resume.
 
