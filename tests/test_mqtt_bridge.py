@@ -5,6 +5,9 @@ and the errors a user meets first."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import uuid
 
 import kafkaml
@@ -116,3 +119,24 @@ def test_errors_name_what_is_wrong(bootstrap: str, new_topic) -> None:
         kafkaml.MqttBridge(bootstrap, "mqtts://127.0.0.1:8883", {topic: ".*"})
     with pytest.raises(kafkaml.ConfigError, match="qos"):
         kafkaml.MqttBridge(bootstrap, "127.0.0.1:1", {topic: ".*"}, qos=3)
+
+
+def test_cli_bridges_until_ctrl_c(bootstrap: str, new_topic, mosquitto: Mosquitto) -> None:
+    """`python -m kafkaml mqtt-bridge`: what Mosquitto's clients publish lands in Kafka; Ctrl-C
+    stops it with a summary."""
+    topic = new_topic(partitions=1)
+    command = [sys.executable, "-m", "kafkaml", "mqtt-bridge", mosquitto.url, "--bootstrap", bootstrap]
+    command += ["--topics", f"{topic}:car/.*", "--subscribe", "car/#", "--qos", "2", "--client-id", client_id()]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        banner = process.stderr.readline()
+        assert "MQTT bridge is running" in banner and "car/# at QoS 2" in banner, banner
+        mosquitto.publish("car/engine/temperature", ["one", "two"], 2)
+        wait_for(lambda: len(read_all(bootstrap, topic)) == 2, "2 records in Kafka")
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, rest = process.communicate(timeout=30)
+    assert process.returncode == 0, rest
+    assert "2 messages received, 2 written, 0 unmatched" in rest
+    assert [r.value for r in read_all(bootstrap, topic)] == [b"one", b"two"]

@@ -1,4 +1,4 @@
-"""The kafkaml command line: run the demo, a LocalKafka, a Schema Registry or an MQTT proxy, peek at a topic,
+"""The kafkaml command line: run the demo, a LocalKafka, a Schema Registry, an MQTT proxy or bridge, peek at a topic,
 produce to one.
 
 Examples:
@@ -229,6 +229,39 @@ def mqtt_proxy(args: argparse.Namespace) -> int:
             flush=True,
         )
         _wait_for_ctrl_c()
+    return 0
+
+
+def mqtt_bridge(args: argparse.Namespace) -> int:
+    """Runs an MqttBridge in the foreground: subscribes on an MQTT broker and writes to Kafka."""
+    from kafkaml import MqttBridge
+
+    bridge = MqttBridge(
+        args.bootstrap,
+        args.broker,
+        args.topics,
+        args.subscribe or ["#"],
+        qos=args.qos,
+        client_id=args.client_id,
+        username=args.username,
+        password=args.password,
+        config=_config(args.config),
+        timeout=args.timeout,
+    )
+    with bridge:
+        rules = ", ".join(f"{pattern} -> {topic}" for topic, pattern in bridge.topics)
+        print(
+            f"MQTT bridge is running ({bridge.broker} {', '.join(bridge.subscriptions)} at QoS {args.qos} -> "
+            f"{bridge.bootstrap}: {rules}); Ctrl-C stops it.",
+            file=sys.stderr,
+            flush=True,
+        )
+        _wait_for_ctrl_c()
+        stats = bridge.stats()
+    print(
+        f"{stats['received']:,} messages received, {stats['written']:,} written, {stats['unmatched']:,} unmatched",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -632,6 +665,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve only clients with these credentials (repeatable; without it anyone may connect)",
     )
     proxy.set_defaults(func=mqtt_proxy)
+
+    bridge = commands.add_parser(
+        "mqtt-bridge",
+        help="subscribe on an MQTT broker (Mosquitto, HiveMQ, ...) and write to Kafka, in the foreground",
+        description="Subscribes to topic filters on an MQTT broker with a persistent session under --client-id and "
+        "writes each message to Kafka until Ctrl-C (key = the MQTT topic, value = the payload, topic = the first "
+        "rule whose regex matches). QoS 1/2 messages are acknowledged to the broker only once Kafka has them.",
+        formatter_class=_Formatter,
+    )
+    bridge.add_argument("broker", metavar="BROKER", help="the MQTT broker: mqtt://host:port (port 1883 when omitted)")
+    _add_connection_options(bridge)
+    bridge.add_argument(
+        "--topics", "-t", required=True, metavar="TOPIC:REGEX[,...]", help="Kafka topic rules, first match wins"
+    )
+    bridge.add_argument(
+        "--subscribe",
+        "-s",
+        action="append",
+        default=[],
+        metavar="FILTER",
+        help="a topic filter (repeatable; default #)",
+    )
+    bridge.add_argument("--qos", type=int, default=1, choices=[0, 1, 2], help="the QoS asked for every filter")
+    bridge.add_argument(
+        "--client-id", default="kafkaml-bridge", help="the id the broker keeps the session under (resumes it)"
+    )
+    bridge.add_argument("--username", default=None, help="username for the broker")
+    bridge.add_argument("--password", default=None, help="password for the broker")
+    bridge.set_defaults(func=mqtt_bridge)
 
     run_demo = commands.add_parser(
         "demo",
