@@ -10,7 +10,7 @@ pub mod dates;
 pub mod encode;
 mod encode_flat;
 pub mod flat;
-mod float_fields;
+pub(crate) mod float_fields;
 pub mod json;
 mod json_flat;
 pub mod ksql_types;
