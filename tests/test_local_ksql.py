@@ -112,6 +112,38 @@ def test_the_talks_car_sensor_demo_runs_verbatim(
             assert all(query["error"] is None for query in stats.values()), stats
 
 
+def test_the_model_udf_reads_every_form_of_readings_as_the_model_does(
+    bootstrap: str, new_topic: Any, confluent_producer: Any, sensor_model: kafkaml.Model
+) -> None:
+    """Compact readings (`2.10#2.13#...`, parsed 32 bytes at a time), the talk's spaced ones
+    (`2.10# 2.13# ...`) and ones with exponents (the scalar path) score as Model does on the
+    float32 of each number; a row with a reading too few is NULL."""
+    values = readings(DEMO_READING)
+    compact = "#".join(f"{v:.2f}" for v in values)
+    spaced = "# ".join(f"{v:.2f}" for v in values)
+    exponents = "#".join(f"{v * 100:.0f}e-2" for v in values)
+    short = "#".join(f"{v:.2f}" for v in values[:-1])
+    expected = float(sensor_model.reconstruction_error(values[None, :])[0])
+    source = new_topic(partitions=1)
+    with LocalKsql(bootstrap, udfs={"ANOMALY": model_udf(sensor_model, input="#-separated")}) as ksql:
+        with ksql.client() as client:
+            client.ksql(
+                f"CREATE STREAM forms (id INT, sensorinput VARCHAR) WITH (kafka_topic='{source}', value_format='DELIMITED');"
+            )
+            client.set("auto.offset.reset", "earliest")
+            query = client.query("SELECT ID, ANOMALY(SENSORINPUT) AS SCORE FROM forms EMIT CHANGES;", limit=4)
+            produce(
+                confluent_producer,
+                source,
+                [f"1,{compact}", f"2,{spaced}", f"3,{exponents}", f"4,{short}"],
+                partitions=1,
+            )
+            rows = {row["ID"]: row["SCORE"] for row in query}
+    assert rows[1] == pytest.approx(expected, rel=1e-6)
+    assert rows[2] == rows[1] and rows[3] == rows[1]
+    assert rows[4] is None
+
+
 def test_a_query_at_latest_is_caught_up_once_it_stands_at_the_end(
     bootstrap: str, new_topic: Any, confluent_producer: Any
 ) -> None:
