@@ -17,10 +17,11 @@ from kafka_helpers import produce
 TALK_MODEL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "talk" / "autoencoder_fraud.pb"
 
 
-def run_demo(*arguments: str) -> str:
+def demo_output(*arguments: str) -> str:
+    """``python -m kafkaml demo ARGUMENTS``'s output; fails unless it exits 0."""
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run(
-        [sys.executable, "-m", "kafkaml", "demo", "--rows", "12000", "--live-rows", "3000", *arguments],
+        [sys.executable, "-m", "kafkaml", "demo", *arguments],
         capture_output=True,
         text=True,
         timeout=600,
@@ -28,6 +29,10 @@ def run_demo(*arguments: str) -> str:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout
+
+
+def run_demo(*arguments: str) -> str:
+    return demo_output("--rows", "12000", "--live-rows", "3000", *arguments)
 
 
 def test_demo_trains_and_deploys_on_local_kafka() -> None:
@@ -50,16 +55,7 @@ def test_demo_deploys_a_given_model_on_the_real_broker(bootstrap: str) -> None:
 
 
 def run_iot_demo(*arguments: str) -> str:
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run(
-        [sys.executable, "-m", "kafkaml", "demo", "--iot", "--events", "300", "--rate", "150", *arguments],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=environment,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done.stdout
+    return demo_output("--iot", "--events", "300", "--rate", "150", *arguments)
 
 
 def faults_caught(out: str) -> tuple[int, int, float, float]:

@@ -169,15 +169,7 @@ def car_sensor_events(
         else:
             series[row, onset:] += 12.0 * np.sin(np.arange(readings - onset) / 3.0)
 
-    text = ["#".join(f"{v:.2f}" for v in row) for row in series]
-    columns: dict[str, Any] = {
-        "eventid": pa.array(np.arange(1, events + 1, dtype=np.int64)),
-        "sensorinput": pa.array(text, pa.string()),
-    }
-    if labels:
-        columns["anomaly"] = pa.array(faulty)
-        columns["fault"] = pa.array(list(fault), pa.string())
-    return pa.table(columns)
+    return _sensor_table(["#".join(f"{v:.2f}" for v in row) for row in series], faulty, fault, labels)
 
 
 def talk_sensor_events(
@@ -252,9 +244,14 @@ def talk_sensor_events(
             at = rng.choice(readings, 12, replace=False)
             degrees[row, at] += rng.uniform(10.0, 15.0, 12)
 
-    text = ["# ".join(f"{v:.2f}" for v in row) for row in degrees]
+    return _sensor_table(["# ".join(f"{v:.2f}" for v in row) for row in degrees], faulty, fault, labels)
+
+
+def _sensor_table(text: list[str], faulty: np.ndarray, fault: np.ndarray, labels: bool) -> pa.Table:
+    """The sensor generators' table: ``eventid`` from 1, ``sensorinput`` and, with ``labels``,
+    ``anomaly`` and ``fault``."""
     columns: dict[str, Any] = {
-        "eventid": pa.array(np.arange(1, events + 1, dtype=np.int64)),
+        "eventid": pa.array(np.arange(1, len(text) + 1, dtype=np.int64)),
         "sensorinput": pa.array(text, pa.string()),
     }
     if labels:
