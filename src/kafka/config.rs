@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::ConsumerContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::TopicPartitionList;
 
 /// Builds a client configuration: `defaults` first, then `user` overrides.
 pub fn client_config(
@@ -59,7 +61,51 @@ impl ClientContext for QuietContext {
     }
 }
 
-impl ConsumerContext for QuietContext {}
+impl ConsumerContext for QuietContext {
+    /// rust-rdkafka's rebalance, except that an event served after the consumer group has
+    /// terminated is dropped: librdkafka (2.12) destroys an assign request sent to a terminated
+    /// group without replying, and `rd_kafka_assign` waits for that reply forever. It happened
+    /// when a revoke queued by `unsubscribe` was polled during close, after the group had
+    /// already finished closing.
+    fn rebalance(
+        &self,
+        base_consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        partitions: &mut TopicPartitionList,
+    ) {
+        if base_consumer.closed() {
+            return;
+        }
+        let client = base_consumer.client().native_ptr();
+        let cooperative = matches!(
+            base_consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        // SAFETY: the same calls rust-rdkafka's default makes, on a live client and list; an
+        // error object returned is destroyed once.
+        unsafe {
+            use rdkafka::bindings as rd;
+            let assign = err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+            if !cooperative {
+                let list = if assign {
+                    partitions.ptr()
+                } else {
+                    std::ptr::null()
+                };
+                rd::rd_kafka_assign(client, list);
+                return;
+            }
+            let error = if assign {
+                rd::rd_kafka_incremental_assign(client, partitions.ptr())
+            } else {
+                rd::rd_kafka_incremental_unassign(client, partitions.ptr())
+            };
+            if !error.is_null() {
+                rd::rd_kafka_error_destroy(error);
+            }
+        }
+    }
+}
 
 pub fn seconds(duration: Duration) -> f64 {
     duration.as_secs_f64()
