@@ -575,7 +575,7 @@ impl Engine {
         id
     }
 
-    fn serde(
+    pub(crate) fn serde(
         &self,
         spec: &FormatSpec,
         topic: &str,
@@ -1005,9 +1005,6 @@ impl Engine {
         query: &Query,
         sql: &str,
     ) -> Result<StatementResult> {
-        if kind == SourceKind::Table {
-            return Err("CREATE TABLE AS SELECT is not supported yet: tables come with part 2 of the embedded engine".into());
-        }
         if let Some(existing) = self.catalog.sources.get(name) {
             if if_not_exists {
                 return Ok(StatementResult::Status {
@@ -1033,6 +1030,11 @@ impl Engine {
             }
         }
         let plan = self.plan_query(query, false, name)?;
+        match (kind, plan.aggregated) {
+            (SourceKind::Stream, true) => return Err("Invalid result type. Your SELECT query produces a TABLE. Please use CREATE TABLE AS SELECT statement instead.".into()),
+            (SourceKind::Table, false) => return Err("Invalid result type. Your SELECT query produces a STREAM. Please use CREATE STREAM AS SELECT statement instead.".into()),
+            _ => {}
+        }
         let source = self
             .catalog
             .sources
@@ -1126,12 +1128,27 @@ impl Engine {
             .and_then(|s| s.writer.clone())
         {
             Some(existing) if or_replace => existing,
-            _ => self.next_query_id(&format!("CSAS_{name}")),
+            _ => self.next_query_id(&format!(
+                "{}_{name}",
+                if kind == SourceKind::Table {
+                    "CTAS"
+                } else {
+                    "CSAS"
+                }
+            )),
+        };
+        // A windowed aggregate's table is windowed by its own window.
+        let (window_type, key_window) = match plan.topology.aggregation.as_ref() {
+            Some(stage) => (
+                stage.window.map(|w| w.kind.name().to_string()),
+                stage.window.map(|w| w.key_window()),
+            ),
+            None => (source.window_type.clone(), source.key_window),
         };
         let sink = Source {
             key_format_declared: true,
-            window_type: source.window_type.clone(),
-            key_window: source.key_window,
+            window_type,
+            key_window,
             kind,
             name: name.to_string(),
             topic: topic.clone(),
@@ -1515,14 +1532,8 @@ impl Engine {
                 "JOIN is not supported yet: joins come with part 2 of the embedded engine".into(),
             );
         }
-        if query.window.is_some() {
-            return Err(
-                "WINDOW is not supported yet: windows come with part 2 of the embedded engine"
-                    .into(),
-            );
-        }
-        if !query.group_by.is_empty() || query.having.is_some() {
-            return Err("GROUP BY is not supported yet: aggregations come with part 2 of the embedded engine".into());
+        if crate::aggregate::plan::aggregates(query) {
+            return crate::aggregate::plan::plan(self, query, push, sink_name);
         }
         if !push && query.emit == Some(Emit::Final) {
             return Err("EMIT FINAL is only available for windowed aggregations".into());
@@ -1543,25 +1554,8 @@ impl Engine {
             qualifiers: &qualifiers,
             functions: &self.functions,
         };
-        // ksqlDB names the clause an unknown column was met in.
-        let compile_in = |clause: &str, expr: &Expr| -> Result<(CompiledExpr, Option<SqlType>)> {
-            compile(expr, &scope).map_err(|CompileError(m)| match m.strip_prefix("Column '") {
-                Some(rest) => format!("{clause} column '{rest}"),
-                // ksqlDB names the clause of other errors in WHERE.
-                None if clause == "WHERE" => format!("Error in WHERE expression: {m}"),
-                None => m,
-            })
-        };
-        let filter = match &query.filter {
-            Some(filter) => {
-                let (compiled, sql_type) = compile_in("WHERE", filter)?;
-                if let Some(t) = sql_type.filter(|t| *t != SqlType::Boolean) {
-                    return Err(format!("Type error in WHERE expression: Should evaluate to boolean but is {} ({t}) instead.", expr_text(filter)));
-                }
-                Some(compiled)
-            }
-            None => None,
-        };
+        let compile_in = |clause: &str, expr: &Expr| compile_clause(&scope, clause, expr);
+        let filter = compile_filter(&scope, query.filter.as_ref())?;
         // Expressions compared without the source's qualifier (`INPUT.ID` is `ID`).
         let unqualified = |expr: &Expr| {
             expr.map_columns(&|qualifier, name| Expr::Column {
@@ -1870,6 +1864,26 @@ impl Engine {
         if value_columns.is_empty() && !push {
             return Err("The projection contains no value columns.".into());
         }
+        let mut topology = self.source_topology(source, filter, push, query.limit)?;
+        topology.key_projection = key_projection;
+        topology.value_projection = value_projection;
+        topology.rekeyed = partitioned;
+        Ok(QueryPlan {
+            topology,
+            key_columns,
+            value_columns,
+            aggregated: false,
+        })
+    }
+
+    /// A topology reading `source` through `filter`, with no projection or sink yet.
+    pub(crate) fn source_topology(
+        &self,
+        source: &Source,
+        filter: Option<CompiledExpr>,
+        push: bool,
+        limit: Option<u64>,
+    ) -> Result<StreamTopology> {
         let source_key_columns: Vec<Column> = source.key_columns().cloned().collect();
         let source_value_columns: Vec<Column> = source.value_columns().cloned().collect();
         let input_timestamp = match &source.timestamp {
@@ -1902,36 +1916,65 @@ impl Engine {
             value_count: source_value_columns.len(),
             input_timestamp,
             filter,
-            key_projection,
-            rekeyed: partitioned,
+            key_projection: Vec::new(),
+            rekeyed: false,
             push,
             key_window: source.key_window,
+            aggregation: None,
+            sink_window: source.key_window,
             fail_on_invalid_timestamp: self
                 .config
                 .properties
                 .get("ksql.timestamp.throw.on.invalid")
                 .is_some_and(|v| v.eq_ignore_ascii_case("true")),
             failed: None,
-            value_projection,
+            value_projection: Vec::new(),
             sink_key: None,
             sink_value: None,
             output_timestamp: OutputTimestamp::Input,
-            limit: query.limit,
+            limit,
             stats: Default::default(),
             errors: Vec::new(),
         };
-        Ok(QueryPlan {
-            topology,
-            key_columns,
-            value_columns,
-        })
+        Ok(topology)
     }
 }
 
-struct QueryPlan {
-    topology: StreamTopology,
-    key_columns: Vec<Column>,
-    value_columns: Vec<Column>,
+/// Compiles an expression of a clause; ksqlDB names the clause an unknown column was met in.
+pub(crate) fn compile_clause(
+    scope: &Scope,
+    clause: &str,
+    expr: &Expr,
+) -> Result<(CompiledExpr, Option<SqlType>)> {
+    compile(expr, scope).map_err(|CompileError(m)| match m.strip_prefix("Column '") {
+        Some(rest) => format!("{clause} column '{rest}"),
+        // ksqlDB names the clause of other errors in WHERE.
+        None if clause == "WHERE" => format!("Error in WHERE expression: {m}"),
+        None => m,
+    })
+}
+
+/// A query's WHERE clause, which must be boolean.
+pub(crate) fn compile_filter(scope: &Scope, filter: Option<&Expr>) -> Result<Option<CompiledExpr>> {
+    let Some(filter) = filter else {
+        return Ok(None);
+    };
+    let (compiled, sql_type) = compile_clause(scope, "WHERE", filter)?;
+    if let Some(t) = sql_type.filter(|t| *t != SqlType::Boolean) {
+        return Err(format!(
+            "Type error in WHERE expression: Should evaluate to boolean but is {} ({t}) instead.",
+            expr_text(filter)
+        ));
+    }
+    Ok(Some(compiled))
+}
+
+pub(crate) struct QueryPlan {
+    pub topology: StreamTopology,
+    pub key_columns: Vec<Column>,
+    pub value_columns: Vec<Column>,
+    /// The query aggregates: its result is a table.
+    pub aggregated: bool,
 }
 
 fn value_matches(value: &Value, sql_type: &SqlType) -> bool {
@@ -2010,7 +2053,7 @@ fn window_size_millis(text: &str) -> Result<i64> {
 }
 
 /// `A`, `A and B`, `A, B and C`.
-fn and_list(items: &[String]) -> String {
+pub(crate) fn and_list(items: &[String]) -> String {
     match items {
         [] => String::new(),
         [one] => one.clone(),

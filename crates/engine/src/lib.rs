@@ -11,6 +11,7 @@
 //! integer arithmetic, BigDecimal scales, null handling inside structs and maps) are decided per
 //! value; Arrow arrays are made at the edges where Arrow is wanted.
 
+pub mod aggregate;
 pub mod catalog;
 pub mod conformance;
 pub mod engine;

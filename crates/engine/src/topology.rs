@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::aggregate::stage::AggregationStage;
 use crate::expr::{columns_used, eval_column, Batch, CompiledExpr};
 use crate::formats::RecordSerde;
 use crate::functions::BoundFunction;
@@ -171,6 +172,12 @@ pub struct StreamTopology {
     /// Why the query stopped, when it did: it reads nothing more (its runtime reports it).
     pub failed: Option<String>,
     pub value_projection: Vec<CompiledExpr>,
+    /// GROUP BY: the rows update aggregates, and the aggregates' changes are the output (the
+    /// projections above are then unused: the stage has its own, over the aggregate's row).
+    pub aggregation: Option<AggregationStage>,
+    /// How the sink's keys carry a window: the source's for a stream over a windowed source,
+    /// the query's for a windowed aggregation.
+    pub sink_window: Option<KeyWindow>,
     pub sink_key: Option<RecordSerde>,
     pub sink_value: Option<RecordSerde>,
     pub output_timestamp: OutputTimestamp,
@@ -346,6 +353,31 @@ impl StreamTopology {
                 windows = selected.iter().map(|&i| windows[i]).collect();
             }
         }
+        if let Some(stage) = self.aggregation.as_mut() {
+            let rows = stage.process(&batch, &timestamps, &tombstones, self.push, &mut errors);
+            if let Some(failure) = &stage.failure {
+                self.failed.get_or_insert_with(|| failure.clone());
+            }
+            self.stats.expression_errors += errors.len() as u64;
+            for error in errors.iter().take(16) {
+                if let Some(record) = kept.get(error.row) {
+                    let record = (*record).clone();
+                    self.log(
+                        &record,
+                        format!("Error computing expression: {}", error.message),
+                    );
+                }
+            }
+            let rows: Vec<ResultRow> = match self.limit {
+                Some(limit) => rows
+                    .into_iter()
+                    .take(limit.saturating_sub(self.stats.records_out) as usize)
+                    .collect(),
+                None => rows,
+            };
+            self.stats.records_out += rows.len() as u64;
+            return rows;
+        }
         let mut projected = project(
             self.key_projection.iter().chain(&self.value_projection),
             &mut batch,
@@ -453,7 +485,7 @@ impl StreamTopology {
                 sink_key.serialize(&row.key)
             };
             // A windowed source's sink keys keep the window.
-            let key = match (key, self.key_window, row.window) {
+            let key = match (key, self.sink_window, row.window) {
                 (Ok(Some(bytes)), Some(kind), Some(window)) => Ok(Some(kind.join(bytes, window))),
                 (key, _, _) => key,
             };

@@ -485,11 +485,22 @@ impl std::fmt::Display for Expr {
 impl Expr {
     /// A copy with every column reference replaced by `f(qualifier, name)`.
     pub fn map_columns(&self, f: &dyn Fn(Option<&str>, &str) -> Expr) -> Expr {
-        let map = |e: &Expr| e.map_columns(f);
-        let boxed = |e: &Expr| Box::new(e.map_columns(f));
+        self.rewrite(&|expr| match expr {
+            Expr::Column { qualifier, name } => Some(f(qualifier.as_deref(), name)),
+            _ => None,
+        })
+    }
+
+    /// A copy in which every subtree for which `f` returns a replacement is replaced (outermost
+    /// first: a replaced subtree is not looked into).
+    pub fn rewrite(&self, f: &dyn Fn(&Expr) -> Option<Expr>) -> Expr {
+        if let Some(replacement) = f(self) {
+            return replacement;
+        }
+        let map = |e: &Expr| e.rewrite(f);
+        let boxed = |e: &Expr| Box::new(e.rewrite(f));
         match self {
-            Expr::Column { qualifier, name } => f(qualifier.as_deref(), name),
-            Expr::Literal(_) | Expr::TimeUnit(_) => self.clone(),
+            Expr::Column { .. } | Expr::Literal(_) | Expr::TimeUnit(_) => self.clone(),
             Expr::Field { base, field } => Expr::Field {
                 base: boxed(base),
                 field: field.clone(),

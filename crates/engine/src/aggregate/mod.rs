@@ -1,0 +1,7 @@
+//! Aggregations (`GROUP BY`, `WINDOW`, `HAVING`): the aggregate functions, the windows, and the
+//! stateful stage a query's rows go through between its `WHERE` and its sink.
+
+pub mod plan;
+pub mod stage;
+pub mod udaf;
+pub mod window;

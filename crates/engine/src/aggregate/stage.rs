@@ -1,0 +1,645 @@
+//! The stateful step of an aggregate query: rows (already filtered by `WHERE`) update one
+//! aggregate per group and window, and each update is a row of the result table: ksqlDB's
+//! `EMIT CHANGES`, one output per input, or, with `EMIT FINAL`, one per window once it closes.
+//!
+//! State is kept in memory per query. A window is dropped once it closes (it can take no more
+//! records); non-windowed groups live as long as the query.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::udaf::{Accumulator, AggregateFunction};
+use super::window::{WindowKind, WindowSpec};
+use crate::expr::{eval_column, Batch, CompiledExpr};
+use crate::functions::RowError;
+use crate::topology::ResultRow;
+use crate::value::Value;
+
+/// One aggregate function call of the query, with its column arguments over the source scope.
+pub struct AggregateCall {
+    pub function: Arc<AggregateFunction>,
+    pub args: Vec<CompiledExpr>,
+}
+
+/// The aggregation of a `GROUP BY` (or of a whole stream: no grouping columns).
+///
+/// `having`, `key_projection` and `value_projection` read the aggregate's row: the grouping
+/// values, then the calls' results, then WINDOWSTART and WINDOWEND.
+pub struct AggregationStage {
+    pub group_by: Vec<CompiledExpr>,
+    pub calls: Vec<AggregateCall>,
+    pub window: Option<WindowSpec>,
+    pub having: Option<CompiledExpr>,
+    pub key_projection: Vec<CompiledExpr>,
+    pub value_projection: Vec<CompiledExpr>,
+    /// `EMIT FINAL`: a window's result is sent once, when it closes.
+    pub emit_final: bool,
+    /// Records outside every window that would take them (after the grace period).
+    pub late_records: u64,
+    /// Records dropped because a grouping value was NULL or failed to compute.
+    pub null_groups: u64,
+    /// An aggregate function failed (ksqlDB's query then stops): the message.
+    pub failure: Option<String>,
+    groups: HashMap<GroupKey, Aggregate>,
+    sessions: HashMap<Vec<u8>, Vec<Aggregate>>,
+    /// The largest record timestamp seen: windows close by it.
+    stream_time: i64,
+}
+
+/// A group's identity: its grouping values encoded, and its window's start.
+type GroupKey = (Vec<u8>, i64);
+
+#[derive(Debug)]
+struct Aggregate {
+    group: Vec<Value>,
+    window: Option<(i64, i64)>,
+    accumulators: Vec<Box<dyn Accumulator>>,
+    /// The largest timestamp of the records aggregated (the result's timestamp).
+    timestamp: i64,
+    /// The last result passed `HAVING` (so the next one failing it is a tombstone).
+    emitted: bool,
+}
+
+impl Clone for Aggregate {
+    fn clone(&self) -> Self {
+        Aggregate {
+            group: self.group.clone(),
+            window: self.window,
+            accumulators: self.accumulators.iter().map(|a| a.box_clone()).collect(),
+            timestamp: self.timestamp,
+            emitted: self.emitted,
+        }
+    }
+}
+
+/// What one input row changed, in order.
+enum Change {
+    /// An aggregate's new result: the index of its snapshot.
+    Updated { snapshot: usize },
+    /// A session merged into another: its old window's row is deleted.
+    Removed {
+        group: Vec<Value>,
+        window: (i64, i64),
+        timestamp: i64,
+        emitted: bool,
+    },
+}
+
+/// The snapshots' rows and where each came from.
+struct Snapshots {
+    batch: Batch,
+    windows: Vec<Option<(i64, i64)>>,
+    timestamps: Vec<i64>,
+    /// The aggregate each snapshot is of, to keep its `emitted` flag.
+    owners: Vec<Owner>,
+    /// The input row that made each snapshot (`usize::MAX` for a window closing), so that an
+    /// expression's error names its record.
+    inputs: Vec<usize>,
+}
+
+#[derive(Clone)]
+enum Owner {
+    Group(GroupKey),
+    Session(Vec<u8>, (i64, i64)),
+}
+
+impl AggregationStage {
+    pub fn new(
+        group_by: Vec<CompiledExpr>,
+        calls: Vec<AggregateCall>,
+        window: Option<WindowSpec>,
+        having: Option<CompiledExpr>,
+        key_projection: Vec<CompiledExpr>,
+        value_projection: Vec<CompiledExpr>,
+        emit_final: bool,
+    ) -> Self {
+        AggregationStage {
+            group_by,
+            calls,
+            window,
+            having,
+            key_projection,
+            value_projection,
+            emit_final,
+            late_records: 0,
+            null_groups: 0,
+            failure: None,
+            groups: HashMap::new(),
+            sessions: HashMap::new(),
+            stream_time: i64::MIN,
+        }
+    }
+
+    /// The number of groups (and windows) held.
+    pub fn state_size(&self) -> usize {
+        self.groups.len() + self.sessions.values().map(Vec::len).sum::<usize>()
+    }
+
+    /// Folds the batch's rows in, in order, and returns the result table's changes. `skip`
+    /// marks rows that take no part (records without a value). `push`: tombstones are not
+    /// returned (a push query shows rows only).
+    pub fn process(
+        &mut self,
+        batch: &Batch,
+        timestamps: &[i64],
+        skip: &[bool],
+        push: bool,
+        errors: &mut Vec<RowError>,
+    ) -> Vec<ResultRow> {
+        let mut group_errors = Vec::new();
+        let group_columns: Vec<Vec<Value>> = self
+            .group_by
+            .iter()
+            .map(|e| eval_column(e, batch, &mut group_errors))
+            .collect();
+        let failed_rows: std::collections::HashSet<usize> =
+            group_errors.iter().map(|e| e.row).collect();
+        errors.extend(group_errors);
+        let arg_columns: Vec<Vec<Vec<Value>>> = self
+            .calls
+            .iter()
+            .map(|call| {
+                call.args
+                    .iter()
+                    .map(|e| eval_column(e, batch, errors))
+                    .collect()
+            })
+            .collect();
+        let width = self.group_by.len() + self.calls.len() + 2;
+        let mut snapshots = Snapshots {
+            batch: Batch {
+                columns: (0..width).map(|_| Vec::new()).collect(),
+                rows: 0,
+            },
+            windows: Vec::new(),
+            timestamps: Vec::new(),
+            owners: Vec::new(),
+            inputs: Vec::new(),
+        };
+        let mut changes = Vec::new();
+        let mut args: Vec<Vec<Value>> = self
+            .calls
+            .iter()
+            .map(|c| Vec::with_capacity(c.args.len()))
+            .collect();
+        for row in 0..batch.rows {
+            if skip[row] {
+                continue;
+            }
+            let group: Vec<Value> = group_columns.iter().map(|c| c[row].clone()).collect();
+            if failed_rows.contains(&row) || group.iter().any(Value::is_null) {
+                self.null_groups += 1;
+                continue;
+            }
+            for (call, (values, columns)) in args.iter_mut().zip(&arg_columns).enumerate() {
+                let _ = call;
+                values.clear();
+                values.extend(columns.iter().map(|c| c[row].clone()));
+            }
+            let timestamp = timestamps[row];
+            self.stream_time = self.stream_time.max(timestamp);
+            let encoded = encode_group(&group);
+            match self.window.map(|w| w.kind) {
+                None => {
+                    let key = (encoded, i64::MIN);
+                    self.update_group(
+                        key,
+                        group,
+                        None,
+                        (&args, timestamp, row),
+                        &mut snapshots,
+                        &mut changes,
+                    );
+                }
+                Some(WindowKind::Session { gap_ms }) => {
+                    self.update_session(
+                        encoded,
+                        group,
+                        gap_ms,
+                        (&args, timestamp, row),
+                        &mut snapshots,
+                        &mut changes,
+                    );
+                }
+                Some(_) => {
+                    let spec = self.window.expect("windowed");
+                    let mut taken = false;
+                    for window in spec.time_windows(timestamp) {
+                        if spec.time_window_closed(window.1, self.stream_time) {
+                            continue;
+                        }
+                        taken = true;
+                        let key = (encoded.clone(), window.0);
+                        self.update_group(
+                            key,
+                            group.clone(),
+                            Some(window),
+                            (&args, timestamp, row),
+                            &mut snapshots,
+                            &mut changes,
+                        );
+                    }
+                    if !taken {
+                        self.late_records += 1;
+                    }
+                }
+            }
+        }
+        let mut out = if self.emit_final {
+            // Updates are held until their window closes.
+            self.closed_windows(push, errors)
+        } else {
+            self.results(snapshots, changes, push, errors)
+        };
+        self.evict_closed();
+        out.shrink_to_fit();
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn update_group(
+        &mut self,
+        key: GroupKey,
+        group: Vec<Value>,
+        window: Option<(i64, i64)>,
+        (args, timestamp, input): (&[Vec<Value>], i64, usize),
+        snapshots: &mut Snapshots,
+        changes: &mut Vec<Change>,
+    ) {
+        let calls = &self.calls;
+        let aggregate = self.groups.entry(key.clone()).or_insert_with(|| Aggregate {
+            group,
+            window,
+            accumulators: calls.iter().map(|c| c.function.new_accumulator()).collect(),
+            timestamp,
+            emitted: false,
+        });
+        for (accumulator, values) in aggregate.accumulators.iter_mut().zip(args) {
+            accumulator.add(values);
+            if let Some(message) = accumulator.failure() {
+                self.failure.get_or_insert_with(|| message.to_string());
+            }
+        }
+        aggregate.timestamp = aggregate.timestamp.max(timestamp);
+        let snapshot = snapshots.push(aggregate, Owner::Group(key), input);
+        changes.push(Change::Updated { snapshot });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn update_session(
+        &mut self,
+        encoded: Vec<u8>,
+        group: Vec<Value>,
+        gap_ms: i64,
+        (args, timestamp, input): (&[Vec<Value>], i64, usize),
+        snapshots: &mut Snapshots,
+        changes: &mut Vec<Change>,
+    ) {
+        let spec = self.window.expect("session window");
+        let sessions = self.sessions.entry(encoded.clone()).or_default();
+        // Sessions within the gap of the record merge with it (Kafka Streams' findSessions).
+        let (mut merging, kept): (Vec<Aggregate>, Vec<Aggregate>) =
+            std::mem::take(sessions).into_iter().partition(|s| {
+                let (start, end) = s.window.expect("session");
+                end >= timestamp - gap_ms && start <= timestamp + gap_ms
+            });
+        *sessions = kept;
+        let start = merging
+            .iter()
+            .map(|s| s.window.expect("session").0)
+            .fold(timestamp, i64::min);
+        let end = merging
+            .iter()
+            .map(|s| s.window.expect("session").1)
+            .fold(timestamp, i64::max);
+        if spec.session_closed(end, self.stream_time) {
+            // Too late: the sessions stay as they were.
+            self.late_records += 1;
+            sessions.append(&mut merging);
+            return;
+        }
+        let mut merged = Aggregate {
+            group,
+            window: Some((start, end)),
+            accumulators: self
+                .calls
+                .iter()
+                .map(|c| c.function.new_accumulator())
+                .collect(),
+            timestamp,
+            emitted: false,
+        };
+        merging.sort_by_key(|s| s.window.expect("session").0);
+        for old in &merging {
+            for (into, from) in merged.accumulators.iter_mut().zip(&old.accumulators) {
+                into.merge(from.as_ref());
+            }
+            merged.timestamp = merged.timestamp.max(old.timestamp);
+            changes.push(Change::Removed {
+                group: old.group.clone(),
+                window: old.window.expect("session"),
+                timestamp: old.timestamp,
+                emitted: old.emitted,
+            });
+        }
+        for (accumulator, values) in merged.accumulators.iter_mut().zip(args) {
+            accumulator.add(values);
+            if let Some(message) = accumulator.failure() {
+                self.failure.get_or_insert_with(|| message.to_string());
+            }
+        }
+        let snapshot = snapshots.push(&merged, Owner::Session(encoded, (start, end)), input);
+        changes.push(Change::Updated { snapshot });
+        sessions.push(merged);
+    }
+
+    /// Evaluates HAVING and the projection over the snapshots and turns the changes into rows.
+    fn results(
+        &mut self,
+        snapshots: Snapshots,
+        changes: Vec<Change>,
+        push: bool,
+        outer_errors: &mut Vec<RowError>,
+    ) -> Vec<ResultRow> {
+        let Snapshots {
+            batch,
+            windows,
+            timestamps,
+            owners,
+            inputs,
+        } = snapshots;
+        let mut snapshot_errors = Vec::new();
+        let errors = &mut snapshot_errors;
+        let having = self.having.as_ref().map(|h| eval_column(h, &batch, errors));
+        let keys: Vec<Vec<Value>> = self
+            .key_projection
+            .iter()
+            .map(|e| eval_column(e, &batch, errors))
+            .collect();
+        let mut values: Vec<Vec<Value>> = self
+            .value_projection
+            .iter()
+            .map(|e| eval_column(e, &batch, errors))
+            .collect();
+        let mut rows = Vec::with_capacity(changes.len());
+        for change in changes {
+            match change {
+                Change::Updated { snapshot } => {
+                    let passes = having
+                        .as_ref()
+                        .is_none_or(|h| h[snapshot] == Value::Boolean(true));
+                    let was_emitted = self.set_emitted(&owners[snapshot], passes);
+                    let key: Vec<Value> = keys.iter().map(|c| c[snapshot].clone()).collect();
+                    if passes {
+                        rows.push(ResultRow {
+                            key,
+                            key_absent: false,
+                            window: windows[snapshot],
+                            value: values
+                                .iter_mut()
+                                .map(|c| std::mem::take(&mut c[snapshot]))
+                                .collect(),
+                            tombstone: false,
+                            timestamp: timestamps[snapshot],
+                        });
+                    } else if was_emitted && !push {
+                        rows.push(self.tombstone(key, windows[snapshot], timestamps[snapshot]));
+                    }
+                }
+                Change::Removed {
+                    group,
+                    window,
+                    timestamp,
+                    emitted,
+                } => {
+                    if push || (self.having.is_some() && !emitted) {
+                        continue;
+                    }
+                    let key = self.key_of(&group, window, errors);
+                    rows.push(self.tombstone(key, Some(window), timestamp));
+                }
+            }
+        }
+        outer_errors.extend(snapshot_errors.into_iter().map(|e| RowError {
+            row: inputs.get(e.row).copied().unwrap_or(usize::MAX),
+            message: e.message,
+        }));
+        rows
+    }
+
+    fn tombstone(&self, key: Vec<Value>, window: Option<(i64, i64)>, timestamp: i64) -> ResultRow {
+        ResultRow {
+            key,
+            key_absent: false,
+            window,
+            value: vec![Value::Null; self.value_projection.len()],
+            tombstone: true,
+            timestamp,
+        }
+    }
+
+    /// The output key of a group that has no snapshot in this batch (a merged-away session).
+    fn key_of(
+        &self,
+        group: &[Value],
+        window: (i64, i64),
+        errors: &mut Vec<RowError>,
+    ) -> Vec<Value> {
+        let mut columns: Vec<Vec<Value>> = group.iter().map(|v| vec![v.clone()]).collect();
+        columns.extend(self.calls.iter().map(|_| vec![Value::Null]));
+        columns.push(vec![Value::BigInt(window.0)]);
+        columns.push(vec![Value::BigInt(window.1)]);
+        let batch = Batch { columns, rows: 1 };
+        self.key_projection
+            .iter()
+            .map(|e| eval_column(e, &batch, errors).pop().unwrap_or_default())
+            .collect()
+    }
+
+    /// Records whether the aggregate's latest result passed HAVING; returns the previous answer.
+    fn set_emitted(&mut self, owner: &Owner, passes: bool) -> bool {
+        let aggregate = match owner {
+            Owner::Group(key) => self.groups.get_mut(key),
+            Owner::Session(encoded, window) => self
+                .sessions
+                .get_mut(encoded)
+                .and_then(|s| s.iter_mut().find(|a| a.window == Some(*window))),
+        };
+        match aggregate {
+            Some(aggregate) => std::mem::replace(&mut aggregate.emitted, passes),
+            // Evicted in this batch already: it had been emitted if it passed before.
+            None => false,
+        }
+    }
+
+    /// `EMIT FINAL`: the results of the windows that closed, in the order they close.
+    fn closed_windows(&mut self, push: bool, errors: &mut Vec<RowError>) -> Vec<ResultRow> {
+        let Some(spec) = self.window else {
+            return Vec::new();
+        };
+        let stream_time = self.stream_time;
+        let mut closed: Vec<Aggregate> = Vec::new();
+        self.groups.retain(|_, a| {
+            let (_, end) = a.window.expect("windowed");
+            if spec.time_window_closed(end, stream_time) {
+                closed.push(a.clone());
+                false
+            } else {
+                true
+            }
+        });
+        for sessions in self.sessions.values_mut() {
+            sessions.retain(|a| {
+                let (_, end) = a.window.expect("session");
+                if spec.session_closed(end, stream_time) {
+                    closed.push(a.clone());
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        closed.sort_by_key(|a| (a.window.map(|w| (w.1, w.0)), a.timestamp));
+        let mut snapshots = Snapshots {
+            batch: Batch {
+                columns: (0..self.group_by.len() + self.calls.len() + 2)
+                    .map(|_| Vec::new())
+                    .collect(),
+                rows: 0,
+            },
+            windows: Vec::new(),
+            timestamps: Vec::new(),
+            owners: Vec::new(),
+            inputs: Vec::new(),
+        };
+        let changes = closed
+            .iter()
+            .map(|a| Change::Updated {
+                snapshot: snapshots.push(a, Owner::Group((Vec::new(), i64::MIN)), usize::MAX),
+            })
+            .collect();
+        self.results(snapshots, changes, push, errors)
+    }
+
+    /// Drops windows that can take no more records (EMIT CHANGES has sent their results).
+    fn evict_closed(&mut self) {
+        let Some(spec) = self.window else {
+            return;
+        };
+        if self.emit_final {
+            return;
+        }
+        let stream_time = self.stream_time;
+        self.groups.retain(|_, a| {
+            !a.window
+                .is_some_and(|(_, end)| spec.time_window_closed(end, stream_time))
+        });
+        for sessions in self.sessions.values_mut() {
+            sessions.retain(|a| {
+                !a.window
+                    .is_some_and(|(_, end)| spec.session_closed(end, stream_time))
+            });
+        }
+        self.sessions.retain(|_, s| !s.is_empty());
+    }
+}
+
+impl Snapshots {
+    /// Adds the aggregate's current row: grouping values, results, window bounds.
+    fn push(&mut self, aggregate: &Aggregate, owner: Owner, input: usize) -> usize {
+        let mut column = 0;
+        for value in &aggregate.group {
+            self.batch.columns[column].push(value.clone());
+            column += 1;
+        }
+        for accumulator in &aggregate.accumulators {
+            self.batch.columns[column].push(accumulator.result());
+            column += 1;
+        }
+        let (start, end) = aggregate
+            .window
+            .map_or((Value::Null, Value::Null), |(s, e)| {
+                (Value::BigInt(s), Value::BigInt(e))
+            });
+        self.batch.columns[column].push(start);
+        self.batch.columns[column + 1].push(end);
+        self.windows.push(aggregate.window);
+        self.timestamps.push(aggregate.timestamp);
+        self.owners.push(owner);
+        self.inputs.push(input);
+        self.batch.rows += 1;
+        self.batch.rows - 1
+    }
+}
+
+/// The grouping values as bytes that are equal exactly when the values are (doubles by their
+/// bits, strings by their bytes): the state's hash key.
+pub fn encode_group(values: &[Value]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 * values.len());
+    for value in values {
+        encode_value(value, &mut out);
+    }
+    out
+}
+
+fn encode_value(value: &Value, out: &mut Vec<u8>) {
+    let bytes_with_length = |tag: u8, bytes: &[u8], out: &mut Vec<u8>| {
+        out.push(tag);
+        out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        out.extend_from_slice(bytes);
+    };
+    match value {
+        Value::Null => out.push(0),
+        Value::Boolean(b) => out.extend_from_slice(&[1, *b as u8]),
+        Value::Integer(v) => {
+            out.push(2);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        Value::BigInt(v) => {
+            out.push(3);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        Value::Double(v) => {
+            out.push(4);
+            out.extend_from_slice(&v.to_bits().to_le_bytes());
+        }
+        Value::Decimal { unscaled, scale } => {
+            out.push(5);
+            out.extend_from_slice(&unscaled.to_le_bytes());
+            out.push(*scale);
+        }
+        Value::String(s) => bytes_with_length(6, s.as_bytes(), out),
+        Value::Bytes(b) => bytes_with_length(7, b, out),
+        Value::Date(v) => {
+            out.push(8);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        Value::Time(v) => {
+            out.push(9);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        Value::Timestamp(v) => {
+            out.push(10);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        Value::Array(items) | Value::Struct(items) => {
+            out.push(if matches!(value, Value::Array(_)) {
+                11
+            } else {
+                12
+            });
+            out.extend_from_slice(&(items.len() as u64).to_le_bytes());
+            for item in items {
+                encode_value(item, out);
+            }
+        }
+        Value::Map(entries) => {
+            out.push(13);
+            out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+            for (k, v) in entries {
+                encode_value(k, out);
+                encode_value(v, out);
+            }
+        }
+    }
+}
