@@ -704,6 +704,8 @@ fn push_query(
                 for row in topology.process_rows(&records) {
                     let values: Vec<Json> = row.key.iter().chain(row.value.iter()).zip(&columns).map(|(v, c)| value_json(v, &c.sql_type)).collect();
                     let line = match format {
+                        // ksqlDB marks a table's deleted row; the other shapes cannot.
+                        Format::QueryArray if row.tombstone => format!("{{\"row\":{{\"columns\":{},\"tombstone\":true}}}},\n", Json::Array(values)),
                         Format::QueryArray => format!("{{\"row\":{{\"columns\":{}}}}},\n", Json::Array(values)),
                         Format::Delimited => format!("{}\n", Json::Array(values)),
                         Format::StreamJson => format!("{},\n", Json::Array(values)),

@@ -886,8 +886,10 @@ fn check_post(case: &Json, engine: &Engine) -> Result<(), String> {
             }
         }
         if let Some(schema) = expected.get("schema").and_then(Json::as_str) {
-            let statement =
-                format!("CREATE STREAM X ({schema}) WITH (kafka_topic='x', value_format='JSON');");
+            let statement = format!(
+                "CREATE {} X ({schema}) WITH (kafka_topic='x', value_format='JSON');",
+                source.kind.name()
+            );
             let parsed = crate::sql::parse_statements(&statement)
                 .map_err(|e| format!("post: cannot parse the expected schema '{schema}': {e}"))?;
             let Some(Statement::CreateSource { columns, .. }) =

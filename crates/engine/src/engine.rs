@@ -610,12 +610,6 @@ impl Engine {
         properties: &Properties,
         sql: &str,
     ) -> Result<StatementResult> {
-        if kind == SourceKind::Table {
-            return Err(
-                "CREATE TABLE is not supported yet: tables come with part 2 of the embedded engine"
-                    .into(),
-            );
-        }
         if let Some(existing) = self.catalog.sources.get(name) {
             if if_not_exists {
                 return Ok(StatementResult::Status {
@@ -674,16 +668,22 @@ impl Engine {
             {
                 return Err(format!("Duplicate column names:\n\t{}", column.name));
             }
-            match column.constraint {
-                ColumnConstraint::Key => key_columns.push(Column::new(column.name.clone(), column.sql_type.clone(), ColumnKind::Key)),
-                ColumnConstraint::PrimaryKey => {
+            match (column.constraint, kind) {
+                (ColumnConstraint::Key, SourceKind::Stream) | (ColumnConstraint::PrimaryKey, SourceKind::Table) => key_columns.push(Column::new(column.name.clone(), column.sql_type.clone(), ColumnKind::Key)),
+                (ColumnConstraint::PrimaryKey, SourceKind::Stream) => {
                     return Err(format!(
                         "Column `{}` is a 'PRIMARY KEY' column: please use 'KEY' for streams.\nTables have PRIMARY KEYs, which are unique and NON NULL.\nStreams have KEYs which have no uniqueness or NULL constraints.",
                         column.name
                     ))
                 }
-                ColumnConstraint::Headers => return Err(format!("Header columns (`{}`) are not supported by this engine yet", column.name)),
-                ColumnConstraint::None => value_columns.push(Column::new(column.name.clone(), column.sql_type.clone(), ColumnKind::Value)),
+                (ColumnConstraint::Key, SourceKind::Table) => {
+                    return Err(format!(
+                        "Column `{}` is a 'KEY' column: please use 'PRIMARY KEY' for tables.\nTables have PRIMARY KEYs, which are unique and NON NULL.\nStreams have KEYs which have no uniqueness or NULL constraints.",
+                        column.name
+                    ))
+                }
+                (ColumnConstraint::Headers, _) => return Err(format!("Header columns (`{}`) are not supported by this engine yet", column.name)),
+                (ColumnConstraint::None, _) => value_columns.push(Column::new(column.name.clone(), column.sql_type.clone(), ColumnKind::Value)),
             }
         }
         // AVRO sources may leave their columns to the registry's schema.
@@ -707,6 +707,9 @@ impl Engine {
         }
         if key_columns.is_empty() && value_columns.is_empty() {
             return Err("No columns supplied.".into());
+        }
+        if kind == SourceKind::Table && key_columns.is_empty() {
+            return Err("Tables require a PRIMARY KEY. Please define the PRIMARY KEY.".into());
         }
         let key_format = if key_columns.is_empty()
             && !properties.contains_key("KEY_FORMAT")
@@ -760,6 +763,9 @@ impl Engine {
         let window_type = properties
             .get("WINDOW_TYPE")
             .map(|w| w.text().to_uppercase());
+        if window_type.as_deref() == Some("SESSION") && properties.contains_key("WINDOW_SIZE") {
+            return Err("'WINDOW_SIZE' should not be set for SESSION windows.".into());
+        }
         if window_type.is_some() && key_columns.is_empty() {
             return Err("Windowed sources require a key column.".into());
         }
@@ -1030,7 +1036,7 @@ impl Engine {
             }
         }
         let plan = self.plan_query(query, false, name)?;
-        match (kind, plan.aggregated) {
+        match (kind, plan.produces_table) {
             (SourceKind::Stream, true) => return Err("Invalid result type. Your SELECT query produces a TABLE. Please use CREATE TABLE AS SELECT statement instead.".into()),
             (SourceKind::Table, false) => return Err("Invalid result type. Your SELECT query produces a STREAM. Please use CREATE STREAM AS SELECT statement instead.".into()),
             _ => {}
@@ -1197,6 +1203,11 @@ impl Engine {
             .ok_or_else(|| format!("{target} does not exist."))?;
         if sink.read_only {
             return Err(format!("Cannot insert into read-only stream: {target}"));
+        }
+        if sink.kind == SourceKind::Table {
+            return Err(format!(
+                "INSERT INTO can only be used to insert into a stream. {target} is a table."
+            ));
         }
         let plan = self.plan_query(query, false, target)?;
         let produced: Vec<Column> = plan
@@ -1543,9 +1554,6 @@ impl Engine {
             .sources
             .get(&query.from.name)
             .ok_or_else(|| format!("{} does not exist.", query.from.name))?;
-        if source.kind == SourceKind::Table {
-            return Err("Queries over tables come with part 2 of the embedded engine".into());
-        }
         let scope_columns = source.scope_columns();
         let mut qualifiers = vec![source.name.clone()];
         qualifiers.extend(query.from.alias.clone());
@@ -1872,7 +1880,7 @@ impl Engine {
             topology,
             key_columns,
             value_columns,
-            aggregated: false,
+            produces_table: source.kind == SourceKind::Table,
         })
     }
 
@@ -1921,6 +1929,7 @@ impl Engine {
             push,
             key_window: source.key_window,
             aggregation: None,
+            table_source: source.kind == SourceKind::Table,
             sink_window: source.key_window,
             fail_on_invalid_timestamp: self
                 .config
@@ -1973,8 +1982,8 @@ pub(crate) struct QueryPlan {
     pub topology: StreamTopology,
     pub key_columns: Vec<Column>,
     pub value_columns: Vec<Column>,
-    /// The query aggregates: its result is a table.
-    pub aggregated: bool,
+    /// The query aggregates or reads a table: its result is a table.
+    pub produces_table: bool,
 }
 
 fn value_matches(value: &Value, sql_type: &SqlType) -> bool {

@@ -92,7 +92,8 @@ pub fn check_push_responses(
             .map(|c| format!("`{}` {}", c.name, c.sql_type))
             .collect::<Vec<_>>()
             .join(", ");
-        let mut rows: Vec<Json> = Vec::new();
+        // Each row's cells, and whether it is a table's tombstone.
+        let mut rows: Vec<(Json, bool)> = Vec::new();
         for (offset, record) in records(&plan.source_topic).into_iter().enumerate() {
             let input = InputRecord {
                 topic: record.topic,
@@ -110,7 +111,7 @@ pub fn check_push_responses(
                     .zip(&plan.columns)
                     .map(|(v, c)| value_json(v, &c.sql_type))
                     .collect();
-                rows.push(Json::Array(cells));
+                rows.push((Json::Array(cells), row.tombstone));
             }
             if plan.topology.is_done() {
                 break;
@@ -128,9 +129,13 @@ pub fn check_push_responses(
                 }
             }
         }
-        let expected_rows: Vec<&Json> = expected
+        let expected_rows: Vec<(&Json, bool)> = expected
             .iter()
-            .filter_map(|e| e.get("row").and_then(|r| r.get("columns")))
+            .filter_map(|e| e.get("row"))
+            .filter_map(|r| {
+                let tombstone = r.get("tombstone") == Some(&Json::Bool(true));
+                r.get("columns").map(|c| (c, tombstone))
+            })
             .collect();
         if expected_rows.len() != rows.len() {
             return Err(format!(
@@ -139,9 +144,16 @@ pub fn check_push_responses(
                 expected_rows.len()
             ));
         }
-        for (i, (want, got)) in expected_rows.iter().zip(&rows).enumerate() {
-            if !crate::formats::test_values_match(want, got) {
-                return Err(format!("query {index} row {i}: {got}, expected {want}"));
+        for (i, ((want, want_tombstone), (got, tombstone))) in
+            expected_rows.iter().zip(&rows).enumerate()
+        {
+            if !crate::formats::test_values_match(want, got) || want_tombstone != tombstone {
+                let shown = |tombstone: bool| if tombstone { " (tombstone)" } else { "" };
+                return Err(format!(
+                    "query {index} row {i}: {got}{}, expected {want}{}",
+                    shown(*tombstone),
+                    shown(*want_tombstone)
+                ));
             }
         }
         let wants_final = expected

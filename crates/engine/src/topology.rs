@@ -175,6 +175,9 @@ pub struct StreamTopology {
     /// GROUP BY: the rows update aggregates, and the aggregates' changes are the output (the
     /// projections above are then unused: the stage has its own, over the aggregate's row).
     pub aggregation: Option<AggregationStage>,
+    /// The source is a table: a record is an upsert of its key (a record without a key is
+    /// skipped), a record without a value deletes it, and a row the filter drops is deleted.
+    pub table_source: bool,
     /// How the sink's keys carry a window: the source's for a stream over a windowed source,
     /// the query's for a windowed aggregation.
     pub sink_window: Option<KeyWindow>,
@@ -244,6 +247,11 @@ impl StreamTopology {
             };
             let key = match self.source_key.deserialize(key_bytes) {
                 Ok(Some(values)) => values,
+                Ok(None) if self.table_source => {
+                    // A table's row needs its primary key.
+                    self.stats.skipped += 1;
+                    continue;
+                }
                 Ok(None) => {
                     no_key = true;
                     vec![Value::Null; self.key_count]
@@ -325,7 +333,15 @@ impl StreamTopology {
             windows.push(window);
         }
         let mut errors: Vec<RowError> = Vec::new();
-        if let Some(filter) = &self.filter {
+        if let (Some(filter), true) = (&self.filter, self.table_source) {
+            // A table's row that no longer passes is deleted downstream.
+            let keep = eval_column(filter, &batch, &mut errors);
+            for (row, keep) in keep.iter().enumerate() {
+                if *keep != Value::Boolean(true) {
+                    tombstones[row] = true;
+                }
+            }
+        } else if let Some(filter) = &self.filter {
             let keep = eval_column(filter, &batch, &mut errors);
             let selected: Vec<usize> = (0..batch.rows)
                 // A filter passes no tombstones.
@@ -406,7 +422,8 @@ impl StreamTopology {
             if self.is_done() {
                 break;
             }
-            if self.push && tombstones[row] {
+            // A push query over a table shows deletes (as tombstone rows); over a stream, none.
+            if self.push && tombstones[row] && !self.table_source {
                 self.stats.skipped += 1;
                 continue;
             }

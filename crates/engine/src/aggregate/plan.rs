@@ -10,7 +10,7 @@ use super::udaf;
 use super::window::WindowSpec;
 use crate::catalog::WINDOW_COLUMNS;
 use crate::engine::{and_list, compile_clause, compile_filter, Engine, QueryPlan};
-use crate::expr::{CompiledExpr, Scope};
+use crate::expr::{CompileError, CompiledExpr, Scope};
 use crate::sql::ast::{Emit, Expr, Query, SelectItem};
 use crate::types::{Column, ColumnKind, SqlType};
 use crate::value::Value;
@@ -63,9 +63,6 @@ pub(crate) fn plan(
         .sources
         .get(&query.from.name)
         .ok_or_else(|| format!("{} does not exist.", query.from.name))?;
-    if source.kind == crate::sql::ast::SourceKind::Table {
-        return Err("Aggregations over tables come with part 2 of the embedded engine".into());
-    }
     if source.value_format.format == crate::formats::Format::Kafka {
         return Err(format!("Source(s) {} are using the 'KAFKA' value format. This format does not yet support GROUP BY.", source.name));
     }
@@ -197,6 +194,9 @@ pub(crate) fn plan(
     for select in &query.select {
         match select {
             SelectItem::Expr { expr, alias } => {
+                if alias.is_none() && !push && window_bound_name(expr) == expr.to_string() {
+                    return Err(format!("Reserved column name in select: `{expr}`. Please remove or alias the column."));
+                }
                 let name = match (alias, expr) {
                     (Some(alias), _) => alias.clone(),
                     (None, Expr::Column { name, .. }) => name.clone(),
@@ -236,6 +236,23 @@ pub(crate) fn plan(
         return Err(message);
     }
     let calls = calls.into_inner();
+    // A table's updates take the old row back out of its group: every function must undo.
+    let table_source = source.kind == crate::sql::ast::SourceKind::Table;
+    if table_source {
+        let mut refused: Vec<String> = Vec::new();
+        for (_, call, _) in &calls {
+            let name = call.function.name.to_ascii_uppercase();
+            if !call.function.undoable() && !refused.contains(&name) {
+                refused.push(name);
+            }
+        }
+        if !refused.is_empty() {
+            return Err(format!(
+                "The aggregation functions {} cannot be applied to a table source, only to a stream source.",
+                and_list(&refused)
+            ));
+        }
+    }
     // ksqlDB keeps the aggregates' state in the source's value format: DELIMITED holds no
     // structured intermediate (AVG's sum and count, TOPK's list).
     if source.value_format.format == crate::formats::Format::Delimited
@@ -247,11 +264,6 @@ pub(crate) fn plan(
         })
     {
         return Err("One of the functions used in the statement has an intermediate type that the value format can not handle. Please remove the function or change the format.".into());
-    }
-    if calls.is_empty() && !group_asts.is_empty() {
-        return Err(
-            "GROUP BY requires aggregate functions in either the SELECT or HAVING clause.".into(),
-        );
     }
 
     // The aggregate's row.
@@ -278,6 +290,17 @@ pub(crate) fn plan(
         qualifiers: &no_qualifiers,
         functions: &engine.functions,
     };
+    // Messages name the aggregate row's columns as the query wrote them.
+    let named = |message: &str| {
+        let mut text = message.to_string();
+        for (index, (ast, _, _)) in calls.iter().enumerate().rev() {
+            text = text.replace(&call_column(index), &ast.to_string());
+        }
+        for (index, ast) in group_asts.iter().enumerate().rev() {
+            text = text.replace(&group_column(index), &ast.to_string());
+        }
+        text
+    };
     let mut not_grouped = Vec::new();
     let mut compiled_items = Vec::new();
     for item in &items {
@@ -291,11 +314,17 @@ pub(crate) fn plan(
             Ok((compiled, sql_type)) => {
                 compiled_items.push((compiled, sql_type.unwrap_or(SqlType::String)))
             }
-            Err(_) => {
+            Err(CompileError(message)) if unresolved_column(&message).is_some() => {
                 not_grouped.push(unqualified(&item.original).to_string());
                 compiled_items.push((CompiledExpr::Literal(Value::Null), SqlType::String));
             }
+            Err(CompileError(message)) => return Err(named(&message)),
         }
+    }
+    if calls.is_empty() && !group_asts.is_empty() {
+        return Err(
+            "GROUP BY requires aggregate functions in either the SELECT or HAVING clause.".into(),
+        );
     }
     if !not_grouped.is_empty() {
         return Err(format!(
@@ -304,13 +333,15 @@ pub(crate) fn plan(
         ));
     }
     let having = match (&having_ast, &query.having) {
-        (Some(ast), Some(original)) => match crate::expr::compile(ast, &row_scope) {
+        (Some(ast), Some(_)) => match crate::expr::compile(ast, &row_scope) {
             Ok((compiled, _)) => Some(compiled),
-            Err(_) => {
-                return Err(format!(
-                    "Non-aggregate HAVING expression not part of GROUP BY: {}",
-                    unqualified(original)
-                ))
+            Err(CompileError(message)) => {
+                return Err(match unresolved_column(&message) {
+                    Some(column) => {
+                        format!("Non-aggregate HAVING expression not part of GROUP BY: {column}")
+                    }
+                    None => format!("Error in HAVING expression: {}", named(&message)),
+                })
             }
         },
         _ => None,
@@ -362,9 +393,10 @@ pub(crate) fn plan(
             ));
         }
         if group_asts.is_empty() {
+            // ksqlDB counts rows of `COUNT(*)` by their ROWTIME.
             let call = calls
                 .first()
-                .map(|(ast, _, _)| ast.to_string())
+                .map(|(ast, _, _)| ast.to_string().replace("(*)", "(ROWTIME)"))
                 .unwrap_or_default();
             return Err(format!("CREATE TABLE AS SELECT statement does not support aggregate function [{call}] without a GROUP BY clause."));
         }
@@ -376,7 +408,7 @@ pub(crate) fn plan(
         if key_items.contains(&index) {
             continue;
         }
-        if !seen.insert(item.name.clone()) {
+        if !seen.insert(item.name.clone()) || key_columns.iter().any(|k| k.name == item.name) {
             return Err(format!(
                 "Duplicate value columns found in schema: `{}` {sql_type}",
                 item.name
@@ -398,12 +430,13 @@ pub(crate) fn plan(
         key_projection,
         value_projection,
         query.emit == Some(Emit::Final),
+        table_source.then_some(source.key_columns().count()),
     ));
     Ok(QueryPlan {
         topology,
         key_columns,
         value_columns,
-        aggregated: true,
+        produces_table: true,
     })
 }
 
@@ -501,4 +534,10 @@ fn qualified_text(expr: &Expr, source: &str) -> String {
         name: name.to_string(),
     })
     .to_string()
+}
+
+/// The column named by a compile error about an unknown column (`Column 'X' cannot be
+/// resolved.`), if it is one.
+fn unresolved_column(message: &str) -> Option<&str> {
+    message.strip_prefix("Column '")?.split('\'').next()
 }

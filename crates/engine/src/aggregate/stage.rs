@@ -40,10 +40,19 @@ pub struct AggregationStage {
     pub null_groups: u64,
     /// An aggregate function failed (ksqlDB's query then stops): the message.
     pub failure: Option<String>,
+    /// A table source's rows as last aggregated, by primary key (the first `key_count` columns
+    /// of a row): an update or delete takes the old row back out of its group first.
+    table_rows: Option<TableRows>,
     groups: HashMap<GroupKey, Aggregate>,
     sessions: HashMap<Vec<u8>, Vec<Aggregate>>,
     /// The largest record timestamp seen: windows close by it.
     stream_time: i64,
+}
+
+struct TableRows {
+    key_count: usize,
+    /// Primary key encoded -> (grouping values, the calls' argument values).
+    rows: HashMap<Vec<u8>, (Vec<Value>, Vec<Vec<Value>>)>,
 }
 
 /// A group's identity: its grouping values encoded, and its window's start.
@@ -112,6 +121,7 @@ impl AggregationStage {
         key_projection: Vec<CompiledExpr>,
         value_projection: Vec<CompiledExpr>,
         emit_final: bool,
+        table_key_count: Option<usize>,
     ) -> Self {
         AggregationStage {
             group_by,
@@ -124,6 +134,10 @@ impl AggregationStage {
             late_records: 0,
             null_groups: 0,
             failure: None,
+            table_rows: table_key_count.map(|key_count| TableRows {
+                key_count,
+                rows: HashMap::new(),
+            }),
             groups: HashMap::new(),
             sessions: HashMap::new(),
             stream_time: i64::MIN,
@@ -183,6 +197,17 @@ impl AggregationStage {
             .map(|c| Vec::with_capacity(c.args.len()))
             .collect();
         for row in 0..batch.rows {
+            if self.table_rows.is_some() {
+                self.update_table_row(
+                    batch,
+                    row,
+                    (&group_columns, &arg_columns, failed_rows.contains(&row)),
+                    (skip[row], timestamps[row]),
+                    &mut snapshots,
+                    &mut changes,
+                );
+                continue;
+            }
             if skip[row] {
                 continue;
             }
@@ -283,6 +308,65 @@ impl AggregationStage {
         aggregate.timestamp = aggregate.timestamp.max(timestamp);
         let snapshot = snapshots.push(aggregate, Owner::Group(key), input);
         changes.push(Change::Updated { snapshot });
+    }
+
+    /// A table's row changed (`deleted`: it is gone): its old values leave their group, its
+    /// new ones join theirs. One result per group touched; one only when the group is the same.
+    #[allow(clippy::type_complexity)]
+    fn update_table_row(
+        &mut self,
+        batch: &Batch,
+        row: usize,
+        (group_columns, arg_columns, group_failed): (&[Vec<Value>], &[Vec<Vec<Value>>], bool),
+        (deleted, timestamp): (bool, i64),
+        snapshots: &mut Snapshots,
+        changes: &mut Vec<Change>,
+    ) {
+        let table = self.table_rows.as_mut().expect("table source");
+        let primary_key = encode_group(
+            &batch.columns[..table.key_count]
+                .iter()
+                .map(|c| c[row].clone())
+                .collect::<Vec<_>>(),
+        );
+        let old = table.rows.remove(&primary_key);
+        let group: Vec<Value> = group_columns.iter().map(|c| c[row].clone()).collect();
+        let joins = !deleted && !group_failed && !group.iter().any(Value::is_null);
+        if !deleted && !joins {
+            self.null_groups += 1;
+        }
+        let args: Vec<Vec<Value>> = arg_columns
+            .iter()
+            .map(|columns| columns.iter().map(|c| c[row].clone()).collect())
+            .collect();
+        self.stream_time = self.stream_time.max(timestamp);
+        if let Some((old_group, old_args)) = old {
+            let key = (encode_group(&old_group), i64::MIN);
+            if let Some(aggregate) = self.groups.get_mut(&key) {
+                for (accumulator, values) in aggregate.accumulators.iter_mut().zip(&old_args) {
+                    accumulator.undo(values);
+                }
+                aggregate.timestamp = aggregate.timestamp.max(timestamp);
+                // The same group takes the new values before its one result.
+                if !(joins && old_group == group) {
+                    let snapshot = snapshots.push(aggregate, Owner::Group(key), row);
+                    changes.push(Change::Updated { snapshot });
+                }
+            }
+        }
+        if joins {
+            let key = (encode_group(&group), i64::MIN);
+            self.update_group(
+                key,
+                group.clone(),
+                None,
+                (&args, timestamp, row),
+                snapshots,
+                changes,
+            );
+            let table = self.table_rows.as_mut().expect("table source");
+            table.rows.insert(primary_key, (group, args));
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
