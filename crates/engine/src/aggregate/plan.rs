@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use super::stage::{AggregateCall, AggregationStage};
+use super::stage::{AggregateCall, AggregationPlan, AggregationStage};
 use super::udaf;
 use super::window::WindowSpec;
 use crate::catalog::WINDOW_COLUMNS;
@@ -422,16 +422,16 @@ pub(crate) fn plan(
     }
     let mut topology = engine.source_topology(source, filter, push, query.limit)?;
     topology.sink_window = window.map(|w| w.key_window());
-    topology.aggregation = Some(AggregationStage::new(
+    topology.aggregation = Some(AggregationStage::new(AggregationPlan {
         group_by,
-        calls.into_iter().map(|(_, call, _)| call).collect(),
+        calls: calls.into_iter().map(|(_, call, _)| call).collect(),
         window,
         having,
         key_projection,
         value_projection,
-        query.emit == Some(Emit::Final),
-        table_source.then_some(source.key_columns().count()),
-    ));
+        emit_final: query.emit == Some(Emit::Final),
+        table_key_count: table_source.then_some(source.key_columns().count()),
+    }));
     Ok(QueryPlan {
         topology,
         key_columns,

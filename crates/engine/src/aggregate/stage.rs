@@ -21,6 +21,19 @@ pub struct AggregateCall {
     pub args: Vec<CompiledExpr>,
 }
 
+/// What the planner decides about an aggregation (see `AggregationStage`'s fields); a table
+/// source's key count when the source is a table.
+pub struct AggregationPlan {
+    pub group_by: Vec<CompiledExpr>,
+    pub calls: Vec<AggregateCall>,
+    pub window: Option<WindowSpec>,
+    pub having: Option<CompiledExpr>,
+    pub key_projection: Vec<CompiledExpr>,
+    pub value_projection: Vec<CompiledExpr>,
+    pub emit_final: bool,
+    pub table_key_count: Option<usize>,
+}
+
 /// The aggregation of a `GROUP BY` (or of a whole stream: no grouping columns).
 ///
 /// `having`, `key_projection` and `value_projection` read the aggregate's row: the grouping
@@ -52,8 +65,11 @@ pub struct AggregationStage {
 struct TableRows {
     key_count: usize,
     /// Primary key encoded -> (grouping values, the calls' argument values).
-    rows: HashMap<Vec<u8>, (Vec<Value>, Vec<Vec<Value>>)>,
+    rows: HashMap<Vec<u8>, TableRow>,
 }
+
+/// A table row's grouping values and the calls' argument values.
+type TableRow = (Vec<Value>, Vec<Vec<Value>>);
 
 /// A group's identity: its grouping values encoded, and its window's start.
 type GroupKey = (Vec<u8>, i64);
@@ -113,16 +129,17 @@ enum Owner {
 }
 
 impl AggregationStage {
-    pub fn new(
-        group_by: Vec<CompiledExpr>,
-        calls: Vec<AggregateCall>,
-        window: Option<WindowSpec>,
-        having: Option<CompiledExpr>,
-        key_projection: Vec<CompiledExpr>,
-        value_projection: Vec<CompiledExpr>,
-        emit_final: bool,
-        table_key_count: Option<usize>,
-    ) -> Self {
+    pub fn new(plan: AggregationPlan) -> Self {
+        let AggregationPlan {
+            group_by,
+            calls,
+            window,
+            having,
+            key_projection,
+            value_projection,
+            emit_final,
+            table_key_count,
+        } = plan;
         AggregationStage {
             group_by,
             calls,
