@@ -1169,6 +1169,13 @@ impl Engine {
             writer: Some(query_id.clone()),
         };
         let mut topology = plan.topology;
+        // A table's rows are kept for pull queries.
+        if kind == SourceKind::Table {
+            topology.materialized = Some(crate::topology::Materialized {
+                partitions,
+                rows: Default::default(),
+            });
+        }
         topology.sink_topic = Some(topic.clone());
         topology.sink_key = Some(sink_key);
         topology.sink_value = Some(sink_value);
@@ -1489,10 +1496,7 @@ impl Engine {
             return Err(fail("Expected a single SELECT statement".into()));
         };
         if query.emit.is_none() {
-            return Err(fail("Pull queries need a table: they come with part 2 of the embedded engine. Add EMIT CHANGES for a push query.".into()));
-        }
-        if query.emit == Some(Emit::Final) {
-            return Err(fail("EMIT FINAL is only available for windowed aggregations (part 2 of the embedded engine)".into()));
+            return Err(fail("A pull query (a SELECT without EMIT CHANGES) is answered at once: use Engine::pull_query.".into()));
         }
         let plan = self.plan_query(query, true, "").map_err(fail)?;
         let source = self
@@ -1929,6 +1933,7 @@ impl Engine {
             push,
             key_window: source.key_window,
             aggregation: None,
+            materialized: None,
             table_source: source.kind == SourceKind::Table,
             sink_window: source.key_window,
             fail_on_invalid_timestamp: self

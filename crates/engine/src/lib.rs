@@ -18,6 +18,8 @@ pub mod engine;
 pub mod expr;
 pub mod formats;
 pub mod functions;
+pub mod partitioner;
+pub mod pull;
 pub mod rest;
 pub mod sql;
 pub mod topology;

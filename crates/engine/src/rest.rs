@@ -82,6 +82,30 @@ pub fn check_push_responses(
             }
             continue;
         };
+        let is_pull = crate::sql::parse_statements(statement).is_ok_and(|parsed| {
+            parsed
+                .iter()
+                .any(|p| matches!(&p.statement, Statement::Select(q) if q.emit.is_none()))
+        });
+        if is_pull {
+            let result = engine
+                .pull_query(statement)
+                .map_err(|e| format!("pull query refused: {}", e.message))?;
+            let rows: Vec<(Json, bool)> = result
+                .rows
+                .iter()
+                .map(|row| {
+                    let cells = row
+                        .iter()
+                        .zip(&result.columns)
+                        .map(|(v, c)| value_json(v, &c.sql_type))
+                        .collect();
+                    (Json::Array(cells), false)
+                })
+                .collect();
+            compare_query_response(index, expected, &result.schema(), &rows, false)?;
+            continue;
+        }
         let earliest = BTreeMap::from([("auto.offset.reset".to_string(), "earliest".to_string())]);
         let mut plan = engine
             .plan_push_query(statement, &earliest)
@@ -118,50 +142,63 @@ pub fn check_push_responses(
             }
         }
         let limit_reached = plan.limit.is_some_and(|limit| rows.len() as u64 >= limit);
-        for element in expected {
-            if let Some(header) = element.get("header") {
-                if let Some(want) = header.get("schema").and_then(Json::as_str) {
-                    if want != schema {
-                        return Err(format!(
-                            "query {index}: header schema {schema}, expected {want}"
-                        ));
-                    }
+        compare_query_response(index, expected, &schema, &rows, limit_reached)?;
+    }
+    Ok(())
+}
+
+/// Compares a query's header schema and rows (cells and tombstone flags) with the case's
+/// expected response.
+fn compare_query_response(
+    index: usize,
+    expected: &[Json],
+    schema: &str,
+    rows: &[(Json, bool)],
+    limit_reached: bool,
+) -> Result<(), String> {
+    for element in expected {
+        if let Some(header) = element.get("header") {
+            if let Some(want) = header.get("schema").and_then(Json::as_str) {
+                if want != schema {
+                    return Err(format!(
+                        "query {index}: header schema {schema}, expected {want}"
+                    ));
                 }
             }
         }
-        let expected_rows: Vec<(&Json, bool)> = expected
-            .iter()
-            .filter_map(|e| e.get("row"))
-            .filter_map(|r| {
-                let tombstone = r.get("tombstone") == Some(&Json::Bool(true));
-                r.get("columns").map(|c| (c, tombstone))
-            })
-            .collect();
-        if expected_rows.len() != rows.len() {
+    }
+    let expected_rows: Vec<(&Json, bool)> = expected
+        .iter()
+        .filter_map(|e| e.get("row"))
+        .filter_map(|r| {
+            let tombstone = r.get("tombstone") == Some(&Json::Bool(true));
+            r.get("columns").map(|c| (c, tombstone))
+        })
+        .collect();
+    if expected_rows.len() != rows.len() {
+        return Err(format!(
+            "query {index}: {} rows, expected {}",
+            rows.len(),
+            expected_rows.len()
+        ));
+    }
+    for (i, ((want, want_tombstone), (got, tombstone))) in
+        expected_rows.iter().zip(rows).enumerate()
+    {
+        if !crate::formats::test_values_match(want, got) || want_tombstone != tombstone {
+            let shown = |tombstone: bool| if tombstone { " (tombstone)" } else { "" };
             return Err(format!(
-                "query {index}: {} rows, expected {}",
-                rows.len(),
-                expected_rows.len()
+                "query {index} row {i}: {got}{}, expected {want}{}",
+                shown(*tombstone),
+                shown(*want_tombstone)
             ));
         }
-        for (i, ((want, want_tombstone), (got, tombstone))) in
-            expected_rows.iter().zip(&rows).enumerate()
-        {
-            if !crate::formats::test_values_match(want, got) || want_tombstone != tombstone {
-                let shown = |tombstone: bool| if tombstone { " (tombstone)" } else { "" };
-                return Err(format!(
-                    "query {index} row {i}: {got}{}, expected {want}{}",
-                    shown(*tombstone),
-                    shown(*want_tombstone)
-                ));
-            }
-        }
-        let wants_final = expected
-            .iter()
-            .find_map(|e| e.get("finalMessage").and_then(Json::as_str));
-        if wants_final == Some("Limit Reached") && !limit_reached {
-            return Err(format!("query {index}: the limit was not reached"));
-        }
+    }
+    let wants_final = expected
+        .iter()
+        .find_map(|e| e.get("finalMessage").and_then(Json::as_str));
+    if wants_final == Some("Limit Reached") && !limit_reached {
+        return Err(format!("query {index}: the limit was not reached"));
     }
     Ok(())
 }

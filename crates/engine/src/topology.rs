@@ -48,6 +48,24 @@ pub struct ResultRow {
     pub timestamp: i64,
 }
 
+/// A table's row as a query last wrote it: what pull queries read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaterializedRow {
+    pub key: Vec<Value>,
+    pub window: Option<(i64, i64)>,
+    pub value: Vec<Value>,
+    pub timestamp: i64,
+}
+
+/// A table sink's current rows, in the order ksqlDB's state stores give them back: by the
+/// sink partition of their key, then by serialised key, then by window.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Materialized {
+    /// The sink topic's partitions (the stores are one per partition).
+    pub partitions: i32,
+    pub rows: std::collections::BTreeMap<Vec<u8>, MaterializedRow>,
+}
+
 /// A record the query could not process: ksqlDB's processing log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProcessingError {
@@ -181,6 +199,8 @@ pub struct StreamTopology {
     /// How the sink's keys carry a window: the source's for a stream over a windowed source,
     /// the query's for a windowed aggregation.
     pub sink_window: Option<KeyWindow>,
+    /// A table sink's rows, kept for pull queries (`None` for streams).
+    pub materialized: Option<Materialized>,
     pub sink_key: Option<RecordSerde>,
     pub sink_value: Option<RecordSerde>,
     pub output_timestamp: OutputTimestamp,
@@ -501,6 +521,28 @@ impl StreamTopology {
             } else {
                 sink_key.serialize(&row.key)
             };
+            if let (Some(materialized), Ok(Some(bytes))) = (self.materialized.as_mut(), &key) {
+                let partition = crate::partitioner::partition_for(bytes, materialized.partitions);
+                let mut position = partition.to_be_bytes().to_vec();
+                position.extend_from_slice(bytes);
+                if let Some((start, end)) = row.window {
+                    position.extend_from_slice(&start.to_be_bytes());
+                    position.extend_from_slice(&end.to_be_bytes());
+                }
+                if row.tombstone {
+                    materialized.rows.remove(&position);
+                } else {
+                    materialized.rows.insert(
+                        position,
+                        MaterializedRow {
+                            key: row.key.clone(),
+                            window: row.window,
+                            value: row.value.clone(),
+                            timestamp: row.timestamp,
+                        },
+                    );
+                }
+            }
             // A windowed source's sink keys keep the window.
             let key = match (key, self.sink_window, row.window) {
                 (Ok(Some(bytes)), Some(kind), Some(window)) => Ok(Some(kind.join(bytes, window))),
