@@ -15,7 +15,8 @@ use crate::sql::ast::{
 };
 use crate::sql::{parse_statements, ParsedStatement};
 use crate::topology::{
-    InputTimestamp, KeyWindow, OutputRecord, OutputTimestamp, StreamTopology, TimestampFormat,
+    InputTimestamp, KeyWindow, OutputRecord, OutputTimestamp, SourceReader, StreamTopology,
+    TimestampFormat,
 };
 use crate::types::{Column, ColumnKind, SqlType};
 use crate::value::Value;
@@ -1896,45 +1897,15 @@ impl Engine {
         push: bool,
         limit: Option<u64>,
     ) -> Result<StreamTopology> {
-        let source_key_columns: Vec<Column> = source.key_columns().cloned().collect();
-        let source_value_columns: Vec<Column> = source.value_columns().cloned().collect();
-        let input_timestamp = match &source.timestamp {
-            Some(ts) => InputTimestamp::Column {
-                index: source
-                    .columns
-                    .iter()
-                    .position(|c| c.name == ts.column)
-                    .ok_or("timestamp column vanished")?,
-                format: self.timestamp_format(ts.format.as_deref())?,
-            },
-            None => InputTimestamp::Record,
-        };
         let topology = StreamTopology {
-            source_topic: source.topic.clone(),
+            source: self.source_reader(source)?,
             sink_topic: None,
-            source_key: self.serde(
-                &source.key_format,
-                &source.topic,
-                Side::Key,
-                &source_key_columns,
-            )?,
-            source_value: self.serde(
-                &source.value_format,
-                &source.topic,
-                Side::Value,
-                &source_value_columns,
-            )?,
-            key_count: source_key_columns.len(),
-            value_count: source_value_columns.len(),
-            input_timestamp,
             filter,
             key_projection: Vec::new(),
             rekeyed: false,
             push,
-            key_window: source.key_window,
             aggregation: None,
             materialized: None,
-            table_source: source.kind == SourceKind::Table,
             sink_window: source.key_window,
             fail_on_invalid_timestamp: self
                 .config
@@ -1951,6 +1922,40 @@ impl Engine {
             errors: Vec::new(),
         };
         Ok(topology)
+    }
+}
+
+impl Engine {
+    /// How a query reads `source`: its formats, columns and timestamps.
+    pub(crate) fn source_reader(&self, source: &Source) -> Result<SourceReader> {
+        let key_columns: Vec<Column> = source.key_columns().cloned().collect();
+        let value_columns: Vec<Column> = source.value_columns().cloned().collect();
+        let input_timestamp = match &source.timestamp {
+            Some(ts) => InputTimestamp::Column {
+                index: source
+                    .columns
+                    .iter()
+                    .position(|c| c.name == ts.column)
+                    .ok_or("timestamp column vanished")?,
+                format: self.timestamp_format(ts.format.as_deref())?,
+            },
+            None => InputTimestamp::Record,
+        };
+        Ok(SourceReader {
+            topic: source.topic.clone(),
+            key: self.serde(&source.key_format, &source.topic, Side::Key, &key_columns)?,
+            value: self.serde(
+                &source.value_format,
+                &source.topic,
+                Side::Value,
+                &value_columns,
+            )?,
+            key_count: key_columns.len(),
+            value_count: value_columns.len(),
+            input_timestamp,
+            key_window: source.key_window,
+            table: source.kind == SourceKind::Table,
+        })
     }
 }
 

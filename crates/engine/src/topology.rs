@@ -166,25 +166,140 @@ impl KeyWindow {
     }
 }
 
-/// A stateless stream query: source -> WHERE -> SELECT / PARTITION BY -> sink.
-pub struct StreamTopology {
-    pub source_topic: String,
-    pub sink_topic: Option<String>,
-    pub source_key: RecordSerde,
-    pub source_value: RecordSerde,
-    /// How many key columns lead the scope (then the value columns, then the pseudo-columns).
+/// How a query reads one source: its topic, formats and columns. A record becomes a row in the
+/// source's scope: key columns, value columns, ROWTIME, ROWPARTITION, ROWOFFSET, then
+/// WINDOWSTART and WINDOWEND when the keys are windowed.
+pub struct SourceReader {
+    pub topic: String,
+    pub key: RecordSerde,
+    pub value: RecordSerde,
     pub key_count: usize,
     pub value_count: usize,
     pub input_timestamp: InputTimestamp,
+    /// The source's keys are windowed: WINDOWSTART and WINDOWEND follow the pseudo-columns in
+    /// the row, and a sink's keys carry the same window.
+    pub key_window: Option<KeyWindow>,
+    /// The source is a table: a record is an upsert of its key (a record without a key is
+    /// skipped), a record without a value deletes it, and a row the filter drops is deleted.
+    pub table: bool,
+}
+
+/// A record read into its source's scope.
+pub struct ReadRow {
+    pub cells: Vec<Value>,
+    pub timestamp: i64,
+    /// The record had no value.
+    pub tombstone: bool,
+    /// The record had no key.
+    pub keyless: bool,
+    pub window: Option<(i64, i64)>,
+}
+
+/// What reading a record gave.
+pub enum ReadOutcome {
+    Row(ReadRow),
+    /// Not a row (a table record without a key, a NULL or negative timestamp): counted only.
+    Skipped,
+    /// Bytes the formats cannot read: counted and logged.
+    Unreadable(String),
+    /// The query must stop (`ksql.timestamp.throw.on.invalid`).
+    Fatal(String),
+}
+
+impl SourceReader {
+    /// The number of cells in the source's scope.
+    pub fn width(&self) -> usize {
+        self.key_count + self.value_count + 3 + if self.key_window.is_some() { 2 } else { 0 }
+    }
+
+    /// Reads one record into the source's scope.
+    pub fn read(&self, record: &InputRecord, fail_on_invalid_timestamp: bool) -> ReadOutcome {
+        let scope_width = self.width();
+        let mut no_key = false;
+        let (key_bytes, window) = match (self.key_window, record.key.as_deref()) {
+            (Some(kind), Some(bytes)) => match kind.split(bytes) {
+                Ok((key, window)) => (Some(key), Some(window)),
+                Err(message) => return ReadOutcome::Unreadable(message),
+            },
+            (_, bytes) => (bytes, None),
+        };
+        let key = match self.key.deserialize(key_bytes) {
+            Ok(Some(values)) => values,
+            // A table's row needs its primary key.
+            Ok(None) if self.table => return ReadOutcome::Skipped,
+            Ok(None) => {
+                no_key = true;
+                vec![Value::Null; self.key_count]
+            }
+            Err(e) => return ReadOutcome::Unreadable(e.0),
+        };
+        let (value, tombstone) = match self.value.deserialize(record.value.as_deref()) {
+            Ok(Some(values)) => (values, false),
+            // A stream passes tombstones on (as a record without a value).
+            Ok(None) => (vec![Value::Null; self.value_count], true),
+            Err(e) => return ReadOutcome::Unreadable(e.0),
+        };
+        // Room for the pseudo-columns and window bounds pushed below.
+        let mut row: Vec<Value> = Vec::with_capacity(scope_width);
+        row.extend(key);
+        row.extend(value);
+        row.resize(self.key_count + self.value_count, Value::Null);
+        let timestamp = match &self.input_timestamp {
+            InputTimestamp::Record => record.timestamp,
+            InputTimestamp::Column { index, format } => {
+                match timestamp_of(&row[*index], format.as_ref()) {
+                    Ok(Some(t)) => t,
+                    Ok(None) => return ReadOutcome::Skipped,
+                    // `ksql.timestamp.throw.on.invalid`: the query stops, as Kafka Streams
+                    // does on a failing extractor.
+                    Err(message) if fail_on_invalid_timestamp => {
+                        return ReadOutcome::Fatal(format!(
+                            "Fatal user code error in TimestampExtractor callback for record {}-{}@{}: {message}",
+                            record.topic, record.partition, record.offset
+                        ))
+                    }
+                    Err(message) => return ReadOutcome::Unreadable(message),
+                }
+            }
+        };
+        if timestamp < 0 {
+            return ReadOutcome::Skipped;
+        }
+        if tombstone {
+            // ksqlDB keeps the pseudo-columns in the value: a tombstone has none.
+            row.extend([Value::Null, Value::Null, Value::Null]);
+        } else {
+            row.push(Value::BigInt(timestamp));
+            row.push(Value::Integer(record.partition));
+            row.push(Value::BigInt(record.offset));
+        }
+        if self.key_window.is_some() {
+            let (start, end) = window.map_or((Value::Null, Value::Null), |(s, e)| {
+                (Value::BigInt(s), Value::BigInt(e))
+            });
+            row.push(start);
+            row.push(end);
+        }
+        ReadOutcome::Row(ReadRow {
+            cells: row,
+            timestamp,
+            tombstone,
+            keyless: no_key,
+            window,
+        })
+    }
+}
+
+/// A stateless stream query: source -> WHERE -> SELECT / PARTITION BY -> sink.
+pub struct StreamTopology {
+    pub source: SourceReader,
+    pub sink_topic: Option<String>,
     pub filter: Option<CompiledExpr>,
     pub key_projection: Vec<CompiledExpr>,
     /// PARTITION BY: the key is computed, not the input's.
     pub rekeyed: bool,
     /// A push query: ksqlDB's push queries over streams skip records without a value.
     pub push: bool,
-    /// The source's keys are windowed: WINDOWSTART and WINDOWEND follow the pseudo-columns in
-    /// the batch, and the sink's keys carry the same window.
-    pub key_window: Option<KeyWindow>,
     /// `ksql.timestamp.throw.on.invalid`: an unreadable timestamp stops the query.
     pub fail_on_invalid_timestamp: bool,
     /// Why the query stopped, when it did: it reads nothing more (its runtime reports it).
@@ -193,9 +308,6 @@ pub struct StreamTopology {
     /// GROUP BY: the rows update aggregates, and the aggregates' changes are the output (the
     /// projections above are then unused: the stage has its own, over the aggregate's row).
     pub aggregation: Option<AggregationStage>,
-    /// The source is a table: a record is an upsert of its key (a record without a key is
-    /// skipped), a record without a value deletes it, and a row the filter drops is deleted.
-    pub table_source: bool,
     /// How the sink's keys carry a window: the source's for a stream over a windowed source,
     /// the query's for a windowed aggregation.
     pub sink_window: Option<KeyWindow>,
@@ -233,8 +345,7 @@ impl StreamTopology {
 
     /// Runs records through the query, returning result rows (push queries).
     pub fn process_rows(&mut self, records: &[InputRecord]) -> Vec<ResultRow> {
-        let window_columns = if self.key_window.is_some() { 2 } else { 0 };
-        let scope_width = self.key_count + self.value_count + 3 + window_columns;
+        let scope_width = self.source.width();
         // Not `vec![Vec::with_capacity(n); width]`: a clone keeps no capacity, and growing the
         // columns cell by cell was a tenth of a query's time in realloc.
         let mut batch = Batch {
@@ -253,95 +364,29 @@ impl StreamTopology {
                 break;
             }
             self.stats.records_in += 1;
-            let mut no_key = false;
-            let (key_bytes, window) = match (self.key_window, record.key.as_deref()) {
-                (Some(kind), Some(bytes)) => match kind.split(bytes) {
-                    Ok((key, window)) => (Some(key), Some(window)),
-                    Err(message) => {
-                        self.stats.skipped += 1;
-                        self.log(record, message);
-                        continue;
-                    }
-                },
-                (_, bytes) => (bytes, None),
-            };
-            let key = match self.source_key.deserialize(key_bytes) {
-                Ok(Some(values)) => values,
-                Ok(None) if self.table_source => {
-                    // A table's row needs its primary key.
+            let ReadRow {
+                cells: row,
+                timestamp,
+                tombstone,
+                keyless: no_key,
+                window,
+            } = match self.source.read(record, self.fail_on_invalid_timestamp) {
+                ReadOutcome::Row(row) => row,
+                ReadOutcome::Skipped => {
                     self.stats.skipped += 1;
                     continue;
                 }
-                Ok(None) => {
-                    no_key = true;
-                    vec![Value::Null; self.key_count]
-                }
-                Err(e) => {
+                ReadOutcome::Unreadable(message) => {
                     self.stats.skipped += 1;
-                    self.log(record, e.0);
+                    self.log(record, message);
                     continue;
                 }
-            };
-            let (value, tombstone) = match self.source_value.deserialize(record.value.as_deref()) {
-                Ok(Some(values)) => (values, false),
-                // A stream passes tombstones on (as a record without a value).
-                Ok(None) => (vec![Value::Null; self.value_count], true),
-                Err(e) => {
+                ReadOutcome::Fatal(message) => {
                     self.stats.skipped += 1;
-                    self.log(record, e.0);
-                    continue;
+                    self.failed = Some(message);
+                    break;
                 }
             };
-            // Room for the pseudo-columns and window bounds pushed below.
-            let mut row: Vec<Value> = Vec::with_capacity(scope_width);
-            row.extend(key);
-            row.extend(value);
-            row.resize(self.key_count + self.value_count, Value::Null);
-            let timestamp = match &self.input_timestamp {
-                InputTimestamp::Record => record.timestamp,
-                InputTimestamp::Column { index, format } => {
-                    match timestamp_of(&row[*index], format.as_ref()) {
-                        Ok(Some(t)) => t,
-                        Ok(None) => {
-                            self.stats.skipped += 1;
-                            continue;
-                        }
-                        Err(message) => {
-                            self.stats.skipped += 1;
-                            if self.fail_on_invalid_timestamp {
-                                // `ksql.timestamp.throw.on.invalid`: the query stops, as
-                                // Kafka Streams does on a failing extractor.
-                                self.failed = Some(format!(
-                                    "Fatal user code error in TimestampExtractor callback for record {}-{}@{}: {message}",
-                                    record.topic, record.partition, record.offset
-                                ));
-                                break;
-                            }
-                            self.log(record, message);
-                            continue;
-                        }
-                    }
-                }
-            };
-            if timestamp < 0 {
-                self.stats.skipped += 1;
-                continue;
-            }
-            if tombstone {
-                // ksqlDB keeps the pseudo-columns in the value: a tombstone has none.
-                row.extend([Value::Null, Value::Null, Value::Null]);
-            } else {
-                row.push(Value::BigInt(timestamp));
-                row.push(Value::Integer(record.partition));
-                row.push(Value::BigInt(record.offset));
-            }
-            if self.key_window.is_some() {
-                let (start, end) = window.map_or((Value::Null, Value::Null), |(s, e)| {
-                    (Value::BigInt(s), Value::BigInt(e))
-                });
-                row.push(start);
-                row.push(end);
-            }
             for (column, value) in batch.columns.iter_mut().zip(row) {
                 column.push(value);
             }
@@ -353,7 +398,7 @@ impl StreamTopology {
             windows.push(window);
         }
         let mut errors: Vec<RowError> = Vec::new();
-        if let (Some(filter), true) = (&self.filter, self.table_source) {
+        if let (Some(filter), true) = (&self.filter, self.source.table) {
             // A table's row that no longer passes is deleted downstream.
             let keep = eval_column(filter, &batch, &mut errors);
             for (row, keep) in keep.iter().enumerate() {
@@ -435,7 +480,7 @@ impl StreamTopology {
         let key_only: Vec<bool> = self
             .key_projection
             .iter()
-            .map(|e| columns_used(e).iter().all(|&i| i < self.key_count))
+            .map(|e| columns_used(e).iter().all(|&i| i < self.source.key_count))
             .collect();
         let mut rows = Vec::with_capacity(batch.rows);
         for row in 0..batch.rows {
@@ -443,7 +488,7 @@ impl StreamTopology {
                 break;
             }
             // A push query over a table shows deletes (as tombstone rows); over a stream, none.
-            if self.push && tombstones[row] && !self.table_source {
+            if self.push && tombstones[row] && !self.source.table {
                 self.stats.skipped += 1;
                 continue;
             }
@@ -561,7 +606,7 @@ impl StreamTopology {
         for message in failures {
             self.stats.skipped += 1;
             let record = InputRecord {
-                topic: self.source_topic.clone(),
+                topic: self.source.topic.clone(),
                 partition: -1,
                 offset: -1,
                 timestamp: 0,
