@@ -418,14 +418,14 @@ impl QueryRuntime for KafkaRuntime {
         )
         .create_with_context(QuietContext::default())
         .map_err(|e| format!("cannot create the consumer of query {}: {e}", query.id))?;
-        consumer
-            .subscribe(&[query.source_topic.as_str()])
-            .map_err(|e| {
-                format!(
-                    "query {} cannot subscribe to {}: {e}",
-                    query.id, query.source_topic
-                )
-            })?;
+        let topics: Vec<&str> = query.source_topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics).map_err(|e| {
+            format!(
+                "query {} cannot subscribe to {}: {e}",
+                query.id,
+                topics.join(", ")
+            )
+        })?;
         let producer: ThreadedProducer<Deliveries> = producer_config(&self.bootstrap, &self.config)
             .create_with_context(Deliveries::default())
             .map_err(|e| format!("cannot create the producer of query {}: {e}", query.id))?;

@@ -662,7 +662,7 @@ fn deliver(
     let readers: Vec<_> = engine
         .queries
         .values()
-        .filter(|q| q.source_topic == record.topic)
+        .filter(|q| q.source_topics.contains(&record.topic))
         .map(|q| q.topology.clone())
         .collect();
     for topology in readers {

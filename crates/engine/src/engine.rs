@@ -72,7 +72,8 @@ pub struct PersistentQuery {
     pub sink: String,
     pub sink_topic: String,
     pub sources: Vec<String>,
-    pub source_topic: String,
+    /// Every topic the query reads (a join's two).
+    pub source_topics: Vec<String>,
     pub topology: Arc<Mutex<StreamTopology>>,
 }
 
@@ -1189,8 +1190,8 @@ impl Engine {
             sql: sql.to_string(),
             sink: name.to_string(),
             sink_topic: topic,
-            sources: vec![source.name.clone()],
-            source_topic: source.topic.clone(),
+            sources: query_sources(query),
+            source_topics: topology.topics(),
             topology: Arc::new(Mutex::new(topology)),
         };
         self.runtime.start(&persistent)?;
@@ -1238,12 +1239,6 @@ impl Engine {
                 schema_of(&sink.columns)
             ));
         }
-        let source = self
-            .catalog
-            .sources
-            .get(&query.from.name)
-            .cloned()
-            .ok_or("source vanished")?;
         let query_id = self.next_query_id("INSERTQUERY");
         let mut topology = plan.topology;
         let sink_keys: Vec<&Column> = sink.key_columns().collect();
@@ -1282,8 +1277,8 @@ impl Engine {
             sql: sql.to_string(),
             sink: target.to_string(),
             sink_topic: sink.topic.clone(),
-            sources: vec![source.name.clone()],
-            source_topic: source.topic.clone(),
+            sources: query_sources(query),
+            source_topics: topology.topics(),
             topology: Arc::new(Mutex::new(topology)),
         };
         self.runtime.start(&persistent)?;
@@ -1364,6 +1359,8 @@ impl Engine {
             columns: &[],
             qualifiers: &[],
             functions: &self.functions,
+            column_sides: &[],
+            sides: &[],
         };
         let mut row: BTreeMap<String, Value> = BTreeMap::new();
         let mut timestamp: Option<i64> = None;
@@ -1496,6 +1493,9 @@ impl Engine {
         else {
             return Err(fail("Expected a single SELECT statement".into()));
         };
+        if !query.joins.is_empty() {
+            return Err(fail("Push queries over joins are not supported yet: they come with part 2 of the embedded engine; create a stream or table AS SELECT and push-query that.".into()));
+        }
         if query.emit.is_none() {
             return Err(fail("A pull query (a SELECT without EMIT CHANGES) is answered at once: use Engine::pull_query.".into()));
         }
@@ -1543,10 +1543,13 @@ impl Engine {
     }
 
     fn plan_query(&self, query: &Query, push: bool, sink_name: &str) -> Result<QueryPlan> {
-        if !query.joins.is_empty() {
-            return Err(
-                "JOIN is not supported yet: joins come with part 2 of the embedded engine".into(),
-            );
+        match query.joins.len() {
+            0 => {}
+            1 if !crate::aggregate::plan::aggregates(query) => {
+                return crate::join::plan::plan(self, query, push, sink_name)
+            }
+            1 => return Err("Aggregations over joins are not supported yet: they come with part 2 of the embedded engine".into()),
+            _ => return Err("N-way joins are not supported yet: they come with part 2 of the embedded engine".into()),
         }
         if crate::aggregate::plan::aggregates(query) {
             return crate::aggregate::plan::plan(self, query, push, sink_name);
@@ -1566,6 +1569,8 @@ impl Engine {
             columns: &scope_columns,
             qualifiers: &qualifiers,
             functions: &self.functions,
+            column_sides: &[],
+            sides: &[],
         };
         let compile_in = |clause: &str, expr: &Expr| compile_clause(&scope, clause, expr);
         let filter = compile_filter(&scope, query.filter.as_ref())?;
@@ -1905,6 +1910,8 @@ impl Engine {
             rekeyed: false,
             push,
             aggregation: None,
+            join: None,
+            passing: Default::default(),
             materialized: None,
             sink_window: source.key_window,
             fail_on_invalid_timestamp: self
@@ -2032,6 +2039,13 @@ fn schema_of(columns: &[Column]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The names of the sources a query reads: FROM, then each JOIN.
+fn query_sources(query: &Query) -> Vec<String> {
+    std::iter::once(query.from.name.clone())
+        .chain(query.joins.iter().map(|j| j.relation.name.clone()))
+        .collect()
 }
 
 fn summary(query: &PersistentQuery) -> QuerySummary {

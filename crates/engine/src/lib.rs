@@ -18,6 +18,7 @@ pub mod engine;
 pub mod expr;
 pub mod formats;
 pub mod functions;
+pub mod join;
 pub mod partitioner;
 pub mod pull;
 pub mod rest;

@@ -91,6 +91,8 @@ impl Engine {
             columns: &scope_columns,
             qualifiers: &qualifiers,
             functions: &self.functions,
+            column_sides: &[],
+            sides: &[],
         };
         let filter = compile_filter(&scope, query.filter.as_ref())?;
         let (columns, projection) = projection(query, source, &scope)?;

@@ -9,6 +9,7 @@ use crate::expr::{columns_used, eval_column, Batch, CompiledExpr};
 use crate::formats::RecordSerde;
 use crate::functions::BoundFunction;
 use crate::functions::RowError;
+use crate::join::{JoinStage, Side};
 use crate::value::Value;
 
 /// A record read from a topic.
@@ -308,6 +309,10 @@ pub struct StreamTopology {
     /// GROUP BY: the rows update aggregates, and the aggregates' changes are the output (the
     /// projections above are then unused: the stage has its own, over the aggregate's row).
     pub aggregation: Option<AggregationStage>,
+    /// A join with a second source (whose records then come in too).
+    pub join: Option<JoinStage>,
+    /// A table query with a filter: the keys whose row passed it last (encoded).
+    pub passing: std::collections::HashSet<Vec<u8>>,
     /// How the sink's keys carry a window: the source's for a stream over a windowed source,
     /// the query's for a windowed aggregation.
     pub sink_window: Option<KeyWindow>,
@@ -325,6 +330,17 @@ pub struct StreamTopology {
 const KEPT_ERRORS: usize = 1000;
 
 impl StreamTopology {
+    /// The topics the query reads: its source's, then a join's other side's.
+    pub fn topics(&self) -> Vec<String> {
+        let mut topics = vec![self.source.topic.clone()];
+        if let Some(join) = &self.join {
+            if join.right.topic != self.source.topic {
+                topics.push(join.right.topic.clone());
+            }
+        }
+        topics
+    }
+
     /// Whether a LIMIT has been reached (the query is done).
     pub fn is_done(&self) -> bool {
         self.limit
@@ -345,7 +361,15 @@ impl StreamTopology {
 
     /// Runs records through the query, returning result rows (push queries).
     pub fn process_rows(&mut self, records: &[InputRecord]) -> Vec<ResultRow> {
-        let scope_width = self.source.width();
+        let scope_width = self
+            .join
+            .as_ref()
+            .map_or(self.source.width(), JoinStage::width);
+        // The rows are a table's (its deletes are rows too).
+        let table = self
+            .join
+            .as_ref()
+            .map_or(self.source.table, JoinStage::produces_table);
         // Not `vec![Vec::with_capacity(n); width]`: a clone keeps no capacity, and growing the
         // columns cell by cell was a tenth of a query's time in realloc.
         let mut batch = Batch {
@@ -364,13 +388,23 @@ impl StreamTopology {
                 break;
             }
             self.stats.records_in += 1;
-            let ReadRow {
-                cells: row,
-                timestamp,
-                tombstone,
-                keyless: no_key,
-                window,
-            } = match self.source.read(record, self.fail_on_invalid_timestamp) {
+            // A join's records come from either side: the other side's topic is its right.
+            let side = match &self.join {
+                Some(join)
+                    if record.topic == join.right.topic && record.topic != self.source.topic =>
+                {
+                    Some(Side::Right)
+                }
+                Some(_) => Some(Side::Left),
+                None => None,
+            };
+            let outcome = match (side, &self.join) {
+                (Some(Side::Right), Some(join)) => {
+                    join.read_right(record, self.fail_on_invalid_timestamp)
+                }
+                _ => self.source.read(record, self.fail_on_invalid_timestamp),
+            };
+            let read = match outcome {
                 ReadOutcome::Row(row) => row,
                 ReadOutcome::Skipped => {
                     self.stats.skipped += 1;
@@ -387,31 +421,65 @@ impl StreamTopology {
                     break;
                 }
             };
-            for (column, value) in batch.columns.iter_mut().zip(row) {
-                column.push(value);
+            let rows: Vec<ReadRow> = match (side, self.join.as_mut()) {
+                (Some(side), Some(join)) => join
+                    .join(side, read)
+                    .into_iter()
+                    .map(|joined| ReadRow {
+                        cells: joined.cells,
+                        timestamp: joined.timestamp,
+                        tombstone: joined.tombstone,
+                        keyless: false,
+                        window: None,
+                    })
+                    .collect(),
+                _ => vec![read],
+            };
+            for row in rows {
+                for (column, value) in batch.columns.iter_mut().zip(row.cells) {
+                    column.push(value);
+                }
+                batch.rows += 1;
+                kept.push(record);
+                timestamps.push(row.timestamp);
+                tombstones.push(row.tombstone);
+                keyless.push(row.keyless);
+                windows.push(row.window);
             }
-            batch.rows += 1;
-            kept.push(record);
-            timestamps.push(timestamp);
-            tombstones.push(tombstone);
-            keyless.push(no_key);
-            windows.push(window);
         }
         let mut errors: Vec<RowError> = Vec::new();
-        if let (Some(filter), true) = (&self.filter, self.source.table) {
-            // A table's row that no longer passes is deleted downstream.
+        if let Some(filter) = &self.filter {
             let keep = eval_column(filter, &batch, &mut errors);
-            for (row, keep) in keep.iter().enumerate() {
-                if *keep != Value::Boolean(true) {
+            let mut selected: Vec<usize> = Vec::with_capacity(batch.rows);
+            for row in 0..batch.rows {
+                // A filter passes no tombstones.
+                let passes = keep[row] == Value::Boolean(true) && !tombstones[row];
+                if !table {
+                    if passes {
+                        selected.push(row);
+                    }
+                    continue;
+                }
+                // A table's row that stops passing is deleted downstream; one that never
+                // passed is not sent at all.
+                let key = crate::aggregate::stage::encode_group(
+                    match &self.join {
+                        Some(_) => &batch.columns[batch.columns.len() - 1..],
+                        None => &batch.columns[..self.source.key_count],
+                    }
+                    .iter()
+                    .map(|c| c[row].clone())
+                    .collect::<Vec<_>>()
+                    .as_slice(),
+                );
+                if passes {
+                    self.passing.insert(key);
+                    selected.push(row);
+                } else if self.passing.remove(&key) {
                     tombstones[row] = true;
+                    selected.push(row);
                 }
             }
-        } else if let Some(filter) = &self.filter {
-            let keep = eval_column(filter, &batch, &mut errors);
-            let selected: Vec<usize> = (0..batch.rows)
-                // A filter passes no tombstones.
-                .filter(|&row| keep[row] == Value::Boolean(true) && !tombstones[row])
-                .collect();
             if selected.len() != batch.rows {
                 // Moved, not cloned: the dropped rows' cells are not needed any more.
                 batch = Batch {
@@ -480,7 +548,10 @@ impl StreamTopology {
         let key_only: Vec<bool> = self
             .key_projection
             .iter()
-            .map(|e| columns_used(e).iter().all(|&i| i < self.source.key_count))
+            // A join's key (its last cell) is known for its deletes too.
+            .map(|e| {
+                self.join.is_some() || columns_used(e).iter().all(|&i| i < self.source.key_count)
+            })
             .collect();
         let mut rows = Vec::with_capacity(batch.rows);
         for row in 0..batch.rows {
@@ -488,7 +559,7 @@ impl StreamTopology {
                 break;
             }
             // A push query over a table shows deletes (as tombstone rows); over a stream, none.
-            if self.push && tombstones[row] && !self.source.table {
+            if self.push && tombstones[row] && !table {
                 self.stats.skipped += 1;
                 continue;
             }

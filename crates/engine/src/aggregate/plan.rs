@@ -73,6 +73,8 @@ pub(crate) fn plan(
         columns: &scope_columns,
         qualifiers: &qualifiers,
         functions: &engine.functions,
+        column_sides: &[],
+        sides: &[],
     };
     // Expressions compared without the source's qualifier (`INPUT.ID` is `ID`).
     let unqualified = |expr: &Expr| {
@@ -289,6 +291,8 @@ pub(crate) fn plan(
         columns: &row_columns,
         qualifiers: &no_qualifiers,
         functions: &engine.functions,
+        column_sides: &[],
+        sides: &[],
     };
     // Messages name the aggregate row's columns as the query wrote them.
     let named = |message: &str| {

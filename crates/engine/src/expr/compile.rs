@@ -28,6 +28,11 @@ pub struct Scope<'a> {
     /// Names a column may be qualified with (`s.col`): the source's name and alias.
     pub qualifiers: &'a [String],
     pub functions: &'a FunctionRegistry,
+    /// A join's scope: the side each column comes from (an index into `sides`). Empty for a
+    /// single source, whose columns `qualifiers` qualify.
+    pub column_sides: &'a [usize],
+    /// A join's sides: each one's names (source name and alias).
+    pub sides: &'a [Vec<String>],
 }
 
 /// A typed expression, ready to run.
@@ -766,6 +771,9 @@ impl Compiler<'_, '_> {
                 ));
             }
         }
+        if !self.scope.column_sides.is_empty() {
+            return self.join_column(qualifier, name);
+        }
         if let Some(qualifier) = qualifier {
             if !self.scope.qualifiers.iter().any(|q| q == qualifier) {
                 // `a.b` where `a` is a struct column is ksqlDB's old dereference syntax.
@@ -803,6 +811,58 @@ impl Compiler<'_, '_> {
                     None => name.to_string(),
                 };
                 err(format!("Column '{shown}' cannot be resolved."))
+            }
+        }
+    }
+
+    /// A column of a join's scope: `side.column`, or a column only one side has.
+    fn join_column(
+        &mut self,
+        qualifier: Option<&str>,
+        name: &str,
+    ) -> Result<(CompiledExpr, Option<SqlType>), CompileError> {
+        let side = match qualifier {
+            Some(q) => match self
+                .scope
+                .sides
+                .iter()
+                .position(|names| names.iter().any(|n| n == q))
+            {
+                Some(side) => Some(side),
+                None => return err(format!("'{q}' is not a valid stream/table name or alias.")),
+            },
+            None => None,
+        };
+        let matching: Vec<usize> = (0..self.scope.columns.len())
+            .filter(|&i| {
+                self.scope.columns[i].0 == name
+                    && side.is_none_or(|side| self.scope.column_sides[i] == side)
+            })
+            .collect();
+        match matching.as_slice() {
+            [index] => Ok((
+                CompiledExpr::Column(*index),
+                Some(self.scope.columns[*index].1.clone()),
+            )),
+            [] => {
+                let shown = match qualifier {
+                    Some(q) => format!("{q}.{name}"),
+                    None => name.to_string(),
+                };
+                err(format!("Column '{shown}' cannot be resolved."))
+            }
+            several => {
+                let names: Vec<String> = several
+                    .iter()
+                    .map(|&i| {
+                        let side = &self.scope.sides[self.scope.column_sides[i]];
+                        format!("{}.{name}", side.last().cloned().unwrap_or_default())
+                    })
+                    .collect();
+                err(format!(
+                    "Column '{name}' is ambiguous. Could be any of: {}",
+                    names.join(", ")
+                ))
             }
         }
     }
@@ -1442,6 +1502,8 @@ mod tests {
             columns: &columns,
             qualifiers: &["S".to_string()],
             functions: &functions,
+            column_sides: &[],
+            sides: &[],
         };
         compile(expr, &scope)
             .map(|(_, t)| t.unwrap_or(SqlType::String))
