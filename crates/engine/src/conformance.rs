@@ -328,6 +328,30 @@ fn run_statements(case: &Json, statements: &[String]) -> Result<(), String> {
     // Topics the case names exist before its statements run, as in ksqlDB's harness.
     let mut declared_schemas: BTreeMap<(String, bool), Json> = BTreeMap::new();
     let mut pending_schemas: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    // ksqlDB's REST harness runs on a broker whose topics get 4 partitions unless told (its
+    // pull queries' answers come in partition order); its topology harness has one.
+    let default_partitions = if case.get("responses").is_some() {
+        4
+    } else {
+        1
+    };
+    // Topics a statement sizes first, so that the inputs' topics do not pre-empt them.
+    for statement in statements {
+        if let Ok(parsed) = crate::sql::parse_statements(statement) {
+            for parsed in parsed {
+                if let Statement::CreateSource { properties, .. } = &parsed.statement {
+                    if let Some(topic) = properties.get("KAFKA_TOPIC") {
+                        let partitions = properties
+                            .get("PARTITIONS")
+                            .and_then(|p| p.text().parse().ok())
+                            .unwrap_or(default_partitions);
+                        cluster.create_topic(&topic.text(), partitions, 1)?;
+                    }
+                }
+            }
+        }
+    }
+
     for topic in case
         .get("topics")
         .and_then(Json::as_array)
@@ -382,30 +406,6 @@ fn run_statements(case: &Json, statements: &[String]) -> Result<(), String> {
             }
         }
     }
-    // ksqlDB's REST harness runs on a broker whose topics get 4 partitions unless told (its
-    // pull queries' answers come in partition order); its topology harness has one.
-    let default_partitions = if case.get("responses").is_some() {
-        4
-    } else {
-        1
-    };
-    // Topics a statement sizes first, so that the inputs' topics do not pre-empt them.
-    for statement in statements {
-        if let Ok(parsed) = crate::sql::parse_statements(statement) {
-            for parsed in parsed {
-                if let Statement::CreateSource { properties, .. } = &parsed.statement {
-                    if let Some(topic) = properties.get("KAFKA_TOPIC") {
-                        let partitions = properties
-                            .get("PARTITIONS")
-                            .and_then(|p| p.text().parse().ok())
-                            .unwrap_or(default_partitions);
-                        cluster.create_topic(&topic.text(), partitions, 1)?;
-                    }
-                }
-            }
-        }
-    }
-
     for record in ["inputs", "outputs"]
         .iter()
         .flat_map(|k| case.get(*k).and_then(Json::as_array).into_iter().flatten())

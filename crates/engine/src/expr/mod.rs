@@ -6,7 +6,7 @@ mod cast;
 mod compile;
 mod eval;
 
-pub use arith::values_equal;
+pub use arith::{compare, values_equal};
 pub use cast::{cast_typed, cast_value, has_struct, value_to_string};
 pub use compile::{compile, CompileError, CompiledExpr, Scope, AGGREGATES};
 pub use eval::{columns_used, eval_column, eval_row, Batch};

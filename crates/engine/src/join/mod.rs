@@ -111,6 +111,9 @@ pub struct JoinStage {
     right_table_rows: HashMap<Vec<u8>, SideRow>,
     /// Table-table joins: the keys whose joined row exists (a delete then sends a tombstone).
     joined: std::collections::HashSet<Vec<u8>>,
+    /// A foreign-key table-table join: the left rows' join expression names a right row's
+    /// primary key, and the result is keyed by the left row's own key (its first cell).
+    pub foreign_key: bool,
     stream_time: i64,
 }
 
@@ -147,6 +150,7 @@ impl JoinStage {
             left_table_rows: HashMap::new(),
             right_table_rows: HashMap::new(),
             joined: Default::default(),
+            foreign_key: false,
             stream_time: i64::MIN,
         }
     }
@@ -186,6 +190,9 @@ impl JoinStage {
             settled: false,
         };
         match (self.left_table, self.right_table) {
+            (true, true) if self.foreign_key => {
+                self.foreign_key_join(side, incoming, row.tombstone)
+            }
             (true, true) => self.table_table(side, incoming, row.tombstone),
             (false, true) if table => {
                 // The table side only changes state: its updates emit nothing.
@@ -258,6 +265,96 @@ impl JoinStage {
         } else {
             Vec::new()
         }
+    }
+
+    /// A foreign-key join: a left row changes its one result; a right row changes the results of
+    /// every left row that refers to it.
+    fn foreign_key_join(&mut self, side: Side, row: SideRow, deleted: bool) -> Vec<JoinedRow> {
+        let timestamp = row.timestamp;
+        match side {
+            Side::Left => {
+                let primary = encode_group(&row.cells[..1]);
+                if deleted {
+                    // A left row's delete always goes on (Kafka Streams forwards it joined or not).
+                    self.left_table_rows.remove(&primary);
+                    self.joined.remove(&primary);
+                    return vec![self.fk_tombstone(row.cells[0].clone(), timestamp)];
+                }
+                let right = (!row.key.is_null())
+                    .then(|| {
+                        self.right_table_rows
+                            .get(&encode_group(std::slice::from_ref(&row.key)))
+                    })
+                    .flatten()
+                    .cloned();
+                let out = match (&right, self.kind) {
+                    (Some(right), _) => Some(self.fk_row(&row, Some(right), timestamp)),
+                    (None, JoinKind::Left) => Some(self.fk_row(&row, None, timestamp)),
+                    (None, _) => None,
+                };
+                let pk = row.cells[0].clone();
+                self.left_table_rows.insert(primary.clone(), row);
+                match out {
+                    Some(joined) => {
+                        self.joined.insert(primary);
+                        vec![joined]
+                    }
+                    None if self.joined.remove(&primary) => vec![self.fk_tombstone(pk, timestamp)],
+                    None => Vec::new(),
+                }
+            }
+            Side::Right => {
+                let key = row.key.clone();
+                self.keep_table_row(Side::Right, row, deleted);
+                if key.is_null() {
+                    return Vec::new();
+                }
+                let right = self
+                    .right_table_rows
+                    .get(&encode_group(std::slice::from_ref(&key)))
+                    .cloned();
+                let mut referring: Vec<(Vec<u8>, SideRow)> = self
+                    .left_table_rows
+                    .iter()
+                    .filter(|(_, left)| crate::expr::values_equal(&left.key, &key))
+                    .map(|(primary, left)| (primary.clone(), left.clone()))
+                    .collect();
+                referring.sort_by(|(_, a), (_, b)| {
+                    crate::expr::compare(&a.cells[0], &b.cells[0])
+                        .unwrap_or(std::cmp::Ordering::Equal)
+                });
+                let mut out = Vec::new();
+                for (primary, left) in referring {
+                    match (&right, self.kind) {
+                        (Some(right), _) => {
+                            out.push(self.fk_row(&left, Some(right), timestamp));
+                            self.joined.insert(primary);
+                        }
+                        (None, JoinKind::Left) => out.push(self.fk_row(&left, None, timestamp)),
+                        (None, _) => {
+                            if self.joined.remove(&primary) {
+                                out.push(self.fk_tombstone(left.cells[0].clone(), timestamp));
+                            }
+                        }
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// A foreign-key join's row, keyed by the left row's key.
+    fn fk_row(&self, left: &SideRow, right: Option<&SideRow>, timestamp: i64) -> JoinedRow {
+        let mut joined = self.joined_row(Some(left), right, timestamp);
+        *joined.cells.last_mut().expect("join key") = left.cells[0].clone();
+        joined
+    }
+
+    fn fk_tombstone(&self, key: Value, timestamp: i64) -> JoinedRow {
+        let mut tombstone = self.joined_row(None, None, timestamp);
+        *tombstone.cells.last_mut().expect("join key") = key;
+        tombstone.tombstone = true;
+        tombstone
     }
 
     fn stream_stream(&mut self, side: Side, mut row: SideRow, tombstone: bool) -> Vec<JoinedRow> {

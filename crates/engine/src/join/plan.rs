@@ -151,7 +151,18 @@ pub(crate) fn plan(
     }
     check_sides(left, right, join.kind, join.within.is_some())?;
     let window = join.within.as_deref().map(JoinWindow::parse).transpose()?;
-    let key_type = left_type.or(right_type).unwrap_or(SqlType::String);
+    let foreign_key = foreign_key_join(
+        (left, &left_names, left_on),
+        (right, &right_names, right_on),
+        join.kind,
+        (&left_prefix, &right_prefix),
+        swapped,
+    )?;
+    let key_type = match foreign_key {
+        true => left.key_columns().next().map(|c| c.sql_type.clone()),
+        false => left_type.or(right_type),
+    }
+    .unwrap_or(SqlType::String);
 
     // The joined row's scope.
     let mut columns: Vec<(String, SqlType)> = left_columns.clone();
@@ -277,13 +288,20 @@ pub(crate) fn plan(
         .filter(|e| matches!(e, Expr::Column { .. }))
         .map(resolve)
         .collect();
-    let synthetic = join.kind == JoinKind::Full || column_sides_of_on.is_empty();
+    let synthetic = !foreign_key && (join.kind == JoinKind::Full || column_sides_of_on.is_empty());
     let rowkey = Expr::Column {
         qualifier: None,
         name: ROWKEY.to_string(),
     };
+    // A foreign-key join is keyed by the left table's key.
+    let left_key_column = left.key_columns().next().map(|c| Expr::Column {
+        qualifier: Some(left_prefix.clone()),
+        name: c.name.clone(),
+    });
     let candidates: Vec<Expr> = if synthetic {
         vec![rowkey.clone()]
+    } else if foreign_key {
+        left_key_column.into_iter().collect()
     } else {
         column_sides_of_on
     };
@@ -312,6 +330,14 @@ pub(crate) fn plan(
             None if synthetic => return Err(format!(
                 "Key missing from projection (ie, SELECT). See https://cnfl.io/2LV7ouS.\nThe query used to build `{sink_name}` must include the join expression ROWKEY in its projection (eg, SELECT ROWKEY...).\nROWKEY was added as a synthetic key column because the join criteria did not match any source column. This expression must be included in the projection and may be aliased."
             )),
+            None if foreign_key => {
+                let missing: Vec<String> = left.key_columns().map(|c| format!("`{}`", c.name)).collect();
+                return Err(format!(
+                    "Primary key column missing in projection. For foreign-key table-table joins, the projection must include all primary key columns from the left input table (`{}`). Missing column: {}.",
+                    left_prefix,
+                    missing.join(", ")
+                ));
+            }
             None => {
                 let shown: Vec<String> = candidates.iter().map(|c| c.to_string()).collect();
                 let noun = if shown.len() == 1 { "expression" } else { "expressions" };
@@ -350,14 +376,16 @@ pub(crate) fn plan(
     topology.sink_window = None;
     // A new key: a left row without a key still has the join's.
     topology.rekeyed = true;
-    topology.join = Some(JoinStage::new(
+    let mut stage = JoinStage::new(
         join.kind,
         engine.source_reader(right)?,
         left.kind == SourceKind::Table,
         (left_key, right_key),
         window,
         left_columns.len(),
-    ));
+    );
+    stage.foreign_key = foreign_key;
+    topology.join = Some(stage);
     Ok(QueryPlan {
         topology,
         key_columns,
@@ -390,6 +418,61 @@ fn check_sides(left: &Source, right: &Source, kind: JoinKind, within: bool) -> R
             (None, Some(r)) => Err(format!("Can not join windowed source to non-windowed source.\n`{}` is {r} windowed\n`{}` is not windowed", right.name, left.name)),
             (Some(_), Some(_)) => Err("Joins of windowed sources are not supported by this engine yet".into()),
             (None, None) => Ok(()),
+        },
+    }
+}
+
+/// Whether a table-table join is on a foreign key: the right side's expression must be its
+/// primary key; the left side's may be its own key (a primary-key join) or any expression.
+fn foreign_key_join(
+    (left, left_names, left_on): (&Source, &[String], &Expr),
+    (right, right_names, right_on): (&Source, &[String], &Expr),
+    kind: JoinKind,
+    (left_prefix, right_prefix): (&str, &str),
+    swapped: bool,
+) -> Result<bool> {
+    if left.kind != SourceKind::Table || right.kind != SourceKind::Table {
+        return Ok(false);
+    }
+    let is_key = |expr: &Expr, source: &Source, names: &[String]| match expr {
+        Expr::Column { qualifier, name } => {
+            qualifier.as_ref().is_none_or(|q| names.contains(q))
+                && source.key_columns().count() == 1
+                && source.key_columns().any(|c| &c.name == name)
+        }
+        _ => false,
+    };
+    let shown = |expr: &Expr, prefix: &str| {
+        expr.map_columns(&|qualifier, name| Expr::Column {
+            qualifier: Some(qualifier.unwrap_or(prefix).to_string()),
+            name: name.to_string(),
+        })
+        .to_string()
+    };
+    match (
+        is_key(left_on, left, left_names),
+        is_key(right_on, right, right_names),
+    ) {
+        (true, true) => Ok(false),
+        (_, false) => {
+            // The condition as written.
+            let (left_text, right_text) =
+                (shown(left_on, left_prefix), shown(right_on, right_prefix));
+            let (first, second) = if swapped {
+                (right_text, left_text)
+            } else {
+                (left_text, right_text)
+            };
+            Err(format!(
+                "Invalid join condition: table-table joins require to join on the primary key of the right input table. Got {first} = {second}."
+            ))
+        }
+        (false, true) => match kind {
+            JoinKind::Right | JoinKind::Full => Err(format!(
+                "{} JOIN on a foreign key is not supported",
+                kind_name(kind)
+            )),
+            _ => Ok(true),
         },
     }
 }
