@@ -1,10 +1,12 @@
 """ksqlDB's own conformance cases (its query-validation tests, read from ``../shared`` as data)
 run against kafkaml's embedded KSQL engine through ``python -m kafkaml.ksql.conformance``.
 
-ksqlDB itself cannot run here; its test corpus is the reference. Each file must keep at least
-the pass rate below (in-scope cases: those needing tables, aggregations, windows or joins are
-deferred to the engine's part 2, and PROTOBUF/JSON_SR are unsupported), so a regression fails
-CI while the rates are tracked upwards; the issue's files together must pass at least 95 % (the issue asks for 80 %)."""
+ksqlDB itself cannot run here; its test corpus is the reference. Each file of the engine's part 1
+must keep at least the pass rate below (in-scope cases: a case needing tables, aggregations,
+windows or joins that fails is reported as deferred to part 2, and PROTOBUF/JSON_SR are
+unsupported), so a regression fails CI while the rates are tracked upwards; part 1's files
+together must pass at least 95 % (its issue asks for 80 %), and part 2's files 80 % counting
+every case but the unsupported formats."""
 
 from __future__ import annotations
 
@@ -81,6 +83,39 @@ def test_the_issue_files_pass_95_percent_together(reports: list[dict[str, str]])
     in_scope = [r for r in reports if not r["reason"].startswith(("deferred:", "unsupported:"))]
     passed = sum(r["status"] == "passed" for r in in_scope)
     assert passed / len(in_scope) >= 0.95, f"{passed} of {len(in_scope)} in-scope cases passed"
+
+
+# The engine's part 2 (tables, aggregations, windows, joins, pull queries): its issue's files.
+# Here every case counts but those in PROTOBUF and JSON_SR (unsupported formats).
+PART_TWO_FILES = [
+    f"query-validation-tests/{name}.json"
+    for name in (
+        "group-by tumbling-windows session-windows window-bounds joins table-table-join multi-joins "
+        "fk-join table source-table average average-udaf max-group-by min-group-by collect-list "
+        "collect-set count-distinct earliest-offset-udaf latest-offset-udaf topk-group-by topk-distinct "
+        "histogram standarddeviation suppress join-with-custom-timestamp multi-col-keys"
+    ).split()
+] + [
+    f"rest-query-validation-tests/{name}.json"
+    for name in (
+        "pull-queries-against-materialized-aggregates pull-queries-against-ctas-materialized "
+        "pull-queries-with-range-scan"
+    ).split()
+]
+
+
+@pytest.fixture(scope="module")
+def part_two_reports() -> list[dict[str, str]]:
+    return conformance.run([str(CORPUS / name) for name in PART_TWO_FILES])
+
+
+def test_part_two_files_pass_80_percent_together(part_two_reports: list[dict[str, str]]) -> None:
+    counted = [r for r in part_two_reports if not r["reason"].startswith("unsupported:")]
+    passed = sum(r["status"] == "passed" for r in counted)
+    # 697 of 841 (82.9 %) when the stateful engine landed; the issue asks for 80 %.
+    assert passed / len(counted) >= 0.80, f"{passed} of {len(counted)} counted cases passed"
+    per_file = {name: [r for r in counted if r["file"].endswith(name)] for name in PART_TWO_FILES}
+    assert all(per_file.values()), [name for name, rows in per_file.items() if not rows]
 
 
 def test_reports_name_every_case_once_per_format(reports: list[dict[str, str]]) -> None:

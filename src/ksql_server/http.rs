@@ -216,7 +216,7 @@ async fn answer(request: Request<Incoming>, shared: Arc<Shared>) -> Response<Bod
                     .unwrap_or_default()
                     .to_string();
                 let properties = string_map(request.get("streamsProperties"));
-                push_query(&shared, &sql, &properties, Format::QueryArray)
+                select_query(&shared, &sql, &properties, Format::QueryArray)
             }
             Err(response) => *response,
         },
@@ -233,7 +233,7 @@ async fn answer(request: Request<Incoming>, shared: Arc<Shared>) -> Response<Bod
                 } else {
                     Format::Delimited
                 };
-                push_query(&shared, &sql, &properties, format)
+                select_query(&shared, &sql, &properties, format)
             }
             Err(response) => *response,
         },
@@ -597,6 +597,94 @@ enum Format {
     Delimited,
     /// `/query-stream` with `application/json`: one JSON array of header and rows.
     StreamJson,
+}
+
+/// A SELECT: a pull query (no `EMIT CHANGES`) is answered at once from the table's rows; a push
+/// query streams.
+fn select_query(
+    shared: &Arc<Shared>,
+    sql: &str,
+    properties: &BTreeMap<String, String>,
+    format: Format,
+) -> Response<Body> {
+    let is_pull = kafkaml_engine::sql::parse_statements(sql).is_ok_and(|parsed| {
+        matches!(
+            parsed.as_slice(),
+            [only] if matches!(&only.statement, kafkaml_engine::sql::ast::Statement::Select(q) if q.emit.is_none())
+        )
+    });
+    if is_pull {
+        pull_query(shared, sql, format)
+    } else {
+        push_query(shared, sql, properties, format)
+    }
+}
+
+fn pull_query(shared: &Arc<Shared>, sql: &str, format: Format) -> Response<Body> {
+    let result = shared
+        .engine
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .pull_query(sql);
+    let result = match result {
+        Ok(result) => result,
+        Err(error) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                40001,
+                &error.message,
+                Some(sql),
+                Vec::new(),
+            )
+        }
+    };
+    let query_id = format!(
+        "query_{}_{}",
+        shared.service_id,
+        shared.next_push.fetch_add(1, Ordering::Relaxed)
+    );
+    let rows: Vec<Json> = result
+        .rows
+        .iter()
+        .map(|row| {
+            Json::Array(
+                row.iter()
+                    .zip(&result.columns)
+                    .map(|(v, c)| value_json(v, &c.sql_type))
+                    .collect(),
+            )
+        })
+        .collect();
+    let names: Vec<String> = result.columns.iter().map(|c| c.name.clone()).collect();
+    let types: Vec<String> = result
+        .columns
+        .iter()
+        .map(|c| c.sql_type.to_string())
+        .collect();
+    let header = json!({ "queryId": query_id, "columnNames": names, "columnTypes": types });
+    match format {
+        Format::QueryArray => {
+            let mut body =
+                vec![json!({ "header": { "queryId": query_id, "schema": result.schema() } })];
+            body.extend(
+                rows.into_iter()
+                    .map(|row| json!({ "row": { "columns": row } })),
+            );
+            json_response(StatusCode::OK, &Json::Array(body))
+        }
+        Format::StreamJson => {
+            let mut body = vec![header];
+            body.extend(rows);
+            json_response(StatusCode::OK, &Json::Array(body))
+        }
+        Format::Delimited => {
+            let mut body = format!("{header}\n");
+            for row in rows {
+                body.push_str(&format!("{row}\n"));
+            }
+            full(StatusCode::OK, DELIMITED, body)
+        }
+    }
 }
 
 fn push_query(

@@ -209,21 +209,15 @@ impl KafkaCluster {
     }
 }
 
-impl Cluster for KafkaCluster {
-    fn partitions(&self, topic: &str) -> Result<Option<i32>, String> {
-        let metadata = self
-            .metadata
-            .fetch_metadata(Some(topic), TIMEOUT)
-            .map_err(|e| format!("cannot read the metadata of topic {topic}: {e}"))?;
-        Ok(metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic)
-            .filter(|t| t.error().is_none() && !t.partitions().is_empty())
-            .map(|t| t.partitions().len() as i32))
-    }
-
-    fn create_topic(&self, topic: &str, partitions: i32, replicas: i16) -> Result<(), String> {
+impl KafkaCluster {
+    /// Creates a topic with the given configuration (an existing one is left as it is).
+    fn create(
+        &self,
+        topic: &str,
+        partitions: i32,
+        replicas: i16,
+        config: &[(&str, &str)],
+    ) -> Result<(), String> {
         if is_local_bootstrap(&self.bootstrap) {
             // librdkafka's mock cluster never answers CreateTopics; a producer's metadata
             // request creates the topic (with the mock's default partition count).
@@ -233,7 +227,11 @@ impl Cluster for KafkaCluster {
                 .map_err(|e| format!("cannot create topic {topic} on LocalKafka: {e}"))?;
             return Ok(());
         }
-        let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replicas as i32));
+        let mut new_topic =
+            NewTopic::new(topic, partitions, TopicReplication::Fixed(replicas as i32));
+        for (key, value) in config {
+            new_topic = new_topic.set(key, value);
+        }
         let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
         let results = self
             .runtime
@@ -255,7 +253,29 @@ impl Cluster for KafkaCluster {
         }
         Ok(())
     }
+}
 
+impl Cluster for KafkaCluster {
+    fn partitions(&self, topic: &str) -> Result<Option<i32>, String> {
+        let metadata = self
+            .metadata
+            .fetch_metadata(Some(topic), TIMEOUT)
+            .map_err(|e| format!("cannot read the metadata of topic {topic}: {e}"))?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+            .map(|t| t.partitions().len() as i32))
+    }
+
+    fn create_compacted_topic(&self, topic: &str, partitions: i32) -> Result<(), String> {
+        self.create(topic, partitions, 1, &[("cleanup.policy", "compact")])
+    }
+
+    fn create_topic(&self, topic: &str, partitions: i32, replicas: i16) -> Result<(), String> {
+        self.create(topic, partitions, replicas, &[])
+    }
     fn delete_topic(&self, topic: &str) -> Result<(), String> {
         let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
         let results = self
@@ -418,6 +438,22 @@ impl QueryRuntime for KafkaRuntime {
         )
         .create_with_context(QuietContext::default())
         .map_err(|e| format!("cannot create the consumer of query {}: {e}", query.id))?;
+        // A stateful query rebuilds its state (changelog, a table's rows, a join's tables)
+        // before it reads on from its committed offsets.
+        {
+            let mut topology = query
+                .topology
+                .lock()
+                .map_err(|_| format!("query {} was poisoned by a panic", query.id))?;
+            if let Some(changelog) = &query.changelog_topic {
+                topology.keep_changelog(changelog);
+            }
+            let topics = topology.restore_topics();
+            if !topics.is_empty() {
+                restore_state(&self.bootstrap, &self.config, &topics, &mut topology)
+                    .map_err(|e| format!("query {} cannot restore its state: {e}", query.id))?;
+            }
+        }
         let topics: Vec<&str> = query.source_topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics).map_err(|e| {
             format!(
@@ -548,6 +584,83 @@ fn poll_batch(
         }
     }
     Ok(records)
+}
+
+/// Reads `topics` from their beginning to their current end into the query's state. Gives up
+/// when nothing arrives for `TIMEOUT` while records are still due.
+fn restore_state(
+    bootstrap: &str,
+    config: &[(String, String)],
+    topics: &[String],
+    topology: &mut StreamTopology,
+) -> Result<(), String> {
+    let consumer: BaseConsumer<QuietContext> = client_config(
+        bootstrap,
+        &[
+            ("group.id", "kafkaml-ksql-restore".into()),
+            ("enable.auto.commit", "false".into()),
+        ],
+        config,
+    )
+    .create_with_context(QuietContext::default())
+    .map_err(|e| format!("cannot create the restoring consumer: {e}"))?;
+    let mut assignment = TopicPartitionList::new();
+    let mut ends: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for topic in topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), TIMEOUT)
+            .map_err(|e| format!("cannot read the metadata of {topic}: {e}"))?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        for partition in partitions {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, partition, TIMEOUT)
+                .map_err(|e| format!("cannot read the end of {topic}-{partition}: {e}"))?;
+            if high > low {
+                ends.insert((topic.clone(), partition), high);
+                assignment
+                    .add_partition_offset(topic, partition, Offset::Beginning)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    if ends.is_empty() {
+        topology.finish_restore();
+        return Ok(());
+    }
+    consumer.assign(&assignment).map_err(|e| e.to_string())?;
+    let mut last_progress = Instant::now();
+    while !ends.is_empty() {
+        match consumer.poll(POLL) {
+            Some(Ok(message)) => {
+                last_progress = Instant::now();
+                let record = input_record(&message);
+                topology.restore(&record)?;
+                let position = (record.topic.clone(), record.partition);
+                if ends
+                    .get(&position)
+                    .is_some_and(|&end| record.offset + 1 >= end)
+                {
+                    ends.remove(&position);
+                }
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) | None => {
+                if last_progress.elapsed() > TIMEOUT {
+                    let left: Vec<String> = ends.keys().map(|(t, p)| format!("{t}-{p}")).collect();
+                    return Err(format!(
+                        "nothing arrived for {TIMEOUT:?} while {} still had records to read",
+                        left.join(", ")
+                    ));
+                }
+            }
+            Some(Err(e)) => return Err(format!("reading failed: {e}")),
+        }
+    }
+    topology.finish_restore();
+    Ok(())
 }
 
 /// A batch written to the sink whose offsets are committed once the sink acknowledged it.

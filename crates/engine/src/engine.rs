@@ -32,6 +32,14 @@ pub trait Cluster: Send + Sync {
         replicas: i16,
     ) -> std::result::Result<(), String>;
     fn delete_topic(&self, topic: &str) -> std::result::Result<(), String>;
+    /// Creates a topic that keeps the latest record of each key (a changelog).
+    fn create_compacted_topic(
+        &self,
+        topic: &str,
+        partitions: i32,
+    ) -> std::result::Result<(), String> {
+        self.create_topic(topic, partitions, 1)
+    }
     /// Every topic with its partition count.
     fn topics(&self) -> std::result::Result<Vec<(String, i32)>, String>;
     /// Writes records and waits for their acknowledgement (INSERT INTO ... VALUES).
@@ -74,6 +82,9 @@ pub struct PersistentQuery {
     pub sources: Vec<String>,
     /// Every topic the query reads (a join's two).
     pub source_topics: Vec<String>,
+    /// An aggregation's compacted changelog topic (ksqlDB's name), where a runtime that
+    /// restarts queries keeps their state.
+    pub changelog_topic: Option<String>,
     pub topology: Arc<Mutex<StreamTopology>>,
 }
 
@@ -1185,9 +1196,11 @@ impl Engine {
         if or_replace {
             self.runtime.stop(&query_id);
         }
+        let changelog_topic = self.changelog_topic(&topology, &query_id, partitions)?;
         let persistent = PersistentQuery {
             id: query_id.clone(),
             sql: sql.to_string(),
+            changelog_topic,
             sink: name.to_string(),
             sink_topic: topic,
             sources: query_sources(query),
@@ -1272,9 +1285,11 @@ impl Engine {
             Side::Value,
             &sink_value_columns,
         )?);
+        let changelog_topic = self.changelog_topic(&topology, &query_id, sink.partitions)?;
         let persistent = PersistentQuery {
             id: query_id.clone(),
             sql: sql.to_string(),
+            changelog_topic,
             sink: target.to_string(),
             sink_topic: sink.topic.clone(),
             sources: query_sources(query),
@@ -1912,6 +1927,7 @@ impl Engine {
             aggregation: None,
             join: None,
             passing: Default::default(),
+            changelog_topic: None,
             materialized: None,
             sink_window: source.key_window,
             fail_on_invalid_timestamp: self
@@ -1933,6 +1949,26 @@ impl Engine {
 }
 
 impl Engine {
+    /// An aggregating query's changelog topic, created (compacted) when missing.
+    fn changelog_topic(
+        &self,
+        topology: &StreamTopology,
+        query_id: &str,
+        partitions: i32,
+    ) -> Result<Option<String>> {
+        if topology.aggregation.is_none() {
+            return Ok(None);
+        }
+        let topic = format!(
+            "_confluent-ksql-{}query_{query_id}-Aggregate-Aggregate-Materialize-changelog",
+            self.config.service_id
+        );
+        if self.cluster.partitions(&topic)?.is_none() {
+            self.cluster.create_compacted_topic(&topic, partitions)?;
+        }
+        Ok(Some(topic))
+    }
+
     /// How a query reads `source`: its formats, columns and timestamps.
     pub(crate) fn source_reader(&self, source: &Source) -> Result<SourceReader> {
         let key_columns: Vec<Column> = source.key_columns().cloned().collect();

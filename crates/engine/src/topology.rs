@@ -316,6 +316,8 @@ pub struct StreamTopology {
     /// How the sink's keys carry a window: the source's for a stream over a windowed source,
     /// the query's for a windowed aggregation.
     pub sink_window: Option<KeyWindow>,
+    /// Where the aggregation's state changes go (set by a runtime that restores state).
+    pub changelog_topic: Option<String>,
     /// A table sink's rows, kept for pull queries (`None` for streams).
     pub materialized: Option<Materialized>,
     pub sink_key: Option<RecordSerde>,
@@ -689,7 +691,139 @@ impl StreamTopology {
                 format!("Error serializing record for topic {sink_topic}: {message}"),
             );
         }
+        // The state this batch changed goes to the changelog with the sink's records, so that
+        // both are acknowledged before the batch's offsets are committed.
+        if let (Some(topic), Some(stage)) = (&self.changelog_topic, self.aggregation.as_mut()) {
+            let timestamp = out.iter().map(|o| o.timestamp).max().unwrap_or(0);
+            out.extend(
+                stage
+                    .take_changelog()
+                    .into_iter()
+                    .map(|(key, value)| OutputRecord {
+                        topic: topic.clone(),
+                        timestamp,
+                        key: Some(key),
+                        value,
+                    }),
+            );
+        }
         out
+    }
+
+    /// Keeps the aggregation's state in `topic` (a compacted changelog) from now on.
+    pub fn keep_changelog(&mut self, topic: &str) {
+        if let Some(stage) = self.aggregation.as_mut() {
+            stage.keep_changelog();
+            self.changelog_topic = Some(topic.to_string());
+        }
+    }
+
+    /// The topics a restarted query reads to their end before it resumes: its changelog, its
+    /// sink (a table's rows, for pull queries) and a join's table sides.
+    pub fn restore_topics(&self) -> Vec<String> {
+        let mut topics = Vec::new();
+        if self.aggregation.is_some() {
+            topics.extend(self.changelog_topic.clone());
+        }
+        if self.materialized.is_some() {
+            topics.extend(self.sink_topic.clone());
+        }
+        if let Some(join) = &self.join {
+            if join.left_table {
+                topics.push(self.source.topic.clone());
+            }
+            if join.right_table {
+                topics.push(join.right.topic.clone());
+            }
+        }
+        topics.dedup();
+        topics
+    }
+
+    /// Applies one record of a `restore_topics` topic to the query's state.
+    pub fn restore(&mut self, record: &InputRecord) -> Result<(), String> {
+        let at = || format!("{}-{}@{}", record.topic, record.partition, record.offset);
+        if self.changelog_topic.as_deref() == Some(record.topic.as_str()) {
+            if let (Some(stage), Some(key)) = (self.aggregation.as_mut(), &record.key) {
+                stage
+                    .restore_changelog(key, record.value.as_deref())
+                    .map_err(|e| format!("cannot restore from the changelog at {}: {e}", at()))?;
+            }
+            return Ok(());
+        }
+        if self.sink_topic.as_deref() == Some(record.topic.as_str()) {
+            return self
+                .restore_materialized(record)
+                .map_err(|e| format!("cannot restore the table's rows from {}: {e}", at()));
+        }
+        if let Some(join) = self.join.as_mut() {
+            join.restore(record, record.topic == self.source.topic, &self.source);
+        }
+        Ok(())
+    }
+
+    /// Ends a restore: a table-table join works out which keys have a joined row.
+    pub fn finish_restore(&mut self) {
+        if let Some(join) = self.join.as_mut() {
+            if join.left_table && join.right_table {
+                join.rebuild_joined();
+            }
+        }
+    }
+
+    /// A table sink's record back into its kept rows (and its WHERE's passing keys).
+    fn restore_materialized(&mut self, record: &InputRecord) -> Result<(), String> {
+        let (Some(materialized), Some(sink_key), Some(sink_value)) =
+            (self.materialized.as_mut(), &self.sink_key, &self.sink_value)
+        else {
+            return Ok(());
+        };
+        let Some(bytes) = record.key.as_deref() else {
+            return Ok(());
+        };
+        let (key_bytes, window) = match self.sink_window {
+            Some(kind) => {
+                let (key, window) = kind.split(bytes)?;
+                (key, Some(window))
+            }
+            None => (bytes, None),
+        };
+        let key = sink_key
+            .deserialize(Some(key_bytes))
+            .map_err(|e| e.0)?
+            .unwrap_or_default();
+        let partition = crate::partitioner::partition_for(key_bytes, materialized.partitions);
+        let mut position = partition.to_be_bytes().to_vec();
+        position.extend_from_slice(key_bytes);
+        if let Some((start, end)) = window {
+            position.extend_from_slice(&start.to_be_bytes());
+            position.extend_from_slice(&end.to_be_bytes());
+        }
+        let passing_key = crate::aggregate::stage::encode_group(&key);
+        match sink_value
+            .deserialize(record.value.as_deref())
+            .map_err(|e| e.0)?
+        {
+            Some(value) => {
+                materialized.rows.insert(
+                    position,
+                    MaterializedRow {
+                        key,
+                        window,
+                        value,
+                        timestamp: record.timestamp,
+                    },
+                );
+                if self.filter.is_some() {
+                    self.passing.insert(passing_key);
+                }
+            }
+            None => {
+                materialized.rows.remove(&position);
+                self.passing.remove(&passing_key);
+            }
+        }
+        Ok(())
     }
 }
 

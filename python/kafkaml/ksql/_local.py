@@ -59,12 +59,15 @@ class LocalKsql(StopOnExit):
             client = ksql.client()
             client.execute("CREATE STREAM s (id INT, v DOUBLE) WITH (kafka_topic='t', value_format='JSON', partitions=1);")
 
-    Streams, persistent queries (``CREATE STREAM ... AS SELECT``, ``INSERT INTO``) and push
-    queries (``SELECT ... EMIT CHANGES``) run here; tables, aggregations, windows and joins
-    are refused with a statement error naming the construct (they come with the engine's
-    part 2). Statements that change what runs are kept on the service's command topic
+    Streams and tables, persistent queries (``CREATE STREAM|TABLE ... AS SELECT``, ``INSERT
+    INTO``), aggregations (``GROUP BY``, ``HAVING``, tumbling, hopping and session windows),
+    joins of two sources, push queries (``SELECT ... EMIT CHANGES``) and pull queries on the
+    tables queries write (``SELECT ... FROM table WHERE ...``) run here; what does not (N-way
+    joins, PROTOBUF, ...) is refused with a statement error naming the construct. Statements
+    that change what runs are kept on the service's command topic
     (``_confluent-ksql-<service_id>_command_topic``) and replayed when a server with the same
-    ``service_id`` starts: persistent queries resume from their committed offsets.
+    ``service_id`` starts: persistent queries resume from their committed offsets, an
+    aggregation with its state from its changelog topic.
 
     Args:
         bootstrap: ``"host:port"`` of the Kafka cluster, or a :class:`kafkaml.LocalKafka`.

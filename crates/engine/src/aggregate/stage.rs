@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::snapshot::{decode_value, encode_value};
 use super::udaf::{Accumulator, AggregateFunction};
 use super::window::{WindowKind, WindowSpec};
 use crate::expr::{eval_column, Batch, CompiledExpr};
@@ -56,6 +57,8 @@ pub struct AggregationStage {
     /// A table source's rows as last aggregated, by primary key (the first `key_count` columns
     /// of a row): an update or delete takes the old row back out of its group first.
     table_rows: Option<TableRows>,
+    /// What changed since the changelog was last taken (`None`: no changelog kept).
+    dirty: Option<Dirty>,
     groups: HashMap<GroupKey, Aggregate>,
     sessions: HashMap<Vec<u8>, Vec<Aggregate>>,
     /// The largest record timestamp seen: windows close by it.
@@ -66,6 +69,14 @@ struct TableRows {
     key_count: usize,
     /// Primary key encoded -> (grouping values, the calls' argument values).
     rows: HashMap<Vec<u8>, TableRow>,
+}
+
+/// The state that changed since the changelog was last taken.
+#[derive(Default)]
+struct Dirty {
+    groups: std::collections::HashSet<GroupKey>,
+    sessions: std::collections::HashSet<Vec<u8>>,
+    table_rows: std::collections::HashSet<Vec<u8>>,
 }
 
 /// A table row's grouping values and the calls' argument values.
@@ -155,6 +166,7 @@ impl AggregationStage {
                 key_count,
                 rows: HashMap::new(),
             }),
+            dirty: None,
             groups: HashMap::new(),
             sessions: HashMap::new(),
             stream_time: i64::MIN,
@@ -323,6 +335,9 @@ impl AggregationStage {
             }
         }
         aggregate.timestamp = aggregate.timestamp.max(timestamp);
+        if let Some(dirty) = self.dirty.as_mut() {
+            dirty.groups.insert(key.clone());
+        }
         let snapshot = snapshots.push(aggregate, Owner::Group(key), input);
         changes.push(Change::Updated { snapshot });
     }
@@ -347,6 +362,9 @@ impl AggregationStage {
                 .collect::<Vec<_>>(),
         );
         let old = table.rows.remove(&primary_key);
+        if let Some(dirty) = self.dirty.as_mut() {
+            dirty.table_rows.insert(primary_key.clone());
+        }
         let group: Vec<Value> = group_columns.iter().map(|c| c[row].clone()).collect();
         let joins = !deleted && !group_failed && !group.iter().any(Value::is_null);
         if !deleted && !joins {
@@ -359,6 +377,9 @@ impl AggregationStage {
         self.stream_time = self.stream_time.max(timestamp);
         if let Some((old_group, old_args)) = old {
             let key = (encode_group(&old_group), i64::MIN);
+            if let Some(dirty) = self.dirty.as_mut() {
+                dirty.groups.insert(key.clone());
+            }
             if let Some(aggregate) = self.groups.get_mut(&key) {
                 for (accumulator, values) in aggregate.accumulators.iter_mut().zip(&old_args) {
                     accumulator.undo(values);
@@ -397,6 +418,9 @@ impl AggregationStage {
         changes: &mut Vec<Change>,
     ) {
         let spec = self.window.expect("session window");
+        if let Some(dirty) = self.dirty.as_mut() {
+            dirty.sessions.insert(encoded.clone());
+        }
         let sessions = self.sessions.entry(encoded.clone()).or_default();
         // Sessions within the gap of the record merge with it (Kafka Streams' findSessions).
         let (mut merging, kept): (Vec<Aggregate>, Vec<Aggregate>) =
@@ -580,16 +604,23 @@ impl AggregationStage {
         };
         let stream_time = self.stream_time;
         let mut closed: Vec<Aggregate> = Vec::new();
-        self.groups.retain(|_, a| {
+        let dirty = &mut self.dirty;
+        self.groups.retain(|key, a| {
             let (_, end) = a.window.expect("windowed");
             if spec.time_window_closed(end, stream_time) {
+                if let Some(dirty) = dirty.as_mut() {
+                    dirty.groups.insert(key.clone());
+                }
                 closed.push(a.clone());
                 false
             } else {
                 true
             }
         });
-        for sessions in self.sessions.values_mut() {
+        for (key, sessions) in self.sessions.iter_mut() {
+            if let Some(dirty) = dirty.as_mut() {
+                dirty.sessions.insert(key.clone());
+            }
             sessions.retain(|a| {
                 let (_, end) = a.window.expect("session");
                 if spec.session_closed(end, stream_time) {
@@ -631,18 +662,220 @@ impl AggregationStage {
             return;
         }
         let stream_time = self.stream_time;
-        self.groups.retain(|_, a| {
-            !a.window
-                .is_some_and(|(_, end)| spec.time_window_closed(end, stream_time))
+        let dirty = &mut self.dirty;
+        self.groups.retain(|key, a| {
+            let closed = a
+                .window
+                .is_some_and(|(_, end)| spec.time_window_closed(end, stream_time));
+            if let (true, Some(dirty)) = (closed, dirty.as_mut()) {
+                dirty.groups.insert(key.clone());
+            }
+            !closed
         });
-        for sessions in self.sessions.values_mut() {
+        for (key, sessions) in self.sessions.iter_mut() {
+            let before = sessions.len();
             sessions.retain(|a| {
                 !a.window
                     .is_some_and(|(_, end)| spec.session_closed(end, stream_time))
             });
+            if let (true, Some(dirty)) = (sessions.len() != before, dirty.as_mut()) {
+                dirty.sessions.insert(key.clone());
+            }
         }
         self.sessions.retain(|_, s| !s.is_empty());
     }
+}
+
+/// The aggregation's state as records of a compacted changelog topic, so that a restarted
+/// query resumes with the state its committed offsets imply (ksqlDB's
+/// `...-Aggregate-Materialize-changelog`). Keys: `G` + grouping values + window start (a group
+/// and window), `S` + grouping values (a key's sessions), `T` + primary key (a table source's
+/// row), `W` (stream time). A group that is gone is a tombstone.
+impl AggregationStage {
+    /// Starts keeping track of what changes, for `take_changelog`.
+    pub fn keep_changelog(&mut self) {
+        self.dirty.get_or_insert_with(Dirty::default);
+    }
+
+    /// The changelog records of what changed since the last call (key, value or tombstone).
+    pub fn take_changelog(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let Some(dirty) = self.dirty.as_mut() else {
+            return Vec::new();
+        };
+        let dirty = std::mem::take(dirty);
+        let mut records = Vec::new();
+        for key in dirty.groups {
+            let mut bytes = vec![b'G'];
+            bytes.extend_from_slice(&(key.0.len() as u32).to_be_bytes());
+            bytes.extend_from_slice(&key.0);
+            bytes.extend_from_slice(&key.1.to_be_bytes());
+            let value = self
+                .groups
+                .get(&key)
+                .map(|a| encode_value(&aggregate_state(a)));
+            records.push((bytes, value));
+        }
+        for key in dirty.sessions {
+            let mut bytes = vec![b'S'];
+            bytes.extend_from_slice(&key);
+            let value = self
+                .sessions
+                .get(&key)
+                .filter(|s| !s.is_empty())
+                .map(|s| encode_value(&Value::Array(s.iter().map(aggregate_state).collect())));
+            records.push((bytes, value));
+        }
+        if let Some(table) = &self.table_rows {
+            for key in dirty.table_rows {
+                let mut bytes = vec![b'T'];
+                bytes.extend_from_slice(&key);
+                let value = table.rows.get(&key).map(|(group, args)| {
+                    encode_value(&Value::Struct(vec![
+                        Value::Array(group.clone()),
+                        Value::Array(args.iter().map(|a| Value::Array(a.clone())).collect()),
+                    ]))
+                });
+                records.push((bytes, value));
+            }
+        }
+        if !records.is_empty() {
+            records.push((
+                vec![b'W'],
+                Some(encode_value(&Value::BigInt(self.stream_time))),
+            ));
+        }
+        records
+    }
+
+    /// Applies one changelog record (a restart reads the changelog to its end first).
+    pub fn restore_changelog(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
+        let (&kind, rest) = key.split_first().ok_or("an empty changelog key")?;
+        let decoded = value.map(decode_value).transpose()?;
+        match (kind, decoded) {
+            (b'W', Some(Value::BigInt(time))) => self.stream_time = time,
+            (b'G', state) => {
+                let length = rest
+                    .get(..4)
+                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+                    .ok_or("a short changelog key")?;
+                let group = rest
+                    .get(4..4 + length)
+                    .ok_or("a short changelog key")?
+                    .to_vec();
+                let start = rest
+                    .get(4 + length..12 + length)
+                    .map(|b| i64::from_be_bytes(b.try_into().unwrap_or([0; 8])))
+                    .ok_or("a short changelog key")?;
+                match state {
+                    Some(state) => {
+                        let aggregate = self.aggregate_from(&state)?;
+                        self.groups.insert((group, start), aggregate);
+                    }
+                    None => {
+                        self.groups.remove(&(group, start));
+                    }
+                }
+            }
+            (b'S', Some(Value::Array(sessions))) => {
+                let restored = sessions
+                    .iter()
+                    .map(|s| self.aggregate_from(s))
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.sessions.insert(rest.to_vec(), restored);
+            }
+            (b'S', None) => {
+                self.sessions.remove(rest);
+            }
+            (b'T', row) => {
+                let Some(table) = self.table_rows.as_mut() else {
+                    return Err("a table row in the changelog of a stream aggregation".into());
+                };
+                match row {
+                    Some(Value::Struct(parts)) => match parts.as_slice() {
+                        [Value::Array(group), Value::Array(args)] => {
+                            let args = args
+                                .iter()
+                                .map(|a| match a {
+                                    Value::Array(values) => Ok(values.clone()),
+                                    _ => Err("a table row's arguments are not lists".to_string()),
+                                })
+                                .collect::<Result<Vec<_>, _>>()?;
+                            table.rows.insert(rest.to_vec(), (group.clone(), args));
+                        }
+                        _ => return Err("a malformed table row in the changelog".into()),
+                    },
+                    None => {
+                        table.rows.remove(rest);
+                    }
+                    Some(_) => return Err("a malformed table row in the changelog".into()),
+                }
+            }
+            (other, _) => {
+                return Err(format!(
+                    "an unknown changelog record kind {:?}",
+                    char::from(other)
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    fn aggregate_from(&self, state: &Value) -> Result<Aggregate, String> {
+        let Value::Struct(parts) = state else {
+            return Err("a malformed aggregate in the changelog".into());
+        };
+        let [Value::Array(group), window, Value::BigInt(timestamp), Value::Boolean(emitted), Value::Array(snapshots)] =
+            parts.as_slice()
+        else {
+            return Err("a malformed aggregate in the changelog".into());
+        };
+        let window = match window {
+            Value::Struct(bounds) => match bounds.as_slice() {
+                [Value::BigInt(start), Value::BigInt(end)] => Some((*start, *end)),
+                _ => return Err("a malformed window in the changelog".into()),
+            },
+            _ => None,
+        };
+        if snapshots.len() != self.calls.len() {
+            return Err(format!(
+                "the changelog holds {} aggregate states, the query has {} aggregate calls",
+                snapshots.len(),
+                self.calls.len()
+            ));
+        }
+        let mut accumulators = Vec::with_capacity(self.calls.len());
+        for (call, snapshot) in self.calls.iter().zip(snapshots) {
+            let mut accumulator = call.function.new_accumulator();
+            accumulator.restore(snapshot)?;
+            accumulators.push(accumulator);
+        }
+        Ok(Aggregate {
+            group: group.clone(),
+            window,
+            accumulators,
+            timestamp: *timestamp,
+            emitted: *emitted,
+        })
+    }
+}
+
+/// One aggregate as a value: grouping values, window, timestamp, HAVING state, accumulators.
+fn aggregate_state(aggregate: &Aggregate) -> Value {
+    Value::Struct(vec![
+        Value::Array(aggregate.group.clone()),
+        aggregate.window.map_or(Value::Null, |(start, end)| {
+            Value::Struct(vec![Value::BigInt(start), Value::BigInt(end)])
+        }),
+        Value::BigInt(aggregate.timestamp),
+        Value::Boolean(aggregate.emitted),
+        Value::Array(
+            aggregate
+                .accumulators
+                .iter()
+                .map(|a| a.snapshot())
+                .collect(),
+        ),
+    ])
 }
 
 impl Snapshots {
@@ -678,12 +911,12 @@ impl Snapshots {
 pub fn encode_group(values: &[Value]) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 * values.len());
     for value in values {
-        encode_value(value, &mut out);
+        encode_group_value(value, &mut out);
     }
     out
 }
 
-fn encode_value(value: &Value, out: &mut Vec<u8>) {
+fn encode_group_value(value: &Value, out: &mut Vec<u8>) {
     let bytes_with_length = |tag: u8, bytes: &[u8], out: &mut Vec<u8>| {
         out.push(tag);
         out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
@@ -731,15 +964,15 @@ fn encode_value(value: &Value, out: &mut Vec<u8>) {
             });
             out.extend_from_slice(&(items.len() as u64).to_le_bytes());
             for item in items {
-                encode_value(item, out);
+                encode_group_value(item, out);
             }
         }
         Value::Map(entries) => {
             out.push(13);
             out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
             for (k, v) in entries {
-                encode_value(k, out);
-                encode_value(v, out);
+                encode_group_value(k, out);
+                encode_group_value(v, out);
             }
         }
     }

@@ -45,6 +45,18 @@ pub trait Accumulator: Send + fmt::Debug {
     fn failure(&self) -> Option<&str> {
         None
     }
+    /// The accumulator's whole state as one value (its intermediate state: e.g. AVG's sum and
+    /// count), such that `restore` on a fresh accumulator of the same function gives back an
+    /// equal accumulator (same `result()`, same behaviour on further `add`/`undo`/`merge`).
+    /// It is a `STRUCT` of the accumulator's kind (a STRING) and its fields, including the
+    /// function's parameters (k, n, limits, ...) and any failure; [`super::snapshot`] makes
+    /// bytes of it.
+    fn snapshot(&self) -> Value;
+    /// Replaces this (fresh) accumulator's state with a snapshot; Err names what did not fit.
+    /// A snapshot of another function, or of this one with other parameters (k, n, scale,
+    /// ignoreNulls, ...), does not fit; limits are taken from the snapshot. On Err the
+    /// accumulator is left as it was.
+    fn restore(&mut self, snapshot: &Value) -> Result<(), String>;
 }
 
 impl Clone for Box<dyn Accumulator> {
@@ -508,6 +520,150 @@ fn same<T: 'static>(other: &dyn Accumulator) -> Option<&T> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Snapshots: `STRUCT<kind STRING, fields...>`. The kind and the function's fixed parameters go
+// in too and are checked on restore, so that a changelog read into another query's
+// accumulators fails instead of being silently misread.
+// ---------------------------------------------------------------------------------------------
+
+fn snapshot_of(kind: &str, fields: impl IntoIterator<Item = Value>) -> Value {
+    Value::Struct(
+        std::iter::once(Value::String(kind.into()))
+            .chain(fields)
+            .collect(),
+    )
+}
+
+fn failure_value(failure: &Option<String>) -> Value {
+    failure.clone().map_or(Value::Null, Value::String)
+}
+
+/// An offset function's `(sequence, value)` entry, as ksqlDB's `STRUCT<SEQ, VAL>`.
+fn sequenced_value((sequence, value): &(u64, Value)) -> Value {
+    // The sequence's bits: a BIGINT holds every u64 and gives it back with `as u64`.
+    Value::Struct(vec![Value::BigInt(*sequence as i64), value.clone()])
+}
+
+/// Reads a snapshot of one kind, naming the kind in its errors.
+#[derive(Clone, Copy)]
+struct Restoring<'a>(&'a str);
+
+impl Restoring<'_> {
+    /// The snapshot's `N` fields after its kind.
+    fn fields<const N: usize>(self, snapshot: &Value) -> Result<&[Value; N], String> {
+        let kind = self.0;
+        let Value::Struct(all) = snapshot else {
+            return Err(format!(
+                "a {kind} snapshot is a STRUCT, not {}",
+                literal_type_name(snapshot)
+            ));
+        };
+        match all.split_first() {
+            Some((Value::String(found), fields)) if found == kind => {
+                fields.try_into().map_err(|_| {
+                    format!(
+                        "a {kind} snapshot has {N} fields after its kind, not {}",
+                        fields.len()
+                    )
+                })
+            }
+            Some((Value::String(found), _)) => Err(format!(
+                "a {found} snapshot cannot restore a {kind} accumulator"
+            )),
+            _ => Err(format!(
+                "a {kind} snapshot is a STRUCT starting with its kind, a STRING"
+            )),
+        }
+    }
+
+    fn wrong(self, what: &str, expected: &str, found: &Value) -> String {
+        format!(
+            "{} snapshot: {what} should be {expected}, not {}",
+            self.0,
+            literal_type_name(found)
+        )
+    }
+
+    fn big_int(self, what: &str, value: &Value) -> Result<i64, String> {
+        match value {
+            Value::BigInt(v) => Ok(*v),
+            other => Err(self.wrong(what, "a BIGINT", other)),
+        }
+    }
+
+    fn integer(self, what: &str, value: &Value) -> Result<i32, String> {
+        match value {
+            Value::Integer(v) => Ok(*v),
+            other => Err(self.wrong(what, "an INTEGER", other)),
+        }
+    }
+
+    fn double(self, what: &str, value: &Value) -> Result<f64, String> {
+        match value {
+            Value::Double(v) => Ok(*v),
+            other => Err(self.wrong(what, "a DOUBLE", other)),
+        }
+    }
+
+    fn boolean(self, what: &str, value: &Value) -> Result<bool, String> {
+        match value {
+            Value::Boolean(v) => Ok(*v),
+            other => Err(self.wrong(what, "a BOOLEAN", other)),
+        }
+    }
+
+    fn array<'v>(self, what: &str, value: &'v Value) -> Result<&'v [Value], String> {
+        match value {
+            Value::Array(items) => Ok(items),
+            other => Err(self.wrong(what, "an ARRAY", other)),
+        }
+    }
+
+    /// A count or limit: a BIGINT that is no less than zero.
+    fn size(self, what: &str, value: &Value) -> Result<usize, String> {
+        let v = self.big_int(what, value)?;
+        usize::try_from(v).map_err(|_| format!("{} snapshot: {what} is {v}", self.0))
+    }
+
+    /// [`Accumulator::failure`]: NULL or the message.
+    fn failure(self, value: &Value) -> Result<Option<String>, String> {
+        match value {
+            Value::Null => Ok(None),
+            Value::String(message) => Ok(Some(message.clone())),
+            other => Err(self.wrong("the failure", "NULL or a STRING", other)),
+        }
+    }
+
+    /// One of the function's fixed parameters, which must be this accumulator's.
+    fn same<T: PartialEq + fmt::Display>(
+        self,
+        what: &str,
+        found: T,
+        mine: T,
+    ) -> Result<(), String> {
+        if found == mine {
+            return Ok(());
+        }
+        Err(format!(
+            "{} snapshot: {what} is {found}, this accumulator's is {mine}",
+            self.0
+        ))
+    }
+
+    fn sequenced(self, what: &str, value: &Value) -> Result<(u64, Value), String> {
+        match value {
+            Value::Struct(fields) => match fields.as_slice() {
+                [Value::BigInt(sequence), value] => Ok((*sequence as u64, value.clone())),
+                _ => Err(format!(
+                    "{} snapshot: {what} should be a STRUCT<SEQ BIGINT, VAL>",
+                    self.0
+                )),
+            },
+            other => Err(self.wrong(what, "a STRUCT<SEQ BIGINT, VAL>", other)),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Java's values: equality (`equals`), hashing keys that agree with it, and ordering
 // (`compareTo`).
 // ---------------------------------------------------------------------------------------------
@@ -670,6 +826,17 @@ struct Count {
 }
 
 impl Accumulator for Count {
+    fn snapshot(&self) -> Value {
+        snapshot_of("COUNT", [Value::BigInt(self.count)])
+    }
+
+    fn restore(&mut self, snapshot: &Value) -> Result<(), String> {
+        let restoring = Restoring("COUNT");
+        let [count] = restoring.fields(snapshot)?;
+        self.count = restoring.big_int("the count", count)?;
+        Ok(())
+    }
+
     fn add(&mut self, args: &[Value]) {
         if args.first().is_none_or(|v| !v.is_null()) {
             self.count = self.count.wrapping_add(1);
@@ -704,6 +871,30 @@ struct CountDistinct {
 }
 
 impl Accumulator for CountDistinct {
+    /// The `java_key`s, sorted so that equal states give equal snapshots (a HashSet's order
+    /// is per process). The keys' layout is thereby part of the changelog format.
+    fn snapshot(&self) -> Value {
+        let mut keys: Vec<&Vec<u8>> = self.seen.iter().collect();
+        keys.sort_unstable();
+        let keys = keys.into_iter().map(|key| Value::Bytes(key.clone()));
+        snapshot_of("COUNT_DISTINCT", [Value::Array(keys.collect())])
+    }
+
+    fn restore(&mut self, snapshot: &Value) -> Result<(), String> {
+        let restoring = Restoring("COUNT_DISTINCT");
+        let [keys] = restoring.fields(snapshot)?;
+        let seen = restoring
+            .array("the seen values", keys)?
+            .iter()
+            .map(|key| match key {
+                Value::Bytes(key) => Ok(key.clone()),
+                other => Err(restoring.wrong("a seen value", "BYTES", other)),
+            })
+            .collect::<Result<_, _>>()?;
+        self.seen = seen;
+        Ok(())
+    }
+
     fn add(&mut self, args: &[Value]) {
         let value = arg(args, 0);
         if !value.is_null() {
@@ -790,6 +981,23 @@ impl JavaSum {
             JavaSum::Double(s) => Value::Double(s),
         }
     }
+
+    /// A snapshot's sum, which must be of this (zero) sum's Java type.
+    fn restored(self, restoring: Restoring, value: &Value) -> Result<JavaSum, String> {
+        match (self, value) {
+            (JavaSum::Int(_), Value::Integer(v)) => Ok(JavaSum::Int(*v)),
+            (JavaSum::Long(_), Value::BigInt(v)) => Ok(JavaSum::Long(*v)),
+            (JavaSum::Double(_), Value::Double(v)) => Ok(JavaSum::Double(*v)),
+            _ => {
+                let expected = match self {
+                    JavaSum::Int(_) => "an INTEGER",
+                    JavaSum::Long(_) => "a BIGINT",
+                    JavaSum::Double(_) => "a DOUBLE",
+                };
+                Err(restoring.wrong("the sum", expected, value))
+            }
+        }
+    }
 }
 
 fn java_int(value: &Value) -> i32 {
@@ -811,6 +1019,17 @@ struct Sum {
 }
 
 impl Accumulator for Sum {
+    fn snapshot(&self) -> Value {
+        snapshot_of("SUM", [self.sum.to_value()])
+    }
+
+    fn restore(&mut self, snapshot: &Value) -> Result<(), String> {
+        let restoring = Restoring("SUM");
+        let [sum] = restoring.fields(snapshot)?;
+        self.sum = self.sum.restored(restoring, sum)?;
+        Ok(())
+    }
+
     fn add(&mut self, args: &[Value]) {
         let value = arg(args, 0);
         if !value.is_null() {
@@ -913,6 +1132,32 @@ fn plain_decimal(unscaled: i128, scale: i32) -> String {
 }
 
 impl Accumulator for DecimalSum {
+    fn snapshot(&self) -> Value {
+        snapshot_of(
+            "DECIMAL_SUM",
+            [
+                self.result(),
+                Value::Integer(self.precision.into()),
+                failure_value(&self.failure),
+            ],
+        )
+    }
+
+    fn restore(&mut self, snapshot: &Value) -> Result<(), String> {
+        let restoring = Restoring("DECIMAL_SUM");
+        let [sum, precision, failure] = restoring.fields(snapshot)?;
+        let Value::Decimal { unscaled, scale } = sum else {
+            return Err(restoring.wrong("the sum", "a DECIMAL", sum));
+        };
+        restoring.same("the scale", *scale, self.scale)?;
+        let precision = restoring.integer("the precision", precision)?;
+        restoring.same("the precision", precision, self.precision.into())?;
+        let failure = restoring.failure(failure)?;
+        self.unscaled = *unscaled;
+        self.failure = failure;
+        Ok(())
+    }
+
     fn add(&mut self, args: &[Value]) {
         let value = arg(args, 0);
         if value.is_null() || self.failure.is_some() {
@@ -991,6 +1236,17 @@ impl SumList {
 }
 
 impl Accumulator for SumList {
+    fn snapshot(&self) -> Value {
+        snapshot_of("SUM_LIST", [self.sum.to_value()])
+    }
+
+    fn restore(&mut self, snapshot: &Value) -> Result<(), String> {
+        let restoring = Restoring("SUM_LIST");
+        let [sum] = restoring.fields(snapshot)?;
+        self.sum = self.sum.restored(restoring, sum)?;
+        Ok(())
+    }
+
     fn add(&mut self, args: &[Value]) {
         if let Value::Array(items) = arg(args, 0) {
             self.sum = self.sum.plus_sum(self.list_sum(items));
@@ -1031,6 +1287,19 @@ struct Avg {
 }
 
 impl Accumulator for Avg {
+    fn snapshot(&self) -> Value {
+        snapshot_of("AVG", [self.sum.to_value(), Value::BigInt(self.count)])
+    }
+
+    fn restore(&mut self, snapshot: &Value) -> Result<(), String> {
+        let restoring = Restoring("AVG");
+        let [sum, count] = restoring.fields(snapshot)?;
+        let sum = self.sum.restored(restoring, sum)?;
+        self.count = restoring.big_int("the count", count)?;
+        self.sum = sum;
+        Ok(())
+    }
+
     fn add(&mut self, args: &[Value]) {
         let value = arg(args, 0);
         if !value.is_null() {
@@ -1080,6 +1349,14 @@ struct StdDev {
 }
 
 impl StdDev {
+    fn kind(&self) -> &'static str {
+        if self.variance_only {
+            "STDDEV_SAMP"
+        } else {
+            "STDDEV_SAMPLE"
+        }
+    }
+
     /// `value * (count + 1) - (sum + value)` in the sum's Java type, as a double.
     fn delta(&self, value: &Value) -> f64 {
         let next = self.count.wrapping_add(1);
@@ -1118,6 +1395,27 @@ impl StdDev {
 }
 
 impl Accumulator for StdDev {
+    fn snapshot(&self) -> Value {
+        snapshot_of(
+            self.kind(),
+            [
+                self.sum.to_value(),
+                Value::BigInt(self.count),
+                Value::Double(self.m2),
+            ],
+        )
+    }
+
+    fn restore(&mut self, snapshot: &Value) -> Result<(), String> {
+        let restoring = Restoring(self.kind());
+        let [sum, count, m2] = restoring.fields(snapshot)?;
+        let sum = self.sum.restored(restoring, sum)?;
+        let count = restoring.big_int("the count", count)?;
+        self.m2 = restoring.double("M2", m2)?;
+        (self.sum, self.count) = (sum, count);
+        Ok(())
+    }
+
     fn add(&mut self, args: &[Value]) {
         let value = arg(args, 0);
         if value.is_null() {
@@ -1207,6 +1505,36 @@ impl Correlation {
 }
 
 impl Accumulator for Correlation {
+    fn snapshot(&self) -> Value {
+        let sums = [
+            self.x_sum,
+            self.y_sum,
+            self.x_squared_sum,
+            self.y_squared_sum,
+            self.xy_sum,
+        ];
+        snapshot_of(
+            "CORRELATION",
+            sums.into_iter()
+                .map(Value::Double)
+                .chain([Value::BigInt(self.count)]),
+        )
+    }
+
+    fn restore(&mut self, snapshot: &Value) -> Result<(), String> {
+        let restoring = Restoring("CORRELATION");
+        let [x, y, x_squared, y_squared, xy, count] = restoring.fields(snapshot)?;
+        *self = Correlation {
+            x_sum: restoring.double("X_SUM", x)?,
+            y_sum: restoring.double("Y_SUM", y)?,
+            x_squared_sum: restoring.double("X_SQUARED_SUM", x_squared)?,
+            y_squared_sum: restoring.double("Y_SQUARED_SUM", y_squared)?,
+            xy_sum: restoring.double("XY_SUM", xy)?,
+            count: restoring.big_int("the count", count)?,
+        };
+        Ok(())
+    }
+
     fn add(&mut self, args: &[Value]) {
         if let Some((x, y)) = Self::pair(args) {
             self.x_sum += x;
@@ -1265,6 +1593,14 @@ struct MinMax {
 }
 
 impl MinMax {
+    fn kind(&self) -> &'static str {
+        if self.keep == Ordering::Greater {
+            "MAX"
+        } else {
+            "MIN"
+        }
+    }
+
     fn offer(&mut self, candidate: &Value) {
         if candidate.is_null() {
             return;
@@ -1277,6 +1613,17 @@ impl MinMax {
 }
 
 impl Accumulator for MinMax {
+    /// NULL before any value (NULLs are never kept).
+    fn snapshot(&self) -> Value {
+        snapshot_of(self.kind(), [self.result()])
+    }
+
+    fn restore(&mut self, snapshot: &Value) -> Result<(), String> {
+        let [best] = Restoring(self.kind()).fields(snapshot)?;
+        self.best = (!best.is_null()).then(|| best.clone());
+        Ok(())
+    }
+
     fn add(&mut self, args: &[Value]) {
         self.offer(arg(args, 0));
     }
@@ -1310,6 +1657,24 @@ struct CollectList {
 }
 
 impl Accumulator for CollectList {
+    fn snapshot(&self) -> Value {
+        snapshot_of(
+            "COLLECT_LIST",
+            [self.result(), Value::BigInt(self.limit as i64)],
+        )
+    }
+
+    /// The limit comes from the snapshot: the items were collected under it, and the group
+    /// goes on as it would have without the restart.
+    fn restore(&mut self, snapshot: &Value) -> Result<(), String> {
+        let restoring = Restoring("COLLECT_LIST");
+        let [items, limit] = restoring.fields(snapshot)?;
+        let items = restoring.array("the items", items)?.to_vec();
+        self.limit = restoring.size("the limit", limit)?;
+        self.items = items;
+        Ok(())
+    }
+
     fn add(&mut self, args: &[Value]) {
         if self.items.len() < self.limit {
             self.items.push(arg(args, 0).clone());
@@ -1358,6 +1723,32 @@ impl CollectSet {
 }
 
 impl Accumulator for CollectSet {
+    /// The keys are the items' `java_key`s: not stored, made again on restore.
+    fn snapshot(&self) -> Value {
+        snapshot_of(
+            "COLLECT_SET",
+            [self.result(), Value::BigInt(self.limit as i64)],
+        )
+    }
+
+    /// The limit comes from the snapshot, as COLLECT_LIST's does.
+    fn restore(&mut self, snapshot: &Value) -> Result<(), String> {
+        let restoring = Restoring("COLLECT_SET");
+        let [items, limit] = restoring.fields(snapshot)?;
+        let items = restoring.array("the items", items)?;
+        let limit = restoring.size("the limit", limit)?;
+        let mut keys = HashSet::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            if !keys.insert(java_key(item)) {
+                return Err(format!(
+                    "COLLECT_SET snapshot: item {index} repeats an earlier one"
+                ));
+            }
+        }
+        (self.items, self.keys, self.limit) = (items.to_vec(), keys, limit);
+        Ok(())
+    }
+
     fn add(&mut self, args: &[Value]) {
         self.insert(arg(args, 0));
     }
@@ -1401,6 +1792,24 @@ impl Histogram {
 }
 
 impl Accumulator for Histogram {
+    fn snapshot(&self) -> Value {
+        snapshot_of("HISTOGRAM", [self.result()])
+    }
+
+    fn restore(&mut self, snapshot: &Value) -> Result<(), String> {
+        let restoring = Restoring("HISTOGRAM");
+        let [counts] = restoring.fields(snapshot)?;
+        let Value::Map(entries) = counts else {
+            return Err(restoring.wrong("the counts", "a MAP", counts));
+        };
+        let counts = entries
+            .iter()
+            .map(|(key, count)| Ok((key.clone(), restoring.big_int("a count", count)?)))
+            .collect::<Result<_, String>>()?;
+        self.counts = counts;
+        Ok(())
+    }
+
     fn add(&mut self, args: &[Value]) {
         self.bump(arg(args, 0), 1);
     }
@@ -1460,6 +1869,36 @@ impl Attr {
 }
 
 impl Accumulator for Attr {
+    /// As ksqlDB's `ARRAY<STRUCT<VALUE, COUNT>>`, zero counts included (they are kept).
+    fn snapshot(&self) -> Value {
+        let entries = self
+            .entries
+            .iter()
+            .map(|(value, count)| Value::Struct(vec![value.clone(), Value::Integer(*count)]));
+        snapshot_of("ATTR", [Value::Array(entries.collect())])
+    }
+
+    fn restore(&mut self, snapshot: &Value) -> Result<(), String> {
+        let restoring = Restoring("ATTR");
+        let [entries] = restoring.fields(snapshot)?;
+        let entries = restoring
+            .array("the entries", entries)?
+            .iter()
+            .map(|entry| match entry {
+                Value::Struct(fields) => match fields.as_slice() {
+                    [value, Value::Integer(count)] => Ok((value.clone(), *count)),
+                    _ => Err(
+                        "ATTR snapshot: an entry should be a STRUCT<VALUE, COUNT INTEGER>"
+                            .to_string(),
+                    ),
+                },
+                other => Err(restoring.wrong("an entry", "a STRUCT", other)),
+            })
+            .collect::<Result<_, _>>()?;
+        self.entries = entries;
+        Ok(())
+    }
+
     fn add(&mut self, args: &[Value]) {
         self.update(arg(args, 0), 1);
     }
@@ -1500,6 +1939,13 @@ fn next_sequence() -> u64 {
     OFFSET_SEQUENCE.fetch_add(1, AtomicOrdering::Relaxed)
 }
 
+/// After restoring an entry of `sequence` (from an earlier process, whose count this one
+/// started again from zero), sequences go on past it: rows arriving now are later than every
+/// restored one, and merges compare them.
+fn resume_sequence_after(sequence: u64) {
+    OFFSET_SEQUENCE.fetch_max(sequence.saturating_add(1), AtomicOrdering::Relaxed);
+}
+
 /// EARLIEST_BY_OFFSET(col[, ignoreNulls]) and LATEST_BY_OFFSET(col[, ignoreNulls]).
 #[derive(Clone, Debug)]
 struct ByOffset {
@@ -1510,7 +1956,38 @@ struct ByOffset {
     latest: bool,
 }
 
+impl ByOffset {
+    fn kind(&self) -> &'static str {
+        if self.latest {
+            "LATEST_BY_OFFSET"
+        } else {
+            "EARLIEST_BY_OFFSET"
+        }
+    }
+}
+
 impl Accumulator for ByOffset {
+    fn snapshot(&self) -> Value {
+        let entry = self.entry.as_ref().map_or(Value::Null, sequenced_value);
+        snapshot_of(self.kind(), [Value::Boolean(self.ignore_nulls), entry])
+    }
+
+    fn restore(&mut self, snapshot: &Value) -> Result<(), String> {
+        let restoring = Restoring(self.kind());
+        let [ignore_nulls, entry] = restoring.fields(snapshot)?;
+        let ignore_nulls = restoring.boolean("ignoreNulls", ignore_nulls)?;
+        restoring.same("ignoreNulls", ignore_nulls, self.ignore_nulls)?;
+        let entry = match entry {
+            Value::Null => None,
+            entry => Some(restoring.sequenced("the entry", entry)?),
+        };
+        if let Some((sequence, _)) = &entry {
+            resume_sequence_after(*sequence);
+        }
+        self.entry = entry;
+        Ok(())
+    }
+
     fn add(&mut self, args: &[Value]) {
         let value = arg(args, 0);
         if (value.is_null() && self.ignore_nulls) || (!self.latest && self.entry.is_some()) {
@@ -1564,7 +2041,47 @@ struct ByOffsetN {
     latest: bool,
 }
 
+impl ByOffsetN {
+    fn kind(&self) -> &'static str {
+        if self.latest {
+            "LATEST_BY_OFFSET_N"
+        } else {
+            "EARLIEST_BY_OFFSET_N"
+        }
+    }
+}
+
 impl Accumulator for ByOffsetN {
+    fn snapshot(&self) -> Value {
+        let entries = self.entries.iter().map(sequenced_value).collect();
+        snapshot_of(
+            self.kind(),
+            [
+                Value::BigInt(self.n as i64),
+                Value::Boolean(self.ignore_nulls),
+                Value::Array(entries),
+            ],
+        )
+    }
+
+    fn restore(&mut self, snapshot: &Value) -> Result<(), String> {
+        let restoring = Restoring(self.kind());
+        let [n, ignore_nulls, entries] = restoring.fields(snapshot)?;
+        restoring.same("n", restoring.size("n", n)?, self.n)?;
+        let ignore_nulls = restoring.boolean("ignoreNulls", ignore_nulls)?;
+        restoring.same("ignoreNulls", ignore_nulls, self.ignore_nulls)?;
+        let entries: Vec<(u64, Value)> = restoring
+            .array("the entries", entries)?
+            .iter()
+            .map(|entry| restoring.sequenced("an entry", entry))
+            .collect::<Result<_, _>>()?;
+        if let Some(latest) = entries.iter().map(|(sequence, _)| *sequence).max() {
+            resume_sequence_after(latest);
+        }
+        self.entries = entries;
+        Ok(())
+    }
+
     fn add(&mut self, args: &[Value]) {
         let value = arg(args, 0);
         if value.is_null() && self.ignore_nulls {
@@ -1635,6 +2152,44 @@ impl TopK {
 }
 
 impl Accumulator for TopK {
+    fn snapshot(&self) -> Value {
+        snapshot_of(
+            "TOPK",
+            [
+                Value::Integer(self.k),
+                Value::BigInt(self.width as i64),
+                self.result(),
+                failure_value(&self.failure),
+            ],
+        )
+    }
+
+    fn restore(&mut self, snapshot: &Value) -> Result<(), String> {
+        let restoring = Restoring("TOPK");
+        let [k, width, entries, failure] = restoring.fields(snapshot)?;
+        restoring.same("k", restoring.integer("k", k)?, self.k)?;
+        restoring.same(
+            "the column count",
+            restoring.size("the column count", width)?,
+            self.width,
+        )?;
+        let entries = restoring.array("the entries", entries)?;
+        // With other columns every entry is a STRUCT of the sort value and theirs.
+        let misfit = entries.iter().position(|entry| match entry {
+            Value::Struct(fields) => fields.len() != self.width || self.width == 1,
+            _ => self.width > 1,
+        });
+        if let Some(index) = misfit {
+            return Err(format!(
+                "TOPK snapshot: entry {index} does not have the call's {} columns",
+                self.width
+            ));
+        }
+        let failure = restoring.failure(failure)?;
+        (self.entries, self.failure) = (entries.to_vec(), failure);
+        Ok(())
+    }
+
     fn add(&mut self, args: &[Value]) {
         let sort = arg(args, 0);
         if sort.is_null() || self.failure.is_some() {
@@ -1722,6 +2277,27 @@ impl TopKDistinct {
 }
 
 impl Accumulator for TopKDistinct {
+    fn snapshot(&self) -> Value {
+        snapshot_of(
+            "TOPKDISTINCT",
+            [
+                Value::Integer(self.k),
+                self.result(),
+                failure_value(&self.failure),
+            ],
+        )
+    }
+
+    fn restore(&mut self, snapshot: &Value) -> Result<(), String> {
+        let restoring = Restoring("TOPKDISTINCT");
+        let [k, items, failure] = restoring.fields(snapshot)?;
+        restoring.same("k", restoring.integer("k", k)?, self.k)?;
+        let items = restoring.array("the items", items)?.to_vec();
+        let failure = restoring.failure(failure)?;
+        (self.items, self.failure) = (items, failure);
+        Ok(())
+    }
+
     fn add(&mut self, args: &[Value]) {
         let value = arg(args, 0);
         if value.is_null() || self.failure.is_some() {
@@ -2774,5 +3350,588 @@ mod tests {
         let count = filled(&function("COUNT", &[], &[]), &[]);
         original.merge(count.as_ref());
         assert_eq!(original.result(), int(5));
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Snapshots
+    // -----------------------------------------------------------------------------------------
+
+    use crate::aggregate::snapshot::{decode_value, encode_value};
+
+    /// Bit-exact comparison (NaN results included, which `==` never equals).
+    fn bits(value: &Value) -> Vec<u8> {
+        encode_value(value)
+    }
+
+    fn with_properties(
+        name: &str,
+        types: &[SqlType],
+        literals: &[Value],
+        properties: &[(&str, &str)],
+    ) -> AggregateFunction {
+        let properties = properties
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        resolve(name, types, literals, &properties).unwrap()
+    }
+
+    /// Through bytes, as the changelog carries it, into a fresh accumulator.
+    fn restored(function: &AggregateFunction, original: &dyn Accumulator) -> Box<dyn Accumulator> {
+        let bytes = encode_value(&original.snapshot());
+        let mut restored = function.new_accumulator();
+        restored.restore(&decode_value(&bytes).unwrap()).unwrap();
+        restored
+    }
+
+    fn assert_alike(label: &str, a: &dyn Accumulator, b: &dyn Accumulator) {
+        assert_eq!(bits(&a.result()), bits(&b.result()), "{label}: result");
+        assert_eq!(a.failure(), b.failure(), "{label}: failure");
+    }
+
+    /// `rows` into an accumulator, snapshot -> bytes -> restore into a fresh one; then both
+    /// must give the same result, snapshot and failure, and go on alike: merged into a fresh
+    /// accumulator, merging a later one, adding `next`, and (where the function can) undoing
+    /// `next` and the first row.
+    fn assert_restores(
+        label: &str,
+        function: &AggregateFunction,
+        rows: &[Vec<Value>],
+        next: &[Value],
+    ) {
+        let mut original = function.new_accumulator();
+        for row in rows {
+            original.add(row);
+        }
+        let mut copy = restored(function, original.as_ref());
+        assert_eq!(
+            bits(&copy.snapshot()),
+            bits(&original.snapshot()),
+            "{label}: snapshot"
+        );
+        assert_alike(label, original.as_ref(), copy.as_ref());
+
+        let (mut into_original, mut into_copy) =
+            (function.new_accumulator(), function.new_accumulator());
+        into_original.merge(original.as_ref());
+        into_copy.merge(copy.as_ref());
+        assert_alike(&format!("{label}, merged in"), &*into_original, &*into_copy);
+        let mut later = function.new_accumulator();
+        later.add(next);
+        let (mut merged_original, mut merged_copy) = (original.clone(), copy.clone());
+        merged_original.merge(later.as_ref());
+        merged_copy.merge(later.as_ref());
+        assert_alike(
+            &format!("{label}, merging"),
+            &*merged_original,
+            &*merged_copy,
+        );
+
+        original.add(next);
+        copy.add(next);
+        assert_alike(&format!("{label}, added"), original.as_ref(), copy.as_ref());
+        if function.undoable() {
+            assert!(original.undo(next) && copy.undo(next), "{label}");
+            assert_alike(
+                &format!("{label}, undone"),
+                original.as_ref(),
+                copy.as_ref(),
+            );
+            if let Some(first) = rows.first() {
+                assert!(original.undo(first) && copy.undo(first), "{label}");
+                assert_alike(&format!("{label}, undone 1st"), &*original, &*copy);
+            }
+        }
+    }
+
+    /// Rows of one argument each.
+    fn rows(values: &[Value]) -> Vec<Vec<Value>> {
+        values.iter().map(|v| vec![v.clone()]).collect()
+    }
+
+    #[test]
+    fn counts_restore() {
+        let star = function("COUNT", &[], &[]);
+        assert_restores("COUNT(*)", &star, &[vec![], vec![], vec![]], &[]);
+        assert_restores("COUNT(*) fresh", &star, &[], &[]);
+        let column = function("COUNT", &[SqlType::String], &[]);
+        let values = rows(&[text("a"), NULL_VALUE, text("b")]);
+        assert_restores("COUNT", &column, &values, &[text("c")]);
+        assert_restores("COUNT null", &column, &values, &[NULL_VALUE]);
+
+        let distinct = function("COUNT_DISTINCT", &[SqlType::String], &[]);
+        let values = rows(&[text("a"), NULL_VALUE, text("b"), text("a")]);
+        assert_restores("COUNT_DISTINCT", &distinct, &values, &[text("a")]);
+        assert_restores("COUNT_DISTINCT new", &distinct, &values, &[text("c")]);
+        let doubles = function("COUNT_DISTINCT", &[Double], &[]);
+        let values = rows(&[double(0.0), double(-0.0), double(f64::NAN), NULL_VALUE]);
+        assert_restores(
+            "COUNT_DISTINCT doubles",
+            &doubles,
+            &values,
+            &[double(-f64::NAN)],
+        );
+    }
+
+    #[test]
+    fn sums_restore() {
+        let ints = function("SUM", &[Integer], &[]);
+        let values = rows(&[int(i32::MAX), NULL_VALUE, int(1)]);
+        assert_restores("SUM INTEGER", &ints, &values, &[int(5)]);
+        let longs = function("SUM", &[BigInt], &[]);
+        let values = rows(&[long(i64::MIN), NULL_VALUE, long(-1)]);
+        assert_restores("SUM BIGINT", &longs, &values, &[long(7)]);
+        let doubles = function("SUM", &[Double], &[]);
+        let values = rows(&[double(0.1), NULL_VALUE, double(0.2)]);
+        assert_restores("SUM DOUBLE", &doubles, &values, &[double(0.3)]);
+        assert_restores(
+            "SUM DOUBLE empty",
+            &doubles,
+            &rows(&[NULL_VALUE]),
+            &[double(-0.0)],
+        );
+
+        let decimals = function("SUM", &[decimal(4, 2)], &[]);
+        let values = rows(&[dec(1250, 2), NULL_VALUE, dec(25, 2)]);
+        assert_restores("SUM DECIMAL", &decimals, &values, &[dec(1, 2)]);
+        let overflowed = rows(&[dec(6000, 2), dec(5000, 2)]);
+        assert_restores("SUM DECIMAL failed", &decimals, &overflowed, &[dec(1, 2)]);
+        let mut failed = filled(&decimals, &[dec(6000, 2), dec(5000, 2)]);
+        let copy = restored(&decimals, failed.as_ref());
+        assert!(copy
+            .failure()
+            .unwrap()
+            .starts_with("Numeric field overflow"));
+        failed.add(&[dec(1, 2)]);
+        assert_eq!(failed.result(), copy.result());
+        let wide = function("SUM", &[decimal(38, 0)], &[]);
+        let huge = dec(10i128.pow(38) - 1, 0);
+        assert_restores("SUM DECIMAL(38)", &wide, &rows(&[huge]), &[dec(-1, 0)]);
+
+        let list = function("SUM_LIST", &[SqlType::Array(Box::new(Integer))], &[]);
+        let values = rows(&[
+            array(vec![int(1), NULL_VALUE, int(2)]),
+            NULL_VALUE,
+            array(vec![int(i32::MAX)]),
+        ]);
+        assert_restores("SUM_LIST", &list, &values, &[array(vec![int(4)])]);
+        let list = function("SUM_LIST", &[SqlType::Array(Box::new(Double))], &[]);
+        let values = rows(&[array(vec![double(0.1), NULL_VALUE]), array(vec![])]);
+        assert_restores(
+            "SUM_LIST DOUBLE",
+            &list,
+            &values,
+            &[array(vec![double(0.7)])],
+        );
+    }
+
+    #[test]
+    fn averages_deviations_and_correlations_restore() {
+        let avg = function("AVG", &[Integer], &[]);
+        let values = rows(&[int(2), int(3), NULL_VALUE, int(i32::MAX)]);
+        assert_restores("AVG INTEGER", &avg, &values, &[int(4)]);
+        assert_restores("AVG empty", &avg, &[], &[int(4)]);
+        let avg = function("AVG", &[Double], &[]);
+        let values = rows(&[double(0.1), double(0.7), NULL_VALUE]);
+        assert_restores("AVG DOUBLE", &avg, &values, &[double(1e-300)]);
+
+        for name in ["STDDEV_SAMP", "STDDEV_SAMPLE"] {
+            for (t, values, next) in [
+                (
+                    Integer,
+                    rows(&[int(1), int(2), NULL_VALUE, int(4)]),
+                    int(10),
+                ),
+                (BigInt, rows(&[long(7), NULL_VALUE, long(-3)]), long(5)),
+                (
+                    Double,
+                    rows(&[double(0.5), double(1.5), NULL_VALUE]),
+                    double(3.25),
+                ),
+                (Double, rows(&[double(2.0)]), double(1.0)),
+            ] {
+                let f = function(name, std::slice::from_ref(&t), &[]);
+                assert_restores(&format!("{name} {t}"), &f, &values, &[next]);
+            }
+        }
+
+        let correlation = function("CORRELATION", &[Double, Double], &[]);
+        let pairs = vec![
+            vec![double(1.0), double(2.0)],
+            vec![double(2.0), double(4.5)],
+            vec![NULL_VALUE, double(3.0)],
+            vec![double(3.0), double(5.1)],
+        ];
+        let next = [double(4.0), double(9.0)];
+        assert_restores("CORRELATION", &correlation, &pairs, &next);
+        // One pair: NaN, which must come back as the same NaN.
+        assert_restores("CORRELATION NaN", &correlation, &pairs[..1], &next);
+        let ints = function("CORRELATION", &[Integer, Integer], &[]);
+        let pairs = vec![
+            vec![int(1), int(3)],
+            vec![int(2), NULL_VALUE],
+            vec![int(5), int(4)],
+        ];
+        assert_restores("CORRELATION INTEGER", &ints, &pairs, &[int(0), int(1)]);
+    }
+
+    #[test]
+    fn min_and_max_restore() {
+        let min = function("MIN", &[Integer], &[]);
+        let values = rows(&[int(5), NULL_VALUE, int(3)]);
+        assert_restores("MIN", &min, &values, &[int(1)]);
+        assert_restores("MIN none", &min, &rows(&[NULL_VALUE]), &[int(1)]);
+        let max = function("MAX", &[SqlType::String], &[]);
+        let values = rows(&[text("a"), NULL_VALUE, text("c")]);
+        assert_restores("MAX", &max, &values, &[text("b")]);
+        let max = function("MAX", &[Double], &[]);
+        let values = rows(&[double(-0.0), double(f64::NAN)]);
+        assert_restores("MAX NaN", &max, &values, &[double(1.0)]);
+        let max = function("MAX", &[decimal(5, 3)], &[]);
+        let values = rows(&[dec(1500, 3), dec(-2, 3)]);
+        assert_restores("MAX DECIMAL", &max, &values, &[dec(1501, 3)]);
+    }
+
+    #[test]
+    fn collections_restore_with_their_limits() {
+        let list = function("COLLECT_LIST", &[SqlType::String], &[]);
+        let values = rows(&[text("a"), NULL_VALUE, text("b"), text("a")]);
+        assert_restores("COLLECT_LIST", &list, &values, &[text("c")]);
+        let limited = with_properties(
+            "COLLECT_LIST",
+            &[Integer],
+            &[],
+            &[(COLLECT_LIST_LIMIT, "3")],
+        );
+        let values = rows(&[int(1), NULL_VALUE, int(2)]);
+        assert_restores("COLLECT_LIST full", &limited, &values, &[int(3)]);
+
+        let set = function("COLLECT_SET", &[SqlType::String], &[]);
+        let values = rows(&[text("a"), NULL_VALUE, text("a"), text("b")]);
+        assert_restores("COLLECT_SET", &set, &values, &[text("c")]);
+        assert_restores("COLLECT_SET seen", &set, &values, &[NULL_VALUE]);
+        let limited = with_properties("COLLECT_SET", &[Integer], &[], &[(COLLECT_SET_LIMIT, "2")]);
+        let values = rows(&[int(1), int(1), int(2)]);
+        assert_restores("COLLECT_SET full", &limited, &values, &[int(3)]);
+
+        // The limit the items were collected under goes with them.
+        let unlimited = function("COLLECT_LIST", &[Integer], &[]);
+        let mut copy = restored(&unlimited, filled(&limited_list(), &[int(1)]).as_ref());
+        copy.add(&[int(2)]);
+        copy.add(&[int(3)]);
+        assert_eq!(copy.result(), array(vec![int(1), int(2)]));
+        let set = function("COLLECT_SET", &[Integer], &[]);
+        let mut copy = restored(&set, filled(&limited, &[int(1), int(1)]).as_ref());
+        copy.add(&[int(1)]);
+        copy.add(&[int(2)]);
+        copy.add(&[int(3)]);
+        assert_eq!(copy.result(), array(vec![int(1), int(2)]));
+    }
+
+    fn limited_list() -> AggregateFunction {
+        with_properties(
+            "COLLECT_LIST",
+            &[Integer],
+            &[],
+            &[(COLLECT_LIST_LIMIT, "2")],
+        )
+    }
+
+    #[test]
+    fn histograms_and_attrs_restore() {
+        let histogram = function("HISTOGRAM", &[SqlType::String], &[]);
+        let values = rows(&[text("a"), NULL_VALUE, text("b"), text("a")]);
+        assert_restores("HISTOGRAM", &histogram, &values, &[text("a")]);
+        assert_restores("HISTOGRAM new", &histogram, &values, &[text("c")]);
+        let mut full = histogram.new_accumulator();
+        for i in 0..HISTOGRAM_LIMIT {
+            full.add(&[text(&i.to_string())]);
+        }
+        let mut copy = restored(&histogram, full.as_ref());
+        full.add(&[text("over")]);
+        copy.add(&[text("over")]);
+        assert_eq!(copy.result(), full.result());
+
+        let attr = function("ATTR", &[Integer], &[]);
+        assert_restores("ATTR", &attr, &rows(&[int(1), int(1)]), &[int(1)]);
+        let values = rows(&[int(1), NULL_VALUE, int(1)]);
+        assert_restores("ATTR mixed", &attr, &values, &[NULL_VALUE]);
+        // An entry undone to zero stays (ATTR keeps it): it must come back as it was.
+        let mut undone = filled(&attr, &[int(1), int(2)]);
+        assert!(undone.undo(&[int(2)]));
+        let mut copy = restored(&attr, undone.as_ref());
+        assert_eq!(bits(&copy.snapshot()), bits(&undone.snapshot()));
+        assert_eq!(copy.result(), int(1));
+        undone.add(&[int(2)]);
+        copy.add(&[int(2)]);
+        assert_eq!(copy.result(), undone.result());
+    }
+
+    #[test]
+    fn offset_functions_restore() {
+        let cases: Vec<(&str, Vec<Value>, Vec<Value>, Value)> = vec![
+            (
+                "EARLIEST_BY_OFFSET",
+                vec![],
+                vec![NULL_VALUE, int(1), int(2)],
+                int(3),
+            ),
+            ("EARLIEST_BY_OFFSET", vec![], vec![], int(3)),
+            (
+                "EARLIEST_BY_OFFSET",
+                vec![Value::Boolean(false)],
+                vec![NULL_VALUE, int(1)],
+                int(3),
+            ),
+            (
+                "LATEST_BY_OFFSET",
+                vec![],
+                vec![int(1), NULL_VALUE, int(2)],
+                NULL_VALUE,
+            ),
+            ("LATEST_BY_OFFSET", vec![], vec![], int(3)),
+            (
+                "LATEST_BY_OFFSET",
+                vec![Value::Boolean(false)],
+                vec![int(1), NULL_VALUE],
+                int(3),
+            ),
+            (
+                "EARLIEST_BY_OFFSET",
+                vec![int(2)],
+                vec![NULL_VALUE, int(1)],
+                int(2),
+            ),
+            (
+                "EARLIEST_BY_OFFSET",
+                vec![int(2)],
+                vec![int(1), int(2)],
+                int(3),
+            ),
+            (
+                "EARLIEST_BY_OFFSET",
+                vec![int(3), Value::Boolean(false)],
+                vec![int(1), NULL_VALUE],
+                int(3),
+            ),
+            (
+                "LATEST_BY_OFFSET",
+                vec![int(2)],
+                vec![int(1), NULL_VALUE, int(2)],
+                int(3),
+            ),
+            (
+                "LATEST_BY_OFFSET",
+                vec![int(2), Value::Boolean(false)],
+                vec![int(1), int(2), NULL_VALUE],
+                int(3),
+            ),
+        ];
+        for (name, literals, values, next) in cases {
+            let f = function(name, &[Integer], &literals);
+            let label = format!("{name} {literals:?} {values:?}");
+            assert_restores(&label, &f, &rows(&values), &[next]);
+        }
+    }
+
+    /// A restart begins the process's sequence again; a restored entry from before it must
+    /// still be earlier than every row that arrives after it.
+    #[test]
+    fn restored_offsets_stay_earlier_than_new_rows() {
+        let far = OFFSET_SEQUENCE.load(AtomicOrdering::Relaxed) + 1_000_000_000;
+        let latest = function("LATEST_BY_OFFSET", &[Integer], &[]);
+        let before_restart = Value::Struct(vec![
+            text("LATEST_BY_OFFSET"),
+            Value::Boolean(true),
+            Value::Struct(vec![long(far as i64), int(1)]),
+        ]);
+        let mut old = latest.new_accumulator();
+        old.restore(&before_restart).unwrap();
+        let mut new = latest.new_accumulator();
+        new.add(&[int(2)]);
+        let mut merged = latest.new_accumulator();
+        merged.merge(old.as_ref());
+        merged.merge(new.as_ref());
+        assert_eq!(merged.result(), int(2));
+
+        let earliest = function("EARLIEST_BY_OFFSET", &[Integer], &[int(2)]);
+        let before_restart = Value::Struct(vec![
+            text("EARLIEST_BY_OFFSET_N"),
+            long(2),
+            Value::Boolean(true),
+            array(vec![Value::Struct(vec![long(far as i64 + 5), int(1)])]),
+        ]);
+        let mut old = earliest.new_accumulator();
+        old.restore(&before_restart).unwrap();
+        let mut merged = filled(&earliest, &[int(3), int(4)]);
+        merged.merge(old.as_ref());
+        assert_eq!(merged.result(), array(vec![int(1), int(3)]));
+    }
+
+    #[test]
+    fn topks_restore() {
+        let top = function("TOPK", &[Integer], &[int(3)]);
+        let values = rows(&[int(5), int(50), NULL_VALUE, int(49), int(8)]);
+        assert_restores("TOPK", &top, &values, &[int(50)]);
+        assert_restores("TOPK low", &top, &values, &[int(1)]);
+        let strings = function("TOPK", &[SqlType::String], &[int(2)]);
+        assert_restores("TOPK STRING", &strings, &rows(&[text("b")]), &[text("a")]);
+        let wide = function("TOPK", &[Integer, SqlType::String], &[int(2)]);
+        let values = vec![
+            vec![int(5), text("a")],
+            vec![int(9), text("b")],
+            vec![NULL_VALUE, text("x")],
+            vec![int(5), NULL_VALUE],
+        ];
+        assert_restores("TOPK columns", &wide, &values, &[int(9), text("c")]);
+        let none = function("TOPK", &[Integer], &[int(0)]);
+        assert_restores("TOPK failed", &none, &rows(&[int(1)]), &[int(2)]);
+        let copy = restored(&none, filled(&none, &[int(1)]).as_ref());
+        assert_eq!(copy.failure(), Some(INDEX_MINUS_ONE));
+
+        let distinct = function("TOPKDISTINCT", &[Integer], &[int(3)]);
+        let values = rows(&[int(5), int(50), NULL_VALUE, int(50), int(8)]);
+        assert_restores("TOPKDISTINCT", &distinct, &values, &[int(51)]);
+        assert_restores("TOPKDISTINCT seen", &distinct, &values, &[int(5)]);
+        let bytes = function("TOPKDISTINCT", &[SqlType::Bytes], &[int(2)]);
+        let values = rows(&[Value::Bytes(vec![0x80]), Value::Bytes(vec![0x01])]);
+        assert_restores(
+            "TOPKDISTINCT BYTES",
+            &bytes,
+            &values,
+            &[Value::Bytes(vec![])],
+        );
+        let none = function("TOPKDISTINCT", &[Integer], &[int(0)]);
+        assert_restores("TOPKDISTINCT failed", &none, &rows(&[int(1)]), &[int(2)]);
+    }
+
+    #[test]
+    fn snapshots_are_the_intermediate_state_with_a_kind() {
+        let avg = filled(
+            &function("AVG", &[Integer], &[]),
+            &[int(2), NULL_VALUE, int(3)],
+        );
+        assert_eq!(
+            avg.snapshot(),
+            Value::Struct(vec![text("AVG"), int(5), long(2)])
+        );
+        let latest = filled(
+            &function("LATEST_BY_OFFSET", &[Integer], &[int(2)]),
+            &[int(7)],
+        );
+        let Value::Struct(fields) = latest.snapshot() else {
+            panic!("not a struct");
+        };
+        assert_eq!(
+            fields[..3],
+            [text("LATEST_BY_OFFSET_N"), long(2), Value::Boolean(true)]
+        );
+        assert!(matches!(&fields[3], Value::Array(entries)
+            if matches!(entries.as_slice(), [Value::Struct(entry)]
+                if matches!(entry.as_slice(), [Value::BigInt(_), Value::Integer(7)]))));
+        let sum = filled(&function("SUM", &[decimal(4, 2)], &[]), &[dec(5, 1)]);
+        assert_eq!(
+            sum.snapshot(),
+            Value::Struct(vec![text("DECIMAL_SUM"), dec(50, 2), int(4), NULL_VALUE])
+        );
+    }
+
+    #[test]
+    fn snapshots_that_do_not_fit_are_refused_and_change_nothing() {
+        let sum = function("SUM", &[Integer], &[]);
+        let count = filled(&function("COUNT", &[], &[]), &[]);
+        let mut target = filled(&sum, &[int(4)]);
+        let refused = |target: &mut Box<dyn Accumulator>, snapshot: &Value| {
+            let error = target.restore(snapshot).unwrap_err();
+            assert_eq!(target.result(), int(4), "{error}");
+            error
+        };
+        assert_eq!(
+            refused(&mut target, &count.snapshot()),
+            "a COUNT snapshot cannot restore a SUM accumulator"
+        );
+        let long_sum = filled(&function("SUM", &[BigInt], &[]), &[long(1)]);
+        assert_eq!(
+            refused(&mut target, &long_sum.snapshot()),
+            "SUM snapshot: the sum should be an INTEGER, not BIGINT"
+        );
+        assert_eq!(
+            refused(&mut target, &int(3)),
+            "a SUM snapshot is a STRUCT, not INTEGER"
+        );
+        assert_eq!(
+            refused(&mut target, &Value::Struct(vec![text("SUM")])),
+            "a SUM snapshot has 1 fields after its kind, not 0"
+        );
+        assert_eq!(
+            refused(&mut target, &Value::Struct(vec![int(1), int(2)])),
+            "a SUM snapshot is a STRUCT starting with its kind, a STRING"
+        );
+
+        let top3 = filled(&function("TOPK", &[Integer], &[int(3)]), &[int(1)]);
+        let mut top2 = function("TOPK", &[Integer], &[int(2)]).new_accumulator();
+        assert_eq!(
+            top2.restore(&top3.snapshot()).unwrap_err(),
+            "TOPK snapshot: k is 3, this accumulator's is 2"
+        );
+        let mut wide = function("TOPK", &[Integer, Integer], &[int(3)]).new_accumulator();
+        assert_eq!(
+            wide.restore(&top3.snapshot()).unwrap_err(),
+            "TOPK snapshot: the column count is 1, this accumulator's is 2"
+        );
+        let decimals = filled(&function("SUM", &[decimal(4, 2)], &[]), &[dec(1, 2)]);
+        let mut other_scale = function("SUM", &[decimal(4, 1)], &[]).new_accumulator();
+        assert_eq!(
+            other_scale.restore(&decimals.snapshot()).unwrap_err(),
+            "DECIMAL_SUM snapshot: the scale is 2, this accumulator's is 1"
+        );
+        let earliest = filled(&function("EARLIEST_BY_OFFSET", &[Integer], &[]), &[int(1)]);
+        let mut keeping_nulls =
+            function("EARLIEST_BY_OFFSET", &[Integer], &[Value::Boolean(false)]).new_accumulator();
+        assert_eq!(
+            keeping_nulls.restore(&earliest.snapshot()).unwrap_err(),
+            "EARLIEST_BY_OFFSET snapshot: ignoreNulls is true, this accumulator's is false"
+        );
+        let mut samp = function("STDDEV_SAMP", &[Double], &[]).new_accumulator();
+        let sample = function("STDDEV_SAMPLE", &[Double], &[]).new_accumulator();
+        assert_eq!(
+            samp.restore(&sample.snapshot()).unwrap_err(),
+            "a STDDEV_SAMPLE snapshot cannot restore a STDDEV_SAMP accumulator"
+        );
+        let set = function("COLLECT_SET", &[Integer], &[]);
+        let mut target = filled(&set, &[int(9)]);
+        let repeated = Value::Struct(vec![
+            text("COLLECT_SET"),
+            array(vec![int(1), int(1)]),
+            long(5),
+        ]);
+        assert_eq!(
+            target.restore(&repeated).unwrap_err(),
+            "COLLECT_SET snapshot: item 1 repeats an earlier one"
+        );
+        let negative = Value::Struct(vec![text("COLLECT_SET"), array(vec![]), long(-1)]);
+        assert_eq!(
+            target.restore(&negative).unwrap_err(),
+            "COLLECT_SET snapshot: the limit is -1"
+        );
+        assert_eq!(target.result(), array(vec![int(9)]));
+    }
+
+    #[test]
+    fn every_function_restores_its_fresh_state() {
+        for name in NAMES {
+            let (types, literals): (Vec<SqlType>, Vec<Value>) = match *name {
+                "HISTOGRAM" => (vec![SqlType::String], vec![]),
+                "CORRELATION" => (vec![Double, Double], vec![]),
+                "SUM_LIST" => (vec![SqlType::Array(Box::new(Double))], vec![]),
+                "TOPK" | "TOPKDISTINCT" => (vec![Double], vec![int(2)]),
+                _ => (vec![Double], vec![]),
+            };
+            let f = function(name, &types, &literals);
+            let row: Vec<Value> = types.iter().map(|_| double(1.5)).collect();
+            let with_null: Vec<Value> = types.iter().map(|_| NULL_VALUE).collect();
+            assert_restores(name, &f, &[], &row);
+            assert_restores(name, &f, &[with_null, row.clone()], &row);
+        }
     }
 }

@@ -204,6 +204,80 @@ impl JoinStage {
         }
     }
 
+    /// A table side's record read again at a restart: its row is kept; nothing is emitted.
+    pub fn restore(&mut self, record: &InputRecord, left_side: bool, left: &SourceReader) {
+        let (side, reader) = if left_side {
+            (Side::Left, left)
+        } else {
+            (Side::Right, &self.right)
+        };
+        let ReadOutcome::Row(row) = reader.read(record, false) else {
+            return;
+        };
+        let key_expr = if left_side {
+            &self.left_key
+        } else {
+            &self.right_key
+        };
+        let mut lambda_values = Vec::new();
+        let key = eval_row(key_expr, &|i| row.cells[i].clone(), &mut lambda_values)
+            .unwrap_or(Value::Null);
+        let kept = SideRow {
+            key,
+            cells: row.cells,
+            timestamp: row.timestamp,
+            settled: true,
+        };
+        if self.foreign_key && side == Side::Left {
+            let primary = encode_group(&kept.cells[..1]);
+            if row.tombstone {
+                self.left_table_rows.remove(&primary);
+            } else {
+                self.left_table_rows.insert(primary, kept);
+            }
+        } else {
+            self.keep_table_row(side, kept, row.tombstone);
+        }
+    }
+
+    /// Which keys of a table-table join have a joined row, from both sides' rows (once the
+    /// restore has read them).
+    pub fn rebuild_joined(&mut self) {
+        self.joined.clear();
+        if self.foreign_key {
+            for (primary, left) in &self.left_table_rows {
+                let matched = !left.key.is_null()
+                    && self
+                        .right_table_rows
+                        .contains_key(&encode_group(std::slice::from_ref(&left.key)));
+                if matched || self.kind == JoinKind::Left {
+                    self.joined.insert(primary.clone());
+                }
+            }
+            return;
+        }
+        let keys: std::collections::HashSet<&Vec<u8>> = self
+            .left_table_rows
+            .keys()
+            .chain(self.right_table_rows.keys())
+            .collect();
+        for key in keys {
+            let (left, right) = (
+                self.left_table_rows.contains_key(key),
+                self.right_table_rows.contains_key(key),
+            );
+            let exists = match self.kind {
+                JoinKind::Inner => left && right,
+                JoinKind::Left => left,
+                JoinKind::Right => right,
+                JoinKind::Full => left || right,
+            };
+            if exists {
+                self.joined.insert(key.clone());
+            }
+        }
+    }
+
     fn keep_table_row(&mut self, side: Side, row: SideRow, deleted: bool) {
         let encoded = encode_group(std::slice::from_ref(&row.key));
         let rows = match side {

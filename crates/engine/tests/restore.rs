@@ -1,0 +1,153 @@
+//! A stateful query stopped half-way and started again from its changelog (and its sink, for
+//! pull queries) goes on exactly as one that never stopped: the same records out, the same
+//! rows for pull queries.
+
+use std::sync::Arc;
+
+use kafkaml_engine::conformance::MemoryCluster;
+use kafkaml_engine::engine::{Cluster, Engine, EngineConfig, ManualRuntime};
+use kafkaml_engine::functions::FunctionRegistry;
+use kafkaml_engine::topology::{InputRecord, OutputRecord};
+
+const STATEMENTS: [&str; 2] = [
+    "CREATE STREAM readings (car STRING KEY, v DOUBLE) WITH (kafka_topic='readings', value_format='JSON', partitions=1);",
+    "CREATE TABLE per_car AS SELECT car, COUNT(*) AS n, AVG(v) AS mean, COLLECT_SET(v) AS seen \
+     FROM readings WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY car HAVING COUNT(*) > 1;",
+];
+
+fn engine(cluster: Arc<MemoryCluster>) -> Engine {
+    let mut engine = Engine::new(
+        EngineConfig::default(),
+        cluster,
+        None,
+        Arc::new(ManualRuntime),
+        FunctionRegistry::builtin(),
+    );
+    for statement in STATEMENTS {
+        engine.execute(statement).expect("statement runs");
+    }
+    engine
+}
+
+fn record(offset: i64) -> InputRecord {
+    let car = ["a", "b", "c"][offset as usize % 3];
+    InputRecord {
+        topic: "readings".into(),
+        partition: 0,
+        offset,
+        // Out of order within windows, some late for a window before.
+        timestamp: offset * 1_700 - (offset % 4) * 3_000,
+        key: Some(car.as_bytes().to_vec()),
+        value: Some(format!("{{\"V\":{}}}", (offset * 7) % 11).into_bytes()),
+    }
+}
+
+/// Runs `records` through the engine's one query, writing what it outputs to the cluster.
+fn run(engine: &Engine, cluster: &MemoryCluster, records: &[InputRecord]) -> Vec<OutputRecord> {
+    let query = engine.queries.values().next().expect("a query");
+    let outputs = query.topology.lock().unwrap().process(records);
+    cluster.produce(outputs.clone()).unwrap();
+    outputs
+}
+
+fn sink_records(outputs: &[OutputRecord]) -> Vec<OutputRecord> {
+    outputs
+        .iter()
+        .filter(|o| o.topic == "PER_CAR")
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_restarted_aggregation_goes_on_as_one_that_never_stopped() {
+    let records: Vec<InputRecord> = (0..60).map(record).collect();
+
+    let uninterrupted = Arc::new(MemoryCluster::default());
+    let whole = engine(uninterrupted.clone());
+    let all = run(&whole, &uninterrupted, &records);
+
+    let cluster = Arc::new(MemoryCluster::default());
+    let first = engine(cluster.clone());
+    let changelog = first
+        .queries
+        .values()
+        .next()
+        .unwrap()
+        .changelog_topic
+        .clone()
+        .expect("a changelog");
+    first
+        .queries
+        .values()
+        .next()
+        .unwrap()
+        .topology
+        .lock()
+        .unwrap()
+        .keep_changelog(&changelog);
+    let mut before = Vec::new();
+    for chunk in records[..35].chunks(4) {
+        before.extend(run(&first, &cluster, chunk));
+    }
+    assert!(
+        before.iter().any(|o| o.topic == changelog),
+        "the state went to the changelog"
+    );
+
+    // A new engine: the same statements, its state read back from the changelog and the sink.
+    let second = engine(cluster.clone());
+    {
+        let query = second.queries.values().next().unwrap();
+        let mut topology = query.topology.lock().unwrap();
+        topology.keep_changelog(&changelog);
+        for topic in topology.restore_topics() {
+            for (offset, output) in cluster.records(&topic).into_iter().enumerate() {
+                topology
+                    .restore(&InputRecord {
+                        topic: topic.clone(),
+                        partition: 0,
+                        offset: offset as i64,
+                        timestamp: output.timestamp,
+                        key: output.key,
+                        value: output.value,
+                    })
+                    .expect("the changelog reads back");
+            }
+        }
+        topology.finish_restore();
+    }
+    let after = run(&second, &cluster, &records[35..]);
+    let mut resumed = sink_records(&before);
+    resumed.extend(sink_records(&after));
+    assert_eq!(resumed, sink_records(&all));
+
+    let pull = "SELECT * FROM per_car WHERE car = 'a';";
+    let mut whole = whole;
+    let mut second = second;
+    assert_eq!(
+        second.pull_query(pull).unwrap(),
+        whole.pull_query(pull).unwrap()
+    );
+    assert!(!whole.pull_query(pull).unwrap().rows.is_empty());
+}
+
+#[test]
+fn a_damaged_changelog_is_an_error_that_names_where() {
+    let cluster = Arc::new(MemoryCluster::default());
+    let engine = engine(cluster);
+    let query = engine.queries.values().next().unwrap();
+    let changelog = query.changelog_topic.clone().unwrap();
+    let mut topology = query.topology.lock().unwrap();
+    topology.keep_changelog(&changelog);
+    let error = topology
+        .restore(&InputRecord {
+            topic: changelog.clone(),
+            partition: 0,
+            offset: 7,
+            timestamp: 0,
+            key: Some(b"Gxx".to_vec()),
+            value: Some(vec![1, 0x0D, 9]),
+        })
+        .unwrap_err();
+    assert!(error.contains(&format!("{changelog}-0@7")), "{error}");
+}
