@@ -16,8 +16,10 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 from kafka_helpers import consume, produce
 from kafkaml.ksql import KsqlError, KsqlStatementError, LocalKsql
 
-# Three cars' sensor events: car i sends 10 * (i + 1) events, spread over two 2-hour windows.
+# Three cars' sensor events: car i sends 10 * (i + 1) events, spread over two 2-hour windows
+# from BASE_MS (a window start; a timestamp of 0 would be "now" to the producer).
 HOUR_MS = 3_600_000
+BASE_MS = 1_699_999_200_000
 
 
 def car_events(cars: int = 3) -> list[tuple[str, str, int]]:
@@ -26,7 +28,7 @@ def car_events(cars: int = 3) -> list[tuple[str, str, int]]:
     for car in range(cars):
         for n in range(10 * (car + 1)):
             window = n % 2
-            timestamp = window * 2 * HOUR_MS + n * 1000
+            timestamp = BASE_MS + window * 2 * HOUR_MS + n * 1000
             value = json.dumps({"CAR_ID": f"car-{car}", "SENSOR_VALUE": float(n)})
             events.append((f"car-{car}", value, timestamp))
     return events
