@@ -166,3 +166,20 @@ def temperature_topic(admin: AdminClient) -> Iterator[str]:
     )
     yield "temperature"
     delete_all()
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """A second real broker on other ports, so restarting it disturbs no other test: yields its
+    address and the environment for ``scripts/kafka-server`` (``restart`` keeps its data)."""
+    port = 19092 + os.getpid() % 1000 * 2
+    env = dict(
+        os.environ, KAFKA_PORT=str(port), KAFKA_CONTROLLER_PORT=str(port + 1), KAFKA_DATA_DIR=str(tmp_path / "kafka")
+    )
+    server = str(KAFKA_SERVER)
+    started = subprocess.run([server, "start"], env=env, capture_output=True, text=True, timeout=300)
+    assert started.returncode == 0, started.stderr[-2000:]
+    try:
+        yield started.stdout.strip().splitlines()[-1], env
+    finally:
+        subprocess.run([server, "stop"], env=env, capture_output=True, text=True, timeout=120)

@@ -7,12 +7,10 @@ counted per id, so a lost or a duplicated event fails the test.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import kafkaml
@@ -179,22 +177,6 @@ def test_missing_source_topic_and_missing_group_are_errors(bootstrap: str, talk_
 
 
 # --- a broker restart mid-run, on a broker of this test's own ---------------------------
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """A second real broker on other ports, so restarting it disturbs no other test."""
-    port = 19092 + os.getpid() % 1000 * 2
-    env = dict(
-        os.environ, KAFKA_PORT=str(port), KAFKA_CONTROLLER_PORT=str(port + 1), KAFKA_DATA_DIR=str(tmp_path / "kafka")
-    )
-    server = str(REPO / "scripts" / "kafka-server")
-    started = subprocess.run([server, "start"], env=env, capture_output=True, text=True, timeout=300)
-    assert started.returncode == 0, started.stderr[-2000:]
-    try:
-        yield started.stdout.strip().splitlines()[-1], env
-    finally:
-        subprocess.run([server, "stop"], env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_a_broker_restart_mid_run_loses_nothing(own_broker, talk_model: kafkaml.Model, events: pa.Table) -> None:

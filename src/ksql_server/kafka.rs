@@ -353,6 +353,10 @@ pub struct KafkaRuntime {
     /// the request's and the session's properties before it executes a statement).
     properties: Mutex<BTreeMap<String, String>>,
     queries: Mutex<BTreeMap<String, RunningQuery>>,
+    /// The command topic is being replayed: queries that start now resume (their state is
+    /// read back first); a query a new statement starts begins empty, as ksqlDB's do, even
+    /// when its sink topic holds rows from before.
+    resuming: AtomicBool,
 }
 
 impl KafkaRuntime {
@@ -363,7 +367,13 @@ impl KafkaRuntime {
             service_id: service_id.to_string(),
             properties: Mutex::new(BTreeMap::new()),
             queries: Mutex::new(BTreeMap::new()),
+            resuming: AtomicBool::new(false),
         }
+    }
+
+    /// Whether queries that start from now on resume an earlier run's state.
+    pub fn set_resuming(&self, resuming: bool) {
+        self.resuming.store(resuming, Ordering::Relaxed);
     }
 
     pub fn set_properties(&self, properties: BTreeMap<String, String>) {
@@ -448,13 +458,24 @@ impl QueryRuntime for KafkaRuntime {
             if let Some(changelog) = &query.changelog_topic {
                 topology.keep_changelog(changelog);
             }
-            let topics = topology.restore_topics();
+            let topics = topology.restore_topics(self.resuming.load(Ordering::Relaxed));
             if !topics.is_empty() {
                 restore_state(&self.bootstrap, &self.config, &topics, &mut topology)
                     .map_err(|e| format!("query {} cannot restore its state: {e}", query.id))?;
             }
         }
         let topics: Vec<&str> = query.source_topics.iter().map(String::as_str).collect();
+        // A query resuming without its changelog (deleted meanwhile) would go on from its
+        // committed offsets with empty state: counts silently short. It reads its sources again
+        // from their start instead (the sink gets the results again; the last ones are right).
+        if self.resuming.load(Ordering::Relaxed) && query.changelog_created {
+            rewind(&consumer, &topics).map_err(|e| {
+                format!(
+                    "query {} lost its changelog and cannot rewind: {e}",
+                    query.id
+                )
+            })?;
+        }
         consumer.subscribe(&topics).map_err(|e| {
             format!(
                 "query {} cannot subscribe to {}: {e}",
@@ -579,11 +600,29 @@ fn poll_batch(
                     break;
                 }
             }
+            // The brokers going away (a restart) is no reason to stop: librdkafka reconnects
+            // and the query reads on from where it was.
+            Some(Err(e)) if is_connection_loss(&e) => {
+                std::thread::sleep(POLL);
+                break;
+            }
             Some(Err(e)) => return Err(format!("reading failed: {e}")),
             None => break,
         }
     }
     Ok(records)
+}
+
+/// Errors a consumer reports while it has no connection to the brokers.
+fn is_connection_loss(error: &rdkafka::error::KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::NetworkException
+        )
+    )
 }
 
 /// Reads `topics` from their beginning to their current end into the query's state. Gives up
@@ -616,9 +655,19 @@ fn restore_state(
             .flat_map(|t| t.partitions().iter().map(|p| p.id()))
             .collect();
         for partition in partitions {
-            let (low, high) = consumer
-                .fetch_watermarks(topic, partition, TIMEOUT)
-                .map_err(|e| format!("cannot read the end of {topic}-{partition}: {e}"))?;
+            // A topic created a moment ago may have no leader yet: asked again until it does.
+            let deadline = Instant::now() + TIMEOUT;
+            let (low, high) = loop {
+                match consumer.fetch_watermarks(topic, partition, TIMEOUT) {
+                    Ok(marks) => break marks,
+                    Err(e) if Instant::now() < deadline && is_transient(&e) => {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    Err(e) => {
+                        return Err(format!("cannot read the end of {topic}-{partition}: {e}"))
+                    }
+                }
+            };
             if high > low {
                 ends.insert((topic.clone(), partition), high);
                 assignment
@@ -656,6 +705,7 @@ fn restore_state(
                     ));
                 }
             }
+            Some(Err(e)) if is_connection_loss(&e) && last_progress.elapsed() <= TIMEOUT => {}
             Some(Err(e)) => return Err(format!("reading failed: {e}")),
         }
     }
@@ -663,10 +713,48 @@ fn restore_state(
     Ok(())
 }
 
+/// Commits the start of every partition of `topics` as the consumer group's position.
+fn rewind(consumer: &BaseConsumer<QuietContext>, topics: &[&str]) -> Result<(), String> {
+    let mut positions = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), TIMEOUT)
+            .map_err(|e| format!("cannot read the metadata of {topic}: {e}"))?;
+        for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            let (low, _) = consumer
+                .fetch_watermarks(topic, partition.id(), TIMEOUT)
+                .map_err(|e| format!("cannot read the start of {topic}-{}: {e}", partition.id()))?;
+            positions
+                .add_partition_offset(topic, partition.id(), Offset::Offset(low))
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    consumer
+        .commit(&positions, CommitMode::Sync)
+        .map_err(|e| format!("cannot commit the start offsets: {e}"))
+}
+
+/// Errors a broker answers while a new topic's partitions are still getting their leaders.
+fn is_transient(error: &rdkafka::error::KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::NotLeaderForPartition
+                | RDKafkaErrorCode::LeaderNotAvailable
+                | RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownPartition
+                | RDKafkaErrorCode::UnknownTopic
+        )
+    )
+}
+
 /// A batch written to the sink whose offsets are committed once the sink acknowledged it.
 struct PendingBatch {
     slot: usize,
+    /// Every record written for the batch (sink and changelog): all must be acknowledged.
     records_out: u64,
+    /// Those of them written to the sink (what `stats()` counts).
+    sink_records: u64,
     positions: TopicPartitionList,
 }
 
@@ -719,17 +807,21 @@ fn run_query(
         counters
             .records_in
             .fetch_add(records.len() as u64, Ordering::Relaxed);
-        let (outputs, done) = {
+        let (outputs, sink_records, done) = {
             let mut topology = topology
                 .lock()
                 .map_err(|_| "the query's state was poisoned by a panic".to_string())?;
             let outputs = topology.process(&records);
+            let sink_records = match &topology.changelog_topic {
+                Some(changelog) => outputs.iter().filter(|o| &o.topic != changelog).count(),
+                None => outputs.len(),
+            };
             // A record the query must not skip (ksql.timestamp.throw.on.invalid, say) stops it;
             // the batch's offsets stay uncommitted, so a restart reads it again.
             if let Some(reason) = &topology.failed {
                 return Err(reason.clone());
             }
-            (outputs, topology.is_done())
+            (outputs, sink_records, topology.is_done())
         };
         let slot = batches % SLOTS;
         batches += 1;
@@ -741,6 +833,7 @@ fn run_query(
         pending.push_back(PendingBatch {
             slot,
             records_out: outputs.len() as u64,
+            sink_records: sink_records as u64,
             positions: next_positions(&records)?,
         });
         if done {
@@ -817,7 +910,7 @@ fn commit_acknowledged(
         counters.commits.fetch_add(1, Ordering::Relaxed);
         counters
             .records_out
-            .fetch_add(oldest.records_out, Ordering::Relaxed);
+            .fetch_add(oldest.sink_records, Ordering::Relaxed);
         pending.pop_front();
     }
     Ok(())

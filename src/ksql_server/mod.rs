@@ -271,6 +271,7 @@ impl Shared {
     fn replay(&self) -> Result<(), String> {
         let commands = self.commands.read_all()?;
         let mut engine = self.engine.lock().unwrap_or_else(|e| e.into_inner());
+        self.runtime.set_resuming(true);
         for (statement, properties) in commands {
             let mut merged = engine.config.properties.clone();
             merged.extend(properties);
@@ -281,6 +282,7 @@ impl Shared {
                 self.replayed.fetch_add(1, Ordering::Relaxed);
             }
         }
+        self.runtime.set_resuming(false);
         Ok(())
     }
 }

@@ -85,6 +85,9 @@ pub struct PersistentQuery {
     /// An aggregation's compacted changelog topic (ksqlDB's name), where a runtime that
     /// restarts queries keeps their state.
     pub changelog_topic: Option<String>,
+    /// The changelog topic did not exist and was created now: a query resuming an earlier run
+    /// has lost its state and must read its sources again from their start.
+    pub changelog_created: bool,
     pub topology: Arc<Mutex<StreamTopology>>,
 }
 
@@ -1196,11 +1199,13 @@ impl Engine {
         if or_replace {
             self.runtime.stop(&query_id);
         }
-        let changelog_topic = self.changelog_topic(&topology, &query_id, partitions)?;
+        let (changelog_topic, changelog_created) =
+            self.changelog_topic(&topology, &query_id, partitions)?;
         let persistent = PersistentQuery {
             id: query_id.clone(),
             sql: sql.to_string(),
             changelog_topic,
+            changelog_created,
             sink: name.to_string(),
             sink_topic: topic,
             sources: query_sources(query),
@@ -1285,11 +1290,13 @@ impl Engine {
             Side::Value,
             &sink_value_columns,
         )?);
-        let changelog_topic = self.changelog_topic(&topology, &query_id, sink.partitions)?;
+        let (changelog_topic, changelog_created) =
+            self.changelog_topic(&topology, &query_id, sink.partitions)?;
         let persistent = PersistentQuery {
             id: query_id.clone(),
             sql: sql.to_string(),
             changelog_topic,
+            changelog_created,
             sink: target.to_string(),
             sink_topic: sink.topic.clone(),
             sources: query_sources(query),
@@ -1949,24 +1956,26 @@ impl Engine {
 }
 
 impl Engine {
-    /// An aggregating query's changelog topic, created (compacted) when missing.
+    /// An aggregating query's changelog topic, created (compacted) when missing, and whether it
+    /// was.
     fn changelog_topic(
         &self,
         topology: &StreamTopology,
         query_id: &str,
         partitions: i32,
-    ) -> Result<Option<String>> {
+    ) -> Result<(Option<String>, bool)> {
         if topology.aggregation.is_none() {
-            return Ok(None);
+            return Ok((None, false));
         }
         let topic = format!(
             "_confluent-ksql-{}query_{query_id}-Aggregate-Aggregate-Materialize-changelog",
             self.config.service_id
         );
-        if self.cluster.partitions(&topic)?.is_none() {
+        let created = self.cluster.partitions(&topic)?.is_none();
+        if created {
             self.cluster.create_compacted_topic(&topic, partitions)?;
         }
-        Ok(Some(topic))
+        Ok((Some(topic), created))
     }
 
     /// How a query reads `source`: its formats, columns and timestamps.

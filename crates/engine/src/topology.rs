@@ -718,14 +718,15 @@ impl StreamTopology {
         }
     }
 
-    /// The topics a restarted query reads to their end before it resumes: its changelog, its
-    /// sink (a table's rows, for pull queries) and a join's table sides.
-    pub fn restore_topics(&self) -> Vec<String> {
+    /// The topics a query reads to their end before it starts: a join's table sides (a stream
+    /// record then finds the table rows written before it), and when it resumes an earlier
+    /// run (`resuming`), its changelog and its sink (a table's rows, for pull queries).
+    pub fn restore_topics(&self, resuming: bool) -> Vec<String> {
         let mut topics = Vec::new();
-        if self.aggregation.is_some() {
+        if resuming && self.aggregation.is_some() {
             topics.extend(self.changelog_topic.clone());
         }
-        if self.materialized.is_some() {
+        if resuming && self.materialized.is_some() {
             topics.extend(self.sink_topic.clone());
         }
         if let Some(join) = &self.join {

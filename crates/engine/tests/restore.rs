@@ -100,7 +100,7 @@ fn a_restarted_aggregation_goes_on_as_one_that_never_stopped() {
         let query = second.queries.values().next().unwrap();
         let mut topology = query.topology.lock().unwrap();
         topology.keep_changelog(&changelog);
-        for topic in topology.restore_topics() {
+        for topic in topology.restore_topics(true) {
             for (offset, output) in cluster.records(&topic).into_iter().enumerate() {
                 topology
                     .restore(&InputRecord {
