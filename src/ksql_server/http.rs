@@ -128,6 +128,17 @@ fn error_response(
     json_response(status, &body)
 }
 
+/// A query the engine refused: ksqlDB's 40001 statement error.
+fn refused(error: &StatementError, sql: &str) -> Response<Body> {
+    error_response(
+        StatusCode::BAD_REQUEST,
+        40001,
+        &error.message,
+        Some(sql),
+        Vec::new(),
+    )
+}
+
 async fn answer(request: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
     shared.requests.fetch_add(1, Ordering::Relaxed);
     let (parts, body) = request.into_parts();
@@ -628,15 +639,7 @@ fn pull_query(shared: &Arc<Shared>, sql: &str, format: Format) -> Response<Body>
         .pull_query(sql);
     let result = match result {
         Ok(result) => result,
-        Err(error) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                40001,
-                &error.message,
-                Some(sql),
-                Vec::new(),
-            )
-        }
+        Err(error) => return refused(&error, sql),
     };
     let query_id = format!(
         "query_{}_{}",
@@ -700,15 +703,7 @@ fn push_query(
         .plan_push_query(sql, properties);
     let plan = match plan {
         Ok(plan) => plan,
-        Err(error) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                40001,
-                &error.message,
-                Some(sql),
-                Vec::new(),
-            )
-        }
+        Err(error) => return refused(&error, sql),
     };
     let reader = match PushReader::open(&shared.cluster, &plan.source_topic, plan.from_beginning) {
         Ok(reader) => reader,

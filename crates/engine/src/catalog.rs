@@ -1,4 +1,4 @@
-//! The engine's metastore: the streams (and, with part 2, tables) that statements declared.
+//! The engine's metastore: the streams and tables that statements declared.
 
 use std::collections::BTreeMap;
 
@@ -41,6 +41,40 @@ pub struct Source {
     pub key_window: Option<crate::topology::KeyWindow>,
 }
 
+/// What a single-source query's expressions see: the source's scope and the names (the source's
+/// and its alias) its columns may be qualified with.
+pub struct QueryScope {
+    pub columns: Vec<(String, SqlType)>,
+    pub qualifiers: Vec<String>,
+}
+
+impl QueryScope {
+    /// The scope to compile in.
+    pub fn scope<'a>(
+        &'a self,
+        functions: &'a crate::functions::FunctionRegistry,
+    ) -> crate::expr::Scope<'a> {
+        crate::expr::Scope {
+            columns: &self.columns,
+            qualifiers: &self.qualifiers,
+            functions,
+            column_sides: &[],
+            sides: &[],
+        }
+    }
+
+    /// The expression with the source's own qualifier dropped (`INPUT.ID` is `ID`), so that
+    /// expressions written either way compare equal.
+    pub fn unqualified(&self, expr: &crate::sql::ast::Expr) -> crate::sql::ast::Expr {
+        expr.map_columns(&|qualifier, name| crate::sql::ast::Expr::Column {
+            qualifier: qualifier
+                .filter(|q| !self.qualifiers.iter().any(|s| s == q))
+                .map(str::to_string),
+            name: name.to_string(),
+        })
+    }
+}
+
 /// Pseudo-columns every stream has, in ksqlDB's order.
 pub const PSEUDO_COLUMNS: [(&str, SqlType); 3] = [
     ("ROWTIME", SqlType::BigInt),
@@ -55,6 +89,16 @@ pub const WINDOW_COLUMNS: [(&str, SqlType); 2] = [
 ];
 
 impl Source {
+    /// A query's scope over this source, read `FROM source [alias]`.
+    pub fn query_scope(&self, alias: Option<&String>) -> QueryScope {
+        let mut qualifiers = vec![self.name.clone()];
+        qualifiers.extend(alias.cloned());
+        QueryScope {
+            columns: self.scope_columns(),
+            qualifiers,
+        }
+    }
+
     pub fn key_columns(&self) -> impl Iterator<Item = &Column> {
         self.columns.iter().filter(|c| c.kind == ColumnKind::Key)
     }

@@ -1516,7 +1516,7 @@ impl Engine {
             return Err(fail("Expected a single SELECT statement".into()));
         };
         if !query.joins.is_empty() {
-            return Err(fail("Push queries over joins are not supported yet: they come with part 2 of the embedded engine; create a stream or table AS SELECT and push-query that.".into()));
+            return Err(fail("Push queries over joins are not supported by this engine yet: create a stream or table AS SELECT the join, and push-query that.".into()));
         }
         if query.emit.is_none() {
             return Err(fail("A pull query (a SELECT without EMIT CHANGES) is answered at once: use Engine::pull_query.".into()));
@@ -1570,8 +1570,8 @@ impl Engine {
             1 if !crate::aggregate::plan::aggregates(query) => {
                 return crate::join::plan::plan(self, query, push, sink_name)
             }
-            1 => return Err("Aggregations over joins are not supported yet: they come with part 2 of the embedded engine".into()),
-            _ => return Err("N-way joins are not supported yet: they come with part 2 of the embedded engine".into()),
+            1 => return Err("Aggregations over joins are not supported by this engine yet: create a stream AS SELECT the join, and aggregate that.".into()),
+            _ => return Err("N-way joins (of three or more sources) are not supported by this engine yet: join two, then join the result.".into()),
         }
         if crate::aggregate::plan::aggregates(query) {
             return crate::aggregate::plan::plan(self, query, push, sink_name);
@@ -1584,27 +1584,12 @@ impl Engine {
             .sources
             .get(&query.from.name)
             .ok_or_else(|| format!("{} does not exist.", query.from.name))?;
-        let scope_columns = source.scope_columns();
-        let mut qualifiers = vec![source.name.clone()];
-        qualifiers.extend(query.from.alias.clone());
-        let scope = Scope {
-            columns: &scope_columns,
-            qualifiers: &qualifiers,
-            functions: &self.functions,
-            column_sides: &[],
-            sides: &[],
-        };
+        let query_scope = source.query_scope(query.from.alias.as_ref());
+        let scope = query_scope.scope(&self.functions);
+        let qualifiers = &query_scope.qualifiers;
         let compile_in = |clause: &str, expr: &Expr| compile_clause(&scope, clause, expr);
         let filter = compile_filter(&scope, query.filter.as_ref())?;
-        // Expressions compared without the source's qualifier (`INPUT.ID` is `ID`).
-        let unqualified = |expr: &Expr| {
-            expr.map_columns(&|qualifier, name| Expr::Column {
-                qualifier: qualifier
-                    .filter(|q| !qualifiers.iter().any(|s| s == q))
-                    .map(str::to_string),
-                name: name.to_string(),
-            })
-        };
+        let unqualified = |expr: &Expr| query_scope.unqualified(expr);
         // The projection, with names.
         struct Item {
             name: String,
@@ -1618,14 +1603,10 @@ impl Engine {
         let mut generated = 0usize;
         let source_names: Vec<&str> = source.columns.iter().map(|c| c.name.as_str()).collect();
         // ksqlDB's generated names skip those the source or the projection already has.
-        let mut next_generated = |items: &[Item]| loop {
-            let candidate = format!("KSQL_COL_{generated}");
-            generated += 1;
-            if !items.iter().any(|i| i.name == candidate)
-                && !source_names.contains(&candidate.as_str())
-            {
-                break candidate;
-            }
+        let mut next_generated = |items: &[Item]| {
+            generated_name(&mut generated, |candidate| {
+                items.iter().any(|i| i.name == candidate) || source_names.contains(&candidate)
+            })
         };
         // A struct field's name, `_1`, `_2`... added while the source or the projection has it.
         let unique_name = |field: &str, items: &[Item]| {
@@ -2008,6 +1989,18 @@ impl Engine {
             key_window: source.key_window,
             table: source.kind == SourceKind::Table,
         })
+    }
+}
+
+/// The next of ksqlDB's generated column names (`KSQL_COL_0`, `KSQL_COL_1`, ...) that is not
+/// `taken`; `counter` counts the names tried.
+pub(crate) fn generated_name(counter: &mut usize, taken: impl Fn(&str) -> bool) -> String {
+    loop {
+        let candidate = format!("KSQL_COL_{counter}");
+        *counter += 1;
+        if !taken(&candidate) {
+            return candidate;
+        }
     }
 }
 

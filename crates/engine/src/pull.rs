@@ -2,7 +2,7 @@
 //! at once from the rows a table's query keeps (ksqlDB's state stores), in key order.
 
 use crate::catalog::{Source, WINDOW_COLUMNS};
-use crate::engine::{compile_clause, compile_filter, Engine, StatementError};
+use crate::engine::{compile_clause, compile_filter, generated_name, Engine, StatementError};
 use crate::expr::{eval_column, Batch, CompiledExpr, Scope};
 use crate::sql::ast::{Expr, Query, SelectItem, SourceKind, Statement};
 use crate::sql::ParsedStatement;
@@ -84,16 +84,9 @@ impl Engine {
             ));
         }
         let rows = self.materialized_rows(source)?;
-        let scope_columns = source.scope_columns();
-        let mut qualifiers = vec![source.name.clone()];
-        qualifiers.extend(query.from.alias.clone());
-        let scope = Scope {
-            columns: &scope_columns,
-            qualifiers: &qualifiers,
-            functions: &self.functions,
-            column_sides: &[],
-            sides: &[],
-        };
+        let query_scope = source.query_scope(query.from.alias.as_ref());
+        let scope = query_scope.scope(&self.functions);
+        let scope_columns = &query_scope.columns;
         let filter = compile_filter(&scope, query.filter.as_ref())?;
         let (columns, projection) = projection(query, source, &scope)?;
 
@@ -235,11 +228,7 @@ fn projection(
                     (Some(alias), _) => alias.clone(),
                     (None, Expr::Column { name, .. }) => name.clone(),
                     (None, Expr::Field { field, .. }) => field.clone(),
-                    (None, _) => {
-                        let name = format!("KSQL_COL_{generated}");
-                        generated += 1;
-                        name
-                    }
+                    (None, _) => generated_name(&mut generated, |_| false),
                 };
                 let kind = if key_column {
                     ColumnKind::Key

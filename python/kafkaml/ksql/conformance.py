@@ -3,10 +3,11 @@
     python -m kafkaml.ksql.conformance PATH... [--report FILE.json] [--all]
 
 PATH is a corpus file or a folder of them (ksqlDB's ``query-validation-tests/*.json``). One line
-is printed per failing case (``--all``: also those deferred to the engine's part 2 and those of
-unsupported formats), then a per-file summary and a last line ``N passed, M failed``. Cases of a
-format the engine does not support count as failed with the reason ``unsupported: FORMAT``;
-those that need tables, aggregations, windows or joins as failed with ``deferred: part 2 ...``.
+is printed per failing case (``--all``: also those marked deferred and those of unsupported
+formats), then a per-file summary and a last line ``N passed, M failed``. Cases of a format the
+engine does not support count as failed with the reason ``unsupported: FORMAT``; a case that
+needs tables, aggregations, windows or joins (the engine's part 2) and fails counts as failed
+with ``deferred: part 2 (needs ...): <why it failed>``, so that part 1's rates can leave them out.
 The report is a JSON list with one entry per (test, format): ``file``, ``name``, ``status``
 (``passed`` or ``failed``) and ``reason``.
 

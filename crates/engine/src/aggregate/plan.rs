@@ -9,7 +9,7 @@ use super::stage::{AggregateCall, AggregationPlan, AggregationStage};
 use super::udaf;
 use super::window::WindowSpec;
 use crate::catalog::WINDOW_COLUMNS;
-use crate::engine::{and_list, compile_clause, compile_filter, Engine, QueryPlan};
+use crate::engine::{and_list, compile_clause, compile_filter, generated_name, Engine, QueryPlan};
 use crate::expr::{CompileError, CompiledExpr, Scope};
 use crate::sql::ast::{Emit, Expr, Query, SelectItem};
 use crate::types::{Column, ColumnKind, SqlType};
@@ -66,25 +66,9 @@ pub(crate) fn plan(
     if source.value_format.format == crate::formats::Format::Kafka {
         return Err(format!("Source(s) {} are using the 'KAFKA' value format. This format does not yet support GROUP BY.", source.name));
     }
-    let scope_columns = source.scope_columns();
-    let mut qualifiers = vec![source.name.clone()];
-    qualifiers.extend(query.from.alias.clone());
-    let scope = Scope {
-        columns: &scope_columns,
-        qualifiers: &qualifiers,
-        functions: &engine.functions,
-        column_sides: &[],
-        sides: &[],
-    };
-    // Expressions compared without the source's qualifier (`INPUT.ID` is `ID`).
-    let unqualified = |expr: &Expr| {
-        expr.map_columns(&|qualifier, name| Expr::Column {
-            qualifier: qualifier
-                .filter(|q| !qualifiers.iter().any(|s| s == q))
-                .map(str::to_string),
-            name: name.to_string(),
-        })
-    };
+    let query_scope = source.query_scope(query.from.alias.as_ref());
+    let scope = query_scope.scope(&engine.functions);
+    let unqualified = |expr: &Expr| query_scope.unqualified(expr);
     let window = match query.window.as_deref() {
         Some(text) => {
             let spec = WindowSpec::parse(text)?;
@@ -203,13 +187,9 @@ pub(crate) fn plan(
                     (Some(alias), _) => alias.clone(),
                     (None, Expr::Column { name, .. }) => name.clone(),
                     (None, Expr::Field { field, .. }) => field.clone(),
-                    (None, _) => loop {
-                        let candidate = format!("KSQL_COL_{generated}");
-                        generated += 1;
-                        if !items.iter().any(|i| i.name == candidate) {
-                            break candidate;
-                        }
-                    },
+                    (None, _) => {
+                        generated_name(&mut generated, |c| items.iter().any(|i| i.name == c))
+                    }
                 };
                 items.push(Item {
                     name,

@@ -906,74 +906,12 @@ impl Snapshots {
     }
 }
 
-/// The grouping values as bytes that are equal exactly when the values are (doubles by their
-/// bits, strings by their bytes): the state's hash key.
+/// The grouping values as bytes that are equal exactly when the values are (Java's equality,
+/// as ksqlDB groups: doubles by their bits, every NaN alike): the state's hash key.
 pub fn encode_group(values: &[Value]) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 * values.len());
     for value in values {
-        encode_group_value(value, &mut out);
+        super::udaf::write_java_key(value, &mut out);
     }
     out
-}
-
-fn encode_group_value(value: &Value, out: &mut Vec<u8>) {
-    let bytes_with_length = |tag: u8, bytes: &[u8], out: &mut Vec<u8>| {
-        out.push(tag);
-        out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-        out.extend_from_slice(bytes);
-    };
-    match value {
-        Value::Null => out.push(0),
-        Value::Boolean(b) => out.extend_from_slice(&[1, *b as u8]),
-        Value::Integer(v) => {
-            out.push(2);
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        Value::BigInt(v) => {
-            out.push(3);
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        Value::Double(v) => {
-            out.push(4);
-            out.extend_from_slice(&v.to_bits().to_le_bytes());
-        }
-        Value::Decimal { unscaled, scale } => {
-            out.push(5);
-            out.extend_from_slice(&unscaled.to_le_bytes());
-            out.push(*scale);
-        }
-        Value::String(s) => bytes_with_length(6, s.as_bytes(), out),
-        Value::Bytes(b) => bytes_with_length(7, b, out),
-        Value::Date(v) => {
-            out.push(8);
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        Value::Time(v) => {
-            out.push(9);
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        Value::Timestamp(v) => {
-            out.push(10);
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        Value::Array(items) | Value::Struct(items) => {
-            out.push(if matches!(value, Value::Array(_)) {
-                11
-            } else {
-                12
-            });
-            out.extend_from_slice(&(items.len() as u64).to_le_bytes());
-            for item in items {
-                encode_group_value(item, out);
-            }
-        }
-        Value::Map(entries) => {
-            out.push(13);
-            out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
-            for (k, v) in entries {
-                encode_group_value(k, out);
-                encode_group_value(v, out);
-            }
-        }
-    }
 }

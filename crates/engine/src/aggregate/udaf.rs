@@ -696,7 +696,7 @@ fn java_key(value: &Value) -> Vec<u8> {
     out
 }
 
-fn write_java_key(value: &Value, out: &mut Vec<u8>) {
+pub(crate) fn write_java_key(value: &Value, out: &mut Vec<u8>) {
     fn length(out: &mut Vec<u8>, n: usize) {
         out.extend_from_slice(&(n as u64).to_le_bytes());
     }

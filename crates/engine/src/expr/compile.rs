@@ -980,14 +980,14 @@ impl Compiler<'_, '_> {
     ) -> Result<(CompiledExpr, Option<SqlType>), CompileError> {
         let upper = name.to_ascii_uppercase();
         if star {
-            return err(format!("Function '{upper}' is an aggregate function: aggregations come with part 2 of the embedded engine (tables)"));
+            return err(format!("Function '{upper}' is an aggregate function: it goes in the SELECT or HAVING of an aggregate query (GROUP BY), not here"));
         }
         if let Some(kind) = lambda_function(&upper, args) {
             return self.lambda_call(&upper, kind, args);
         }
         let Some(function) = self.scope.functions.get(&upper) else {
             if AGGREGATES.contains(&upper.as_str()) {
-                return err(format!("Aggregate function '{upper}' is not supported yet: aggregations come with part 2 of the embedded engine"));
+                return err(format!("Aggregate function '{upper}' cannot be used here: aggregate functions go in the SELECT or HAVING of an aggregate query (GROUP BY)"));
             }
             return err(format!("Can't find any functions with the name '{upper}'"));
         };
@@ -1128,7 +1128,7 @@ impl Compiler<'_, '_> {
     }
 }
 
-/// ksqlDB's aggregate functions: refused here until part 2 brings aggregations.
+/// ksqlDB's aggregate functions: compiled by `aggregate::plan`, refused anywhere else.
 pub const AGGREGATES: &[&str] = &[
     "COUNT",
     "SUM",

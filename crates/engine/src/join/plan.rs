@@ -4,7 +4,7 @@
 
 use super::{JoinStage, JoinWindow};
 use crate::catalog::Source;
-use crate::engine::{compile_clause, compile_filter, Engine, QueryPlan};
+use crate::engine::{compile_clause, compile_filter, generated_name, Engine, QueryPlan};
 use crate::expr::{compile, CompiledExpr, Scope};
 use crate::sql::ast::{BinaryOp, Expr, JoinKind, Query, SelectItem, SourceKind};
 use crate::types::{Column, ColumnKind, SqlType};
@@ -262,13 +262,9 @@ pub(crate) fn plan(
                     }
                     (None, Expr::Column { name, .. }) => name.clone(),
                     (None, Expr::Field { field, .. }) => field.clone(),
-                    (None, _) => loop {
-                        let candidate = format!("KSQL_COL_{generated}");
-                        generated += 1;
-                        if !items.iter().any(|i| i.name == candidate) {
-                            break candidate;
-                        }
-                    },
+                    (None, _) => {
+                        generated_name(&mut generated, |c| items.iter().any(|i| i.name == c))
+                    }
                 };
                 items.push(Item {
                     name,

@@ -186,7 +186,7 @@ pub struct Query {
     pub select: Vec<SelectItem>,
     pub from: Relation,
     pub joins: Vec<Join>,
-    /// `WINDOW ...` as written (windows come with part 2 of the engine).
+    /// `WINDOW ...` as written (`aggregate::window::WindowSpec` reads it).
     pub window: Option<String>,
     pub filter: Option<Expr>,
     pub group_by: Vec<Expr>,
