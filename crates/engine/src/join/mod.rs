@@ -125,7 +125,6 @@ pub enum Side {
 }
 
 impl JoinStage {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         kind: JoinKind,
         right: SourceReader,
