@@ -63,6 +63,19 @@ def pull_counts(client: Any, table: str) -> dict[tuple[str, int], int]:
     return {(r.CAR_ID, int(r.WINDOWSTART)): int(r.EVENTS) for r in rows.itertuples()}
 
 
+def declare_and_count(client: Any, source: str, table: str) -> None:
+    """The slide's car_sensor stream over `source`, and `table`: its tumbling 2-hour count per car."""
+    client.set("auto.offset.reset", "earliest")
+    client.ksql(
+        f"CREATE STREAM car_sensor (car_id STRING KEY, sensor_value DOUBLE) "
+        f"WITH (kafka_topic='{source}', value_format='JSON');"
+    )
+    client.ksql(
+        f"CREATE TABLE {table} AS SELECT car_id, COUNT(*) AS events FROM car_sensor "
+        f"WINDOW TUMBLING (SIZE 120 MINUTES) GROUP BY car_id;"
+    )
+
+
 def test_a_windowed_count_is_exact_after_the_engine_restarts(
     bootstrap: str, new_topic: Any, confluent_producer: Any, admin: AdminClient
 ) -> None:
@@ -76,15 +89,7 @@ def test_a_windowed_count_is_exact_after_the_engine_restarts(
     events = car_events()
     first_half, second_half = events[::2], events[1::2]
     with LocalKsql(bootstrap, service_id=service_id) as first, first.client() as client:
-        client.set("auto.offset.reset", "earliest")
-        client.ksql(
-            f"CREATE STREAM car_sensor (car_id STRING KEY, sensor_value DOUBLE) "
-            f"WITH (kafka_topic='{source}', value_format='JSON');"
-        )
-        client.ksql(
-            f"CREATE TABLE {table} AS SELECT car_id, COUNT(*) AS events FROM car_sensor "
-            f"WINDOW TUMBLING (SIZE 120 MINUTES) GROUP BY car_id;"
-        )
+        declare_and_count(client, source, table)
         produce_events(confluent_producer, source, first_half)
         first.wait_for_queries(timeout=60)
         assert pull_counts(client, table) == expected_windows(first_half)
@@ -192,18 +197,6 @@ def test_statements_part_two_does_not_cover_are_refused_by_name(bootstrap: str, 
         )
         with pytest.raises(KsqlError, match="isn't queryable"):
             client.query("SELECT * FROM t WHERE id = 1;").to_pandas()
-
-
-def declare_and_count(client: Any, source: str, table: str) -> None:
-    client.set("auto.offset.reset", "earliest")
-    client.ksql(
-        f"CREATE STREAM car_sensor (car_id STRING KEY, sensor_value DOUBLE) "
-        f"WITH (kafka_topic='{source}', value_format='JSON');"
-    )
-    client.ksql(
-        f"CREATE TABLE {table} AS SELECT car_id, COUNT(*) AS events FROM car_sensor "
-        f"WINDOW TUMBLING (SIZE 120 MINUTES) GROUP BY car_id;"
-    )
 
 
 def test_a_windowed_count_stays_exact_through_a_broker_restart_mid_stream(

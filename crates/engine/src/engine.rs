@@ -1162,8 +1162,8 @@ impl Engine {
         // A windowed aggregate's table is windowed by its own window.
         let (window_type, key_window) = match plan.topology.aggregation.as_ref() {
             Some(stage) => (
-                stage.window.map(|w| w.kind.name().to_string()),
-                stage.window.map(|w| w.key_window()),
+                stage.plan.window.map(|w| w.kind.name().to_string()),
+                stage.plan.window.map(|w| w.key_window()),
             ),
             None => (source.window_type.clone(), source.key_window),
         };
@@ -1497,24 +1497,30 @@ impl Engine {
 
     /// Plans `SELECT ... EMIT CHANGES` for a client; `properties` (the request's) override the
     /// engine's for this query (`auto.offset.reset`).
+    /// The one SELECT statement `text` holds (variables substituted).
+    pub(crate) fn parse_select(&self, text: &str) -> std::result::Result<Query, StatementError> {
+        let mut parsed = self.parse(&self.substitute(text)?)?;
+        if parsed.len() == 1 {
+            if let Statement::Select(query) = parsed.remove(0).statement {
+                return Ok(*query);
+            }
+        }
+        Err(StatementError {
+            message: "Expected a single SELECT statement".into(),
+            statement: text.to_string(),
+        })
+    }
+
     pub fn plan_push_query(
         &mut self,
         text: &str,
         properties: &BTreeMap<String, String>,
     ) -> std::result::Result<PushQuery, StatementError> {
-        let substituted = self.substitute(text)?;
         let fail = |message: String| StatementError {
             message,
             statement: text.to_string(),
         };
-        let parsed = self.parse(&substituted)?;
-        let [ParsedStatement {
-            statement: Statement::Select(query),
-            ..
-        }] = parsed.as_slice()
-        else {
-            return Err(fail("Expected a single SELECT statement".into()));
-        };
+        let query = &self.parse_select(text)?;
         if !query.joins.is_empty() {
             return Err(fail("Push queries over joins are not supported by this engine yet: create a stream or table AS SELECT the join, and push-query that.".into()));
         }
@@ -1989,6 +1995,21 @@ impl Engine {
             key_window: source.key_window,
             table: source.kind == SourceKind::Table,
         })
+    }
+}
+
+/// The name of a projection item: its alias, a column's name, a struct field's name, or else
+/// `generated()` (aggregate, join and pull queries).
+pub(crate) fn item_name(
+    alias: Option<&String>,
+    expr: &Expr,
+    generated: impl FnOnce() -> String,
+) -> String {
+    match (alias, expr) {
+        (Some(alias), _) => alias.clone(),
+        (None, Expr::Column { name, .. }) => name.clone(),
+        (None, Expr::Field { field, .. }) => field.clone(),
+        (None, _) => generated(),
     }
 }
 

@@ -2,10 +2,11 @@
 //! at once from the rows a table's query keeps (ksqlDB's state stores), in key order.
 
 use crate::catalog::{Source, WINDOW_COLUMNS};
-use crate::engine::{compile_clause, compile_filter, generated_name, Engine, StatementError};
+use crate::engine::{
+    compile_clause, compile_filter, generated_name, item_name, Engine, StatementError,
+};
 use crate::expr::{eval_column, Batch, CompiledExpr, Scope};
-use crate::sql::ast::{Expr, Query, SelectItem, SourceKind, Statement};
-use crate::sql::ParsedStatement;
+use crate::sql::ast::{Expr, Query, SelectItem, SourceKind};
 use crate::types::{Column, ColumnKind, SqlType};
 use crate::value::Value;
 
@@ -40,20 +41,11 @@ const DOCS: &str = "See https://cnfl.io/queries for more info.";
 impl Engine {
     /// Runs a pull query over the current state of the table it names.
     pub fn pull_query(&mut self, text: &str) -> Result<PullResult, StatementError> {
-        let fail = |message: String| StatementError {
+        let query = self.parse_select(text)?;
+        self.answer_pull(&query).map_err(|message| StatementError {
             message,
             statement: text.to_string(),
-        };
-        let substituted = self.substitute(text)?;
-        let parsed = self.parse(&substituted)?;
-        let [ParsedStatement {
-            statement: Statement::Select(query),
-            ..
-        }] = parsed.as_slice()
-        else {
-            return Err(fail("Expected a single SELECT statement".into()));
-        };
-        self.answer_pull(query).map_err(fail)
+        })
     }
 
     fn answer_pull(&self, query: &Query) -> Result<PullResult, String> {
@@ -224,12 +216,9 @@ fn projection(
                     }
                     _ => false,
                 };
-                let name = match (alias, expr) {
-                    (Some(alias), _) => alias.clone(),
-                    (None, Expr::Column { name, .. }) => name.clone(),
-                    (None, Expr::Field { field, .. }) => field.clone(),
-                    (None, _) => generated_name(&mut generated, |_| false),
-                };
+                let name = item_name(alias.as_ref(), expr, || {
+                    generated_name(&mut generated, |_| false)
+                });
                 let kind = if key_column {
                     ColumnKind::Key
                 } else {

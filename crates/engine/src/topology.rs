@@ -361,6 +361,20 @@ impl StreamTopology {
         });
     }
 
+    /// Counts the cells that failed to compute, and logs the first few with their records.
+    fn log_expression_errors(&mut self, errors: &[RowError], kept: &[&InputRecord]) {
+        self.stats.expression_errors += errors.len() as u64;
+        for error in errors.iter().take(16) {
+            if let Some(record) = kept.get(error.row) {
+                let record = (*record).clone();
+                self.log(
+                    &record,
+                    format!("Error computing expression: {}", error.message),
+                );
+            }
+        }
+    }
+
     /// Runs records through the query, returning result rows (push queries).
     pub fn process_rows(&mut self, records: &[InputRecord]) -> Vec<ResultRow> {
         let scope_width = self
@@ -509,16 +523,7 @@ impl StreamTopology {
             if let Some(failure) = &stage.failure {
                 self.failed.get_or_insert_with(|| failure.clone());
             }
-            self.stats.expression_errors += errors.len() as u64;
-            for error in errors.iter().take(16) {
-                if let Some(record) = kept.get(error.row) {
-                    let record = (*record).clone();
-                    self.log(
-                        &record,
-                        format!("Error computing expression: {}", error.message),
-                    );
-                }
-            }
+            self.log_expression_errors(&errors, &kept);
             let rows: Vec<ResultRow> = match self.limit {
                 Some(limit) => rows
                     .into_iter()
@@ -536,16 +541,7 @@ impl StreamTopology {
         );
         let mut values = projected.split_off(self.key_projection.len());
         let keys = projected;
-        self.stats.expression_errors += errors.len() as u64;
-        for error in errors.iter().take(16) {
-            if let Some(record) = kept.get(error.row) {
-                let record = (*record).clone();
-                self.log(
-                    &record,
-                    format!("Error computing expression: {}", error.message),
-                );
-            }
-        }
+        self.log_expression_errors(&errors, &kept);
         // A tombstone has no value: a new key reading more than the input's key is NULL.
         let key_only: Vec<bool> = self
             .key_projection

@@ -9,7 +9,9 @@ use super::stage::{AggregateCall, AggregationPlan, AggregationStage};
 use super::udaf;
 use super::window::WindowSpec;
 use crate::catalog::WINDOW_COLUMNS;
-use crate::engine::{and_list, compile_clause, compile_filter, generated_name, Engine, QueryPlan};
+use crate::engine::{
+    and_list, compile_clause, compile_filter, generated_name, item_name, Engine, QueryPlan,
+};
 use crate::expr::{CompileError, CompiledExpr, Scope};
 use crate::sql::ast::{Emit, Expr, Query, SelectItem};
 use crate::types::{Column, ColumnKind, SqlType};
@@ -183,14 +185,9 @@ pub(crate) fn plan(
                 if alias.is_none() && !push && window_bound_name(expr) == expr.to_string() {
                     return Err(format!("Reserved column name in select: `{expr}`. Please remove or alias the column."));
                 }
-                let name = match (alias, expr) {
-                    (Some(alias), _) => alias.clone(),
-                    (None, Expr::Column { name, .. }) => name.clone(),
-                    (None, Expr::Field { field, .. }) => field.clone(),
-                    (None, _) => {
-                        generated_name(&mut generated, |c| items.iter().any(|i| i.name == c))
-                    }
-                };
+                let name = item_name(alias.as_ref(), expr, || {
+                    generated_name(&mut generated, |c| items.iter().any(|i| i.name == c))
+                });
                 items.push(Item {
                     name,
                     ast: rewrite(expr),

@@ -22,24 +22,11 @@ pub struct AggregateCall {
     pub args: Vec<CompiledExpr>,
 }
 
-/// What the planner decides about an aggregation (see `AggregationStage`'s fields); a table
-/// source's key count when the source is a table.
-pub struct AggregationPlan {
-    pub group_by: Vec<CompiledExpr>,
-    pub calls: Vec<AggregateCall>,
-    pub window: Option<WindowSpec>,
-    pub having: Option<CompiledExpr>,
-    pub key_projection: Vec<CompiledExpr>,
-    pub value_projection: Vec<CompiledExpr>,
-    pub emit_final: bool,
-    pub table_key_count: Option<usize>,
-}
-
-/// The aggregation of a `GROUP BY` (or of a whole stream: no grouping columns).
+/// What the planner decides about an aggregation.
 ///
 /// `having`, `key_projection` and `value_projection` read the aggregate's row: the grouping
 /// values, then the calls' results, then WINDOWSTART and WINDOWEND.
-pub struct AggregationStage {
+pub struct AggregationPlan {
     pub group_by: Vec<CompiledExpr>,
     pub calls: Vec<AggregateCall>,
     pub window: Option<WindowSpec>,
@@ -48,6 +35,14 @@ pub struct AggregationStage {
     pub value_projection: Vec<CompiledExpr>,
     /// `EMIT FINAL`: a window's result is sent once, when it closes.
     pub emit_final: bool,
+    /// The source is a table with this many key columns (its updates replace rows).
+    pub table_key_count: Option<usize>,
+}
+
+/// The aggregation of a `GROUP BY` (or of a whole stream: no grouping columns): its plan and
+/// its state.
+pub struct AggregationStage {
+    pub plan: AggregationPlan,
     /// Records outside every window that would take them (after the grace period).
     pub late_records: u64,
     /// Records dropped because a grouping value was NULL or failed to compute.
@@ -141,31 +136,15 @@ enum Owner {
 
 impl AggregationStage {
     pub fn new(plan: AggregationPlan) -> Self {
-        let AggregationPlan {
-            group_by,
-            calls,
-            window,
-            having,
-            key_projection,
-            value_projection,
-            emit_final,
-            table_key_count,
-        } = plan;
         AggregationStage {
-            group_by,
-            calls,
-            window,
-            having,
-            key_projection,
-            value_projection,
-            emit_final,
-            late_records: 0,
-            null_groups: 0,
-            failure: None,
-            table_rows: table_key_count.map(|key_count| TableRows {
+            table_rows: plan.table_key_count.map(|key_count| TableRows {
                 key_count,
                 rows: HashMap::new(),
             }),
+            plan,
+            late_records: 0,
+            null_groups: 0,
+            failure: None,
             dirty: None,
             groups: HashMap::new(),
             sessions: HashMap::new(),
@@ -191,6 +170,7 @@ impl AggregationStage {
     ) -> Vec<ResultRow> {
         let mut group_errors = Vec::new();
         let group_columns: Vec<Vec<Value>> = self
+            .plan
             .group_by
             .iter()
             .map(|e| eval_column(e, batch, &mut group_errors))
@@ -199,6 +179,7 @@ impl AggregationStage {
             group_errors.iter().map(|e| e.row).collect();
         errors.extend(group_errors);
         let arg_columns: Vec<Vec<Vec<Value>>> = self
+            .plan
             .calls
             .iter()
             .map(|call| {
@@ -208,7 +189,7 @@ impl AggregationStage {
                     .collect()
             })
             .collect();
-        let width = self.group_by.len() + self.calls.len() + 2;
+        let width = self.plan.group_by.len() + self.plan.calls.len() + 2;
         let mut snapshots = Snapshots {
             batch: Batch {
                 columns: (0..width).map(|_| Vec::new()).collect(),
@@ -221,6 +202,7 @@ impl AggregationStage {
         };
         let mut changes = Vec::new();
         let mut args: Vec<Vec<Value>> = self
+            .plan
             .calls
             .iter()
             .map(|c| Vec::with_capacity(c.args.len()))
@@ -253,7 +235,7 @@ impl AggregationStage {
             let timestamp = timestamps[row];
             self.stream_time = self.stream_time.max(timestamp);
             let encoded = encode_group(&group);
-            match self.window.map(|w| w.kind) {
+            match self.plan.window.map(|w| w.kind) {
                 None => {
                     let key = (encoded, i64::MIN);
                     self.update_group(
@@ -276,7 +258,7 @@ impl AggregationStage {
                     );
                 }
                 Some(_) => {
-                    let spec = self.window.expect("windowed");
+                    let spec = self.plan.window.expect("windowed");
                     let mut taken = false;
                     for window in spec.time_windows(timestamp) {
                         if spec.time_window_closed(window.1, self.stream_time) {
@@ -299,7 +281,7 @@ impl AggregationStage {
                 }
             }
         }
-        let mut out = if self.emit_final {
+        let mut out = if self.plan.emit_final {
             // Updates are held until their window closes.
             self.closed_windows(push, errors)
         } else {
@@ -320,7 +302,7 @@ impl AggregationStage {
         snapshots: &mut Snapshots,
         changes: &mut Vec<Change>,
     ) {
-        let calls = &self.calls;
+        let calls = &self.plan.calls;
         let aggregate = self.groups.entry(key.clone()).or_insert_with(|| Aggregate {
             group,
             window,
@@ -417,7 +399,7 @@ impl AggregationStage {
         snapshots: &mut Snapshots,
         changes: &mut Vec<Change>,
     ) {
-        let spec = self.window.expect("session window");
+        let spec = self.plan.window.expect("session window");
         if let Some(dirty) = self.dirty.as_mut() {
             dirty.sessions.insert(encoded.clone());
         }
@@ -447,6 +429,7 @@ impl AggregationStage {
             group,
             window: Some((start, end)),
             accumulators: self
+                .plan
                 .calls
                 .iter()
                 .map(|c| c.function.new_accumulator())
@@ -495,13 +478,19 @@ impl AggregationStage {
         } = snapshots;
         let mut snapshot_errors = Vec::new();
         let errors = &mut snapshot_errors;
-        let having = self.having.as_ref().map(|h| eval_column(h, &batch, errors));
+        let having = self
+            .plan
+            .having
+            .as_ref()
+            .map(|h| eval_column(h, &batch, errors));
         let keys: Vec<Vec<Value>> = self
+            .plan
             .key_projection
             .iter()
             .map(|e| eval_column(e, &batch, errors))
             .collect();
         let mut values: Vec<Vec<Value>> = self
+            .plan
             .value_projection
             .iter()
             .map(|e| eval_column(e, &batch, errors))
@@ -537,7 +526,7 @@ impl AggregationStage {
                     timestamp,
                     emitted,
                 } => {
-                    if push || (self.having.is_some() && !emitted) {
+                    if push || (self.plan.having.is_some() && !emitted) {
                         continue;
                     }
                     let key = self.key_of(&group, window, errors);
@@ -557,7 +546,7 @@ impl AggregationStage {
             key,
             key_absent: false,
             window,
-            value: vec![Value::Null; self.value_projection.len()],
+            value: vec![Value::Null; self.plan.value_projection.len()],
             tombstone: true,
             timestamp,
         }
@@ -571,11 +560,12 @@ impl AggregationStage {
         errors: &mut Vec<RowError>,
     ) -> Vec<Value> {
         let mut columns: Vec<Vec<Value>> = group.iter().map(|v| vec![v.clone()]).collect();
-        columns.extend(self.calls.iter().map(|_| vec![Value::Null]));
+        columns.extend(self.plan.calls.iter().map(|_| vec![Value::Null]));
         columns.push(vec![Value::BigInt(window.0)]);
         columns.push(vec![Value::BigInt(window.1)]);
         let batch = Batch { columns, rows: 1 };
-        self.key_projection
+        self.plan
+            .key_projection
             .iter()
             .map(|e| eval_column(e, &batch, errors).pop().unwrap_or_default())
             .collect()
@@ -599,7 +589,7 @@ impl AggregationStage {
 
     /// `EMIT FINAL`: the results of the windows that closed, in the order they close.
     fn closed_windows(&mut self, push: bool, errors: &mut Vec<RowError>) -> Vec<ResultRow> {
-        let Some(spec) = self.window else {
+        let Some(spec) = self.plan.window else {
             return Vec::new();
         };
         let stream_time = self.stream_time;
@@ -634,7 +624,7 @@ impl AggregationStage {
         closed.sort_by_key(|a| (a.window.map(|w| (w.1, w.0)), a.timestamp));
         let mut snapshots = Snapshots {
             batch: Batch {
-                columns: (0..self.group_by.len() + self.calls.len() + 2)
+                columns: (0..self.plan.group_by.len() + self.plan.calls.len() + 2)
                     .map(|_| Vec::new())
                     .collect(),
                 rows: 0,
@@ -655,10 +645,10 @@ impl AggregationStage {
 
     /// Drops windows that can take no more records (EMIT CHANGES has sent their results).
     fn evict_closed(&mut self) {
-        let Some(spec) = self.window else {
+        let Some(spec) = self.plan.window else {
             return;
         };
-        if self.emit_final {
+        if self.plan.emit_final {
             return;
         }
         let stream_time = self.stream_time;
@@ -836,15 +826,15 @@ impl AggregationStage {
             },
             _ => None,
         };
-        if snapshots.len() != self.calls.len() {
+        if snapshots.len() != self.plan.calls.len() {
             return Err(format!(
                 "the changelog holds {} aggregate states, the query has {} aggregate calls",
                 snapshots.len(),
-                self.calls.len()
+                self.plan.calls.len()
             ));
         }
-        let mut accumulators = Vec::with_capacity(self.calls.len());
-        for (call, snapshot) in self.calls.iter().zip(snapshots) {
+        let mut accumulators = Vec::with_capacity(self.plan.calls.len());
+        for (call, snapshot) in self.plan.calls.iter().zip(snapshots) {
             let mut accumulator = call.function.new_accumulator();
             accumulator.restore(snapshot)?;
             accumulators.push(accumulator);

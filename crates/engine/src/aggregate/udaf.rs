@@ -429,7 +429,7 @@ fn literal_type_name(value: &Value) -> String {
         Value::BigInt(_) => "BIGINT".into(),
         Value::Double(_) => "DOUBLE".into(),
         Value::Decimal { unscaled, scale } => {
-            let digits = digit_count(*unscaled).max(*scale as u32);
+            let digits = crate::formats::decimal::unscaled_digits(*unscaled).max(*scale as u32);
             format!("DECIMAL({digits}, {scale})")
         }
         Value::String(_) => "STRING".into(),
@@ -805,16 +805,6 @@ fn java_compare(a: &Value, b: &Value) -> Ordering {
     }
 }
 
-fn digit_count(value: i128) -> u32 {
-    let mut n = value.unsigned_abs();
-    let mut count = 1;
-    while n >= 10 {
-        n /= 10;
-        count += 1;
-    }
-    count
-}
-
 // ---------------------------------------------------------------------------------------------
 // COUNT
 // ---------------------------------------------------------------------------------------------
@@ -1101,7 +1091,7 @@ impl DecimalSum {
 /// `BigDecimal.round(new MathContext(precision))`: HALF_UP to `precision` significant digits.
 fn round_to_precision(unscaled: i128, scale: i32, precision: u8) -> (i128, i32) {
     let precision = (precision as u32).max(1);
-    let digits = digit_count(unscaled);
+    let digits = crate::formats::decimal::unscaled_digits(unscaled);
     if digits <= precision {
         return (unscaled, scale);
     }
@@ -1115,7 +1105,7 @@ fn round_to_precision(unscaled: i128, scale: i32, precision: u8) -> (i128, i32) 
     };
     let mut new_scale = scale - drop as i32;
     // 9.99 -> 10.0: rounding up can add a digit, which is a zero to drop again.
-    if digit_count(rounded) > precision {
+    if crate::formats::decimal::unscaled_digits(rounded) > precision {
         rounded /= 10;
         new_scale -= 1;
     }

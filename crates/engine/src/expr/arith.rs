@@ -4,6 +4,7 @@
 
 use std::cmp::Ordering;
 
+use crate::formats::decimal::unscaled_digits;
 use crate::sql::ast::BinaryOp;
 use crate::types::SqlType;
 use crate::value::{decimal_to_f64, Value};
@@ -153,16 +154,6 @@ pub fn rescale(unscaled: i128, from: u8, to: u8) -> Option<i128> {
     }
 }
 
-fn digits(value: i128) -> u32 {
-    let mut n = value.unsigned_abs();
-    let mut count = 1;
-    while n >= 10 {
-        n /= 10;
-        count += 1;
-    }
-    count
-}
-
 /// A decimal that must fit DECIMAL(precision, scale), rounded HALF_UP to the scale.
 pub fn fit_decimal(
     unscaled: i128,
@@ -171,11 +162,11 @@ pub fn fit_decimal(
     scale: u8,
 ) -> Result<Value, String> {
     let rescaled = rescale(unscaled, from_scale, scale).ok_or("Numeric field overflow")?;
-    if digits(rescaled) > precision as u32 {
+    if unscaled_digits(rescaled) > precision as u32 {
         return Err(format!(
             "Cannot fit decimal '{}' into DECIMAL({precision}, {scale}) without rounding. (Requires {},{})",
             crate::value::decimal_to_string(unscaled, from_scale),
-            digits(unscaled).max(from_scale as u32 + 1),
+            unscaled_digits(unscaled).max(from_scale as u32 + 1),
             from_scale
         ));
     }

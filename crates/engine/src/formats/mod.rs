@@ -29,7 +29,7 @@ use crate::types::SqlType;
 use crate::value::Value;
 
 mod avro;
-mod decimal;
+pub(crate) mod decimal;
 mod delimited;
 mod json;
 mod kafka;

@@ -4,7 +4,7 @@
 
 use super::{JoinStage, JoinWindow};
 use crate::catalog::Source;
-use crate::engine::{compile_clause, compile_filter, generated_name, Engine, QueryPlan};
+use crate::engine::{compile_clause, compile_filter, generated_name, item_name, Engine, QueryPlan};
 use crate::expr::{compile, CompiledExpr, Scope};
 use crate::sql::ast::{BinaryOp, Expr, JoinKind, Query, SelectItem, SourceKind};
 use crate::types::{Column, ColumnKind, SqlType};
@@ -250,21 +250,16 @@ pub(crate) fn plan(
                         && right.columns.iter().any(|c| c.name == name)
                 };
                 let name = match (alias, &resolved) {
-                    (Some(alias), _) => alias.clone(),
                     (
                         None,
                         Expr::Column {
                             qualifier: Some(q),
                             name,
                         },
-                    ) if on_both_sides(name) => {
-                        format!("{q}_{name}")
-                    }
-                    (None, Expr::Column { name, .. }) => name.clone(),
-                    (None, Expr::Field { field, .. }) => field.clone(),
-                    (None, _) => {
+                    ) if on_both_sides(name) => format!("{q}_{name}"),
+                    _ => item_name(alias.as_ref(), &resolved, || {
                         generated_name(&mut generated, |c| items.iter().any(|i| i.name == c))
-                    }
+                    }),
                 };
                 items.push(Item {
                     name,
