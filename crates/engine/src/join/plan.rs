@@ -181,10 +181,12 @@ pub(crate) fn plan(
                     return Err(format!("Can't infer a type of null. Please explicitly cast it to a required type, e.g. CAST(null AS VARCHAR). ({expr})"));
                 };
                 let resolved = resolve(expr);
-                // A column more than one source has is named by its source (`T_ID`); others
-                // by name only.
-                let on_several_sources =
-                    |name: &str| sources.iter().filter(|s| s.has_column(name)).count() > 1;
+                // A column more than one source has (pseudo-columns too) is named by its
+                // source (`T_ID`, `T_ROWTIME`); others by name only.
+                let on_several_sources = |name: &str| {
+                    let has = |s: &&JoinSource| s.columns.iter().any(|(c, _)| c == name);
+                    sources.iter().filter(has).count() > 1
+                };
                 let name = match (alias, &resolved) {
                     (
                         None,
