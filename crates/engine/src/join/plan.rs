@@ -79,7 +79,7 @@ impl RowLayout {
 /// The expressions the key of the join so far equals, as the projection would name them (a
 /// later join on one of them needs no repartition, and keeps the key), and those of them that
 /// are source columns: the key columns the projection may name.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct KeyExpressions {
     equal: Vec<Expr>,
     columns: Vec<Expr>,
@@ -464,6 +464,8 @@ fn plan_step(
         join.within.is_some(),
         n_way,
     )?;
+    // ksqlDB checks co-partitioning on every join; a two-source join is left as it was (its
+    // sources' partitions are not checked), N-way joins refuse as ksqlDB does.
     if n_way && sources[0].source.partitions != right_source.source.partitions {
         return Err(format!(
             "Can't join `{}` with `{}` since the number of partitions don't match. `{}` partitions = {}; `{}` partitions = {}. Please repartition either one so that the number of partitions match.",
@@ -482,18 +484,15 @@ fn plan_step(
         None => is_primary_key(left_on, &sources[0]),
         Some(_) => keeps_key.is_some(),
     };
-    // The condition as written, for messages: on the first step, each side's unqualified
-    // columns are its source's; later, the left's are qualified by the source they name.
-    let written = |expr: &Expr, side: usize| {
-        let prefix = &sources[side].prefix;
-        let expr = if side == 0 && previous.is_some() {
-            resolve(sources, expr)
-        } else {
-            expr.clone()
-        };
-        qualified_text(&expr, prefix)
+    // The condition as written, for messages: each side's unqualified columns are its
+    // source's (a later step's left side's, the source that has them).
+    let shown_left = if previous.is_some() {
+        &resolved_left
+    } else {
+        left_on
     };
-    let (left_text, right_text) = (written(left_on, 0), written(right_on, right));
+    let left_text = qualified_text(shown_left, &sources[0].prefix);
+    let right_text = qualified_text(right_on, &right_source.prefix);
     let condition = if swapped {
         format!("{right_text} = {left_text}")
     } else {
@@ -548,13 +547,7 @@ fn plan_step(
     } else if join.kind == JoinKind::Full {
         KeyExpressions::default()
     } else {
-        let mut keys = match keeps_key {
-            Some((kept, _)) => KeyExpressions {
-                equal: kept.equal.clone(),
-                columns: kept.columns.clone(),
-            },
-            None => KeyExpressions::default(),
-        };
+        let mut keys = keeps_key.map(|(kept, _)| kept.clone()).unwrap_or_default();
         for expr in [resolved_left, resolve(sources, right_on)] {
             if matches!(expr, Expr::Column { .. }) && !keys.columns.contains(&expr) {
                 keys.columns.push(expr.clone());
@@ -627,28 +620,20 @@ fn check_n_way_criteria(sources: &[JoinSource], right: usize, join: &Join) -> Re
 /// The sources an expression's columns belong to (an unqualified column, to each source that
 /// has it), in `FROM` order.
 fn referenced_sources(sources: &[JoinSource], expr: &Expr) -> Vec<usize> {
-    let cell = std::cell::RefCell::new(Vec::new());
-    expr.map_columns(&|qualifier, name| {
-        let mut found = cell.borrow_mut();
-        match qualifier {
-            Some(q) => found.extend(source_named(sources, q)),
-            None => found.extend(
-                sources
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, s)| s.columns.iter().any(|(c, _)| c == name))
-                    .map(|(i, _)| i),
-            ),
-        }
-        Expr::Column {
-            qualifier: qualifier.map(str::to_string),
-            name: name.to_string(),
-        }
+    let mut found = Vec::new();
+    for_each_column(expr, |qualifier, name| match qualifier {
+        Some(q) => found.extend(source_named(sources, q)),
+        None => found.extend(
+            sources
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.columns.iter().any(|(c, _)| c == name))
+                .map(|(i, _)| i),
+        ),
     });
-    let mut indexes = cell.into_inner();
-    indexes.sort_unstable();
-    indexes.dedup();
-    indexes
+    found.sort_unstable();
+    found.dedup();
+    found
 }
 
 /// ksqlDB's refusal of a join condition side without columns (`ON a.id = 0`).
@@ -816,13 +801,19 @@ fn kind_word(kind: JoinKind) -> &'static str {
 
 /// How many column references an expression has.
 fn column_count(expr: &Expr) -> usize {
-    let count = std::cell::Cell::new(0);
+    let mut count = 0;
+    for_each_column(expr, |_, _| count += 1);
+    count
+}
+
+/// Calls `visit` with each column reference of an expression (qualifier, name).
+fn for_each_column(expr: &Expr, mut visit: impl FnMut(Option<&str>, &str)) {
+    let visit = std::cell::RefCell::new(&mut visit);
     expr.map_columns(&|qualifier, name| {
-        count.set(count.get() + 1);
+        (visit.borrow_mut())(qualifier, name);
         Expr::Column {
             qualifier: qualifier.map(str::to_string),
             name: name.to_string(),
         }
     });
-    count.get()
 }
