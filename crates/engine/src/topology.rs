@@ -9,7 +9,7 @@ use crate::expr::{columns_used, eval_column, Batch, CompiledExpr};
 use crate::formats::RecordSerde;
 use crate::functions::BoundFunction;
 use crate::functions::RowError;
-use crate::join::{run_chain, JoinStage, Side};
+use crate::join::{chain_entry, run_chain, JoinStage, Side};
 use crate::value::Value;
 
 /// A record read from a topic.
@@ -359,9 +359,11 @@ impl StreamTopology {
 
     /// Reads a record of join source `source` (see `join_source`) into its scope.
     fn read_join_source(&self, source: usize, record: &InputRecord) -> ReadOutcome {
-        match source {
-            0 => self.source.read(record, self.fail_on_invalid_timestamp),
-            right => self.joins[right - 1].read_right(record, self.fail_on_invalid_timestamp),
+        match chain_entry(source) {
+            (_, Side::Left) => self.source.read(record, self.fail_on_invalid_timestamp),
+            (stage, Side::Right) => {
+                self.joins[stage].read_right(record, self.fail_on_invalid_timestamp)
+            }
         }
     }
 
@@ -765,10 +767,8 @@ impl StreamTopology {
         }
         let source = self.join_source(&record.topic);
         if let ReadOutcome::Row(row) = self.read_join_source(source, record) {
-            match source {
-                0 => self.joins[0].restore(Side::Left, row),
-                right => self.joins[right - 1].restore(Side::Right, row),
-            }
+            let (stage, side) = chain_entry(source);
+            self.joins[stage].restore(side, row);
         }
         Ok(())
     }

@@ -122,14 +122,19 @@ pub struct JoinStage {
     stream_time: i64,
 }
 
-/// Runs a row of source `source` of a join chain (0 is the first stage's left side, `i` the
-/// right side of stage `i - 1`) through the stages it reaches: each stage's rows are the left
-/// rows of the next. Returns the last stage's rows.
-pub fn run_chain(stages: &mut [JoinStage], source: usize, row: ReadRow) -> Vec<JoinedRow> {
-    let (first, side) = match source {
+/// Where source `source` of a join chain comes in: the stage and its side (source 0 is the
+/// first stage's left side, source `i` the right side of stage `i - 1`).
+pub fn chain_entry(source: usize) -> (usize, Side) {
+    match source {
         0 => (0, Side::Left),
         right => (right - 1, Side::Right),
-    };
+    }
+}
+
+/// Runs a row of source `source` of a join chain through the stages it reaches: each stage's
+/// rows are the left rows of the next. Returns the last stage's rows.
+pub fn run_chain(stages: &mut [JoinStage], source: usize, row: ReadRow) -> Vec<JoinedRow> {
+    let (first, side) = chain_entry(source);
     let mut rows = stages[first].join(side, row);
     for stage in &mut stages[first + 1..] {
         rows = rows
