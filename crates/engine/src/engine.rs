@@ -80,7 +80,7 @@ pub struct PersistentQuery {
     pub sink: String,
     pub sink_topic: String,
     pub sources: Vec<String>,
-    /// Every topic the query reads (a join's two).
+    /// Every topic the query reads (each source's of a join).
     pub source_topics: Vec<String>,
     /// An aggregation's compacted changelog topic (ksqlDB's name), where a runtime that
     /// restarts queries keeps their state.
@@ -1573,11 +1573,10 @@ impl Engine {
     fn plan_query(&self, query: &Query, push: bool, sink_name: &str) -> Result<QueryPlan> {
         match query.joins.len() {
             0 => {}
-            1 if !crate::aggregate::plan::aggregates(query) => {
+            _ if !crate::aggregate::plan::aggregates(query) => {
                 return crate::join::plan::plan(self, query, push, sink_name)
             }
-            1 => return Err("Aggregations over joins are not supported by this engine yet: create a stream AS SELECT the join, and aggregate that.".into()),
-            _ => return Err("N-way joins (of three or more sources) are not supported by this engine yet: join two, then join the result.".into()),
+            _ => return Err("Aggregations over joins are not supported by this engine yet: create a stream AS SELECT the join, and aggregate that.".into()),
         }
         if crate::aggregate::plan::aggregates(query) {
             return crate::aggregate::plan::plan(self, query, push, sink_name);
@@ -1919,7 +1918,7 @@ impl Engine {
             rekeyed: false,
             push,
             aggregation: None,
-            join: None,
+            joins: Vec::new(),
             passing: Default::default(),
             changelog_topic: None,
             materialized: None,
@@ -2146,10 +2145,20 @@ fn window_size_millis(text: &str) -> Result<i64> {
 
 /// `A`, `A and B`, `A, B and C`.
 pub(crate) fn and_list(items: &[String]) -> String {
+    word_list(items, "and")
+}
+
+/// `A`, `A or B`, `A, B or C`.
+pub(crate) fn or_list(items: &[String]) -> String {
+    word_list(items, "or")
+}
+
+/// Items as a sentence lists them: commas, then `conjunction` before the last.
+fn word_list(items: &[String], conjunction: &str) -> String {
     match items {
         [] => String::new(),
         [one] => one.clone(),
-        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+        [init @ .., last] => format!("{} {conjunction} {last}", init.join(", ")),
     }
 }
 

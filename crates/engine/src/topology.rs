@@ -9,7 +9,7 @@ use crate::expr::{columns_used, eval_column, Batch, CompiledExpr};
 use crate::formats::RecordSerde;
 use crate::functions::BoundFunction;
 use crate::functions::RowError;
-use crate::join::{JoinStage, Side};
+use crate::join::{chain_entry, run_chain, JoinStage, Side};
 use crate::value::Value;
 
 /// A record read from a topic.
@@ -309,8 +309,10 @@ pub struct StreamTopology {
     /// GROUP BY: the rows update aggregates, and the aggregates' changes are the output (the
     /// projections above are then unused: the stage has its own, over the aggregate's row).
     pub aggregation: Option<AggregationStage>,
-    /// A join with a second source (whose records then come in too).
-    pub join: Option<JoinStage>,
+    /// A join's stages, one per source after the first (whose records then come in too):
+    /// the first joins this query's source with the second source, each later one joins the
+    /// rows of the stage before with the next source.
+    pub joins: Vec<JoinStage>,
     /// A table query with a filter: the keys whose row passed it last (encoded).
     pub passing: std::collections::HashSet<Vec<u8>>,
     /// How the sink's keys carry a window: the source's for a stream over a windowed source,
@@ -332,15 +334,37 @@ pub struct StreamTopology {
 const KEPT_ERRORS: usize = 1000;
 
 impl StreamTopology {
-    /// The topics the query reads: its source's, then a join's other side's.
+    /// The topics the query reads: its source's, then each joined source's (once each).
     pub fn topics(&self) -> Vec<String> {
         let mut topics = vec![self.source.topic.clone()];
-        if let Some(join) = &self.join {
-            if join.right.topic != self.source.topic {
-                topics.push(join.right.topic.clone());
+        for stage in &self.joins {
+            if !topics.contains(&stage.right.topic) {
+                topics.push(stage.right.topic.clone());
             }
         }
         topics
+    }
+
+    /// Which source of a join a record of `topic` belongs to: 0 for the query's own source,
+    /// `i` for the right side of stage `i - 1` (a topic two sources share is the first's).
+    fn join_source(&self, topic: &str) -> usize {
+        if topic == self.source.topic {
+            return 0;
+        }
+        self.joins
+            .iter()
+            .position(|stage| stage.right.topic == topic)
+            .map_or(0, |stage| stage + 1)
+    }
+
+    /// Reads a record of join source `source` (see `join_source`) into its scope.
+    fn read_join_source(&self, source: usize, record: &InputRecord) -> ReadOutcome {
+        match chain_entry(source) {
+            (_, Side::Left) => self.source.read(record, self.fail_on_invalid_timestamp),
+            (stage, Side::Right) => {
+                self.joins[stage].read_right(record, self.fail_on_invalid_timestamp)
+            }
+        }
     }
 
     /// Whether a LIMIT has been reached (the query is done).
@@ -378,13 +402,13 @@ impl StreamTopology {
     /// Runs records through the query, returning result rows (push queries).
     pub fn process_rows(&mut self, records: &[InputRecord]) -> Vec<ResultRow> {
         let scope_width = self
-            .join
-            .as_ref()
+            .joins
+            .last()
             .map_or(self.source.width(), JoinStage::width);
         // The rows are a table's (its deletes are rows too).
         let table = self
-            .join
-            .as_ref()
+            .joins
+            .last()
             .map_or(self.source.table, JoinStage::produces_table);
         // Not `vec![Vec::with_capacity(n); width]`: a clone keeps no capacity, and growing the
         // columns cell by cell was a tenth of a query's time in realloc.
@@ -404,21 +428,11 @@ impl StreamTopology {
                 break;
             }
             self.stats.records_in += 1;
-            // A join's records come from either side: the other side's topic is its right.
-            let side = match &self.join {
-                Some(join)
-                    if record.topic == join.right.topic && record.topic != self.source.topic =>
-                {
-                    Some(Side::Right)
-                }
-                Some(_) => Some(Side::Left),
-                None => None,
-            };
-            let outcome = match (side, &self.join) {
-                (Some(Side::Right), Some(join)) => {
-                    join.read_right(record, self.fail_on_invalid_timestamp)
-                }
-                _ => self.source.read(record, self.fail_on_invalid_timestamp),
+            // A join's records come from any of its sources.
+            let join_source = (!self.joins.is_empty()).then(|| self.join_source(&record.topic));
+            let outcome = match join_source {
+                Some(source) => self.read_join_source(source, record),
+                None => self.source.read(record, self.fail_on_invalid_timestamp),
             };
             let read = match outcome {
                 ReadOutcome::Row(row) => row,
@@ -437,19 +451,12 @@ impl StreamTopology {
                     break;
                 }
             };
-            let rows: Vec<ReadRow> = match (side, self.join.as_mut()) {
-                (Some(side), Some(join)) => join
-                    .join(side, read)
+            let rows: Vec<ReadRow> = match join_source {
+                Some(source) => run_chain(&mut self.joins, source, read)
                     .into_iter()
-                    .map(|joined| ReadRow {
-                        cells: joined.cells,
-                        timestamp: joined.timestamp,
-                        tombstone: joined.tombstone,
-                        keyless: false,
-                        window: None,
-                    })
+                    .map(ReadRow::from)
                     .collect(),
-                _ => vec![read],
+                None => vec![read],
             };
             for row in rows {
                 for (column, value) in batch.columns.iter_mut().zip(row.cells) {
@@ -479,9 +486,10 @@ impl StreamTopology {
                 // A table's row that stops passing is deleted downstream; one that never
                 // passed is not sent at all.
                 let key = crate::aggregate::stage::encode_group(
-                    match &self.join {
-                        Some(_) => &batch.columns[batch.columns.len() - 1..],
-                        None => &batch.columns[..self.source.key_count],
+                    if self.joins.is_empty() {
+                        &batch.columns[..self.source.key_count]
+                    } else {
+                        &batch.columns[batch.columns.len() - 1..]
                     }
                     .iter()
                     .map(|c| c[row].clone())
@@ -548,7 +556,7 @@ impl StreamTopology {
             .iter()
             // A join's key (its last cell) is known for its deletes too.
             .map(|e| {
-                self.join.is_some() || columns_used(e).iter().all(|&i| i < self.source.key_count)
+                !self.joins.is_empty() || columns_used(e).iter().all(|&i| i < self.source.key_count)
             })
             .collect();
         let mut rows = Vec::with_capacity(batch.rows);
@@ -725,15 +733,16 @@ impl StreamTopology {
         if resuming && self.materialized.is_some() {
             topics.extend(self.sink_topic.clone());
         }
-        if let Some(join) = &self.join {
-            if join.left_table {
-                topics.push(self.source.topic.clone());
-            }
-            if join.right_table {
-                topics.push(join.right.topic.clone());
+        if self.joins.first().is_some_and(|stage| stage.left_table) {
+            topics.push(self.source.topic.clone());
+        }
+        for stage in &self.joins {
+            if stage.right_table {
+                topics.push(stage.right.topic.clone());
             }
         }
-        topics.dedup();
+        let mut seen = std::collections::HashSet::new();
+        topics.retain(|topic| seen.insert(topic.clone()));
         topics
     }
 
@@ -753,17 +762,29 @@ impl StreamTopology {
                 .restore_materialized(record)
                 .map_err(|e| format!("cannot restore the table's rows from {}: {e}", at()));
         }
-        if let Some(join) = self.join.as_mut() {
-            join.restore(record, record.topic == self.source.topic, &self.source);
+        if self.joins.is_empty() {
+            return Ok(());
+        }
+        let source = self.join_source(&record.topic);
+        if let ReadOutcome::Row(row) = self.read_join_source(source, record) {
+            let (stage, side) = chain_entry(source);
+            self.joins[stage].restore(side, row);
         }
         Ok(())
     }
 
-    /// Ends a restore: a table-table join works out which keys have a joined row.
+    /// Ends a restore: a table-table join works out which keys have a joined row, and a later
+    /// stage whose left side is such a join keeps its rows.
     pub fn finish_restore(&mut self) {
-        if let Some(join) = self.join.as_mut() {
-            if join.left_table && join.right_table {
-                join.rebuild_joined();
+        for at in 0..self.joins.len() {
+            if at > 0 && self.joins[at].left_table {
+                for row in self.joins[at - 1].current_rows() {
+                    self.joins[at].restore(Side::Left, row.into());
+                }
+            }
+            let stage = &mut self.joins[at];
+            if stage.left_table && stage.right_table {
+                stage.rebuild_joined();
             }
         }
     }

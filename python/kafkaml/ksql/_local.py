@@ -61,10 +61,10 @@ class LocalKsql(StopOnExit):
 
     Streams and tables, persistent queries (``CREATE STREAM|TABLE ... AS SELECT``, ``INSERT
     INTO``), aggregations (``GROUP BY``, ``HAVING``, tumbling, hopping and session windows),
-    joins of two sources, push queries (``SELECT ... EMIT CHANGES``) and pull queries on the
-    tables queries write (``SELECT ... FROM table WHERE ...``) run here; what does not (N-way
-    joins, PROTOBUF, ...) is refused with a statement error naming the construct. Statements
-    that change what runs are kept on the service's command topic
+    joins (of two sources or more), push queries (``SELECT ... EMIT CHANGES``) and pull queries
+    on the tables queries write (``SELECT ... FROM table WHERE ...``) run here; what does not
+    (aggregations over joins, PROTOBUF, ...) is refused with a statement error naming the
+    construct. Statements that change what runs are kept on the service's command topic
     (``_confluent-ksql-<service_id>_command_topic``) and replayed when a server with the same
     ``service_id`` starts: persistent queries resume from their committed offsets, an
     aggregation with its state from its changelog topic.

@@ -1,9 +1,13 @@
-//! Joins of two sources, as ksqlDB runs them on Kafka Streams: stream-stream joins within a
-//! time window, stream-table joins (a stream record looks up the table's row; table updates
-//! emit nothing) and table-table joins (an update on either side updates the result).
+//! Joins, as ksqlDB runs them on Kafka Streams: stream-stream joins within a time window,
+//! stream-table joins (a stream record looks up the table's row; table updates emit nothing)
+//! and table-table joins (an update on either side updates the result).
 //!
-//! A joined row is the left source's scope, then the right's, then the join key (ksqlDB's
-//! `ROWKEY`), with NULLs for a side without a match.
+//! A join of N sources is a chain of N - 1 stages, left-deep as ksqlDB builds it: the first
+//! stage joins the first two sources, and each later stage joins the rows of the stage before
+//! (a stream if any source so far is a stream, else a table) with the next source.
+//!
+//! A stage's joined row is its left side's cells, then the right source's scope, then the join
+//! key (ksqlDB's `ROWKEY`), with NULLs for a side without a match.
 
 pub mod plan;
 
@@ -91,7 +95,8 @@ pub struct JoinedRow {
     pub tombstone: bool,
 }
 
-/// The join step of a query. The query's own source is the left side.
+/// A join stage of a query: its left side is the query's own source (the first stage) or the
+/// stage before's rows; its right side is a source.
 pub struct JoinStage {
     pub kind: JoinKind,
     pub right: SourceReader,
@@ -115,6 +120,41 @@ pub struct JoinStage {
     /// primary key, and the result is keyed by the left row's own key (its first cell).
     pub foreign_key: bool,
     stream_time: i64,
+}
+
+/// Where source `source` of a join chain comes in: the stage and its side (source 0 is the
+/// first stage's left side, source `i` the right side of stage `i - 1`).
+pub fn chain_entry(source: usize) -> (usize, Side) {
+    match source {
+        0 => (0, Side::Left),
+        right => (right - 1, Side::Right),
+    }
+}
+
+/// Runs a row of source `source` of a join chain through the stages it reaches: each stage's
+/// rows are the left rows of the next. Returns the last stage's rows.
+pub fn run_chain(stages: &mut [JoinStage], source: usize, row: ReadRow) -> Vec<JoinedRow> {
+    let (first, side) = chain_entry(source);
+    let mut rows = stages[first].join(side, row);
+    for stage in &mut stages[first + 1..] {
+        rows = rows
+            .into_iter()
+            .flat_map(|joined| stage.join(Side::Left, joined.into()))
+            .collect();
+    }
+    rows
+}
+
+impl From<JoinedRow> for ReadRow {
+    fn from(joined: JoinedRow) -> ReadRow {
+        ReadRow {
+            cells: joined.cells,
+            timestamp: joined.timestamp,
+            tombstone: joined.tombstone,
+            keyless: false,
+            window: None,
+        }
+    }
 }
 
 /// Which side a record came from.
@@ -203,20 +243,11 @@ impl JoinStage {
         }
     }
 
-    /// A table side's record read again at a restart: its row is kept; nothing is emitted.
-    pub fn restore(&mut self, record: &InputRecord, left_side: bool, left: &SourceReader) {
-        let (side, reader) = if left_side {
-            (Side::Left, left)
-        } else {
-            (Side::Right, &self.right)
-        };
-        let ReadOutcome::Row(row) = reader.read(record, false) else {
-            return;
-        };
-        let key_expr = if left_side {
-            &self.left_key
-        } else {
-            &self.right_key
+    /// A table side's row read again at a restart: its row is kept; nothing is emitted.
+    pub fn restore(&mut self, side: Side, row: ReadRow) {
+        let key_expr = match side {
+            Side::Left => &self.left_key,
+            Side::Right => &self.right_key,
         };
         let mut lambda_values = Vec::new();
         let key = eval_row(key_expr, &|i| row.cells[i].clone(), &mut lambda_values)
@@ -275,6 +306,36 @@ impl JoinStage {
                 self.joined.insert(key.clone());
             }
         }
+    }
+
+    /// A table-table join's rows as they are (once restored): what the next stage of a chain
+    /// restores its left side from.
+    pub fn current_rows(&self) -> Vec<JoinedRow> {
+        let mut rows = Vec::with_capacity(self.joined.len());
+        for key in &self.joined {
+            let left = self.left_table_rows.get(key);
+            if self.foreign_key {
+                let Some(left) = left else { continue };
+                let right = (!left.key.is_null())
+                    .then(|| {
+                        self.right_table_rows
+                            .get(&encode_group(std::slice::from_ref(&left.key)))
+                    })
+                    .flatten();
+                let timestamp = right.map_or(left.timestamp, |r| r.timestamp.max(left.timestamp));
+                rows.push(self.fk_row(left, right, timestamp));
+                continue;
+            }
+            let right = self.right_table_rows.get(key);
+            let timestamp = left
+                .iter()
+                .chain(right.iter())
+                .map(|r| r.timestamp)
+                .max()
+                .unwrap_or(0);
+            rows.push(self.joined_row(left, right, timestamp));
+        }
+        rows
     }
 
     fn keep_table_row(&mut self, side: Side, row: SideRow, deleted: bool) {

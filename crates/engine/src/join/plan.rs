@@ -1,12 +1,17 @@
-//! Planning a two-source join: the sides' kinds and windows checked as ksqlDB checks them, the
-//! `ON` condition split into each side's join expression, and `WHERE` and `SELECT` compiled over
-//! the joined row (left scope, right scope, then the join key as `ROWKEY`).
+//! Planning a join of two or more sources, as ksqlDB plans it: a left-deep chain, where the
+//! result of joining the first sources is the left side of the join with the next one. Each
+//! step's sides are checked as ksqlDB checks them and its `ON` condition is split into each
+//! side's join expression; `WHERE` and `SELECT` are compiled over the joined row: each source's
+//! scope in `FROM` order, each step's join key after the source it joined (the last one is
+//! `ROWKEY`).
 
 use super::{JoinStage, JoinWindow};
 use crate::catalog::Source;
-use crate::engine::{compile_clause, compile_filter, generated_name, item_name, Engine, QueryPlan};
+use crate::engine::{
+    compile_clause, compile_filter, generated_name, item_name, or_list, Engine, QueryPlan,
+};
 use crate::expr::{compile, CompiledExpr, Scope};
-use crate::sql::ast::{BinaryOp, Expr, JoinKind, Query, SelectItem, SourceKind};
+use crate::sql::ast::{BinaryOp, Expr, Join, JoinKind, Query, SelectItem, SourceKind};
 use crate::types::{Column, ColumnKind, SqlType};
 
 type Result<T> = std::result::Result<T, String>;
@@ -14,49 +19,360 @@ type Result<T> = std::result::Result<T, String>;
 /// The synthetic key column of a join whose key is not one source column.
 const ROWKEY: &str = "ROWKEY";
 
+/// The name of an earlier step's join key in the joined row: no SQL can name it (the key a
+/// query sees is the last step's, `ROWKEY`).
+const STEP_KEY: &str = "\u{0}STEP_KEY";
+
+/// A source of the join, with the names its columns may be qualified with.
+struct JoinSource<'a> {
+    source: &'a Source,
+    /// The name the projection qualifies its columns with: its alias, else its name.
+    prefix: String,
+    /// Its name, then its alias.
+    names: Vec<String>,
+    /// Its scope's columns (declared, then pseudo-columns).
+    columns: Vec<(String, SqlType)>,
+}
+
+impl JoinSource<'_> {
+    fn has_column(&self, name: &str) -> bool {
+        self.source.columns.iter().any(|c| c.name == name)
+    }
+}
+
+/// The joined row's cells, built step by step: each source's scope, then that step's join key.
+struct RowLayout {
+    columns: Vec<(String, SqlType)>,
+    /// The source each cell belongs to: an index into `sides` (`sides.len() - 1` for the keys,
+    /// which no qualifier names).
+    column_sides: Vec<usize>,
+    sides: Vec<Vec<String>>,
+    /// Where each source's cells start.
+    offsets: Vec<usize>,
+}
+
+impl RowLayout {
+    fn add_source(&mut self, index: usize, source: &JoinSource) {
+        self.offsets.push(self.columns.len());
+        self.columns.extend(source.columns.iter().cloned());
+        self.column_sides
+            .extend(std::iter::repeat_n(index, source.columns.len()));
+    }
+
+    fn add_key(&mut self, name: &str, sql_type: SqlType) {
+        self.columns.push((name.to_string(), sql_type));
+        self.column_sides.push(self.sides.len() - 1);
+    }
+
+    /// A scope over the first `width` cells.
+    fn scope<'a>(&'a self, width: usize, engine: &'a Engine) -> Scope<'a> {
+        Scope {
+            columns: &self.columns[..width],
+            qualifiers: &[],
+            functions: &engine.functions,
+            column_sides: &self.column_sides[..width],
+            sides: &self.sides,
+        }
+    }
+}
+
+/// The expressions the key of the join so far equals, as the projection would name them (a
+/// later join on one of them needs no repartition, and keeps the key), and those of them that
+/// are source columns: the key columns the projection may name.
+#[derive(Clone, Default)]
+struct KeyExpressions {
+    equal: Vec<Expr>,
+    columns: Vec<Expr>,
+}
+
+/// One planned step of the chain.
+struct Step {
+    stage: JoinStage,
+    key_type: SqlType,
+    keys: KeyExpressions,
+}
+
 pub(crate) fn plan(
     engine: &Engine,
     query: &Query,
     push: bool,
     sink_name: &str,
 ) -> Result<QueryPlan> {
-    let join = &query.joins[0];
-    let source = |name: &str| {
-        engine
+    let sources = join_sources(engine, query)?;
+    let n_way = sources.len() > 2;
+    if n_way {
+        for (index, join) in query.joins.iter().enumerate() {
+            check_n_way_criteria(&sources, index + 1, join)?;
+        }
+    }
+    let mut layout = RowLayout {
+        columns: Vec::new(),
+        column_sides: Vec::new(),
+        sides: sources
+            .iter()
+            .map(|s| s.names.clone())
+            .chain([Vec::new()])
+            .collect(),
+        offsets: Vec::new(),
+    };
+    layout.add_source(0, &sources[0]);
+    let mut stages = Vec::new();
+    let mut previous: Option<(KeyExpressions, SqlType)> = None;
+    let mut foreign_key = false;
+    for (index, join) in query.joins.iter().enumerate() {
+        let right = index + 1;
+        let left_width = layout.columns.len();
+        layout.add_source(right, &sources[right]);
+        let step = plan_step(
+            engine,
+            &sources,
+            &layout,
+            (right, join),
+            left_width,
+            previous.as_ref(),
+        )?;
+        foreign_key = step.stage.foreign_key;
+        let last = right == sources.len() - 1;
+        layout.add_key(if last { ROWKEY } else { STEP_KEY }, step.key_type.clone());
+        stages.push(step.stage);
+        previous = Some((step.keys, step.key_type));
+    }
+    let (keys, key_type) = previous.expect("a join has a step");
+
+    // The joined row's scope.
+    let scope = layout.scope(layout.columns.len(), engine);
+    let filter = compile_filter(&scope, query.filter.as_ref())?;
+
+    // A column reference as (source prefix, column), to compare projections with the join keys.
+    let resolve = |expr: &Expr| resolve(&sources, expr);
+    struct Item {
+        name: String,
+        expr: CompiledExpr,
+        sql_type: SqlType,
+        resolved: Expr,
+    }
+    let mut items: Vec<Item> = Vec::new();
+    let mut generated = 0usize;
+    let star = |index: usize, items: &mut Vec<Item>| {
+        let side = &sources[index];
+        for (at, column) in side.source.columns.iter().enumerate() {
+            items.push(Item {
+                name: format!("{}_{}", side.prefix, column.name),
+                expr: CompiledExpr::Column(layout.offsets[index] + at),
+                sql_type: column.sql_type.clone(),
+                resolved: Expr::Column {
+                    qualifier: Some(side.prefix.clone()),
+                    name: column.name.clone(),
+                },
+            });
+        }
+    };
+    for select in &query.select {
+        match select {
+            SelectItem::All => (0..sources.len()).for_each(|index| star(index, &mut items)),
+            SelectItem::AllOf(q) => match source_named(&sources, q) {
+                Some(index) => star(index, &mut items),
+                None => return Err(format!("'{q}' is not a valid stream/table name or alias.")),
+            },
+            SelectItem::StructAll(_) => return Err("`->*` is not supported in joins yet".into()),
+            SelectItem::Expr { expr, alias } => {
+                let (compiled, sql_type) = compile_clause(&scope, "SELECT", expr)?;
+                let Some(sql_type) = sql_type else {
+                    return Err(format!("Can't infer a type of null. Please explicitly cast it to a required type, e.g. CAST(null AS VARCHAR). ({expr})"));
+                };
+                let resolved = resolve(expr);
+                // A column more than one source has (pseudo-columns too) is named by its
+                // source (`T_ID`, `T_ROWTIME`); others by name only.
+                let on_several_sources = |name: &str| {
+                    let has = |s: &&JoinSource| s.columns.iter().any(|(c, _)| c == name);
+                    sources.iter().filter(has).count() > 1
+                };
+                let name = match (alias, &resolved) {
+                    (
+                        None,
+                        Expr::Column {
+                            qualifier: Some(q),
+                            name,
+                        },
+                    ) if on_several_sources(name) => format!("{q}_{name}"),
+                    _ => item_name(alias.as_ref(), &resolved, || {
+                        generated_name(&mut generated, |c| items.iter().any(|i| i.name == c))
+                    }),
+                };
+                items.push(Item {
+                    name,
+                    expr: compiled,
+                    sql_type,
+                    resolved,
+                });
+            }
+        }
+    }
+
+    // The key: a join expression that is a plain column, as the projection names it; a full
+    // outer join's, or one on computed expressions only, is the synthetic ROWKEY.
+    let synthetic = !foreign_key && keys.columns.is_empty();
+    let rowkey = Expr::Column {
+        qualifier: None,
+        name: ROWKEY.to_string(),
+    };
+    let candidates: Vec<Expr> = if synthetic {
+        vec![rowkey.clone()]
+    } else {
+        keys.columns
+    };
+    let has_star = query
+        .select
+        .iter()
+        .any(|i| matches!(i, SelectItem::All | SelectItem::AllOf(_)));
+    let key_item = items.iter().position(|i| candidates.contains(&i.resolved));
+    let mut key_columns = Vec::new();
+    let mut key_projection = Vec::new();
+    if !push {
+        match key_item {
+            Some(index) => {
+                key_columns.push(Column::new(
+                    items[index].name.clone(),
+                    key_type.clone(),
+                    ColumnKind::Key,
+                ));
+                key_projection.push(CompiledExpr::Column(layout.columns.len() - 1));
+            }
+            // `*` gets the synthetic key without naming it.
+            None if synthetic && has_star => {
+                key_columns.push(Column::new(ROWKEY, key_type.clone(), ColumnKind::Key));
+                key_projection.push(CompiledExpr::Column(layout.columns.len() - 1));
+            }
+            None if synthetic => return Err(format!(
+                "Key missing from projection (ie, SELECT). See https://cnfl.io/2LV7ouS.\nThe query used to build `{sink_name}` must include the join expression ROWKEY in its projection (eg, SELECT ROWKEY...).\nROWKEY was added as a synthetic key column because the join criteria did not match any source column. This expression must be included in the projection and may be aliased."
+            )),
+            None if foreign_key => {
+                let left = &sources[0];
+                let missing: Vec<String> = left.source.key_columns().map(|c| format!("`{}`", c.name)).collect();
+                return Err(format!(
+                    "Primary key column missing in projection. For foreign-key table-table joins, the projection must include all primary key columns from the left input table (`{}`). Missing column: {}.",
+                    left.prefix,
+                    missing.join(", ")
+                ));
+            }
+            None => {
+                let shown: Vec<String> = candidates.iter().map(|c| c.to_string()).collect();
+                let noun = if shown.len() == 1 { "expression" } else { "expressions" };
+                return Err(format!(
+                    "The query used to build `{sink_name}` must include the join {noun} {} in its projection (eg, SELECT {}...).",
+                    or_list(&shown),
+                    shown[0]
+                ));
+            }
+        }
+    }
+    let mut value_columns = Vec::new();
+    let mut value_projection = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (index, item) in items.into_iter().enumerate() {
+        if Some(index) == key_item && !push {
+            continue;
+        }
+        if !seen.insert(item.name.clone())
+            || key_columns.iter().any(|k: &Column| k.name == item.name)
+        {
+            return Err(format!(
+                "Duplicate value columns found in schema: `{}` {}",
+                item.name, item.sql_type
+            ));
+        }
+        value_columns.push(Column::new(item.name, item.sql_type, ColumnKind::Value));
+        value_projection.push(item.expr);
+    }
+    if value_columns.is_empty() && !push {
+        return Err("The projection contains no value columns.".into());
+    }
+    let mut topology = engine.source_topology(sources[0].source, filter, push, query.limit)?;
+    topology.key_projection = key_projection;
+    topology.value_projection = value_projection;
+    topology.sink_window = None;
+    // A new key: a left row without a key still has the join's.
+    topology.rekeyed = true;
+    topology.joins = stages;
+    Ok(QueryPlan {
+        topology,
+        key_columns,
+        value_columns,
+        produces_table: sources.iter().all(|s| s.source.kind == SourceKind::Table),
+    })
+}
+
+/// The sources of `FROM` and each `JOIN`, in order.
+fn join_sources<'a>(engine: &'a Engine, query: &Query) -> Result<Vec<JoinSource<'a>>> {
+    let relations: Vec<_> = std::iter::once(&query.from)
+        .chain(query.joins.iter().map(|j| &j.relation))
+        .collect();
+    let mut sources = Vec::with_capacity(relations.len());
+    for relation in relations {
+        let source = engine
             .catalog
             .sources
-            .get(name)
-            .ok_or_else(|| format!("{name} does not exist."))
-    };
-    let left = source(&query.from.name)?;
-    let right = source(&join.relation.name)?;
-    if left.name == right.name {
-        return Err(format!(
-            "Can not join '{}' to '{}': self joins are not yet supported.",
-            left.name, right.name
-        ));
+            .get(&relation.name)
+            .ok_or_else(|| format!("{} does not exist.", relation.name))?;
+        let mut names = vec![source.name.clone()];
+        names.extend(relation.alias.clone());
+        sources.push(JoinSource {
+            source,
+            prefix: relation
+                .alias
+                .clone()
+                .unwrap_or_else(|| source.name.clone()),
+            names,
+            columns: source.scope_columns(),
+        });
     }
-    let left_prefix = query
-        .from
-        .alias
-        .clone()
-        .unwrap_or_else(|| left.name.clone());
-    let right_prefix = join
-        .relation
-        .alias
-        .clone()
-        .unwrap_or_else(|| right.name.clone());
-    let mut left_names = vec![left.name.clone()];
-    left_names.extend(query.from.alias.clone());
-    let mut right_names = vec![right.name.clone()];
-    right_names.extend(join.relation.alias.clone());
+    let seen = |at: usize| {
+        sources[..at]
+            .iter()
+            .any(|s| s.source.name == sources[at].source.name)
+    };
+    match sources.len() {
+        2 if seen(1) => Err(format!(
+            "Can not join '{}' to '{}': self joins are not yet supported.",
+            sources[0].source.name, sources[1].source.name
+        )),
+        2 => Ok(sources),
+        _ => match (1..sources.len()).find(|&at| seen(at)) {
+            Some(at) => Err(format!(
+                "N-way joins do not support multiple occurrences of the same source. Source: '{}'",
+                sources[at].source.name
+            )),
+            None => Ok(sources),
+        },
+    }
+}
 
-    // Each side's own scope, for its join expression.
-    let left_columns = left.scope_columns();
-    let right_columns = right.scope_columns();
-    let side_scope = |columns, names| Scope {
-        columns,
-        qualifiers: names,
+/// Plans the join of the sources before `right` (the cells of `layout` before `left_width`)
+/// with source `right`, on `join`'s condition. `previous` is the key of the steps before.
+fn plan_step(
+    engine: &Engine,
+    sources: &[JoinSource],
+    layout: &RowLayout,
+    (right, join): (usize, &Join),
+    left_width: usize,
+    previous: Option<&(KeyExpressions, SqlType)>,
+) -> Result<Step> {
+    let n_way = sources.len() > 2;
+    let right_source = &sources[right];
+    // The left side's scope: the first source's own, or the joined row so far.
+    let left_scope = match previous {
+        None => Scope {
+            columns: &sources[0].columns,
+            qualifiers: &sources[0].names,
+            functions: &engine.functions,
+            column_sides: &[],
+            sides: &[],
+        },
+        Some(_) => layout.scope(left_width, engine),
+    };
+    let right_scope = Scope {
+        columns: &right_source.columns,
+        qualifiers: &right_source.names,
         functions: &engine.functions,
         column_sides: &[],
         sides: &[],
@@ -77,25 +393,12 @@ pub(crate) fn plan(
         }
         other => return Err(format!("Unsupported join expression: {other}")),
     };
-    let compiles = |expr: &Expr, columns, names| compile(expr, &side_scope(columns, names)).ok();
     // Both sides at once, only to name a column neither has.
-    let mut both_columns = left_columns.clone();
-    both_columns.extend(right_columns.iter().cloned());
-    let both_sides: Vec<usize> = std::iter::repeat_n(0, left_columns.len())
-        .chain(std::iter::repeat_n(1, right_columns.len()))
-        .collect();
-    let both_names = vec![left_names.clone(), right_names.clone()];
-    let on_scope = Scope {
-        columns: &both_columns,
-        qualifiers: &[],
-        functions: &engine.functions,
-        column_sides: &both_sides,
-        sides: &both_names,
-    };
+    let on_scope = layout.scope(layout.columns.len(), engine);
     let on_side = |expr: &Expr| {
         let refs = column_count(expr);
-        let in_left = compiles(expr, &left_columns, &left_names);
-        let in_right = compiles(expr, &right_columns, &right_names);
+        let in_left = compile(expr, &left_scope).ok();
+        let in_right = compile(expr, &right_scope).ok();
         (refs, in_left, in_right)
     };
     let ((left_key, left_type), (right_key, right_type), swapped) = {
@@ -103,7 +406,7 @@ pub(crate) fn plan(
         let (b_refs, b_left, b_right) = on_side(right_expr);
         for (refs, expr) in [(a_refs, left_expr), (b_refs, right_expr)] {
             if refs == 0 {
-                return Err(format!("Invalid comparison expression '{expr}' in join '{}'. Each side of the join comparision must contain references from exactly one source.", join.on));
+                return Err(literal_side(expr, &join.on));
             }
         }
         match (a_left, b_right, b_left, a_right) {
@@ -138,256 +441,292 @@ pub(crate) fn plan(
             ));
         }
     }
-    let kafka_values: Vec<&str> = [left, right]
-        .iter()
-        .filter(|s| s.value_format.format == crate::formats::Format::Kafka)
-        .map(|s| s.name.as_str())
-        .collect();
-    if !kafka_values.is_empty() {
+    if previous.is_none() {
+        check_value_formats(sources)?;
+    }
+    let left_sources = &sources[..right];
+    let left = LeftSide {
+        name: &sources[0].source.name,
+        kind: if left_sources
+            .iter()
+            .all(|s| s.source.kind == SourceKind::Table)
+        {
+            SourceKind::Table
+        } else {
+            SourceKind::Stream
+        },
+        window_type: sources[0].source.window_type.as_ref(),
+    };
+    check_sides(
+        &left,
+        right_source.source,
+        join.kind,
+        join.within.is_some(),
+        n_way,
+    )?;
+    // ksqlDB checks co-partitioning on every join; a two-source join is left as it was (its
+    // sources' partitions are not checked), N-way joins refuse as ksqlDB does.
+    if n_way && sources[0].source.partitions != right_source.source.partitions {
         return Err(format!(
-            "Source(s) {} are using the 'KAFKA' value format. This format does not yet support JOIN.",
-            kafka_values.join(", ")
+            "Can't join `{}` with `{}` since the number of partitions don't match. `{}` partitions = {}; `{}` partitions = {}. Please repartition either one so that the number of partitions match.",
+            sources[0].source.name, right_source.source.name,
+            sources[0].source.name, sources[0].source.partitions,
+            right_source.source.name, right_source.source.partitions
         ));
     }
-    check_sides(left, right, join.kind, join.within.is_some())?;
     let window = join.within.as_deref().map(JoinWindow::parse).transpose()?;
-    let foreign_key = foreign_key_join(
-        (left, &left_names, left_on),
-        (right, &right_names, right_on),
-        join.kind,
-        (&left_prefix, &right_prefix),
-        swapped,
-    )?;
-    let key_type = match foreign_key {
-        true => left.key_columns().next().map(|c| c.sql_type.clone()),
-        false => left_type.or(right_type),
-    }
-    .unwrap_or(SqlType::String);
 
-    // The joined row's scope.
-    let mut columns: Vec<(String, SqlType)> = left_columns.clone();
-    columns.extend(right_columns.iter().cloned());
-    columns.push((ROWKEY.to_string(), key_type.clone()));
-    let mut column_sides = vec![0usize; left_columns.len()];
-    column_sides.extend(std::iter::repeat_n(1, right_columns.len()));
-    column_sides.push(2);
-    let sides = vec![left_names.clone(), right_names.clone(), Vec::new()];
-    let scope = Scope {
-        columns: &columns,
-        qualifiers: &[],
-        functions: &engine.functions,
-        column_sides: &column_sides,
-        sides: &sides,
+    // A later step joining on what the key already is keeps it (ksqlDB does not repartition);
+    // on anything else, the left rows are re-keyed by the left join expression.
+    let resolved_left = resolve(sources, left_on);
+    let keeps_key = previous.filter(|(keys, _)| keys.equal.contains(&resolved_left));
+    let left_is_key = match previous {
+        None => is_primary_key(left_on, &sources[0]),
+        Some(_) => keeps_key.is_some(),
     };
-    let filter = compile_filter(&scope, query.filter.as_ref())?;
-
-    // A column reference as (side prefix, column), to compare projections with the join keys.
-    let prefix_of = |qualifier: &str| {
-        if left_names.iter().any(|n| n == qualifier) {
-            Some(left_prefix.clone())
-        } else if right_names.iter().any(|n| n == qualifier) {
-            Some(right_prefix.clone())
-        } else {
-            None
-        }
-    };
-    let resolve = |expr: &Expr| {
-        expr.map_columns(&|qualifier, name| {
-            let prefix = match qualifier {
-                Some(q) => prefix_of(q),
-                None if left.columns.iter().any(|c| c.name == name) => Some(left_prefix.clone()),
-                None if right.columns.iter().any(|c| c.name == name) => Some(right_prefix.clone()),
-                None => None,
-            };
-            Expr::Column {
-                qualifier: prefix,
-                name: name.to_string(),
-            }
-        })
-    };
-    struct Item {
-        name: String,
-        expr: CompiledExpr,
-        sql_type: SqlType,
-        resolved: Expr,
-    }
-    let mut items: Vec<Item> = Vec::new();
-    let mut generated = 0usize;
-    let star = |side: &Source, prefix: &str, offset: usize, items: &mut Vec<Item>| {
-        for (index, column) in side.columns.iter().enumerate() {
-            items.push(Item {
-                name: format!("{prefix}_{}", column.name),
-                expr: CompiledExpr::Column(offset + index),
-                sql_type: column.sql_type.clone(),
-                resolved: Expr::Column {
-                    qualifier: Some(prefix.to_string()),
-                    name: column.name.clone(),
-                },
-            });
-        }
-    };
-    for select in &query.select {
-        match select {
-            SelectItem::All => {
-                star(left, &left_prefix, 0, &mut items);
-                star(right, &right_prefix, left_columns.len(), &mut items);
-            }
-            SelectItem::AllOf(q) => match prefix_of(q) {
-                Some(p) if p == left_prefix => star(left, &left_prefix, 0, &mut items),
-                Some(_) => star(right, &right_prefix, left_columns.len(), &mut items),
-                None => return Err(format!("'{q}' is not a valid stream/table name or alias.")),
-            },
-            SelectItem::StructAll(_) => return Err("`->*` is not supported in joins yet".into()),
-            SelectItem::Expr { expr, alias } => {
-                let (compiled, sql_type) = compile_clause(&scope, "SELECT", expr)?;
-                let Some(sql_type) = sql_type else {
-                    return Err(format!("Can't infer a type of null. Please explicitly cast it to a required type, e.g. CAST(null AS VARCHAR). ({expr})"));
-                };
-                let resolved = resolve(expr);
-                // A column both sides have is named by its side (`T_ID`); others by name only.
-                let on_both_sides = |name: &str| {
-                    left.columns.iter().any(|c| c.name == name)
-                        && right.columns.iter().any(|c| c.name == name)
-                };
-                let name = match (alias, &resolved) {
-                    (
-                        None,
-                        Expr::Column {
-                            qualifier: Some(q),
-                            name,
-                        },
-                    ) if on_both_sides(name) => format!("{q}_{name}"),
-                    _ => item_name(alias.as_ref(), &resolved, || {
-                        generated_name(&mut generated, |c| items.iter().any(|i| i.name == c))
-                    }),
-                };
-                items.push(Item {
-                    name,
-                    expr: compiled,
-                    sql_type,
-                    resolved,
-                });
-            }
-        }
-    }
-
-    // The key: the join expression as the projection names it.
-    // The key is the join expression that is a plain column (either, when both are); a full
-    // outer join's, or one on two computed expressions, is the synthetic ROWKEY.
-    let column_sides_of_on: Vec<Expr> = [left_on, right_on]
-        .into_iter()
-        .filter(|e| matches!(e, Expr::Column { .. }))
-        .map(resolve)
-        .collect();
-    let synthetic = !foreign_key && (join.kind == JoinKind::Full || column_sides_of_on.is_empty());
-    let rowkey = Expr::Column {
-        qualifier: None,
-        name: ROWKEY.to_string(),
-    };
-    // A foreign-key join is keyed by the left table's key.
-    let left_key_column = left.key_columns().next().map(|c| Expr::Column {
-        qualifier: Some(left_prefix.clone()),
-        name: c.name.clone(),
-    });
-    let candidates: Vec<Expr> = if synthetic {
-        vec![rowkey.clone()]
-    } else if foreign_key {
-        left_key_column.into_iter().collect()
+    // The condition as written, for messages: each side's unqualified columns are its
+    // source's (a later step's left side's, the source that has them).
+    let shown_left = if previous.is_some() {
+        &resolved_left
     } else {
-        column_sides_of_on
+        left_on
     };
-    let has_star = query
-        .select
-        .iter()
-        .any(|i| matches!(i, SelectItem::All | SelectItem::AllOf(_)));
-    let key_item = items.iter().position(|i| candidates.contains(&i.resolved));
-    let mut key_columns = Vec::new();
-    let mut key_projection = Vec::new();
-    if !push {
-        match key_item {
-            Some(index) => {
-                key_columns.push(Column::new(
-                    items[index].name.clone(),
-                    key_type.clone(),
-                    ColumnKind::Key,
-                ));
-                key_projection.push(CompiledExpr::Column(columns.len() - 1));
+    let left_text = qualified_text(shown_left, &sources[0].prefix);
+    let right_text = qualified_text(right_on, &right_source.prefix);
+    let condition = if swapped {
+        format!("{right_text} = {left_text}")
+    } else {
+        format!("{left_text} = {right_text}")
+    };
+    let foreign_key = foreign_key_join(
+        left.kind == SourceKind::Table,
+        left_is_key,
+        (right_source, right_on),
+        join.kind,
+        &condition,
+    )?;
+    if foreign_key && previous.is_some() {
+        return Err(format!(
+            "Invalid join condition: foreign-key table-table joins are not supported as part of n-way joins. Got {condition}."
+        ));
+    }
+    let (left_key, key_type) = match keeps_key {
+        // The key is the last cell of the joined row so far.
+        Some((_, previous_type)) => (CompiledExpr::Column(left_width - 1), previous_type.clone()),
+        None if foreign_key => {
+            let primary = sources[0].source.key_columns().next();
+            (
+                left_key,
+                primary
+                    .map(|c| c.sql_type.clone())
+                    .unwrap_or(SqlType::String),
+            )
+        }
+        None => (
+            left_key,
+            left_type.or(right_type).unwrap_or(SqlType::String),
+        ),
+    };
+
+    // What the key equals after this step.
+    let keys = if foreign_key {
+        // A foreign-key join is keyed by the left table's key.
+        let primary: Vec<Expr> = sources[0]
+            .source
+            .key_columns()
+            .take(1)
+            .map(|c| Expr::Column {
+                qualifier: Some(sources[0].prefix.clone()),
+                name: c.name.clone(),
+            })
+            .collect();
+        KeyExpressions {
+            equal: primary.clone(),
+            columns: primary,
+        }
+    } else if join.kind == JoinKind::Full {
+        KeyExpressions::default()
+    } else {
+        let mut keys = keeps_key.map(|(kept, _)| kept.clone()).unwrap_or_default();
+        for expr in [resolved_left, resolve(sources, right_on)] {
+            if matches!(expr, Expr::Column { .. }) && !keys.columns.contains(&expr) {
+                keys.columns.push(expr.clone());
             }
-            // `*` gets the synthetic key without naming it.
-            None if synthetic && has_star => {
-                key_columns.push(Column::new(ROWKEY, key_type.clone(), ColumnKind::Key));
-                key_projection.push(CompiledExpr::Column(columns.len() - 1));
-            }
-            None if synthetic => return Err(format!(
-                "Key missing from projection (ie, SELECT). See https://cnfl.io/2LV7ouS.\nThe query used to build `{sink_name}` must include the join expression ROWKEY in its projection (eg, SELECT ROWKEY...).\nROWKEY was added as a synthetic key column because the join criteria did not match any source column. This expression must be included in the projection and may be aliased."
-            )),
-            None if foreign_key => {
-                let missing: Vec<String> = left.key_columns().map(|c| format!("`{}`", c.name)).collect();
-                return Err(format!(
-                    "Primary key column missing in projection. For foreign-key table-table joins, the projection must include all primary key columns from the left input table (`{}`). Missing column: {}.",
-                    left_prefix,
-                    missing.join(", ")
-                ));
-            }
-            None => {
-                let shown: Vec<String> = candidates.iter().map(|c| c.to_string()).collect();
-                let noun = if shown.len() == 1 { "expression" } else { "expressions" };
-                return Err(format!(
-                    "The query used to build `{sink_name}` must include the join {noun} {} in its projection (eg, SELECT {}...).",
-                    shown.join(" or "),
-                    shown[0]
-                ));
+            if !keys.equal.contains(&expr) {
+                keys.equal.push(expr);
             }
         }
-    }
-    let mut value_columns = Vec::new();
-    let mut value_projection = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
-    for (index, item) in items.into_iter().enumerate() {
-        if Some(index) == key_item && !push {
-            continue;
-        }
-        if !seen.insert(item.name.clone())
-            || key_columns.iter().any(|k: &Column| k.name == item.name)
-        {
-            return Err(format!(
-                "Duplicate value columns found in schema: `{}` {}",
-                item.name, item.sql_type
-            ));
-        }
-        value_columns.push(Column::new(item.name, item.sql_type, ColumnKind::Value));
-        value_projection.push(item.expr);
-    }
-    if value_columns.is_empty() && !push {
-        return Err("The projection contains no value columns.".into());
-    }
-    let mut topology = engine.source_topology(left, filter, push, query.limit)?;
-    topology.key_projection = key_projection;
-    topology.value_projection = value_projection;
-    topology.sink_window = None;
-    // A new key: a left row without a key still has the join's.
-    topology.rekeyed = true;
+        keys
+    };
     let mut stage = JoinStage::new(
         join.kind,
-        engine.source_reader(right)?,
+        engine.source_reader(right_source.source)?,
         left.kind == SourceKind::Table,
         (left_key, right_key),
         window,
-        left_columns.len(),
+        left_width,
     );
     stage.foreign_key = foreign_key;
-    topology.join = Some(stage);
-    Ok(QueryPlan {
-        topology,
-        key_columns,
-        value_columns,
-        produces_table: left.kind == SourceKind::Table && right.kind == SourceKind::Table,
+    Ok(Step {
+        stage,
+        key_type,
+        keys,
     })
 }
 
+/// ksqlDB's checks of an N-way join's condition: each side names exactly one source, one of
+/// them the source it joins.
+fn check_n_way_criteria(sources: &[JoinSource], right: usize, join: &Join) -> Result<()> {
+    let Expr::Binary {
+        op: BinaryOp::Eq,
+        left,
+        right: other,
+    } = &join.on
+    else {
+        return Ok(());
+    };
+    let referenced = |expr: &Expr| referenced_sources(sources, expr);
+    for expr in [left.as_ref(), other.as_ref()] {
+        if column_count(expr) == 0 {
+            return Err(literal_side(expr, &join.on));
+        }
+    }
+    let (on_left, on_right) = (referenced(left), referenced(other));
+    let named = |found: &[usize]| {
+        found
+            .iter()
+            .map(|&i| sources[i].prefix.clone())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if on_left.len() != 1 || on_right.len() != 1 || on_left == on_right {
+        return Err(format!(
+            "Each side of the join must reference exactly one source and not the same source. Left side references `{}` and right references `{}`",
+            named(&on_left),
+            named(&on_right)
+        ));
+    }
+    if on_left != [right] && on_right != [right] {
+        return Err(format!(
+            "A join criteria is expected to reference the source (`{}`) in the FROM clause, instead the right source references `{}` and the left source references `{}`",
+            sources[right].prefix,
+            named(&on_right),
+            named(&on_left)
+        ));
+    }
+    Ok(())
+}
+
+/// The sources an expression's columns belong to (an unqualified column, to each source that
+/// has it), in `FROM` order.
+fn referenced_sources(sources: &[JoinSource], expr: &Expr) -> Vec<usize> {
+    let mut found = Vec::new();
+    for_each_column(expr, |qualifier, name| match qualifier {
+        Some(q) => found.extend(source_named(sources, q)),
+        None => found.extend(
+            sources
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.columns.iter().any(|(c, _)| c == name))
+                .map(|(i, _)| i),
+        ),
+    });
+    found.sort_unstable();
+    found.dedup();
+    found
+}
+
+/// ksqlDB's refusal of a join condition side without columns (`ON a.id = 0`).
+fn literal_side(expr: &Expr, on: &Expr) -> String {
+    format!("Invalid comparison expression '{expr}' in join '{on}'. Each side of the join comparision must contain references from exactly one source.")
+}
+
+/// The index of the source a qualifier names.
+fn source_named(sources: &[JoinSource], qualifier: &str) -> Option<usize> {
+    sources
+        .iter()
+        .position(|s| s.names.iter().any(|n| n == qualifier))
+}
+
+/// An expression with each column qualified by its source's prefix (an unqualified column is
+/// the first source's that has it), as the projection's columns are compared with join keys.
+fn resolve(sources: &[JoinSource], expr: &Expr) -> Expr {
+    expr.map_columns(&|qualifier, name| {
+        let prefix = match qualifier {
+            Some(q) => source_named(sources, q).map(|i| sources[i].prefix.clone()),
+            None => sources
+                .iter()
+                .find(|s| s.has_column(name))
+                .map(|s| s.prefix.clone()),
+        };
+        Expr::Column {
+            qualifier: prefix,
+            name: name.to_string(),
+        }
+    })
+}
+
+/// An expression as ksqlDB shows a join condition: unqualified columns qualified by `prefix`.
+fn qualified_text(expr: &Expr, prefix: &str) -> String {
+    expr.map_columns(&|qualifier, name| Expr::Column {
+        qualifier: Some(qualifier.unwrap_or(prefix).to_string()),
+        name: name.to_string(),
+    })
+    .to_string()
+}
+
+/// Whether an expression is a source's one primary key column.
+fn is_primary_key(expr: &Expr, side: &JoinSource) -> bool {
+    match expr {
+        Expr::Column { qualifier, name } => {
+            qualifier.as_ref().is_none_or(|q| side.names.contains(q))
+                && side.source.key_columns().count() == 1
+                && side.source.key_columns().any(|c| &c.name == name)
+        }
+        _ => false,
+    }
+}
+
+/// The sources' value formats must be able to join.
+fn check_value_formats(sources: &[JoinSource]) -> Result<()> {
+    let kafka_values: Vec<&str> = sources
+        .iter()
+        .filter(|s| s.source.value_format.format == crate::formats::Format::Kafka)
+        .map(|s| s.source.name.as_str())
+        .collect();
+    if kafka_values.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "Source(s) {} are using the 'KAFKA' value format. This format does not yet support JOIN.",
+        kafka_values.join(", ")
+    ))
+}
+
+/// The left side of a join step: the first source, or the result of the steps before (a
+/// table when every source so far is one), named by the first source.
+struct LeftSide<'a> {
+    name: &'a str,
+    kind: SourceKind,
+    window_type: Option<&'a String>,
+}
+
 /// ksqlDB's rules on what may join what.
-fn check_sides(left: &Source, right: &Source, kind: JoinKind, within: bool) -> Result<()> {
+fn check_sides(
+    left: &LeftSide,
+    right: &Source,
+    kind: JoinKind,
+    within: bool,
+    n_way: bool,
+) -> Result<()> {
     match (left.kind, right.kind) {
+        // ksqlDB words this one differently for joins of more than two sources.
+        (SourceKind::Table, SourceKind::Stream) if n_way => Err(format!(
+            "Invalid join order: table-stream joins are not supported; only stream-table joins. Got {} [{}] JOIN {}.",
+            left.name,
+            kind_word(kind),
+            right.name
+        )),
         (SourceKind::Table, SourceKind::Stream) => Err(format!(
             "Invalid join order: table-stream joins are not supported; only stream-table joins. Got {} [TABLE] {} JOIN {} [STREAM].",
             left.name,
@@ -404,7 +743,7 @@ fn check_sides(left: &Source, right: &Source, kind: JoinKind, within: bool) -> R
             "Invalid join type: {} join between a stream and a table is not supported: only inner and left joins are.",
             kind_name(kind)
         )),
-        _ => match (&left.window_type, &right.window_type) {
+        _ => match (left.window_type, &right.window_type) {
             (Some(l), None) => Err(format!("Can not join windowed source to non-windowed source.\n`{}` is {l} windowed\n`{}` is not windowed", left.name, right.name)),
             (None, Some(r)) => Err(format!("Can not join windowed source to non-windowed source.\n`{}` is {r} windowed\n`{}` is not windowed", right.name, left.name)),
             (Some(_), Some(_)) => Err("Joins of windowed sources are not supported by this engine yet".into()),
@@ -415,49 +754,22 @@ fn check_sides(left: &Source, right: &Source, kind: JoinKind, within: bool) -> R
 
 /// Whether a table-table join is on a foreign key: the right side's expression must be its
 /// primary key; the left side's may be its own key (a primary-key join) or any expression.
+/// `condition` is the join condition as ksqlDB shows it.
 fn foreign_key_join(
-    (left, left_names, left_on): (&Source, &[String], &Expr),
-    (right, right_names, right_on): (&Source, &[String], &Expr),
+    left_table: bool,
+    left_is_key: bool,
+    (right, right_on): (&JoinSource, &Expr),
     kind: JoinKind,
-    (left_prefix, right_prefix): (&str, &str),
-    swapped: bool,
+    condition: &str,
 ) -> Result<bool> {
-    if left.kind != SourceKind::Table || right.kind != SourceKind::Table {
+    if !left_table || right.source.kind != SourceKind::Table {
         return Ok(false);
     }
-    let is_key = |expr: &Expr, source: &Source, names: &[String]| match expr {
-        Expr::Column { qualifier, name } => {
-            qualifier.as_ref().is_none_or(|q| names.contains(q))
-                && source.key_columns().count() == 1
-                && source.key_columns().any(|c| &c.name == name)
-        }
-        _ => false,
-    };
-    let shown = |expr: &Expr, prefix: &str| {
-        expr.map_columns(&|qualifier, name| Expr::Column {
-            qualifier: Some(qualifier.unwrap_or(prefix).to_string()),
-            name: name.to_string(),
-        })
-        .to_string()
-    };
-    match (
-        is_key(left_on, left, left_names),
-        is_key(right_on, right, right_names),
-    ) {
+    match (left_is_key, is_primary_key(right_on, right)) {
         (true, true) => Ok(false),
-        (_, false) => {
-            // The condition as written.
-            let (left_text, right_text) =
-                (shown(left_on, left_prefix), shown(right_on, right_prefix));
-            let (first, second) = if swapped {
-                (right_text, left_text)
-            } else {
-                (left_text, right_text)
-            };
-            Err(format!(
-                "Invalid join condition: table-table joins require to join on the primary key of the right input table. Got {first} = {second}."
-            ))
-        }
+        (_, false) => Err(format!(
+            "Invalid join condition: table-table joins require to join on the primary key of the right input table. Got {condition}."
+        )),
         (false, true) => match kind {
             JoinKind::Right | JoinKind::Full => Err(format!(
                 "{} JOIN on a foreign key is not supported",
@@ -477,15 +789,31 @@ fn kind_name(kind: JoinKind) -> &'static str {
     }
 }
 
+/// A join type as ksqlDB's plan names it.
+fn kind_word(kind: JoinKind) -> &'static str {
+    match kind {
+        JoinKind::Inner => "INNER",
+        JoinKind::Left => "LEFT",
+        JoinKind::Right => "RIGHT",
+        JoinKind::Full => "OUTER",
+    }
+}
+
 /// How many column references an expression has.
 fn column_count(expr: &Expr) -> usize {
-    let count = std::cell::Cell::new(0);
+    let mut count = 0;
+    for_each_column(expr, |_, _| count += 1);
+    count
+}
+
+/// Calls `visit` with each column reference of an expression (qualifier, name).
+fn for_each_column(expr: &Expr, mut visit: impl FnMut(Option<&str>, &str)) {
+    let visit = std::cell::RefCell::new(&mut visit);
     expr.map_columns(&|qualifier, name| {
-        count.set(count.get() + 1);
+        (visit.borrow_mut())(qualifier, name);
         Expr::Column {
             qualifier: qualifier.map(str::to_string),
             name: name.to_string(),
         }
     });
-    count.get()
 }
