@@ -1936,6 +1936,7 @@ impl Engine {
             limit,
             stats: Default::default(),
             errors: Vec::new(),
+            spare_columns: Vec::new(),
         };
         Ok(topology)
     }

@@ -328,6 +328,10 @@ pub struct StreamTopology {
     pub limit: Option<u64>,
     pub stats: QueryStats,
     pub errors: Vec<ProcessingError>,
+    /// Emptied batch columns kept for the next batch: allocating ~40 columns of 10,000 cells
+    /// anew for every batch made the allocator hand memory back and fault it in again (~7 % of
+    /// a CSAS's time).
+    pub spare_columns: Vec<Vec<Value>>,
 }
 
 /// The most processing errors a query keeps (older ones are dropped, counts stay exact).
@@ -414,7 +418,13 @@ impl StreamTopology {
         // columns cell by cell was a tenth of a query's time in realloc.
         let mut batch = Batch {
             columns: (0..scope_width)
-                .map(|_| Vec::with_capacity(records.len()))
+                .map(|_| match self.spare_columns.pop() {
+                    Some(mut column) => {
+                        column.reserve(records.len());
+                        column
+                    }
+                    None => Vec::with_capacity(records.len()),
+                })
                 .collect(),
             rows: 0,
         };
@@ -617,7 +627,25 @@ impl StreamTopology {
                 timestamp,
             });
         }
+        self.keep_spare_columns([batch.columns, keys, values].into_iter().flatten());
         rows
+    }
+
+    /// Keeps emptied columns for the next batch (as many as a batch reads).
+    fn keep_spare_columns(&mut self, columns: impl Iterator<Item = Vec<Value>>) {
+        let wanted = self
+            .joins
+            .last()
+            .map_or(self.source.width(), JoinStage::width);
+        for mut column in columns {
+            if self.spare_columns.len() >= wanted {
+                break;
+            }
+            if column.capacity() > 0 {
+                column.clear();
+                self.spare_columns.push(column);
+            }
+        }
     }
 
     /// Runs records through the query and serialises the results for the sink topic.

@@ -103,7 +103,7 @@ pub fn decimal_to_string(unscaled: i128, scale: u8) -> String {
 /// the common range (a JSON sink writes millions of these).
 pub fn write_java_double(out: &mut String, value: f64) {
     if value.is_finite() && (1e-3..1e7).contains(&value.abs()) {
-        out.push_str(ryu::Buffer::new().format_finite(value));
+        out.push_str(zmij::Buffer::new().format_finite(value));
     } else {
         out.push_str(&java_double_to_string(value));
     }
@@ -137,8 +137,8 @@ pub fn java_double_to_string(value: f64) -> String {
         };
     }
     if (1e-3..1e7).contains(&magnitude) {
-        // ryu writes this range as plain decimals with ".0" on whole numbers, as Java does.
-        return ryu::Buffer::new().format_finite(value).to_string();
+        // zmij writes this range as plain decimals with ".0" on whole numbers, as Java does.
+        return zmij::Buffer::new().format_finite(value).to_string();
     }
     // Shortest digits that round-trip, then Java's "d.dddE±n" layout.
     let scientific = format!("{value:e}");

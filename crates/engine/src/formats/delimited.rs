@@ -8,6 +8,8 @@
 //! character at or below `#`, contains a quote, the delimiter, CR or LF, or ends with a
 //! character at or below a space. NULL is written as nothing, unquoted.
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
 
 use super::decimal::decimal_from_text;
@@ -15,81 +17,82 @@ use super::json::{parse_java_double, scalar_text};
 use crate::types::SqlType;
 use crate::value::Value;
 
-/// Splits one record into its fields (unquoted, unescaped). `deserialize` splits records
-/// without quotes itself; the result must stay the same as this.
-pub(crate) fn split_record(text: &str, delimiter: char) -> Result<Vec<String>, String> {
-    let mut fields = Vec::new();
-    let mut chars = text.chars().peekable();
-    // A trailing record separator is not part of the record.
-    let text_end = text.trim_end_matches(['\r', '\n']).chars().count();
-    let mut consumed = 0usize;
+/// Splits one record into its fields, unquoted and unescaped: borrowed from `text`, except a
+/// quoted field with `""` in it. A trailing record separator is not part of the record.
+/// `expected` fields are made room for (growing the list field by field cost reallocations).
+pub(crate) fn split_record(
+    text: &str,
+    delimiter: char,
+    expected: usize,
+) -> Result<Vec<Cow<'_, str>>, String> {
+    // Byte positions: the quote, CR, LF and an ASCII delimiter never occur inside a multi-byte
+    // UTF-8 sequence, so every position found is a char boundary.
+    let end = text.trim_end_matches(['\r', '\n']).len();
+    let bytes = text.as_bytes();
+    let mut fields = Vec::with_capacity(expected);
+    let mut position = 0;
     loop {
-        let mut field = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            consumed += 1;
-            loop {
-                match chars.next() {
-                    None => return Err("EOF reached before encapsulated token finished".into()),
-                    Some('"') => {
-                        consumed += 1;
-                        if chars.peek() == Some(&'"') {
-                            chars.next();
-                            consumed += 1;
-                            field.push('"');
-                        } else {
-                            break;
-                        }
-                    }
-                    Some(c) => {
-                        consumed += 1;
-                        field.push(c);
-                    }
-                }
-            }
-            match chars.peek() {
-                None => {
-                    fields.push(field);
-                    return Ok(fields);
-                }
-                Some(&c) if c == delimiter => {
-                    chars.next();
-                    consumed += 1;
-                    fields.push(field);
+        if bytes.get(position) != Some(&b'"') {
+            let unquoted = &text[position..end];
+            // Fields are short: a byte loop beats `str::find`'s searcher set up per field.
+            let length = match u8::try_from(delimiter) {
+                Ok(byte) if byte.is_ascii() => unquoted.bytes().position(|b| b == byte),
+                _ => unquoted.find(delimiter),
+            };
+            match length {
+                Some(length) => {
+                    fields.push(Cow::Borrowed(&text[position..position + length]));
+                    position += length + delimiter.len_utf8();
                     continue;
                 }
-                Some('\r' | '\n') if consumed >= text_end => {
-                    fields.push(field);
-                    return Ok(fields);
-                }
-                Some(_) => {
-                    return Err("invalid char between encapsulated token and delimiter".into())
-                }
-            }
-        }
-        loop {
-            match chars.peek() {
                 None => {
-                    fields.push(field);
+                    fields.push(Cow::Borrowed(&text[position..end]));
                     return Ok(fields);
-                }
-                Some(&c) if c == delimiter => {
-                    chars.next();
-                    consumed += 1;
-                    fields.push(field);
-                    break;
-                }
-                Some(_) if consumed >= text_end => {
-                    fields.push(field);
-                    return Ok(fields);
-                }
-                Some(&c) => {
-                    chars.next();
-                    consumed += 1;
-                    field.push(c);
                 }
             }
         }
+        let (field, closing) = quoted_field(text, position + 1)?;
+        fields.push(field);
+        position = closing + 1;
+        let rest = &text[position..];
+        if rest.is_empty() || (position >= end && rest.starts_with(['\r', '\n'])) {
+            return Ok(fields);
+        }
+        if !rest.starts_with(delimiter) {
+            return Err("invalid char between encapsulated token and delimiter".into());
+        }
+        position += delimiter.len_utf8();
+    }
+}
+
+/// The quoted field whose text starts at `start` (after its opening quote), `""` read as a
+/// quote, and the position of its closing quote.
+fn quoted_field(text: &str, start: usize) -> Result<(Cow<'_, str>, usize), String> {
+    let mut unescaped: Option<String> = None;
+    let mut segment = start;
+    let mut search = start;
+    loop {
+        let Some(found) = text[search..].find('"') else {
+            return Err("EOF reached before encapsulated token finished".into());
+        };
+        let quote = search + found;
+        if text.as_bytes().get(quote + 1) == Some(&b'"') {
+            // `""`: one quote kept, the second skipped.
+            unescaped
+                .get_or_insert_with(String::new)
+                .push_str(&text[segment..=quote]);
+            search = quote + 2;
+            segment = search;
+            continue;
+        }
+        let field = match unescaped {
+            Some(mut field) => {
+                field.push_str(&text[segment..quote]);
+                Cow::Owned(field)
+            }
+            None => Cow::Borrowed(&text[start..quote]),
+        };
+        return Ok((field, quote));
     }
 }
 
@@ -140,19 +143,7 @@ pub(crate) fn deserialize(
         return Ok(Vec::new());
     }
     let text = std::str::from_utf8(bytes).map_err(|e| format!("Invalid UTF-8: {e}"))?;
-    // Without quotes a record is its fields between delimiters: borrowed, not copied into a
-    // String each (what split_record must do to unescape).
-    let fields: Vec<std::borrow::Cow<'_, str>> = if text.contains('"') {
-        split_record(text, delimiter)?
-            .into_iter()
-            .map(std::borrow::Cow::Owned)
-            .collect()
-    } else {
-        text.trim_end_matches(['\r', '\n'])
-            .split(delimiter)
-            .map(std::borrow::Cow::Borrowed)
-            .collect()
-    };
+    let fields = split_record(text, delimiter, columns.len())?;
     if fields.len() != columns.len() {
         return Err(format!(
             "Column count mismatch on deserialization. expected: {}, got: {}",
@@ -160,13 +151,12 @@ pub(crate) fn deserialize(
             fields.len()
         ));
     }
-    fields
-        .iter()
-        .zip(columns)
-        .map(|(field, (name, ty))| {
-            parse_field(field, ty).map_err(|e| format!("{e} (column {name})"))
-        })
-        .collect()
+    // A loop, not `collect` into a Result: that cannot know the length and grows the row.
+    let mut row = Vec::with_capacity(columns.len());
+    for (field, (name, ty)) in fields.iter().zip(columns) {
+        row.push(parse_field(field, ty).map_err(|e| format!("{e} (column {name})"))?);
+    }
+    Ok(row)
 }
 
 /// Writes a row as one record (no record separator).
@@ -226,33 +216,40 @@ mod tests {
 
     #[test]
     fn splits_with_commons_csv_quoting() {
-        assert_eq!(split_record("a,b,c", ',').unwrap(), vec!["a", "b", "c"]);
+        assert_eq!(split_record("a,b,c", ',', 3).unwrap(), vec!["a", "b", "c"]);
         assert_eq!(
-            split_record("\"a,b\",\"say \"\"hi\"\"\",", ',').unwrap(),
+            split_record("\"a,b\",\"say \"\"hi\"\"\",", ',', 3).unwrap(),
             vec!["a,b", "say \"hi\"", ""]
         );
         assert_eq!(
-            split_record("foo,bar;baz", ';').unwrap(),
+            split_record("foo,bar;baz", ';', 2).unwrap(),
             vec!["foo,bar", "baz"]
         );
-        assert_eq!(split_record("x\r\n", ',').unwrap(), vec!["x"]);
-        // deserialize's own split of records without quotes agrees with split_record
-        let columns: Vec<(String, SqlType)> =
-            (0..3).map(|i| (format!("C{i}"), SqlType::String)).collect();
-        for text in ["a,b,c", "a,,c\r\n", "a\nb,c,", ",,"] {
-            let expected: Vec<Value> = split_record(text, ',')
-                .unwrap()
-                .iter()
-                .map(|f| parse_field(f, &SqlType::String).unwrap())
-                .collect();
-            assert_eq!(
-                deserialize(text.as_bytes(), ',', &columns).unwrap(),
-                expected,
-                "{text:?}"
-            );
-        }
-        assert!(split_record("\"open", ',').is_err());
-        assert!(split_record("\"a\"b,c", ',').is_err());
+        assert_eq!(split_record("x\r\n", ',', 3).unwrap(), vec!["x"]);
+        assert_eq!(split_record("\"x\"\r\n", ',', 3).unwrap(), vec!["x"]);
+        assert_eq!(
+            split_record("a,,c\r\n", ',', 3).unwrap(),
+            vec!["a", "", "c"]
+        );
+        assert_eq!(
+            split_record("a\nb,c,", ',', 3).unwrap(),
+            vec!["a\nb", "c", ""]
+        );
+        assert_eq!(split_record(",,", ',', 3).unwrap(), vec!["", "", ""]);
+        assert_eq!(split_record("a\"b,c", ',', 3).unwrap(), vec!["a\"b", "c"]);
+        assert_eq!(
+            split_record("é¦ü,\"ö\"", '¦', 3).unwrap(),
+            vec!["é", "ü,\"ö\""]
+        );
+        assert_eq!(split_record("\"é\"¦ü", '¦', 3).unwrap(), vec!["é", "ü"]);
+        // Fields are borrowed unless they had a quote to unescape.
+        let fields = split_record("\"a\",\"b\"\"\",c", ',', 3).unwrap();
+        assert!(matches!(fields[0], Cow::Borrowed("a")));
+        assert!(matches!(&fields[1], Cow::Owned(b) if b == "b\""));
+        assert!(matches!(fields[2], Cow::Borrowed("c")));
+        assert!(split_record("\"a\"\rb", ',', 3).is_err());
+        assert!(split_record("\"open", ',', 3).is_err());
+        assert!(split_record("\"a\"b,c", ',', 3).is_err());
     }
 
     #[test]

@@ -453,6 +453,12 @@ fn java_long(text: &str) -> Result<i64, String> {
 /// `Double.parseDouble`: also `NaN`, `Infinity`, surrounding spaces.
 pub(crate) fn parse_java_double(text: &str) -> Option<f64> {
     let trimmed = text.trim();
+    // A finite number is one both languages read alike (Rust's parser takes no letters but an
+    // exponent's, besides inf/nan words): one pass instead of a scan for letters first.
+    match trimmed.parse::<f64>() {
+        Ok(value) if value.is_finite() => return Some(value),
+        _ => {}
+    }
     match trimmed {
         "NaN" => Some(f64::NAN),
         "Infinity" | "+Infinity" => Some(f64::INFINITY),
