@@ -658,6 +658,7 @@ impl StreamTopology {
         };
         let mut out = Vec::with_capacity(rows.len());
         let mut failures = Vec::new();
+        let mut position = Vec::new();
         for row in rows {
             let value = if row.tombstone {
                 Ok(None)
@@ -673,21 +674,27 @@ impl StreamTopology {
             };
             if let (Some(materialized), Ok(Some(bytes))) = (self.materialized.as_mut(), &key) {
                 let partition = crate::partitioner::partition_for(bytes, materialized.partitions);
-                let mut position = partition.to_be_bytes().to_vec();
+                position.clear();
+                position.extend_from_slice(&partition.to_be_bytes());
                 position.extend_from_slice(bytes);
                 if let Some((start, end)) = row.window {
                     position.extend_from_slice(&start.to_be_bytes());
                     position.extend_from_slice(&end.to_be_bytes());
                 }
+                // The row is serialised already: its cells move into the store.
                 if row.tombstone {
-                    materialized.rows.remove(&position);
+                    materialized.rows.remove(position.as_slice());
+                } else if let Some(kept) = materialized.rows.get_mut(position.as_slice()) {
+                    // Most results update a row the store has (the same key and window).
+                    kept.value = row.value;
+                    kept.timestamp = row.timestamp;
                 } else {
                     materialized.rows.insert(
-                        position,
+                        position.clone(),
                         MaterializedRow {
-                            key: row.key.clone(),
+                            key: row.key,
                             window: row.window,
-                            value: row.value.clone(),
+                            value: row.value,
                             timestamp: row.timestamp,
                         },
                     );

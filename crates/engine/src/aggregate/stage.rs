@@ -5,8 +5,9 @@
 //! State is kept in memory per query. A window is dropped once it closes (it can take no more
 //! records); non-windowed groups live as long as the query.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use super::snapshot::{decode_value, encode_value};
 use super::udaf::{Accumulator, AggregateFunction};
@@ -69,9 +70,9 @@ struct TableRows {
 /// The state that changed since the changelog was last taken.
 #[derive(Default)]
 struct Dirty {
-    groups: std::collections::HashSet<GroupKey>,
-    sessions: std::collections::HashSet<Vec<u8>>,
-    table_rows: std::collections::HashSet<Vec<u8>>,
+    groups: HashSet<GroupKey>,
+    sessions: HashSet<Vec<u8>>,
+    table_rows: HashSet<Vec<u8>>,
 }
 
 /// A table row's grouping values and the calls' argument values.
@@ -139,15 +140,15 @@ impl AggregationStage {
         AggregationStage {
             table_rows: plan.table_key_count.map(|key_count| TableRows {
                 key_count,
-                rows: HashMap::new(),
+                rows: HashMap::default(),
             }),
             plan,
             late_records: 0,
             null_groups: 0,
             failure: None,
             dirty: None,
-            groups: HashMap::new(),
-            sessions: HashMap::new(),
+            groups: HashMap::default(),
+            sessions: HashMap::default(),
             stream_time: i64::MIN,
         }
     }
@@ -175,8 +176,7 @@ impl AggregationStage {
             .iter()
             .map(|e| eval_column(e, batch, &mut group_errors))
             .collect();
-        let failed_rows: std::collections::HashSet<usize> =
-            group_errors.iter().map(|e| e.row).collect();
+        let failed_rows: HashSet<usize> = group_errors.iter().map(|e| e.row).collect();
         errors.extend(group_errors);
         let arg_columns: Vec<Vec<Vec<Value>>> = self
             .plan
@@ -240,7 +240,7 @@ impl AggregationStage {
                     let key = (encoded, i64::MIN);
                     self.update_group(
                         key,
-                        group,
+                        &group,
                         None,
                         (&args, timestamp, row),
                         &mut snapshots,
@@ -268,7 +268,7 @@ impl AggregationStage {
                         let key = (encoded.clone(), window.0);
                         self.update_group(
                             key,
-                            group.clone(),
+                            &group,
                             Some(window),
                             (&args, timestamp, row),
                             &mut snapshots,
@@ -288,7 +288,6 @@ impl AggregationStage {
             self.results(snapshots, changes, push, errors)
         };
         self.evict_closed();
-        out.shrink_to_fit();
         out
     }
 
@@ -296,20 +295,25 @@ impl AggregationStage {
     fn update_group(
         &mut self,
         key: GroupKey,
-        group: Vec<Value>,
+        group: &[Value],
         window: Option<(i64, i64)>,
         (args, timestamp, input): (&[Vec<Value>], i64, usize),
         snapshots: &mut Snapshots,
         changes: &mut Vec<Change>,
     ) {
-        let calls = &self.plan.calls;
-        let aggregate = self.groups.entry(key.clone()).or_insert_with(|| Aggregate {
-            group,
-            window,
-            accumulators: calls.iter().map(|c| c.function.new_accumulator()).collect(),
-            timestamp,
-            emitted: false,
-        });
+        // Most records update a group that exists: looked up without copying its key.
+        if !self.groups.contains_key(&key) {
+            let calls = &self.plan.calls;
+            let aggregate = Aggregate {
+                group: group.to_vec(),
+                window,
+                accumulators: calls.iter().map(|c| c.function.new_accumulator()).collect(),
+                timestamp,
+                emitted: false,
+            };
+            self.groups.insert(key.clone(), aggregate);
+        }
+        let aggregate = self.groups.get_mut(&key).expect("inserted above");
         for (accumulator, values) in aggregate.accumulators.iter_mut().zip(args) {
             accumulator.add(values);
             if let Some(message) = accumulator.failure() {
@@ -318,7 +322,9 @@ impl AggregationStage {
         }
         aggregate.timestamp = aggregate.timestamp.max(timestamp);
         if let Some(dirty) = self.dirty.as_mut() {
-            dirty.groups.insert(key.clone());
+            if !dirty.groups.contains(&key) {
+                dirty.groups.insert(key.clone());
+            }
         }
         let snapshot = snapshots.push(aggregate, Owner::Group(key), input);
         changes.push(Change::Updated { snapshot });
@@ -378,7 +384,7 @@ impl AggregationStage {
             let key = (encode_group(&group), i64::MIN);
             self.update_group(
                 key,
-                group.clone(),
+                &group,
                 None,
                 (&args, timestamp, row),
                 snapshots,
