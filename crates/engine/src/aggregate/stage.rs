@@ -281,7 +281,7 @@ impl AggregationStage {
                 }
             }
         }
-        let mut out = if self.plan.emit_final {
+        let out = if self.plan.emit_final {
             // Updates are held until their window closes.
             self.closed_windows(push, errors)
         } else {
