@@ -852,34 +852,24 @@ fn process_batches(
     counters: &QueryCounters,
     polled: &std::sync::mpsc::Receiver<Result<Polled, String>>,
 ) -> Result<(), String> {
-    let failed_before = producer.context().failed.load(Ordering::Relaxed);
-    let mut pending: VecDeque<PendingBatch> = VecDeque::new();
+    let mut pending = PendingCommits {
+        consumer,
+        producer,
+        counters,
+        failed_before: producer.context().failed.load(Ordering::Relaxed),
+        batches: VecDeque::new(),
+    };
     let mut batches: usize = 0;
     while !stop.load(Ordering::Relaxed) {
-        let full = pending.len() >= MAX_PENDING;
-        commit_acknowledged(
-            consumer,
-            producer,
-            &mut pending,
-            full,
-            failed_before,
-            counters,
-        )?;
+        let full = pending.batches.len() >= MAX_PENDING;
+        pending.commit_acknowledged(full)?;
         let records = match polled.recv_timeout(POLL) {
             Ok(Ok(Polled::Records(records))) => records,
             Ok(Ok(Polled::Idle { read_to_end })) => {
                 // Nothing new: give the sink's acknowledgements a moment to catch up, so that
                 // being at the end of the sources can mean everything read was committed.
-                let deadline = Instant::now() + POLL;
-                commit_until(
-                    consumer,
-                    producer,
-                    &mut pending,
-                    deadline,
-                    failed_before,
-                    counters,
-                )?;
-                if let (Some(found), true) = (read_to_end, pending.is_empty()) {
+                pending.commit_until(Instant::now() + POLL)?;
+                if let (Some(found), true) = (read_to_end, pending.batches.is_empty()) {
                     *counters.caught_up.lock().unwrap_or_else(|e| e.into_inner()) =
                         found.then(Instant::now);
                 }
@@ -917,7 +907,7 @@ fn process_batches(
         for output in &outputs {
             produce_one(producer, output, slot)?;
         }
-        pending.push_back(PendingBatch {
+        pending.batches.push_back(PendingBatch {
             slot,
             records_out: outputs.len() as u64,
             sink_records: sink_records as u64,
@@ -928,33 +918,7 @@ fn process_batches(
         }
     }
     // Stopping: commit what the sink acknowledges within a few seconds; the rest is read again.
-    let deadline = Instant::now() + STOP_WAIT;
-    commit_until(
-        consumer,
-        producer,
-        &mut pending,
-        deadline,
-        failed_before,
-        counters,
-    )
-}
-
-/// Commits pending batches as the sink acknowledges them, until none is left or `deadline`.
-fn commit_until(
-    consumer: &BaseConsumer<QuietContext>,
-    producer: &ThreadedProducer<Deliveries>,
-    pending: &mut VecDeque<PendingBatch>,
-    deadline: Instant,
-    failed_before: u64,
-    counters: &QueryCounters,
-) -> Result<(), String> {
-    loop {
-        commit_acknowledged(consumer, producer, pending, false, failed_before, counters)?;
-        if pending.is_empty() || Instant::now() >= deadline {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
+    pending.commit_until(Instant::now() + STOP_WAIT)
 }
 
 /// How long a stopping query waits for its sink's outstanding acknowledgements.
@@ -975,46 +939,63 @@ fn next_positions(records: &[InputRecord]) -> Result<TopicPartitionList, String>
     Ok(positions)
 }
 
-/// Commits the oldest pending batches whose records the sink has all acknowledged; with
-/// `wait`, first waits for the oldest one. Any failed delivery stops the query (its batch and
-/// the later ones stay uncommitted).
-fn commit_acknowledged(
-    consumer: &BaseConsumer<QuietContext>,
-    producer: &ThreadedProducer<Deliveries>,
-    pending: &mut VecDeque<PendingBatch>,
-    wait: bool,
+/// The batches a query has written and not yet committed, and what commits them: the sink's
+/// acknowledgements, then the consumer's offsets.
+struct PendingCommits<'a> {
+    consumer: &'a BaseConsumer<QuietContext>,
+    producer: &'a ThreadedProducer<Deliveries>,
+    counters: &'a QueryCounters,
+    /// Failed deliveries counted before the query started: any later one stops it.
     failed_before: u64,
-    counters: &QueryCounters,
-) -> Result<(), String> {
-    producer.context().check(failed_before, "the sink")?;
-    if wait {
-        if let Some(oldest) = pending.front() {
+    /// Oldest first.
+    batches: VecDeque<PendingBatch>,
+}
+
+impl PendingCommits<'_> {
+    /// Commits the oldest batches whose records the sink has all acknowledged; with `wait`,
+    /// first waits for the oldest one. Any failed delivery stops the query (its batch and the
+    /// later ones stay uncommitted).
+    fn commit_acknowledged(&mut self, wait: bool) -> Result<(), String> {
+        let deliveries = self.producer.context();
+        deliveries.check(self.failed_before, "the sink")?;
+        if let (true, Some(oldest)) = (wait, self.batches.front()) {
             wait_for_reports(
-                producer,
+                self.producer,
                 oldest.slot,
                 oldest.records_out,
-                failed_before,
+                self.failed_before,
                 "the sink",
                 TIMEOUT,
             )?;
         }
-    }
-    while let Some(oldest) = pending.front() {
-        if producer.context().reported(oldest.slot) < oldest.records_out {
-            break;
+        while let Some(oldest) = self.batches.front() {
+            if deliveries.reported(oldest.slot) < oldest.records_out {
+                break;
+            }
+            self.consumer
+                // Asynchronous: the sink has acknowledged everything before it, and a later
+                // commit supersedes a lost one (at-least-once either way).
+                .commit(&oldest.positions, CommitMode::Async)
+                .map_err(|e| format!("cannot commit offsets: {e}"))?;
+            self.counters.commits.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .records_out
+                .fetch_add(oldest.sink_records, Ordering::Relaxed);
+            self.batches.pop_front();
         }
-        consumer
-            // Asynchronous: the sink has acknowledged everything before it, and a later commit
-            // supersedes a lost one (at-least-once either way).
-            .commit(&oldest.positions, CommitMode::Async)
-            .map_err(|e| format!("cannot commit offsets: {e}"))?;
-        counters.commits.fetch_add(1, Ordering::Relaxed);
-        counters
-            .records_out
-            .fetch_add(oldest.sink_records, Ordering::Relaxed);
-        pending.pop_front();
+        Ok(())
     }
-    Ok(())
+
+    /// Commits batches as the sink acknowledges them, until none is left or `deadline`.
+    fn commit_until(&mut self, deadline: Instant) -> Result<(), String> {
+        loop {
+            self.commit_acknowledged(false)?;
+            if self.batches.is_empty() || Instant::now() >= deadline {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
 }
 
 /// Whether the consumer's position is at the end of every partition assigned to it.

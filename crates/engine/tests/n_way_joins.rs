@@ -4,25 +4,11 @@
 
 use std::sync::Arc;
 
+mod common;
+use common::engine_on;
 use kafkaml_engine::conformance::MemoryCluster;
-use kafkaml_engine::engine::{Engine, EngineConfig, ManualRuntime};
-use kafkaml_engine::functions::FunctionRegistry;
+use kafkaml_engine::engine::Engine;
 use kafkaml_engine::topology::{InputRecord, OutputRecord};
-
-/// An engine on `cluster` that ran `statements` (the last one creating the one query).
-fn engine_on(cluster: Arc<MemoryCluster>, statements: &[&str]) -> Engine {
-    let mut engine = Engine::new(
-        EngineConfig::default(),
-        cluster,
-        None,
-        Arc::new(ManualRuntime),
-        FunctionRegistry::builtin(),
-    );
-    for statement in statements {
-        engine.execute(statement).expect("statement runs");
-    }
-    engine
-}
 
 /// A record of `topic` with a string key (KAFKA format) and a JSON value (`None`: a delete).
 fn record(topic: &str, key: &str, value: Option<&str>, timestamp: i64) -> InputRecord {

@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
+mod common;
+use common::engine_on;
 use kafkaml_engine::conformance::MemoryCluster;
-use kafkaml_engine::engine::{Cluster, Engine, EngineConfig, ManualRuntime};
-use kafkaml_engine::functions::FunctionRegistry;
+use kafkaml_engine::engine::{Cluster, Engine};
 use kafkaml_engine::topology::{InputRecord, OutputRecord};
 
 const STATEMENTS: [&str; 2] = [
@@ -14,20 +15,6 @@ const STATEMENTS: [&str; 2] = [
     "CREATE TABLE per_car AS SELECT car, COUNT(*) AS n, AVG(v) AS mean, COLLECT_SET(v) AS seen \
      FROM readings WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY car HAVING COUNT(*) > 1;",
 ];
-
-fn engine(cluster: Arc<MemoryCluster>) -> Engine {
-    let mut engine = Engine::new(
-        EngineConfig::default(),
-        cluster,
-        None,
-        Arc::new(ManualRuntime),
-        FunctionRegistry::builtin(),
-    );
-    for statement in STATEMENTS {
-        engine.execute(statement).expect("statement runs");
-    }
-    engine
-}
 
 fn record(offset: i64) -> InputRecord {
     let car = ["a", "b", "c"][offset as usize % 3];
@@ -63,11 +50,11 @@ fn a_restarted_aggregation_goes_on_as_one_that_never_stopped() {
     let records: Vec<InputRecord> = (0..60).map(record).collect();
 
     let uninterrupted = Arc::new(MemoryCluster::default());
-    let whole = engine(uninterrupted.clone());
+    let whole = engine_on(uninterrupted.clone(), &STATEMENTS);
     let all = run(&whole, &uninterrupted, &records);
 
     let cluster = Arc::new(MemoryCluster::default());
-    let first = engine(cluster.clone());
+    let first = engine_on(cluster.clone(), &STATEMENTS);
     let changelog = first
         .queries
         .values()
@@ -95,7 +82,7 @@ fn a_restarted_aggregation_goes_on_as_one_that_never_stopped() {
     );
 
     // A new engine: the same statements, its state read back from the changelog and the sink.
-    let second = engine(cluster.clone());
+    let second = engine_on(cluster.clone(), &STATEMENTS);
     {
         let query = second.queries.values().next().unwrap();
         let mut topology = query.topology.lock().unwrap();
@@ -134,7 +121,7 @@ fn a_restarted_aggregation_goes_on_as_one_that_never_stopped() {
 #[test]
 fn a_damaged_changelog_is_an_error_that_names_where() {
     let cluster = Arc::new(MemoryCluster::default());
-    let engine = engine(cluster);
+    let engine = engine_on(cluster, &STATEMENTS);
     let query = engine.queries.values().next().unwrap();
     let changelog = query.changelog_topic.clone().unwrap();
     let mut topology = query.topology.lock().unwrap();
