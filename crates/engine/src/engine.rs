@@ -1495,8 +1495,6 @@ impl Engine {
         })
     }
 
-    /// Plans `SELECT ... EMIT CHANGES` for a client; `properties` (the request's) override the
-    /// engine's for this query (`auto.offset.reset`).
     /// The one SELECT statement `text` holds (variables substituted).
     pub(crate) fn parse_select(&self, text: &str) -> std::result::Result<Query, StatementError> {
         let mut parsed = self.parse(&self.substitute(text)?)?;
@@ -1511,6 +1509,8 @@ impl Engine {
         })
     }
 
+    /// Plans `SELECT ... EMIT CHANGES` for a client; `properties` (the request's) override the
+    /// engine's for this query (`auto.offset.reset`).
     pub fn plan_push_query(
         &mut self,
         text: &str,

@@ -316,12 +316,7 @@ impl JoinStage {
             let left = self.left_table_rows.get(key);
             if self.foreign_key {
                 let Some(left) = left else { continue };
-                let right = (!left.key.is_null())
-                    .then(|| {
-                        self.right_table_rows
-                            .get(&encode_group(std::slice::from_ref(&left.key)))
-                    })
-                    .flatten();
+                let right = self.referenced_row(left);
                 let timestamp = right.map_or(left.timestamp, |r| r.timestamp.max(left.timestamp));
                 rows.push(self.fk_row(left, right, timestamp));
                 continue;
@@ -401,6 +396,15 @@ impl JoinStage {
         }
     }
 
+    /// A foreign-key join: the right row a left row's join expression names, if any.
+    fn referenced_row(&self, left: &SideRow) -> Option<&SideRow> {
+        if left.key.is_null() {
+            return None;
+        }
+        self.right_table_rows
+            .get(&encode_group(std::slice::from_ref(&left.key)))
+    }
+
     /// A foreign-key join: a left row changes its one result; a right row changes the results of
     /// every left row that refers to it.
     fn foreign_key_join(&mut self, side: Side, row: SideRow, deleted: bool) -> Vec<JoinedRow> {
@@ -414,13 +418,7 @@ impl JoinStage {
                     self.joined.remove(&primary);
                     return vec![self.fk_tombstone(row.cells[0].clone(), timestamp)];
                 }
-                let right = (!row.key.is_null())
-                    .then(|| {
-                        self.right_table_rows
-                            .get(&encode_group(std::slice::from_ref(&row.key)))
-                    })
-                    .flatten()
-                    .cloned();
+                let right = self.referenced_row(&row).cloned();
                 let out = match (&right, self.kind) {
                     (Some(right), _) => Some(self.fk_row(&row, Some(right), timestamp)),
                     (None, JoinKind::Left) => Some(self.fk_row(&row, None, timestamp)),

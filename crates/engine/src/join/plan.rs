@@ -6,7 +6,7 @@
 //! `ROWKEY`).
 
 use super::{JoinStage, JoinWindow};
-use crate::catalog::Source;
+use crate::catalog::{QueryScope, Source};
 use crate::engine::{
     compile_clause, compile_filter, generated_name, item_name, or_list, Engine, QueryPlan,
 };
@@ -28,10 +28,9 @@ struct JoinSource<'a> {
     source: &'a Source,
     /// The name the projection qualifies its columns with: its alias, else its name.
     prefix: String,
-    /// Its name, then its alias.
-    names: Vec<String>,
-    /// Its scope's columns (declared, then pseudo-columns).
-    columns: Vec<(String, SqlType)>,
+    /// Its scope's columns (declared, then pseudo-columns) and the names that qualify them (its
+    /// name, then its alias).
+    scope: QueryScope,
 }
 
 impl JoinSource<'_> {
@@ -54,9 +53,9 @@ struct RowLayout {
 impl RowLayout {
     fn add_source(&mut self, index: usize, source: &JoinSource) {
         self.offsets.push(self.columns.len());
-        self.columns.extend(source.columns.iter().cloned());
+        self.columns.extend(source.scope.columns.iter().cloned());
         self.column_sides
-            .extend(std::iter::repeat_n(index, source.columns.len()));
+            .extend(std::iter::repeat_n(index, source.scope.columns.len()));
     }
 
     fn add_key(&mut self, name: &str, sql_type: SqlType) {
@@ -110,7 +109,7 @@ pub(crate) fn plan(
         column_sides: Vec::new(),
         sides: sources
             .iter()
-            .map(|s| s.names.clone())
+            .map(|s| s.scope.qualifiers.clone())
             .chain([Vec::new()])
             .collect(),
         offsets: Vec::new(),
@@ -184,7 +183,7 @@ pub(crate) fn plan(
                 // A column more than one source has (pseudo-columns too) is named by its
                 // source (`T_ID`, `T_ROWTIME`); others by name only.
                 let on_several_sources = |name: &str| {
-                    let has = |s: &&JoinSource| s.columns.iter().any(|(c, _)| c == name);
+                    let has = |s: &&JoinSource| s.scope.columns.iter().any(|(c, _)| c == name);
                     sources.iter().filter(has).count() > 1
                 };
                 let name = match (alias, &resolved) {
@@ -314,16 +313,13 @@ fn join_sources<'a>(engine: &'a Engine, query: &Query) -> Result<Vec<JoinSource<
             .sources
             .get(&relation.name)
             .ok_or_else(|| format!("{} does not exist.", relation.name))?;
-        let mut names = vec![source.name.clone()];
-        names.extend(relation.alias.clone());
         sources.push(JoinSource {
             source,
             prefix: relation
                 .alias
                 .clone()
                 .unwrap_or_else(|| source.name.clone()),
-            names,
-            columns: source.scope_columns(),
+            scope: source.query_scope(relation.alias.as_ref()),
         });
     }
     let seen = |at: usize| {
@@ -361,22 +357,10 @@ fn plan_step(
     let right_source = &sources[right];
     // The left side's scope: the first source's own, or the joined row so far.
     let left_scope = match previous {
-        None => Scope {
-            columns: &sources[0].columns,
-            qualifiers: &sources[0].names,
-            functions: &engine.functions,
-            column_sides: &[],
-            sides: &[],
-        },
+        None => sources[0].scope.scope(&engine.functions),
         Some(_) => layout.scope(left_width, engine),
     };
-    let right_scope = Scope {
-        columns: &right_source.columns,
-        qualifiers: &right_source.names,
-        functions: &engine.functions,
-        column_sides: &[],
-        sides: &[],
-    };
+    let right_scope = right_source.scope.scope(&engine.functions);
     let (left_expr, right_expr) = match &join.on {
         Expr::Binary {
             op: BinaryOp::Eq,
@@ -627,7 +611,7 @@ fn referenced_sources(sources: &[JoinSource], expr: &Expr) -> Vec<usize> {
             sources
                 .iter()
                 .enumerate()
-                .filter(|(_, s)| s.columns.iter().any(|(c, _)| c == name))
+                .filter(|(_, s)| s.scope.columns.iter().any(|(c, _)| c == name))
                 .map(|(i, _)| i),
         ),
     });
@@ -645,7 +629,7 @@ fn literal_side(expr: &Expr, on: &Expr) -> String {
 fn source_named(sources: &[JoinSource], qualifier: &str) -> Option<usize> {
     sources
         .iter()
-        .position(|s| s.names.iter().any(|n| n == qualifier))
+        .position(|s| s.scope.qualifiers.iter().any(|n| n == qualifier))
 }
 
 /// An expression with each column qualified by its source's prefix (an unqualified column is
@@ -679,7 +663,9 @@ fn qualified_text(expr: &Expr, prefix: &str) -> String {
 fn is_primary_key(expr: &Expr, side: &JoinSource) -> bool {
     match expr {
         Expr::Column { qualifier, name } => {
-            qualifier.as_ref().is_none_or(|q| side.names.contains(q))
+            qualifier
+                .as_ref()
+                .is_none_or(|q| side.scope.qualifiers.contains(q))
                 && side.source.key_columns().count() == 1
                 && side.source.key_columns().any(|c| &c.name == name)
         }
