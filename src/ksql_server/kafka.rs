@@ -465,6 +465,8 @@ impl QueryRuntime for KafkaRuntime {
                 .map_err(|_| format!("query {} was poisoned by a panic", query.id))?;
             if let Some(changelog) = &query.changelog_topic {
                 topology.keep_changelog(changelog);
+                // Written when the query commits (every COMMIT_INTERVAL at most).
+                topology.defer_changelog();
             }
             let topics = topology.restore_topics(self.resuming.load(Ordering::Relaxed));
             if !topics.is_empty() {
@@ -764,7 +766,9 @@ struct PendingBatch {
     records_out: u64,
     /// Those of them written to the sink (what `stats()` counts).
     sink_records: u64,
-    positions: TopicPartitionList,
+    /// The offsets to commit once it is acknowledged (`None`: the batch's state is not in the
+    /// changelog yet; a later batch's commit covers it).
+    positions: Option<TopicPartitionList>,
 }
 
 /// What a query's reader hands its loop, in the order it polled.
@@ -858,16 +862,20 @@ fn process_batches(
         counters,
         failed_before: producer.context().failed.load(Ordering::Relaxed),
         batches: VecDeque::new(),
+        written: 0,
+        unflushed: BTreeMap::new(),
+        last_flush: Instant::now(),
     };
-    let mut batches: usize = 0;
     while !stop.load(Ordering::Relaxed) {
         let full = pending.batches.len() >= MAX_PENDING;
         pending.commit_acknowledged(full)?;
         let records = match polled.recv_timeout(POLL) {
             Ok(Ok(Polled::Records(records))) => records,
             Ok(Ok(Polled::Idle { read_to_end })) => {
-                // Nothing new: give the sink's acknowledgements a moment to catch up, so that
-                // being at the end of the sources can mean everything read was committed.
+                // Nothing new: the state goes to the changelog, and the sink's
+                // acknowledgements get a moment to catch up, so that being at the end of the
+                // sources can mean everything read was committed.
+                pending.flush(topology)?;
                 pending.commit_until(Instant::now() + POLL)?;
                 if let (Some(found), true) = (read_to_end, pending.batches.is_empty()) {
                     *counters.caught_up.lock().unwrap_or_else(|e| e.into_inner()) =
@@ -884,60 +892,46 @@ fn process_batches(
         counters
             .records_in
             .fetch_add(records.len() as u64, Ordering::Relaxed);
-        let (outputs, sink_records, done) = {
+        let (mut outputs, done, commits) = {
             let mut topology = topology
                 .lock()
                 .map_err(|_| "the query's state was poisoned by a panic".to_string())?;
             let outputs = topology.process(&records);
-            let sink_records = match &topology.changelog_topic {
-                Some(changelog) => outputs.iter().filter(|o| &o.topic != changelog).count(),
-                None => outputs.len(),
-            };
             // A record the query must not skip (ksql.timestamp.throw.on.invalid, say) stops it;
             // the batch's offsets stay uncommitted, so a restart reads it again.
             if let Some(reason) = &topology.failed {
                 return Err(reason.clone());
             }
-            (outputs, sink_records, topology.is_done())
+            // A query without a changelog commits every batch; one with commits when it
+            // writes the state (the records read since then are counted in it).
+            let commits = !topology.changelog_deferred
+                || topology.is_done()
+                || pending.last_flush.elapsed() >= COMMIT_INTERVAL;
+            (outputs, topology.is_done(), commits)
         };
-        let slot = batches % SLOTS;
-        batches += 1;
-        // The slot's previous batch was committed (at most MAX_PENDING < SLOTS are pending).
-        producer.context().reported[slot].store(0, Ordering::Release);
-        for output in &outputs {
-            produce_one(producer, output, slot)?;
+        pending.read(&records);
+        let sink_records = outputs.len();
+        if commits {
+            outputs.extend(pending.take_changelog(topology)?);
         }
-        pending.batches.push_back(PendingBatch {
-            slot,
-            records_out: outputs.len() as u64,
-            sink_records: sink_records as u64,
-            positions: next_positions(&records)?,
-        });
+        pending.write(&outputs, sink_records, commits)?;
         if done {
             break;
         }
     }
-    // Stopping: commit what the sink acknowledges within a few seconds; the rest is read again.
+    // Stopping: the state goes to the changelog, and what the sink acknowledges within a few
+    // seconds is committed; the rest is read again.
+    pending.flush(topology)?;
     pending.commit_until(Instant::now() + STOP_WAIT)
 }
 
+/// How often a query that keeps a changelog writes its state there and commits, at most
+/// (ksqlDB's `ksql.streams.commit.interval.ms`); also whenever its sources are read to their
+/// end, and when it stops. Its sink gets every result at once.
+const COMMIT_INTERVAL: Duration = Duration::from_secs(2);
+
 /// How long a stopping query waits for its sink's outstanding acknowledgements.
 const STOP_WAIT: Duration = Duration::from_secs(5);
-
-/// The offsets after the last record of each partition in `records`.
-fn next_positions(records: &[InputRecord]) -> Result<TopicPartitionList, String> {
-    let mut last: BTreeMap<(&str, i32), i64> = BTreeMap::new();
-    for record in records {
-        last.insert((record.topic.as_str(), record.partition), record.offset);
-    }
-    let mut positions = TopicPartitionList::new();
-    for ((topic, partition), offset) in last {
-        positions
-            .add_partition_offset(topic, partition, Offset::Offset(offset + 1))
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(positions)
-}
 
 /// The batches a query has written and not yet committed, and what commits them: the sink's
 /// acknowledgements, then the consumer's offsets.
@@ -949,6 +943,12 @@ struct PendingCommits<'a> {
     failed_before: u64,
     /// Oldest first.
     batches: VecDeque<PendingBatch>,
+    /// Batches written so far (a batch's slot is its number modulo SLOTS).
+    written: usize,
+    /// The offset after the last record read of each partition, since the last commit point.
+    unflushed: BTreeMap<(String, i32), i64>,
+    /// When the changelog was last written (a commit point).
+    last_flush: Instant,
 }
 
 impl PendingCommits<'_> {
@@ -972,18 +972,91 @@ impl PendingCommits<'_> {
             if deliveries.reported(oldest.slot) < oldest.records_out {
                 break;
             }
-            self.consumer
-                // Asynchronous: the sink has acknowledged everything before it, and a later
-                // commit supersedes a lost one (at-least-once either way).
-                .commit(&oldest.positions, CommitMode::Async)
-                .map_err(|e| format!("cannot commit offsets: {e}"))?;
-            self.counters.commits.fetch_add(1, Ordering::Relaxed);
+            if let Some(positions) = &oldest.positions {
+                self.consumer
+                    // Asynchronous: the sink has acknowledged everything before it, and a
+                    // later commit supersedes a lost one (at-least-once either way).
+                    .commit(positions, CommitMode::Async)
+                    .map_err(|e| format!("cannot commit offsets: {e}"))?;
+                self.counters.commits.fetch_add(1, Ordering::Relaxed);
+            }
             self.counters
                 .records_out
                 .fetch_add(oldest.sink_records, Ordering::Relaxed);
             self.batches.pop_front();
         }
         Ok(())
+    }
+
+    /// Notes where the records leave their partitions: the next commit's offsets.
+    fn read(&mut self, records: &[InputRecord]) {
+        for record in records {
+            self.unflushed
+                .insert((record.topic.clone(), record.partition), record.offset + 1);
+        }
+    }
+
+    /// The changelog's records of the state changed since it was last written.
+    fn take_changelog(
+        &mut self,
+        topology: &Arc<Mutex<StreamTopology>>,
+    ) -> Result<Vec<OutputRecord>, String> {
+        self.last_flush = Instant::now();
+        let mut topology = topology
+            .lock()
+            .map_err(|_| "the query's state was poisoned by a panic".to_string())?;
+        Ok(topology.take_changelog_records())
+    }
+
+    /// Writes the changelog's pending records (if any state or read offset awaits a commit) as
+    /// a batch of its own that commits.
+    fn flush(&mut self, topology: &Arc<Mutex<StreamTopology>>) -> Result<(), String> {
+        if self.unflushed.is_empty() {
+            return Ok(());
+        }
+        let outputs = self.take_changelog(topology)?;
+        self.write(&outputs, 0, true)
+    }
+
+    /// Writes a batch's records (`sink_records` of them to the sink, the rest to the
+    /// changelog); with `commits`, its offsets (and those read since the last commit) are
+    /// committed once all of it is acknowledged.
+    fn write(
+        &mut self,
+        outputs: &[OutputRecord],
+        sink_records: usize,
+        commits: bool,
+    ) -> Result<(), String> {
+        // At most MAX_PENDING < SLOTS batches are pending: the slot's last batch is done.
+        self.commit_acknowledged(self.batches.len() >= MAX_PENDING)?;
+        let slot = self.written % SLOTS;
+        self.written += 1;
+        self.producer.context().reported[slot].store(0, Ordering::Release);
+        for output in outputs {
+            produce_one(self.producer, output, slot)?;
+        }
+        let positions = match commits {
+            true => Some(self.take_positions()?),
+            false => None,
+        };
+        self.batches.push_back(PendingBatch {
+            slot,
+            records_out: outputs.len() as u64,
+            sink_records: sink_records as u64,
+            positions,
+        });
+        Ok(())
+    }
+
+    /// The offsets read since the last commit point, as a commit's list.
+    fn take_positions(&mut self) -> Result<TopicPartitionList, String> {
+        let mut positions = TopicPartitionList::new();
+        for ((topic, partition), offset) in std::mem::take(&mut self.unflushed) {
+            positions
+                .add_partition_offset(&topic, partition, Offset::Offset(offset))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(positions)
     }
 
     /// Commits batches as the sink acknowledges them, until none is left or `deadline`.

@@ -1936,6 +1936,8 @@ impl Engine {
             limit,
             stats: Default::default(),
             errors: Vec::new(),
+            changelog_deferred: false,
+            changelog_timestamp: 0,
             spare_columns: Vec::new(),
         };
         Ok(topology)

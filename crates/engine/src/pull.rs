@@ -164,7 +164,7 @@ impl Engine {
             .lock()
             .map_err(|_| "the table's query failed".to_string())?;
         let materialized = topology.materialized.as_ref().ok_or_else(not_queryable)?;
-        Ok(materialized.rows.values().cloned().collect())
+        Ok(materialized.rows_in_store_order())
     }
 }
 

@@ -58,13 +58,25 @@ pub struct MaterializedRow {
     pub timestamp: i64,
 }
 
-/// A table sink's current rows, in the order ksqlDB's state stores give them back: by the
-/// sink partition of their key, then by serialised key, then by window.
+/// A table sink's current rows, by their position in ksqlDB's state stores: the sink
+/// partition of their key, then the serialised key, then the window.
+///
+/// A hash map, sorted only when a pull query reads it: every result of the query updates a
+/// row here, and an ordered map's comparisons were a tenth of an aggregate's time.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Materialized {
     /// The sink topic's partitions (the stores are one per partition).
     pub partitions: i32,
-    pub rows: std::collections::BTreeMap<Vec<u8>, MaterializedRow>,
+    pub rows: rustc_hash::FxHashMap<Vec<u8>, MaterializedRow>,
+}
+
+impl Materialized {
+    /// The rows in the order ksqlDB's state stores give them back (by position).
+    pub fn rows_in_store_order(&self) -> Vec<MaterializedRow> {
+        let mut rows: Vec<(&Vec<u8>, &MaterializedRow)> = self.rows.iter().collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        rows.into_iter().map(|(_, row)| row.clone()).collect()
+    }
 }
 
 /// A record the query could not process: ksqlDB's processing log.
@@ -320,6 +332,11 @@ pub struct StreamTopology {
     pub sink_window: Option<KeyWindow>,
     /// Where the aggregation's state changes go (set by a runtime that restores state).
     pub changelog_topic: Option<String>,
+    /// The runtime takes the changelog's records itself when it commits
+    /// ([`StreamTopology::defer_changelog`]); otherwise each batch's go with its results.
+    pub changelog_deferred: bool,
+    /// The latest result timestamp since the changelog was last taken (its records' time).
+    pub changelog_timestamp: i64,
     /// A table sink's rows, kept for pull queries (`None` for streams).
     pub materialized: Option<Materialized>,
     pub sink_key: Option<RecordSerde>,
@@ -461,14 +478,12 @@ impl StreamTopology {
                     break;
                 }
             };
-            let rows: Vec<ReadRow> = match join_source {
-                Some(source) => run_chain(&mut self.joins, source, read)
-                    .into_iter()
-                    .map(ReadRow::from)
-                    .collect(),
-                None => vec![read],
+            // One row, or a join's (no Vec for the one).
+            let (one, joined) = match join_source {
+                Some(source) => (None, run_chain(&mut self.joins, source, read)),
+                None => (Some(read), Vec::new()),
             };
-            for row in rows {
+            for row in one.into_iter().chain(joined.into_iter().map(ReadRow::from)) {
                 for (column, value) in batch.columns.iter_mut().zip(row.cells) {
                     column.push(value);
                 }
@@ -538,6 +553,8 @@ impl StreamTopology {
         }
         if let Some(stage) = self.aggregation.as_mut() {
             let rows = stage.process(&batch, &timestamps, &tombstones, self.push, &mut errors);
+            self.keep_spare_columns(batch.columns.into_iter());
+            let stage = self.aggregation.as_mut().expect("aggregating");
             if let Some(failure) = &stage.failure {
                 self.failed.get_or_insert_with(|| failure.clone());
             }
@@ -730,23 +747,51 @@ impl StreamTopology {
                 format!("Error serializing record for topic {sink_topic}: {message}"),
             );
         }
+        self.changelog_timestamp = out
+            .iter()
+            .map(|o| o.timestamp)
+            .fold(self.changelog_timestamp, i64::max);
         // The state this batch changed goes to the changelog with the sink's records, so that
         // both are acknowledged before the batch's offsets are committed.
-        if let (Some(topic), Some(stage)) = (&self.changelog_topic, self.aggregation.as_mut()) {
-            let timestamp = out.iter().map(|o| o.timestamp).max().unwrap_or(0);
-            out.extend(
-                stage
-                    .take_changelog()
-                    .into_iter()
-                    .map(|(key, value)| OutputRecord {
-                        topic: topic.clone(),
-                        timestamp,
-                        key: Some(key),
-                        value,
-                    }),
-            );
+        if !self.changelog_deferred {
+            out.extend(self.take_changelog_records());
         }
         out
+    }
+
+    /// The aggregation's state that changed since the last call, as records of its changelog
+    /// (none when it keeps none). Their offsets may be committed once these are acknowledged.
+    pub fn take_changelog_records(&mut self) -> Vec<OutputRecord> {
+        let (Some(topic), Some(stage)) = (&self.changelog_topic, self.aggregation.as_mut()) else {
+            return Vec::new();
+        };
+        let timestamp = std::mem::take(&mut self.changelog_timestamp);
+        stage
+            .take_changelog()
+            .into_iter()
+            .map(|(key, value)| OutputRecord {
+                topic: topic.clone(),
+                timestamp,
+                key: Some(key),
+                value,
+            })
+            .collect()
+    }
+
+    /// From now on `process` leaves the changelog's records to `take_changelog_records`: a
+    /// runtime that commits on an interval takes them when it commits, so a group that many
+    /// batches updated in between is written once (Kafka Streams' caching stores flush so).
+    pub fn defer_changelog(&mut self) {
+        self.changelog_deferred = true;
+    }
+
+    /// Whether state changed that the changelog has not had yet.
+    pub fn changelog_pending(&self) -> bool {
+        self.changelog_topic.is_some()
+            && self
+                .aggregation
+                .as_ref()
+                .is_some_and(AggregationStage::changelog_pending)
     }
 
     /// Keeps the aggregation's state in `topic` (a compacted changelog) from now on.
@@ -883,7 +928,7 @@ impl StreamTopology {
 /// Evaluates each projection over `batch`. A column that only one projection reads, as it is,
 /// is moved out of the batch instead of copied (most of a `SELECT a, b, c` is such columns),
 /// so `batch` is spent afterwards.
-fn project<'a>(
+pub(crate) fn project<'a>(
     projections: impl Iterator<Item = &'a CompiledExpr> + Clone,
     batch: &mut Batch,
     errors: &mut Vec<RowError>,

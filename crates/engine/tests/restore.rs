@@ -82,11 +82,30 @@ fn a_restarted_aggregation_goes_on_as_one_that_never_stopped() {
     );
 
     // A new engine: the same statements, its state read back from the changelog and the sink.
-    let second = engine_on(cluster.clone(), &STATEMENTS);
+    let second = restarted(&cluster, &changelog);
+    let after = run(&second, &cluster, &records[35..]);
+    let mut resumed = sink_records(&before);
+    resumed.extend(sink_records(&after));
+    assert_eq!(resumed, sink_records(&all));
+
+    let pull = "SELECT * FROM per_car WHERE car = 'a';";
+    let mut whole = whole;
+    let mut second = second;
+    assert_eq!(
+        second.pull_query(pull).unwrap(),
+        whole.pull_query(pull).unwrap()
+    );
+    assert!(!whole.pull_query(pull).unwrap().rows.is_empty());
+}
+
+/// A new engine on `cluster`: the same statements, its query's state read back from the
+/// changelog and the sink.
+fn restarted(cluster: &Arc<MemoryCluster>, changelog: &str) -> Engine {
+    let engine = engine_on(cluster.clone(), &STATEMENTS);
     {
-        let query = second.queries.values().next().unwrap();
+        let query = engine.queries.values().next().unwrap();
         let mut topology = query.topology.lock().unwrap();
-        topology.keep_changelog(&changelog);
+        topology.keep_changelog(changelog);
         for topic in topology.restore_topics(true) {
             for (offset, output) in cluster.records(&topic).into_iter().enumerate() {
                 topology
@@ -103,19 +122,70 @@ fn a_restarted_aggregation_goes_on_as_one_that_never_stopped() {
         }
         topology.finish_restore();
     }
+    engine
+}
+
+#[test]
+fn a_deferred_changelog_writes_each_change_once_per_commit_and_restores_alike() {
+    let records: Vec<InputRecord> = (0..60).map(record).collect();
+    let uninterrupted = Arc::new(MemoryCluster::default());
+    let whole = engine_on(uninterrupted.clone(), &STATEMENTS);
+    let all = run(&whole, &uninterrupted, &records);
+
+    let cluster = Arc::new(MemoryCluster::default());
+    let first = engine_on(cluster.clone(), &STATEMENTS);
+    let query = first.queries.values().next().unwrap();
+    let changelog = query.changelog_topic.clone().expect("a changelog");
+    {
+        let mut topology = query.topology.lock().unwrap();
+        topology.keep_changelog(&changelog);
+        topology.defer_changelog();
+    }
+    let mut before = Vec::new();
+    let mut written = Vec::new();
+    // A commit after every third batch of four records, and at the end (the runtime's stop).
+    for (index, chunk) in records[..35].chunks(4).enumerate() {
+        let outputs = run(&first, &cluster, chunk);
+        assert!(outputs.iter().all(|o| o.topic != changelog), "deferred");
+        before.extend(outputs);
+        if index % 3 == 2 || index == 8 {
+            let mut topology = query.topology.lock().unwrap();
+            assert!(topology.changelog_pending());
+            let state = topology.take_changelog_records();
+            assert!(!topology.changelog_pending());
+            let mut keys: Vec<_> = state.iter().map(|o| o.key.clone()).collect();
+            keys.sort();
+            keys.dedup();
+            assert_eq!(keys.len(), state.len(), "each group once per commit");
+            written.extend(state.clone());
+            cluster.produce(state).unwrap();
+        }
+    }
+    // The same batches with the state written batch by batch.
+    let other = Arc::new(MemoryCluster::default());
+    let batch_by_batch = engine_on(other.clone(), &STATEMENTS);
+    let other_query = batch_by_batch.queries.values().next().unwrap();
+    other_query
+        .topology
+        .lock()
+        .unwrap()
+        .keep_changelog(&changelog);
+    let every_batch = records[..35]
+        .chunks(4)
+        .flat_map(|chunk| run(&batch_by_batch, &other, chunk))
+        .filter(|o| o.topic == changelog)
+        .count();
+    assert!(
+        written.len() < every_batch,
+        "{} records when deferred, {every_batch} batch by batch",
+        written.len()
+    );
+
+    let second = restarted(&cluster, &changelog);
     let after = run(&second, &cluster, &records[35..]);
     let mut resumed = sink_records(&before);
     resumed.extend(sink_records(&after));
     assert_eq!(resumed, sink_records(&all));
-
-    let pull = "SELECT * FROM per_car WHERE car = 'a';";
-    let mut whole = whole;
-    let mut second = second;
-    assert_eq!(
-        second.pull_query(pull).unwrap(),
-        whole.pull_query(pull).unwrap()
-    );
-    assert!(!whole.pull_query(pull).unwrap().rows.is_empty());
 }
 
 #[test]

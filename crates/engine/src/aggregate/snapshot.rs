@@ -58,6 +58,32 @@ pub fn encode_value(value: &Value) -> Vec<u8> {
     out
 }
 
+/// Appends one value in the layout above (no version byte): with the header functions below,
+/// a larger value is written part by part, the bytes `encode_value` gives for its tree,
+/// without building the tree.
+pub fn write(value: &Value, out: &mut Vec<u8>) {
+    write_value(value, out);
+}
+
+/// Appends what a `STRUCT` of `fields` values writes before them.
+pub fn write_struct_header(fields: usize, out: &mut Vec<u8>) {
+    out.push(STRUCT);
+    write_length(fields, out);
+}
+
+/// Appends what an `ARRAY` of `items` values writes before them.
+pub fn write_array_header(items: usize, out: &mut Vec<u8>) {
+    out.push(ARRAY);
+    write_length(items, out);
+}
+
+/// Appends a `STRING` value.
+pub fn write_str(text: &str, out: &mut Vec<u8>) {
+    out.push(STRING);
+    write_length(text.len(), out);
+    out.extend_from_slice(text.as_bytes());
+}
+
 fn write_value(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Null => out.push(NULL),
@@ -79,11 +105,7 @@ fn write_value(value: &Value, out: &mut Vec<u8>) {
             out.extend_from_slice(&unscaled.to_le_bytes());
             out.push(*scale);
         }
-        Value::String(s) => {
-            out.push(STRING);
-            write_length(s.len(), out);
-            out.extend_from_slice(s.as_bytes());
-        }
+        Value::String(s) => write_str(s, out),
         Value::Bytes(b) => {
             out.push(BYTES);
             write_length(b.len(), out);

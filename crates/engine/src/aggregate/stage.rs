@@ -5,11 +5,12 @@
 //! State is kept in memory per query. A window is dropped once it closes (it can take no more
 //! records); non-windowed groups live as long as the query.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-use super::snapshot::{decode_value, encode_value};
+use super::snapshot::{self, decode_value, encode_value, FORMAT_VERSION};
 use super::udaf::{Accumulator, AggregateFunction};
 use super::window::{WindowKind, WindowSpec};
 use crate::expr::{eval_column, Batch, CompiledExpr};
@@ -59,6 +60,9 @@ pub struct AggregationStage {
     sessions: HashMap<Vec<u8>, Vec<Aggregate>>,
     /// The largest record timestamp seen: windows close by it.
     stream_time: i64,
+    /// Emptied snapshot columns, kept for the next batch: allocating them anew for each made
+    /// glibc return their memory and fault it back in.
+    spare_columns: Vec<Vec<Value>>,
 }
 
 struct TableRows {
@@ -70,7 +74,9 @@ struct TableRows {
 /// The state that changed since the changelog was last taken.
 #[derive(Default)]
 struct Dirty {
-    groups: HashSet<GroupKey>,
+    /// Groups whose aggregate changed (each once: its `changed` flag says it is listed) or
+    /// went away.
+    groups: Vec<GroupKey>,
     sessions: HashSet<Vec<u8>>,
     table_rows: HashSet<Vec<u8>>,
 }
@@ -78,8 +84,16 @@ struct Dirty {
 /// A table row's grouping values and the calls' argument values.
 type TableRow = (Vec<Value>, Vec<Vec<Value>>);
 
-/// A group's identity: its grouping values encoded, and its window's start.
-type GroupKey = (Vec<u8>, i64);
+/// A group's identity: its grouping values encoded, then its window's start (big-endian;
+/// `i64::MIN` without a window). One byte string, so a lookup can borrow a reused buffer.
+type GroupKey = Vec<u8>;
+
+/// The bytes of a window start at the end of a [`GroupKey`].
+const WINDOW_START_BYTES: usize = 8;
+
+/// A column the aggregation reads: the batch's own when the expression is a column, else
+/// computed.
+type Column<'a> = Cow<'a, [Value]>;
 
 #[derive(Debug)]
 struct Aggregate {
@@ -90,6 +104,8 @@ struct Aggregate {
     timestamp: i64,
     /// The last result passed `HAVING` (so the next one failing it is a tombstone).
     emitted: bool,
+    /// Changed since the changelog was last taken (and listed in `Dirty::groups`).
+    changed: bool,
 }
 
 impl Clone for Aggregate {
@@ -100,6 +116,7 @@ impl Clone for Aggregate {
             accumulators: self.accumulators.iter().map(|a| a.box_clone()).collect(),
             timestamp: self.timestamp,
             emitted: self.emitted,
+            changed: self.changed,
         }
     }
 }
@@ -133,6 +150,9 @@ struct Snapshots {
 enum Owner {
     Group(GroupKey),
     Session(Vec<u8>, (i64, i64)),
+    /// Not looked up again: without HAVING every result passes, and a closed window's final
+    /// result has no aggregate left.
+    Untracked,
 }
 
 impl AggregationStage {
@@ -150,6 +170,7 @@ impl AggregationStage {
             groups: HashMap::default(),
             sessions: HashMap::default(),
             stream_time: i64::MIN,
+            spare_columns: Vec::new(),
         }
     }
 
@@ -170,36 +191,27 @@ impl AggregationStage {
         errors: &mut Vec<RowError>,
     ) -> Vec<ResultRow> {
         let mut group_errors = Vec::new();
-        let group_columns: Vec<Vec<Value>> = self
+        let group_columns: Vec<Column> = self
             .plan
             .group_by
             .iter()
-            .map(|e| eval_column(e, batch, &mut group_errors))
+            .map(|e| column(e, batch, &mut group_errors))
             .collect();
-        let failed_rows: HashSet<usize> = group_errors.iter().map(|e| e.row).collect();
+        let mut group_failed = vec![false; batch.rows];
+        for error in &group_errors {
+            if let Some(failed) = group_failed.get_mut(error.row) {
+                *failed = true;
+            }
+        }
         errors.extend(group_errors);
-        let arg_columns: Vec<Vec<Vec<Value>>> = self
+        let arg_columns: Vec<Vec<Column>> = self
             .plan
             .calls
             .iter()
-            .map(|call| {
-                call.args
-                    .iter()
-                    .map(|e| eval_column(e, batch, errors))
-                    .collect()
-            })
+            .map(|call| call.args.iter().map(|e| column(e, batch, errors)).collect())
             .collect();
         let width = self.plan.group_by.len() + self.plan.calls.len() + 2;
-        let mut snapshots = Snapshots {
-            batch: Batch {
-                columns: (0..width).map(|_| Vec::new()).collect(),
-                rows: 0,
-            },
-            windows: Vec::new(),
-            timestamps: Vec::new(),
-            owners: Vec::new(),
-            inputs: Vec::new(),
-        };
+        let mut snapshots = Snapshots::new(width, &mut self.spare_columns);
         let mut changes = Vec::new();
         let mut args: Vec<Vec<Value>> = self
             .plan
@@ -207,12 +219,14 @@ impl AggregationStage {
             .iter()
             .map(|c| Vec::with_capacity(c.args.len()))
             .collect();
+        // The group's key, written into one buffer for every record.
+        let mut key: GroupKey = Vec::new();
         for row in 0..batch.rows {
             if self.table_rows.is_some() {
                 self.update_table_row(
                     batch,
                     row,
-                    (&group_columns, &arg_columns, failed_rows.contains(&row)),
+                    (&group_columns, &arg_columns, group_failed[row]),
                     (skip[row], timestamps[row]),
                     &mut snapshots,
                     &mut changes,
@@ -222,25 +236,28 @@ impl AggregationStage {
             if skip[row] {
                 continue;
             }
-            let group: Vec<Value> = group_columns.iter().map(|c| c[row].clone()).collect();
-            if failed_rows.contains(&row) || group.iter().any(Value::is_null) {
+            if group_failed[row] || group_columns.iter().any(|c| c[row].is_null()) {
                 self.null_groups += 1;
                 continue;
             }
-            for (call, (values, columns)) in args.iter_mut().zip(&arg_columns).enumerate() {
-                let _ = call;
+            let group = || group_columns.iter().map(|c| c[row].clone()).collect();
+            for (values, columns) in args.iter_mut().zip(&arg_columns) {
                 values.clear();
                 values.extend(columns.iter().map(|c| c[row].clone()));
             }
             let timestamp = timestamps[row];
             self.stream_time = self.stream_time.max(timestamp);
-            let encoded = encode_group(&group);
+            key.clear();
+            for column in &group_columns {
+                super::udaf::write_java_key(&column[row], &mut key);
+            }
+            let group_length = key.len();
             match self.plan.window.map(|w| w.kind) {
                 None => {
-                    let key = (encoded, i64::MIN);
+                    key.extend_from_slice(&i64::MIN.to_be_bytes());
                     self.update_group(
-                        key,
-                        &group,
+                        &key,
+                        group,
                         None,
                         (&args, timestamp, row),
                         &mut snapshots,
@@ -249,8 +266,8 @@ impl AggregationStage {
                 }
                 Some(WindowKind::Session { gap_ms }) => {
                     self.update_session(
-                        encoded,
-                        group,
+                        key.clone(),
+                        group(),
                         gap_ms,
                         (&args, timestamp, row),
                         &mut snapshots,
@@ -265,10 +282,11 @@ impl AggregationStage {
                             continue;
                         }
                         taken = true;
-                        let key = (encoded.clone(), window.0);
+                        key.truncate(group_length);
+                        key.extend_from_slice(&window.0.to_be_bytes());
                         self.update_group(
-                            key,
-                            &group,
+                            &key,
+                            group,
                             Some(window),
                             (&args, timestamp, row),
                             &mut snapshots,
@@ -294,26 +312,27 @@ impl AggregationStage {
     #[allow(clippy::too_many_arguments)]
     fn update_group(
         &mut self,
-        key: GroupKey,
-        group: &[Value],
+        key: &[u8],
+        group: impl FnOnce() -> Vec<Value>,
         window: Option<(i64, i64)>,
         (args, timestamp, input): (&[Vec<Value>], i64, usize),
         snapshots: &mut Snapshots,
         changes: &mut Vec<Change>,
     ) {
         // Most records update a group that exists: looked up without copying its key.
-        if !self.groups.contains_key(&key) {
+        if !self.groups.contains_key(key) {
             let calls = &self.plan.calls;
             let aggregate = Aggregate {
-                group: group.to_vec(),
+                group: group(),
                 window,
                 accumulators: calls.iter().map(|c| c.function.new_accumulator()).collect(),
                 timestamp,
                 emitted: false,
+                changed: false,
             };
-            self.groups.insert(key.clone(), aggregate);
+            self.groups.insert(key.to_vec(), aggregate);
         }
-        let aggregate = self.groups.get_mut(&key).expect("inserted above");
+        let aggregate = self.groups.get_mut(key).expect("inserted above");
         for (accumulator, values) in aggregate.accumulators.iter_mut().zip(args) {
             accumulator.add(values);
             if let Some(message) = accumulator.failure() {
@@ -321,12 +340,9 @@ impl AggregationStage {
             }
         }
         aggregate.timestamp = aggregate.timestamp.max(timestamp);
-        if let Some(dirty) = self.dirty.as_mut() {
-            if !dirty.groups.contains(&key) {
-                dirty.groups.insert(key.clone());
-            }
-        }
-        let snapshot = snapshots.push(aggregate, Owner::Group(key), input);
+        mark_changed(&mut self.dirty, key, aggregate);
+        let owner = owner_of(self.plan.having.is_some(), key, aggregate);
+        let snapshot = snapshots.push(aggregate, owner, input);
         changes.push(Change::Updated { snapshot });
     }
 
@@ -337,7 +353,7 @@ impl AggregationStage {
         &mut self,
         batch: &Batch,
         row: usize,
-        (group_columns, arg_columns, group_failed): (&[Vec<Value>], &[Vec<Vec<Value>>], bool),
+        (group_columns, arg_columns, group_failed): (&[Column], &[Vec<Column>], bool),
         (deleted, timestamp): (bool, i64),
         snapshots: &mut Snapshots,
         changes: &mut Vec<Change>,
@@ -363,28 +379,35 @@ impl AggregationStage {
             .map(|columns| columns.iter().map(|c| c[row].clone()).collect())
             .collect();
         self.stream_time = self.stream_time.max(timestamp);
+        let having = self.plan.having.is_some();
         if let Some((old_group, old_args)) = old {
-            let key = (encode_group(&old_group), i64::MIN);
-            if let Some(dirty) = self.dirty.as_mut() {
-                dirty.groups.insert(key.clone());
-            }
-            if let Some(aggregate) = self.groups.get_mut(&key) {
-                for (accumulator, values) in aggregate.accumulators.iter_mut().zip(&old_args) {
-                    accumulator.undo(values);
+            let key = group_key(&old_group, i64::MIN);
+            match self.groups.get_mut(&key) {
+                Some(aggregate) => {
+                    mark_changed(&mut self.dirty, &key, aggregate);
+                    for (accumulator, values) in aggregate.accumulators.iter_mut().zip(&old_args) {
+                        accumulator.undo(values);
+                    }
+                    aggregate.timestamp = aggregate.timestamp.max(timestamp);
+                    // The same group takes the new values before its one result.
+                    if !(joins && old_group == group) {
+                        let owner = owner_of(having, &key, aggregate);
+                        let snapshot = snapshots.push(aggregate, owner, row);
+                        changes.push(Change::Updated { snapshot });
+                    }
                 }
-                aggregate.timestamp = aggregate.timestamp.max(timestamp);
-                // The same group takes the new values before its one result.
-                if !(joins && old_group == group) {
-                    let snapshot = snapshots.push(aggregate, Owner::Group(key), row);
-                    changes.push(Change::Updated { snapshot });
+                None => {
+                    if let Some(dirty) = self.dirty.as_mut() {
+                        dirty.groups.push(key);
+                    }
                 }
             }
         }
         if joins {
-            let key = (encode_group(&group), i64::MIN);
+            let key = group_key(&group, i64::MIN);
             self.update_group(
-                key,
-                &group,
+                &key,
+                || group.clone(),
                 None,
                 (&args, timestamp, row),
                 snapshots,
@@ -442,6 +465,7 @@ impl AggregationStage {
                 .collect(),
             timestamp,
             emitted: false,
+            changed: false,
         };
         merging.sort_by_key(|s| s.window.expect("session").0);
         for old in &merging {
@@ -476,7 +500,7 @@ impl AggregationStage {
         outer_errors: &mut Vec<RowError>,
     ) -> Vec<ResultRow> {
         let Snapshots {
-            batch,
+            mut batch,
             windows,
             timestamps,
             owners,
@@ -489,18 +513,14 @@ impl AggregationStage {
             .having
             .as_ref()
             .map(|h| eval_column(h, &batch, errors));
-        let keys: Vec<Vec<Value>> = self
-            .plan
-            .key_projection
-            .iter()
-            .map(|e| eval_column(e, &batch, errors))
-            .collect();
-        let mut values: Vec<Vec<Value>> = self
-            .plan
-            .value_projection
-            .iter()
-            .map(|e| eval_column(e, &batch, errors))
-            .collect();
+        // The snapshots are spent on the key and value columns (moved where read once).
+        let plan = &self.plan;
+        let mut keys = crate::topology::project(
+            plan.key_projection.iter().chain(&plan.value_projection),
+            &mut batch,
+            errors,
+        );
+        let mut values = keys.split_off(plan.key_projection.len());
         let mut rows = Vec::with_capacity(changes.len());
         for change in changes {
             match change {
@@ -509,7 +529,10 @@ impl AggregationStage {
                         .as_ref()
                         .is_none_or(|h| h[snapshot] == Value::Boolean(true));
                     let was_emitted = self.set_emitted(&owners[snapshot], passes);
-                    let key: Vec<Value> = keys.iter().map(|c| c[snapshot].clone()).collect();
+                    let key: Vec<Value> = keys
+                        .iter_mut()
+                        .map(|c| std::mem::take(&mut c[snapshot]))
+                        .collect();
                     if passes {
                         rows.push(ResultRow {
                             key,
@@ -544,6 +567,17 @@ impl AggregationStage {
             row: inputs.get(e.row).copied().unwrap_or(usize::MAX),
             message: e.message,
         }));
+        let width = batch.columns.len();
+        for mut column in [keys, values, batch.columns].into_iter().flatten() {
+            if self.spare_columns.len() >= width {
+                break;
+            }
+            // A column moved out of the snapshots left one without capacity behind.
+            if column.capacity() > 0 {
+                column.clear();
+                self.spare_columns.push(column);
+            }
+        }
         rows
     }
 
@@ -581,6 +615,7 @@ impl AggregationStage {
     fn set_emitted(&mut self, owner: &Owner, passes: bool) -> bool {
         let aggregate = match owner {
             Owner::Group(key) => self.groups.get_mut(key),
+            Owner::Untracked => None,
             Owner::Session(encoded, window) => self
                 .sessions
                 .get_mut(encoded)
@@ -604,8 +639,8 @@ impl AggregationStage {
         self.groups.retain(|key, a| {
             let (_, end) = a.window.expect("windowed");
             if spec.time_window_closed(end, stream_time) {
-                if let Some(dirty) = dirty.as_mut() {
-                    dirty.groups.insert(key.clone());
+                if let (false, Some(dirty)) = (a.changed, dirty.as_mut()) {
+                    dirty.groups.push(key.clone());
                 }
                 closed.push(a.clone());
                 false
@@ -628,22 +663,12 @@ impl AggregationStage {
             });
         }
         closed.sort_by_key(|a| (a.window.map(|w| (w.1, w.0)), a.timestamp));
-        let mut snapshots = Snapshots {
-            batch: Batch {
-                columns: (0..self.plan.group_by.len() + self.plan.calls.len() + 2)
-                    .map(|_| Vec::new())
-                    .collect(),
-                rows: 0,
-            },
-            windows: Vec::new(),
-            timestamps: Vec::new(),
-            owners: Vec::new(),
-            inputs: Vec::new(),
-        };
+        let width = self.plan.group_by.len() + self.plan.calls.len() + 2;
+        let mut snapshots = Snapshots::new(width, &mut self.spare_columns);
         let changes = closed
             .iter()
             .map(|a| Change::Updated {
-                snapshot: snapshots.push(a, Owner::Group((Vec::new(), i64::MIN)), usize::MAX),
+                snapshot: snapshots.push(a, Owner::Untracked, usize::MAX),
             })
             .collect();
         self.results(snapshots, changes, push, errors)
@@ -663,8 +688,9 @@ impl AggregationStage {
             let closed = a
                 .window
                 .is_some_and(|(_, end)| spec.time_window_closed(end, stream_time));
-            if let (true, Some(dirty)) = (closed, dirty.as_mut()) {
-                dirty.groups.insert(key.clone());
+            // A changed group is listed already; its record will be a tombstone.
+            if let (true, false, Some(dirty)) = (closed, a.changed, dirty.as_mut()) {
+                dirty.groups.push(key.clone());
             }
             !closed
         });
@@ -693,6 +719,13 @@ impl AggregationStage {
         self.dirty.get_or_insert_with(Dirty::default);
     }
 
+    /// Whether anything changed since the changelog was last taken.
+    pub fn changelog_pending(&self) -> bool {
+        self.dirty.as_ref().is_some_and(|dirty| {
+            !(dirty.groups.is_empty() && dirty.sessions.is_empty() && dirty.table_rows.is_empty())
+        })
+    }
+
     /// The changelog records of what changed since the last call (key, value or tombstone).
     pub fn take_changelog(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         let Some(dirty) = self.dirty.as_mut() else {
@@ -701,14 +734,18 @@ impl AggregationStage {
         let dirty = std::mem::take(dirty);
         let mut records = Vec::new();
         for key in dirty.groups {
-            let mut bytes = vec![b'G'];
-            bytes.extend_from_slice(&(key.0.len() as u32).to_be_bytes());
-            bytes.extend_from_slice(&key.0);
-            bytes.extend_from_slice(&key.1.to_be_bytes());
-            let value = self
-                .groups
-                .get(&key)
-                .map(|a| encode_value(&aggregate_state(a)));
+            // `G`, the grouping values' length, then the key (values, window start).
+            let mut bytes = Vec::with_capacity(5 + key.len());
+            bytes.push(b'G');
+            let group_length = key.len() - WINDOW_START_BYTES;
+            bytes.extend_from_slice(&(group_length as u32).to_be_bytes());
+            bytes.extend_from_slice(&key);
+            let value = self.groups.get_mut(&key).map(|a| {
+                a.changed = false;
+                let mut bytes = vec![FORMAT_VERSION];
+                write_aggregate_state(a, &mut bytes);
+                bytes
+            });
             records.push((bytes, value));
         }
         for key in dirty.sessions {
@@ -718,7 +755,14 @@ impl AggregationStage {
                 .sessions
                 .get(&key)
                 .filter(|s| !s.is_empty())
-                .map(|s| encode_value(&Value::Array(s.iter().map(aggregate_state).collect())));
+                .map(|sessions| {
+                    let mut bytes = vec![FORMAT_VERSION];
+                    snapshot::write_array_header(sessions.len(), &mut bytes);
+                    for session in sessions {
+                        write_aggregate_state(session, &mut bytes);
+                    }
+                    bytes
+                });
             records.push((bytes, value));
         }
         if let Some(table) = &self.table_rows {
@@ -754,21 +798,17 @@ impl AggregationStage {
                     .get(..4)
                     .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
                     .ok_or("a short changelog key")?;
-                let group = rest
-                    .get(4..4 + length)
-                    .ok_or("a short changelog key")?
-                    .to_vec();
-                let start = rest
-                    .get(4 + length..12 + length)
-                    .map(|b| i64::from_be_bytes(b.try_into().unwrap_or([0; 8])))
+                // The grouping values and the window start: the group's key.
+                let key = rest
+                    .get(4..4 + length + WINDOW_START_BYTES)
                     .ok_or("a short changelog key")?;
                 match state {
                     Some(state) => {
                         let aggregate = self.aggregate_from(&state)?;
-                        self.groups.insert((group, start), aggregate);
+                        self.groups.insert(key.to_vec(), aggregate);
                     }
                     None => {
-                        self.groups.remove(&(group, start));
+                        self.groups.remove(key);
                     }
                 }
             }
@@ -851,30 +891,52 @@ impl AggregationStage {
             accumulators,
             timestamp: *timestamp,
             emitted: *emitted,
+            changed: false,
         })
     }
 }
 
-/// One aggregate as a value: grouping values, window, timestamp, HAVING state, accumulators.
-fn aggregate_state(aggregate: &Aggregate) -> Value {
-    Value::Struct(vec![
-        Value::Array(aggregate.group.clone()),
-        aggregate.window.map_or(Value::Null, |(start, end)| {
-            Value::Struct(vec![Value::BigInt(start), Value::BigInt(end)])
-        }),
-        Value::BigInt(aggregate.timestamp),
-        Value::Boolean(aggregate.emitted),
-        Value::Array(
-            aggregate
-                .accumulators
-                .iter()
-                .map(|a| a.snapshot())
-                .collect(),
-        ),
-    ])
+/// One aggregate's bytes: a STRUCT of its grouping values, window, timestamp, HAVING state
+/// and accumulators' snapshots (read back by `aggregate_from`).
+fn write_aggregate_state(aggregate: &Aggregate, out: &mut Vec<u8>) {
+    snapshot::write_struct_header(5, out);
+    snapshot::write_array_header(aggregate.group.len(), out);
+    for value in &aggregate.group {
+        snapshot::write(value, out);
+    }
+    match aggregate.window {
+        Some((start, end)) => {
+            snapshot::write_struct_header(2, out);
+            snapshot::write(&Value::BigInt(start), out);
+            snapshot::write(&Value::BigInt(end), out);
+        }
+        None => snapshot::write(&Value::Null, out),
+    }
+    snapshot::write(&Value::BigInt(aggregate.timestamp), out);
+    snapshot::write(&Value::Boolean(aggregate.emitted), out);
+    snapshot::write_array_header(aggregate.accumulators.len(), out);
+    for accumulator in &aggregate.accumulators {
+        accumulator.write_snapshot(out);
+    }
 }
 
 impl Snapshots {
+    /// Columns come from `spare` (emptied ones a batch before kept) where it has them.
+    fn new(width: usize, spare: &mut Vec<Vec<Value>>) -> Snapshots {
+        Snapshots {
+            batch: Batch {
+                columns: (0..width)
+                    .map(|_| spare.pop().unwrap_or_default())
+                    .collect(),
+                rows: 0,
+            },
+            windows: Vec::new(),
+            timestamps: Vec::new(),
+            owners: Vec::new(),
+            inputs: Vec::new(),
+        }
+    }
+
     /// Adds the aggregate's current row: grouping values, results, window bounds.
     fn push(&mut self, aggregate: &Aggregate, owner: Owner, input: usize) -> usize {
         let mut column = 0;
@@ -899,6 +961,40 @@ impl Snapshots {
         self.inputs.push(input);
         self.batch.rows += 1;
         self.batch.rows - 1
+    }
+}
+
+/// A group's key: its grouping values encoded, then the window start.
+fn group_key(group: &[Value], window_start: i64) -> GroupKey {
+    let mut key = encode_group(group);
+    key.extend_from_slice(&window_start.to_be_bytes());
+    key
+}
+
+/// Lists a group in the changelog's next records, once until they are taken.
+fn mark_changed(dirty: &mut Option<Dirty>, key: &[u8], aggregate: &mut Aggregate) {
+    if let (false, Some(dirty)) = (aggregate.changed, dirty.as_mut()) {
+        aggregate.changed = true;
+        dirty.groups.push(key.to_vec());
+    }
+}
+
+/// What a snapshot of `aggregate` answers to: the group, looked up again for `HAVING`'s
+/// verdict; without HAVING every result passes, so that is recorded now.
+fn owner_of(having: bool, key: &[u8], aggregate: &mut Aggregate) -> Owner {
+    if having {
+        Owner::Group(key.to_vec())
+    } else {
+        aggregate.emitted = true;
+        Owner::Untracked
+    }
+}
+
+/// The batch's own column when `expr` is one, else the expression's values.
+fn column<'a>(expr: &CompiledExpr, batch: &'a Batch, errors: &mut Vec<RowError>) -> Column<'a> {
+    match expr {
+        CompiledExpr::Column(index) => Cow::Borrowed(batch.columns[*index].as_slice()),
+        _ => Cow::Owned(eval_column(expr, batch, errors)),
     }
 }
 

@@ -52,6 +52,12 @@ pub trait Accumulator: Send + fmt::Debug {
     /// function's parameters (k, n, limits, ...) and any failure; [`super::snapshot`] makes
     /// bytes of it.
     fn snapshot(&self) -> Value;
+    /// Appends the snapshot's bytes (as [`super::snapshot::write`] writes `snapshot()`). The
+    /// functions most queries use write theirs without building the value: the changelog
+    /// takes one per changed group and batch.
+    fn write_snapshot(&self, out: &mut Vec<u8>) {
+        super::snapshot::write(&self.snapshot(), out);
+    }
     /// Replaces this (fresh) accumulator's state with a snapshot; Err names what did not fit.
     /// A snapshot of another function, or of this one with other parameters (k, n, scale,
     /// ignoreNulls, ...), does not fit; limits are taken from the snapshot. On Err the
@@ -533,6 +539,15 @@ fn snapshot_of(kind: &str, fields: impl IntoIterator<Item = Value>) -> Value {
     )
 }
 
+/// The bytes of `snapshot_of(kind, fields)`, written directly.
+fn write_snapshot_of(kind: &str, fields: &[Value], out: &mut Vec<u8>) {
+    super::snapshot::write_struct_header(1 + fields.len(), out);
+    super::snapshot::write_str(kind, out);
+    for field in fields {
+        super::snapshot::write(field, out);
+    }
+}
+
 fn failure_value(failure: &Option<String>) -> Value {
     failure.clone().map_or(Value::Null, Value::String)
 }
@@ -820,6 +835,10 @@ impl Accumulator for Count {
         snapshot_of("COUNT", [Value::BigInt(self.count)])
     }
 
+    fn write_snapshot(&self, out: &mut Vec<u8>) {
+        write_snapshot_of("COUNT", &[Value::BigInt(self.count)], out);
+    }
+
     fn restore(&mut self, snapshot: &Value) -> Result<(), String> {
         let restoring = Restoring("COUNT");
         let [count] = restoring.fields(snapshot)?;
@@ -1011,6 +1030,10 @@ struct Sum {
 impl Accumulator for Sum {
     fn snapshot(&self) -> Value {
         snapshot_of("SUM", [self.sum.to_value()])
+    }
+
+    fn write_snapshot(&self, out: &mut Vec<u8>) {
+        write_snapshot_of("SUM", &[self.sum.to_value()], out);
     }
 
     fn restore(&mut self, snapshot: &Value) -> Result<(), String> {
@@ -1279,6 +1302,11 @@ struct Avg {
 impl Accumulator for Avg {
     fn snapshot(&self) -> Value {
         snapshot_of("AVG", [self.sum.to_value(), Value::BigInt(self.count)])
+    }
+
+    fn write_snapshot(&self, out: &mut Vec<u8>) {
+        let fields = [self.sum.to_value(), Value::BigInt(self.count)];
+        write_snapshot_of("AVG", &fields, out);
     }
 
     fn restore(&mut self, snapshot: &Value) -> Result<(), String> {
@@ -1606,6 +1634,10 @@ impl Accumulator for MinMax {
     /// NULL before any value (NULLs are never kept).
     fn snapshot(&self) -> Value {
         snapshot_of(self.kind(), [self.result()])
+    }
+
+    fn write_snapshot(&self, out: &mut Vec<u8>) {
+        write_snapshot_of(self.kind(), &[self.result()], out);
     }
 
     fn restore(&mut self, snapshot: &Value) -> Result<(), String> {
@@ -3369,6 +3401,12 @@ mod tests {
     /// Through bytes, as the changelog carries it, into a fresh accumulator.
     fn restored(function: &AggregateFunction, original: &dyn Accumulator) -> Box<dyn Accumulator> {
         let bytes = encode_value(&original.snapshot());
+        let mut written = vec![crate::aggregate::snapshot::FORMAT_VERSION];
+        original.write_snapshot(&mut written);
+        assert_eq!(
+            written, bytes,
+            "write_snapshot writes what snapshot() encodes to"
+        );
         let mut restored = function.new_accumulator();
         restored.restore(&decode_value(&bytes).unwrap()).unwrap();
         restored

@@ -119,23 +119,24 @@ impl WindowSpec {
 
     /// The (start, end) of every time window holding `timestamp`, earliest first (Kafka
     /// Streams' `TimeWindows.windowsFor`). Empty for session windows.
-    pub fn time_windows(&self, timestamp: i64) -> Vec<(i64, i64)> {
+    pub fn time_windows(&self, timestamp: i64) -> impl Iterator<Item = (i64, i64)> {
         let (size, advance) = match self.kind {
             WindowKind::Tumbling { size_ms } => (size_ms, size_ms),
             WindowKind::Hopping {
                 size_ms,
                 advance_ms,
             } => (size_ms, advance_ms),
-            WindowKind::Session { .. } => return Vec::new(),
+            // No window: a range that is empty.
+            WindowKind::Session { .. } => (1, 1),
         };
         // The first window holding the timestamp starts at a multiple of the advance.
-        let mut start = (timestamp - size + advance).max(0) / advance * advance;
-        let mut windows = Vec::new();
-        while start <= timestamp {
-            windows.push((start, start.saturating_add(size)));
-            start += advance;
-        }
-        windows
+        let first = match self.kind {
+            WindowKind::Session { .. } => timestamp.saturating_add(1),
+            _ => (timestamp - size + advance).max(0) / advance * advance,
+        };
+        (first..=timestamp)
+            .step_by(advance.max(1) as usize)
+            .map(move |start| (start, start.saturating_add(size)))
     }
 
     /// Whether a time window ending at `end` takes no more records at `stream_time`.
@@ -217,14 +218,23 @@ mod tests {
         let hopping =
             WindowSpec::parse("HOPPING (SIZE 30 SECONDS, ADVANCE BY 10 SECONDS)").unwrap();
         assert_eq!(
-            hopping.time_windows(25_000),
+            hopping.time_windows(25_000).collect::<Vec<_>>(),
             vec![(0, 30_000), (10_000, 40_000), (20_000, 50_000)]
         );
         // Windows never start before the epoch.
-        assert_eq!(hopping.time_windows(5_000), vec![(0, 30_000)]);
+        assert_eq!(
+            hopping.time_windows(5_000).collect::<Vec<_>>(),
+            vec![(0, 30_000)]
+        );
         let tumbling = WindowSpec::parse("TUMBLING (SIZE 30 SECONDS)").unwrap();
-        assert_eq!(tumbling.time_windows(89_999), vec![(60_000, 90_000)]);
-        assert_eq!(tumbling.time_windows(90_000), vec![(90_000, 120_000)]);
+        assert_eq!(
+            tumbling.time_windows(89_999).collect::<Vec<_>>(),
+            vec![(60_000, 90_000)]
+        );
+        assert_eq!(
+            tumbling.time_windows(90_000).collect::<Vec<_>>(),
+            vec![(90_000, 120_000)]
+        );
     }
 
     #[test]
