@@ -68,7 +68,8 @@ pub type Interrupt<'a> = &'a mut dyn FnMut() -> bool;
 /// Gives the memory that closed clients freed back to the operating system. glibc keeps
 /// freed memory in its per-thread arenas, and librdkafka frees its fetch buffers on its own
 /// threads: after a 1M-message read that was ~65 MB of resident memory, which the next
-/// allocation (the numpy matrix, say) then came on top of.
+/// allocation (the numpy matrix, say) then came on top of. (librdkafka allocates with glibc's
+/// malloc; the Python extension's Rust allocations go to mimalloc, which returns its own.)
 pub fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // Safety: malloc_trim only walks glibc's own heaps; any thread may call it.

@@ -7,6 +7,8 @@
 //!   keyed by car (a projection, a tumbling COUNT/AVG by car, a LEFT JOIN with a users table).
 //!
 //! `cargo run --release -p kafkaml-engine --example query_cpu -- [csas|projection|window|join] [ROWS]`
+//!
+//! It runs on the system allocator; the Python extension's is mimalloc (~20 % less here).
 
 use std::sync::Arc;
 use std::time::Instant;
