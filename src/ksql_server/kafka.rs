@@ -990,9 +990,14 @@ impl PendingCommits<'_> {
 
     /// Notes where the records leave their partitions: the next commit's offsets.
     fn read(&mut self, records: &[InputRecord]) {
+        // The batch's last offset per partition first: a topic name is copied once a batch.
+        let mut last: BTreeMap<(&str, i32), i64> = BTreeMap::new();
         for record in records {
+            last.insert((record.topic.as_str(), record.partition), record.offset);
+        }
+        for ((topic, partition), offset) in last {
             self.unflushed
-                .insert((record.topic.clone(), record.partition), record.offset + 1);
+                .insert((topic.to_string(), partition), offset + 1);
         }
     }
 
