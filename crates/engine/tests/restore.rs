@@ -45,33 +45,30 @@ fn sink_records(outputs: &[OutputRecord]) -> Vec<OutputRecord> {
         .collect()
 }
 
+/// An engine that runs all of `records` without stopping, and what it wrote.
+fn uninterrupted(records: &[InputRecord]) -> (Engine, Vec<OutputRecord>) {
+    let cluster = Arc::new(MemoryCluster::default());
+    let engine = engine_on(cluster.clone(), &STATEMENTS);
+    let outputs = run(&engine, &cluster, records);
+    (engine, outputs)
+}
+
+/// An engine on `cluster` whose query keeps its changelog, and the changelog's name.
+fn keeping_changelog(cluster: &Arc<MemoryCluster>) -> (Engine, String) {
+    let engine = engine_on(cluster.clone(), &STATEMENTS);
+    let query = engine.queries.values().next().expect("a query");
+    let changelog = query.changelog_topic.clone().expect("a changelog");
+    query.topology.lock().unwrap().keep_changelog(&changelog);
+    (engine, changelog)
+}
+
 #[test]
 fn a_restarted_aggregation_goes_on_as_one_that_never_stopped() {
     let records: Vec<InputRecord> = (0..60).map(record).collect();
-
-    let uninterrupted = Arc::new(MemoryCluster::default());
-    let whole = engine_on(uninterrupted.clone(), &STATEMENTS);
-    let all = run(&whole, &uninterrupted, &records);
+    let (whole, all) = uninterrupted(&records);
 
     let cluster = Arc::new(MemoryCluster::default());
-    let first = engine_on(cluster.clone(), &STATEMENTS);
-    let changelog = first
-        .queries
-        .values()
-        .next()
-        .unwrap()
-        .changelog_topic
-        .clone()
-        .expect("a changelog");
-    first
-        .queries
-        .values()
-        .next()
-        .unwrap()
-        .topology
-        .lock()
-        .unwrap()
-        .keep_changelog(&changelog);
+    let (first, changelog) = keeping_changelog(&cluster);
     let mut before = Vec::new();
     for chunk in records[..35].chunks(4) {
         before.extend(run(&first, &cluster, chunk));
@@ -128,19 +125,12 @@ fn restarted(cluster: &Arc<MemoryCluster>, changelog: &str) -> Engine {
 #[test]
 fn a_deferred_changelog_writes_each_change_once_per_commit_and_restores_alike() {
     let records: Vec<InputRecord> = (0..60).map(record).collect();
-    let uninterrupted = Arc::new(MemoryCluster::default());
-    let whole = engine_on(uninterrupted.clone(), &STATEMENTS);
-    let all = run(&whole, &uninterrupted, &records);
+    let (_, all) = uninterrupted(&records);
 
     let cluster = Arc::new(MemoryCluster::default());
-    let first = engine_on(cluster.clone(), &STATEMENTS);
+    let (first, changelog) = keeping_changelog(&cluster);
     let query = first.queries.values().next().unwrap();
-    let changelog = query.changelog_topic.clone().expect("a changelog");
-    {
-        let mut topology = query.topology.lock().unwrap();
-        topology.keep_changelog(&changelog);
-        topology.defer_changelog();
-    }
+    query.topology.lock().unwrap().defer_changelog();
     let mut before = Vec::new();
     let mut written = Vec::new();
     // A commit after every third batch of four records, and at the end (the runtime's stop).
@@ -163,13 +153,7 @@ fn a_deferred_changelog_writes_each_change_once_per_commit_and_restores_alike() 
     }
     // The same batches with the state written batch by batch.
     let other = Arc::new(MemoryCluster::default());
-    let batch_by_batch = engine_on(other.clone(), &STATEMENTS);
-    let other_query = batch_by_batch.queries.values().next().unwrap();
-    other_query
-        .topology
-        .lock()
-        .unwrap()
-        .keep_changelog(&changelog);
+    let (batch_by_batch, _) = keeping_changelog(&other);
     let every_batch = records[..35]
         .chunks(4)
         .flat_map(|chunk| run(&batch_by_batch, &other, chunk))
