@@ -22,6 +22,7 @@ pub mod join;
 pub mod partitioner;
 pub mod pull;
 pub mod rest;
+pub mod small_key;
 pub mod sql;
 pub mod topology;
 pub mod types;

@@ -10,6 +10,7 @@ use crate::formats::RecordSerde;
 use crate::functions::BoundFunction;
 use crate::functions::RowError;
 use crate::join::{chain_entry, run_chain, JoinStage, Side};
+use crate::small_key::SmallKey;
 use crate::value::Value;
 
 /// A record read from a topic.
@@ -67,13 +68,13 @@ pub struct MaterializedRow {
 pub struct Materialized {
     /// The sink topic's partitions (the stores are one per partition).
     pub partitions: i32,
-    pub rows: rustc_hash::FxHashMap<Vec<u8>, MaterializedRow>,
+    pub rows: rustc_hash::FxHashMap<SmallKey, MaterializedRow>,
 }
 
 impl Materialized {
     /// The rows in the order ksqlDB's state stores give them back (by position).
     pub fn rows_in_store_order(&self) -> Vec<MaterializedRow> {
-        let mut rows: Vec<(&Vec<u8>, &MaterializedRow)> = self.rows.iter().collect();
+        let mut rows: Vec<(&SmallKey, &MaterializedRow)> = self.rows.iter().collect();
         rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
         rows.into_iter().map(|(_, row)| row.clone()).collect()
     }
@@ -707,7 +708,7 @@ impl StreamTopology {
                     kept.timestamp = row.timestamp;
                 } else {
                     materialized.rows.insert(
-                        position.clone(),
+                        SmallKey::from(position.as_slice()),
                         MaterializedRow {
                             key: row.key,
                             window: row.window,
@@ -904,7 +905,7 @@ impl StreamTopology {
         {
             Some(value) => {
                 materialized.rows.insert(
-                    position,
+                    SmallKey::from(position.as_slice()),
                     MaterializedRow {
                         key,
                         window,
@@ -917,7 +918,7 @@ impl StreamTopology {
                 }
             }
             None => {
-                materialized.rows.remove(&position);
+                materialized.rows.remove(position.as_slice());
                 self.passing.remove(&passing_key);
             }
         }

@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use hashbrown::hash_map::RawEntryMut;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use super::snapshot::{self, decode_value, encode_value, FORMAT_VERSION};
@@ -15,6 +16,7 @@ use super::udaf::{Accumulator, AggregateFunction};
 use super::window::{WindowKind, WindowSpec};
 use crate::expr::{eval_column, Batch, CompiledExpr};
 use crate::functions::RowError;
+use crate::small_key::SmallKey;
 use crate::topology::ResultRow;
 use crate::value::Value;
 
@@ -56,7 +58,8 @@ pub struct AggregationStage {
     table_rows: Option<TableRows>,
     /// What changed since the changelog was last taken (`None`: no changelog kept).
     dirty: Option<Dirty>,
-    groups: HashMap<GroupKey, Aggregate>,
+    /// hashbrown's map for its raw entries: an update finds or makes its group in one lookup.
+    groups: hashbrown::HashMap<GroupKey, Aggregate, rustc_hash::FxBuildHasher>,
     sessions: HashMap<Vec<u8>, Vec<Aggregate>>,
     /// The largest record timestamp seen: windows close by it.
     stream_time: i64,
@@ -86,7 +89,7 @@ type TableRow = (Vec<Value>, Vec<Vec<Value>>);
 
 /// A group's identity: its grouping values encoded, then its window's start (big-endian;
 /// `i64::MIN` without a window). One byte string, so a lookup can borrow a reused buffer.
-type GroupKey = Vec<u8>;
+type GroupKey = SmallKey;
 
 /// The bytes of a window start at the end of a [`GroupKey`].
 const WINDOW_START_BYTES: usize = 8;
@@ -167,7 +170,7 @@ impl AggregationStage {
             null_groups: 0,
             failure: None,
             dirty: None,
-            groups: HashMap::default(),
+            groups: Default::default(),
             sessions: HashMap::default(),
             stream_time: i64::MIN,
             spare_columns: Vec::new(),
@@ -220,7 +223,7 @@ impl AggregationStage {
             .map(|c| Vec::with_capacity(c.args.len()))
             .collect();
         // The group's key, written into one buffer for every record.
-        let mut key: GroupKey = Vec::new();
+        let mut key: Vec<u8> = Vec::new();
         for row in 0..batch.rows {
             if self.table_rows.is_some() {
                 self.update_table_row(
@@ -319,20 +322,22 @@ impl AggregationStage {
         snapshots: &mut Snapshots,
         changes: &mut Vec<Change>,
     ) {
-        // Most records update a group that exists: looked up without copying its key.
-        if !self.groups.contains_key(key) {
-            let calls = &self.plan.calls;
-            let aggregate = Aggregate {
-                group: group(),
-                window,
-                accumulators: calls.iter().map(|c| c.function.new_accumulator()).collect(),
-                timestamp,
-                emitted: false,
-                changed: false,
-            };
-            self.groups.insert(key.to_vec(), aggregate);
-        }
-        let aggregate = self.groups.get_mut(key).expect("inserted above");
+        // Most records update a group that exists: one lookup, without copying its key.
+        let calls = &self.plan.calls;
+        let aggregate = match self.groups.raw_entry_mut().from_key(key) {
+            RawEntryMut::Occupied(entry) => entry.into_mut(),
+            RawEntryMut::Vacant(entry) => {
+                let aggregate = Aggregate {
+                    group: group(),
+                    window,
+                    accumulators: calls.iter().map(|c| c.function.new_accumulator()).collect(),
+                    timestamp,
+                    emitted: false,
+                    changed: false,
+                };
+                entry.insert(GroupKey::from(key), aggregate).1
+            }
+        };
         for (accumulator, values) in aggregate.accumulators.iter_mut().zip(args) {
             accumulator.add(values);
             if let Some(message) = accumulator.failure() {
@@ -382,7 +387,7 @@ impl AggregationStage {
         let having = self.plan.having.is_some();
         if let Some((old_group, old_args)) = old {
             let key = group_key(&old_group, i64::MIN);
-            match self.groups.get_mut(&key) {
+            match self.groups.get_mut(key.as_slice()) {
                 Some(aggregate) => {
                     mark_changed(&mut self.dirty, &key, aggregate);
                     for (accumulator, values) in aggregate.accumulators.iter_mut().zip(&old_args) {
@@ -398,7 +403,7 @@ impl AggregationStage {
                 }
                 None => {
                     if let Some(dirty) = self.dirty.as_mut() {
-                        dirty.groups.push(key);
+                        dirty.groups.push(GroupKey::from(key.as_slice()));
                     }
                 }
             }
@@ -805,7 +810,7 @@ impl AggregationStage {
                 match state {
                     Some(state) => {
                         let aggregate = self.aggregate_from(&state)?;
-                        self.groups.insert(key.to_vec(), aggregate);
+                        self.groups.insert(GroupKey::from(key), aggregate);
                     }
                     None => {
                         self.groups.remove(key);
@@ -965,7 +970,7 @@ impl Snapshots {
 }
 
 /// A group's key: its grouping values encoded, then the window start.
-fn group_key(group: &[Value], window_start: i64) -> GroupKey {
+fn group_key(group: &[Value], window_start: i64) -> Vec<u8> {
     let mut key = encode_group(group);
     key.extend_from_slice(&window_start.to_be_bytes());
     key
@@ -975,7 +980,7 @@ fn group_key(group: &[Value], window_start: i64) -> GroupKey {
 fn mark_changed(dirty: &mut Option<Dirty>, key: &[u8], aggregate: &mut Aggregate) {
     if let (false, Some(dirty)) = (aggregate.changed, dirty.as_mut()) {
         aggregate.changed = true;
-        dirty.groups.push(key.to_vec());
+        dirty.groups.push(GroupKey::from(key));
     }
 }
 
@@ -983,7 +988,7 @@ fn mark_changed(dirty: &mut Option<Dirty>, key: &[u8], aggregate: &mut Aggregate
 /// verdict; without HAVING every result passes, so that is recorded now.
 fn owner_of(having: bool, key: &[u8], aggregate: &mut Aggregate) -> Owner {
     if having {
-        Owner::Group(key.to_vec())
+        Owner::Group(GroupKey::from(key))
     } else {
         aggregate.emitted = true;
         Owner::Untracked
