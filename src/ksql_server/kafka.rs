@@ -892,28 +892,30 @@ fn process_batches(
         counters
             .records_in
             .fetch_add(records.len() as u64, Ordering::Relaxed);
-        let (mut outputs, done, commits) = {
+        let (outputs, sink_records, done, commits) = {
             let mut topology = topology
                 .lock()
                 .map_err(|_| "the query's state was poisoned by a panic".to_string())?;
-            let outputs = topology.process(&records);
+            let mut outputs = topology.process(&records);
             // A record the query must not skip (ksql.timestamp.throw.on.invalid, say) stops it;
             // the batch's offsets stay uncommitted, so a restart reads it again.
             if let Some(reason) = &topology.failed {
                 return Err(reason.clone());
             }
+            let sink_records = outputs.len();
+            let done = topology.is_done();
             // A query without a changelog commits every batch; one with commits when it
             // writes the state (the records read since then are counted in it).
             let commits = !topology.changelog_deferred
-                || topology.is_done()
+                || done
                 || pending.last_flush.elapsed() >= COMMIT_INTERVAL;
-            (outputs, topology.is_done(), commits)
+            if commits && topology.changelog_deferred {
+                outputs.extend(topology.take_changelog_records());
+                pending.last_flush = Instant::now();
+            }
+            (outputs, sink_records, done, commits)
         };
         pending.read(&records);
-        let sink_records = outputs.len();
-        if commits {
-            outputs.extend(pending.take_changelog(topology)?);
-        }
         pending.write(&outputs, sink_records, commits)?;
         if done {
             break;
@@ -1001,25 +1003,17 @@ impl PendingCommits<'_> {
         }
     }
 
-    /// The changelog's records of the state changed since it was last written.
-    fn take_changelog(
-        &mut self,
-        topology: &Arc<Mutex<StreamTopology>>,
-    ) -> Result<Vec<OutputRecord>, String> {
-        self.last_flush = Instant::now();
-        let mut topology = topology
-            .lock()
-            .map_err(|_| "the query's state was poisoned by a panic".to_string())?;
-        Ok(topology.take_changelog_records())
-    }
-
     /// Writes the changelog's pending records (if any state or read offset awaits a commit) as
     /// a batch of its own that commits.
     fn flush(&mut self, topology: &Arc<Mutex<StreamTopology>>) -> Result<(), String> {
         if self.unflushed.is_empty() {
             return Ok(());
         }
-        let outputs = self.take_changelog(topology)?;
+        let outputs = topology
+            .lock()
+            .map_err(|_| "the query's state was poisoned by a panic".to_string())?
+            .take_changelog_records();
+        self.last_flush = Instant::now();
         self.write(&outputs, 0, true)
     }
 
